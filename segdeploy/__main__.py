@@ -1,0 +1,3 @@
+from segdeploy.cli import run
+
+run()

@@ -1,0 +1,79 @@
+"""One exception family for everything segdeploy reports to a user.
+
+Contract: every error a user can cause raises a :class:`SegdeployError` subclass whose message is
+one line saying what failed, what was expected and how to fix it. The CLI prints ``error: <message>``
+without a traceback and exits with the class's ``exit_code``.
+
+Exit codes (documented in the README):
+    0  success
+    1  error (bad input, failed stage, failed verification)
+    2  usage error (bad option values, impossible option combinations)
+    3  accuracy gate tripped (drift larger than the budget)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3
+
+
+class SegdeployError(Exception):
+    """Base class: a user-facing, one-line error."""
+
+    exit_code: int = EXIT_ERROR
+
+    def __init__(self, message: str):
+        # Keep the message on one line: the CLI prints it as is.
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(SegdeployError):
+    """Option values that cannot work together or cannot be parsed (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ModelLoadError(SegdeployError):
+    """The model file/factory cannot be loaded, or its outputs are not a segmentation map."""
+
+
+class UntrustedPickleError(ModelLoadError):
+    """A pickled module was given without ``--trust-pickle``."""
+
+
+class ShapeError(SegdeployError):
+    """An impossible shape profile, or an input the model does not accept."""
+
+    exit_code = EXIT_USAGE
+
+
+class ExportError(SegdeployError):
+    """No exporter produced an ONNX graph."""
+
+
+class VerificationError(SegdeployError):
+    """An exported graph disagrees with PyTorch."""
+
+
+class DataError(SegdeployError):
+    """A dataset, image or mask is missing, unreadable or inconsistent."""
+
+
+class ArtifactError(SegdeployError):
+    """An artifact (ONNX, manifest, cache) is missing, corrupt or cannot be written."""
+
+
+class GateError(SegdeployError):
+    """An accuracy gate tripped: the drift exceeds the budget (exit 3)."""
+
+    exit_code = EXIT_GATE
+
+
+class MissingDependencyError(SegdeployError):
+    """An optional dependency (tensorrt, onnxruntime-gpu, ...) is not installed."""
