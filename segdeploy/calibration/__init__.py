@@ -1,0 +1,108 @@
+"""Calibration: calibration sets, streaming range collection, range methods, statistics and TensorRT caches.
+
+Stable API (other stages code against these names; keep them stable)
+=====================================================================
+
+One call (``segdeploy.calibration.calibrate``, in stage.py)::
+
+    from segdeploy.calibration import calibrate, Method
+    res = calibrate(
+        onnx_path,                     # FP32 ONNX from `segdeploy export` (input NCHW float32)
+        source,                        # image folder, or a list file (one image path per line, relative to the file)
+        preprocess=preprocess,         # segdeploy.spec.Preprocess (manifest: segdeploy.manifest.preprocess_of)
+        profile=profile,               # segdeploy.spec.ShapeProfile (manifest: segdeploy.manifest.onnx_profile_of)
+        size=None,                     # --calib-size: sample this many images (None: all); fewer available -> DataError
+        seed=0,                        # --seed: reproducible sampling
+        method=Method("entropy"),      # Method("max") | Method("percentile", percentile=99.99) | Method("entropy") | Method("mse")
+        cache_dir=None,                # statistics cache dir (None: no cache); unwritable -> ArtifactError before any work
+        batch_size=8,
+        tensors=None,                  # None: every float activation (graph inputs + float node outputs); or a list of names
+        gray="refuse",                 # grayscale images for a 3-channel model: "refuse" (DataError) or "replicate"
+        progress=None,                 # optional callable(done_images: int, total_images: int)
+    )
+    res.ranges            # dict[str, float]: tensor name -> amax (>= 0; symmetric range [-amax, amax]; scale = amax / 127)
+    res.statistics        # Statistics (histograms, absmax per tensor): recompute other methods without re-running the model
+    res.absmax            # dict[str, float]: observed max |x| per tensor (FP16 overflow check: > 65504)
+    res.method            # Method used
+    res.calib_set         # CalibrationSet (the sampled files, data hash)
+    res.cache_hit         # bool: statistics came from the cache (model not run)
+    res.model_sha256, res.data_sha256
+    res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, tensor count)
+
+Pieces (each usable alone)::
+
+    # reader.py
+    CalibrationSet                                   # frozen: files (tuple[str]), size, seed, data_sha256, source
+    open_calibration_set(source, *, size=None, seed=0, channels=3, gray="refuse", max_pixels=..., min_images=1)
+    iter_batches(calib_set, preprocess, profile, batch_size=8, gray="refuse") -> Iterator[Batch]
+        # Batch: .array float32 NCHW (preprocessed exactly per manifest), .files tuple[str]
+    # collect.py
+    CollectOptions(batch_size=8, num_bins=2048, tensors=None, intra_op_threads=None)
+    collect_statistics(onnx_path, batches, options=CollectOptions(), progress=None) -> Statistics
+    calibratable_tensors(onnx_model) -> list[str]    # graph inputs + float node outputs (not Constant nodes)
+    TensorHistogram                                  # streaming |x| histogram, power-of-two range, exact re-binning
+    Statistics                                       # .tensors: dict[str, TensorHistogram] (graph order), .absmax() dict
+    # methods.py
+    Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind in METHODS
+    METHODS = ("max", "percentile", "entropy", "mse")
+    compute_amax(hist: TensorHistogram, method) -> float
+    compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]
+    # cache.py
+    statistics_key(model_sha256, data_sha256, preprocess, size, seed, num_bins, tensors) -> str
+    StatsCache(cache_dir).load(key) -> Statistics | None ; .save(key, stats, meta) (atomic)
+    # trt_cache.py
+    trt_version_code("8.6.2") -> 8602 ; trt_version_code("10.3") -> 100300
+    write_trt_cache(path, ranges, trt_version="10.3") ; read_trt_cache(path) -> TrtCache(version_code, algorithm, ranges)
+    write_ranges_json(path, ranges, meta=None) ; read_ranges_json(path) -> (ranges, meta)
+
+Errors: bad data -> segdeploy.errors.DataError (lists the offending files / names the tensor with NaN/Inf);
+cache/file problems -> ArtifactError; bad options -> UsageError. Writes are atomic.
+
+Policy decisions (documented here and in the README):
+* Grayscale images for a 3-channel model are refused by default (the model was trained on colour; silently
+  replicating changes the activation statistics); ``gray="replicate"`` converts and records it.
+  Palette images are colour and converted to RGB; RGBA is accepted only when alpha is fully opaque.
+* Images larger than the profile's max H/W in ``pad`` mode are refused (the engine could not take them);
+  in ``resize`` mode they are resized to the profile's opt H/W like at inference. Images above
+  ``max_pixels`` (default 64 Mpx) are refused before decoding.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "calibrate": "segdeploy.calibration.stage",
+    "CalibrationResult": "segdeploy.calibration.stage",
+    "CalibrationSet": "segdeploy.calibration.reader",
+    "Batch": "segdeploy.calibration.reader",
+    "open_calibration_set": "segdeploy.calibration.reader",
+    "iter_batches": "segdeploy.calibration.reader",
+    "CollectOptions": "segdeploy.calibration.collect",
+    "collect_statistics": "segdeploy.calibration.collect",
+    "calibratable_tensors": "segdeploy.calibration.collect",
+    "TensorHistogram": "segdeploy.calibration.collect",
+    "Statistics": "segdeploy.calibration.collect",
+    "Method": "segdeploy.calibration.methods",
+    "METHODS": "segdeploy.calibration.methods",
+    "compute_amax": "segdeploy.calibration.methods",
+    "compute_ranges": "segdeploy.calibration.methods",
+    "statistics_key": "segdeploy.calibration.cache",
+    "StatsCache": "segdeploy.calibration.cache",
+    "trt_version_code": "segdeploy.calibration.trt_cache",
+    "write_trt_cache": "segdeploy.calibration.trt_cache",
+    "read_trt_cache": "segdeploy.calibration.trt_cache",
+    "TrtCache": "segdeploy.calibration.trt_cache",
+    "write_ranges_json": "segdeploy.calibration.trt_cache",
+    "read_ranges_json": "segdeploy.calibration.trt_cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing the package does not import onnxruntime
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'segdeploy.calibration' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
