@@ -1,0 +1,104 @@
+"""Statistics cache: collected histograms keyed by everything that determines them.
+
+Contract
+--------
+:func:`statistics_key` hashes (format version, model SHA-256, data SHA-256 = hash of the sampled files'
+bytes in feed order, the preprocessing dict, the shape profile, calibration size, seed, grayscale policy,
+bin count, tensor selection). :class:`StatsCache` stores one ``<key>.npz`` per key (histograms) with the key's
+fields inside; :meth:`StatsCache.load` returns the statistics only when the stored fields equal the
+requested ones (a renamed or hand-copied file is never reused for another model or data set), ``None``
+otherwise (miss, corrupt or foreign file). Saves are atomic (temp file + rename). An unwritable cache
+directory raises :class:`~segdeploy.errors.ArtifactError` at construction, before any work is done.
+Another method or exclusion list only recomputes ranges from the cached histograms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segdeploy.errors import ArtifactError
+from segdeploy.fsutil import atomic_write_bytes, ensure_writable_dir
+
+CACHE_FORMAT = 1
+
+
+def key_fields(
+    model_sha256: str,
+    data_sha256: str,
+    preprocess: dict,
+    size: int,
+    seed: int,
+    num_bins: int,
+    tensors: list[str] | tuple[str, ...] | None,
+    profile: dict | None = None,
+    gray: str = "refuse",
+) -> dict[str, Any]:
+    pre = {k: v for k, v in preprocess.items() if k != "formula"}
+    return {
+        "format": CACHE_FORMAT,
+        "model_sha256": model_sha256,
+        "data_sha256": data_sha256,
+        "preprocess": pre,
+        "profile": profile,
+        "size": int(size),
+        "seed": int(seed),
+        "gray": gray,
+        "num_bins": int(num_bins),
+        "tensors": None if tensors is None else list(tensors),
+    }
+
+
+def statistics_key(model_sha256: str, data_sha256: str, preprocess: dict, size: int, seed: int, num_bins: int,
+                   tensors=None, profile: dict | None = None, gray: str = "refuse") -> str:
+    """Hex key of the statistics cache entry."""
+    fields = key_fields(model_sha256, data_sha256, preprocess, size, seed, num_bins, tensors, profile, gray)
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+class StatsCache:
+    """A directory of cached :class:`~segdeploy.calibration.collect.Statistics`."""
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        try:
+            self.dir = ensure_writable_dir(cache_dir)
+        except ArtifactError:
+            raise ArtifactError(
+                f"calibration cache directory {cache_dir} cannot be created or written; "
+                "fix its permissions or pass another --cache-dir"
+            ) from None
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"stats-{key[:32]}.npz"
+
+    def load(self, key: str, fields: dict[str, Any]):
+        """The cached Statistics for ``key`` when its stored fields equal ``fields``; else None."""
+        from segdeploy.calibration.collect import Statistics
+
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrs = {k: z[k] for k in ("names", "hist", "range_max", "absmax", "count")}
+        except Exception:
+            return None  # corrupt or foreign: treated as a miss and overwritten on save
+        if meta.get("key") != key or meta.get("fields") != json.loads(json.dumps(fields)):
+            return None
+        return Statistics.from_arrays(arrs, images=int(meta.get("images", 0)), meta=meta)
+
+    def save(self, key: str, fields: dict[str, Any], stats) -> Path:
+        """Atomically write ``stats`` under ``key``; returns the file path."""
+        meta = {"key": key, "fields": fields, "images": stats.images}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **stats.to_arrays())
+        p = self.path(key)
+        atomic_write_bytes(p, buf.getvalue())
+        return p

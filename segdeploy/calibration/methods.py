@@ -1,0 +1,174 @@
+"""Range methods: histogram of |x| -> amax (symmetric range [-amax, amax], INT8 scale = amax / 127).
+
+* ``max``        the exact running max of |x| (not a bin edge).
+* ``percentile`` the upper edge of the bin where the cumulative share of |x| reaches ``percentile`` %,
+                 capped at the max (so at least that share of values lies inside the range).
+* ``entropy``    TensorRT's KL-divergence threshold search, ported from NVIDIA pytorch-quantization's
+                 ``_compute_amax_entropy`` (itself a port of TensorRT's EntropyCalibration2): bin 0 is
+                 replaced by bin 1 (the spike of exact zeros after ReLU is ignored); for every candidate
+                 ``i`` in ``start_bin .. n`` the reference P is ``hist[:i]`` with the outlier mass
+                 ``sum(hist[i:])`` added to its last bin, Q is ``hist[:i]`` quantized to ``num_quant_bins``
+                 (128 for signed int8) levels via ``digitize(range(i), linspace(0, i, 129))``, each level's mass
+                 spread evenly over its non-empty bins; KL(P||Q) as ``scipy.stats.entropy``; the LAST
+                 minimum wins; amax = edge ``i`` (capped at the max). The search runs over the histogram
+                 trimmed after its last non-empty bin, because pytorch-quantization's histogram ends at the
+                 observed max while ours ends at the next power of two (see collect.py).
+* ``mse``        pytorch-quantization's ``_compute_amax_mse``: the bin centre (from ``start_bin``) whose
+                 fake-quantized bin centres have the least count-weighted squared error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from segdeploy.errors import UsageError
+
+METHODS = ("max", "percentile", "entropy", "mse")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A range method and its parameters."""
+
+    kind: str = "entropy"
+    percentile: float = 99.99
+    num_quant_bins: int = 128
+    start_bin: int = 128
+
+    def __post_init__(self) -> None:
+        if self.kind not in METHODS:
+            raise UsageError(f"unknown calibration method {self.kind!r}; choose one of {', '.join(METHODS)}")
+        if not (0.0 < self.percentile <= 100.0):
+            raise UsageError(f"--calib-percentile must be in (0, 100], got {self.percentile}")
+        if self.num_quant_bins < 2 or self.start_bin < 1:
+            raise UsageError("num_quant_bins must be >= 2 and start_bin >= 1")
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind}
+        if self.kind == "percentile":
+            d["percentile"] = self.percentile
+        if self.kind in ("entropy", "mse"):
+            d["start_bin"] = self.start_bin
+        if self.kind == "entropy":
+            d["num_quant_bins"] = self.num_quant_bins
+        return d
+
+    @property
+    def label(self) -> str:
+        return f"percentile{self.percentile:g}" if self.kind == "percentile" else self.kind
+
+
+def amax_percentile(hist: np.ndarray, edges: np.ndarray, percentile: float) -> float:
+    total = hist.sum()
+    if total == 0:
+        return 0.0
+    cdf = np.cumsum(hist, dtype=np.float64) / float(total)
+    idx = int(np.searchsorted(cdf, percentile / 100.0 - 1e-12))
+    idx = min(idx, len(hist) - 1)
+    return float(edges[idx + 1])
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """scipy.stats.entropy(p, q): normalise both, sum p*log(p/q); inf where p>0 and q==0."""
+    sp, sq = p.sum(), q.sum()
+    if sp == 0 or sq == 0:
+        return float("inf")
+    p = p / sp
+    q = q / sq
+    pos = p > 0
+    if np.any(q[pos] == 0):
+        return float("inf")
+    return float(np.sum(p[pos] * np.log(p[pos] / q[pos])))
+
+
+def entropy_divergences(hist: np.ndarray, num_quant_bins: int = 128, start_bin: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """KL divergence for every candidate ``i`` (vectorised per candidate). Returns (candidates, divergences)."""
+    bins = hist.astype(np.float64).copy()
+    if len(bins) > 1:
+        bins[0] = bins[1]
+    n = len(bins)
+    start = min(start_bin, n)
+    cands = np.arange(start, n + 1)
+    suffix = np.concatenate([np.cumsum(bins[::-1])[::-1], [0.0]])  # suffix[i] = sum(bins[i:])
+    divs = np.empty(len(cands), dtype=np.float64)
+    nz_all = bins != 0
+    for j, i in enumerate(cands):
+        b = bins[:i]
+        nz = nz_all[:i]
+        space = np.linspace(0, i, num=num_quant_bins + 1)
+        dig = np.digitize(np.arange(i), space) - 1
+        sums = np.bincount(dig[nz], weights=b[nz], minlength=num_quant_bins)
+        cnts = np.bincount(dig[nz], minlength=num_quant_bins)
+        avg = np.divide(sums, cnts, out=np.zeros_like(sums), where=cnts > 0)
+        q = np.where(nz, avg[dig], 0.0)
+        p = b.copy()
+        p[-1] += suffix[i]
+        divs[j] = _kl(p, q)
+    return cands, divs
+
+
+def amax_entropy(hist: np.ndarray, edges: np.ndarray, num_quant_bins: int = 128, start_bin: int = 128) -> float:
+    nzi = np.nonzero(hist)[0]
+    if len(nzi) == 0:
+        return 0.0
+    last = int(nzi[-1]) + 1
+    h = hist[:last]
+    if last <= start_bin:
+        return float(edges[last])  # everything fits below the first candidate: no clipping possible
+    cands, divs = entropy_divergences(h, num_quant_bins, start_bin)
+    if not np.isfinite(divs).any():
+        return float(edges[last])
+    best = len(divs) - 1 - int(np.argmin(divs[::-1]))
+    return float(edges[int(cands[best])])
+
+
+def amax_mse(hist: np.ndarray, edges: np.ndarray, start_bin: int = 128, bound: int = 127) -> float:
+    nzi = np.nonzero(hist)[0]
+    if len(nzi) == 0:
+        return 0.0
+    centers = (edges[1:] + edges[:-1]) / 2.0
+    counts = hist.astype(np.float64)
+    last = int(nzi[-1]) + 1
+    if last <= start_bin:
+        return float(edges[last])
+    best_i, best = None, np.inf
+    # candidates chunked to bound memory: (chunk x bins)
+    cand = np.arange(start_bin, last)
+    c = centers[:last]
+    w = counts[:last]
+    for s in range(0, len(cand), 256):
+        amax = centers[cand[s:s + 256]][:, None]
+        scale = bound / amax
+        q = np.clip(np.round(c[None, :] * scale), -bound, bound) / scale
+        mse = (((q - c[None, :]) ** 2) * w[None, :]).mean(axis=1)
+        k = int(np.argmin(mse))
+        if mse[k] < best:
+            best, best_i = float(mse[k]), int(cand[s + k])
+    return float(centers[best_i])
+
+
+def compute_amax(h, method: Method) -> float:
+    """amax of one :class:`~segdeploy.calibration.collect.TensorHistogram` by ``method`` (never above its max)."""
+    if h.absmax == 0.0 or h.range_max == 0.0:
+        return 0.0
+    if method.kind == "max":
+        return float(h.absmax)
+    edges = h.edges
+    if method.kind == "percentile":
+        a = amax_percentile(h.hist, edges, method.percentile)
+    elif method.kind == "entropy":
+        a = amax_entropy(h.hist, edges, method.num_quant_bins, method.start_bin)
+    else:
+        a = amax_mse(h.hist, edges, method.start_bin)
+    return float(min(a, h.absmax))
+
+
+def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
+    """amax for every tensor of ``stats`` (or only ``names``), in graph order."""
+    keys = list(stats.tensors) if names is None else list(names)
+    missing = [k for k in keys if k not in stats.tensors]
+    if missing:
+        raise UsageError(f"no statistics for tensor(s) {', '.join(missing[:5])}; collect them first")
+    return {k: compute_amax(stats.tensors[k], method) for k in keys}

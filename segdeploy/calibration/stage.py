@@ -1,0 +1,117 @@
+"""The calibration stage in one call: calibration set -> statistics (cached) -> ranges.
+
+Contract: :func:`calibrate` samples and checks the set (DataError listing bad files), opens the statistics
+cache first when one is asked for (ArtifactError for an unwritable directory, before the model runs),
+reuses cached statistics only for the identical (model bytes, sampled files' bytes, preprocessing, profile,
+size, seed, grayscale policy, bins, tensors), else streams the set through ONNX Runtime and stores the
+statistics atomically; then computes one amax per tensor with ``method``. Nothing is written except the
+cache entry; use :mod:`segdeploy.calibration.trt_cache` to write ranges.json / the TensorRT cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
+from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
+from segdeploy.calibration.methods import Method, compute_ranges
+from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
+from segdeploy.errors import ArtifactError
+from segdeploy.fsutil import sha256_file
+from segdeploy.spec import Preprocess, ShapeProfile
+
+
+@dataclass
+class CalibrationResult:
+    ranges: dict[str, float]
+    statistics: Statistics
+    method: Method
+    calib_set: CalibrationSet
+    cache_hit: bool
+    model_sha256: str
+    data_sha256: str
+    cache_file: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def absmax(self) -> dict[str, float]:
+        return self.statistics.absmax()
+
+    def to_manifest(self) -> dict:
+        """The manifest's ``calibration`` section."""
+        return {
+            "method": self.method.to_dict(),
+            "set": self.calib_set.to_dict(),
+            "model_sha256": self.model_sha256,
+            "num_bins": self.statistics.num_bins,
+            "tensors": len(self.ranges),
+            "cache_hit": self.cache_hit,
+            "notes": list(self.notes),
+        }
+
+
+def calibrate(
+    onnx_path: str | os.PathLike,
+    source: str | os.PathLike,
+    *,
+    preprocess: Preprocess,
+    profile: ShapeProfile,
+    size: int | None = None,
+    seed: int = 0,
+    method: Method = Method("entropy"),
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    tensors: Sequence[str] | None = None,
+    gray: str = "refuse",
+    num_bins: int = 2048,
+    intra_op_threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CalibrationResult:
+    """Calibrate ``onnx_path`` on images from ``source``. See the package docstring for the fields."""
+    t0 = time.perf_counter()
+    cache = StatsCache(cache_dir) if cache_dir is not None else None
+    if not os.path.isfile(onnx_path):
+        raise ArtifactError(f"ONNX model {onnx_path} not found; run `segdeploy export` first")
+    cset = open_calibration_set(
+        source, size=size, seed=seed, channels=profile.channels, gray=gray, profile=profile, preprocess=preprocess
+    )
+    model_sha = sha256_file(onnx_path)
+    tens = None if tensors is None else tuple(tensors)
+    fields = key_fields(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
+                        profile.to_dict(), gray)
+    key = statistics_key(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
+                         profile.to_dict(), gray)
+    stats = cache.load(key, fields) if cache else None
+    hit = stats is not None
+    cache_file = None
+    notes: list[str] = []
+    if gray == "replicate":
+        notes.append("grayscale calibration images were replicated to 3 channels")
+    if stats is None:
+        opts = CollectOptions(num_bins=num_bins, tensors=tens, intra_op_threads=intra_op_threads)
+        total = cset.size
+        cb = (lambda n: progress(n, total)) if progress else None
+        stats = collect_statistics(onnx_path, iter_batches(cset, preprocess, profile, batch_size), opts, cb)
+        if cache:
+            cache_file = str(cache.save(key, fields, stats))
+    else:
+        cache_file = str(cache.path(key))
+        if progress:
+            progress(cset.size, cset.size)
+    ranges = compute_ranges(stats, method)
+    return CalibrationResult(
+        ranges=ranges,
+        statistics=stats,
+        method=method,
+        calib_set=cset,
+        cache_hit=hit,
+        model_sha256=model_sha,
+        data_sha256=cset.data_sha256,
+        cache_file=cache_file,
+        seconds=time.perf_counter() - t0,
+        notes=notes,
+    )

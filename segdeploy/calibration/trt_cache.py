@@ -1,0 +1,139 @@
+"""TensorRT calibration cache and ranges JSON: writers and readers.
+
+TensorRT calibration cache (read by TensorRT <= 10.x implicit INT8 and by ModelOpt to place Q/DQ)::
+
+    TRT-<version>-EntropyCalibration2
+    <tensor name>: <8 hex digits>
+
+``<version>`` is 8.x ``major*1000 + minor*100 + patch`` (8.6.2 -> 8602) and 10+ ``major*10000 + minor*100 +
+patch`` (10.3 -> 100300); the value is the per-tensor scale ``amax / 127`` as big-endian IEEE-754 float32 bits
+(``struct.pack('!f', scale).hex()``). Tensor names are the ONNX tensor names. A tensor with amax 0 gets the
+smallest positive normal float32 scale (TensorRT divides by the scale). TensorRT rejects a cache whose
+header does not match its version and algorithm, so pick ``trt_version`` for the target device.
+
+Ranges JSON (``ranges.json``): ``{"format": "segdeploy.ranges", "version": 1, "meta": {...},
+"tensors": {name: {"amax": float, "scale": amax/127}}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segdeploy.errors import ArtifactError, UsageError
+from segdeploy.fsutil import atomic_write_json, atomic_write_text
+
+ALGORITHM = "EntropyCalibration2"
+QMAX = 127.0
+_MIN_SCALE = float(np.finfo(np.float32).tiny)
+_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+
+
+def trt_version_code(version: str | int) -> int:
+    """'8.6.2' -> 8602, '10.3' -> 100300, '10.13.1' -> 101301; an int code is returned as is."""
+    if isinstance(version, int):
+        return version
+    parts = str(version).strip().split(".")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]") from None
+    if not 1 <= len(nums) <= 4 or (len(nums) == 1 and nums[0] < 1000):
+        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]")
+    if len(nums) == 1:
+        return nums[0]
+    major, minor, patch = (nums + [0, 0])[:3]
+    if minor > 99 or patch > 99:
+        raise UsageError(f"TensorRT version {version!r} has a component above 99")
+    if major < 10:
+        if minor > 9 or patch > 99:
+            raise UsageError(f"TensorRT version {version!r} cannot be encoded in the 8.x scheme")
+        return major * 1000 + minor * 100 + patch
+    return major * 10000 + minor * 100 + patch
+
+
+def scale_hex(amax: float) -> str:
+    scale = float(amax) / QMAX
+    if not np.isfinite(scale) or scale < 0:
+        raise UsageError(f"amax {amax} is not a finite non-negative number")
+    scale = max(scale, _MIN_SCALE)
+    return struct.pack("!f", scale).hex()
+
+
+def trt_cache_text(ranges: dict[str, float], trt_version: str | int = "10.3") -> str:
+    lines = [f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}"]
+    for name, amax in ranges.items():
+        if "\n" in name:
+            raise UsageError(f"tensor name {name!r} contains a newline; it cannot go in a TensorRT cache")
+        lines.append(f"{name}: {scale_hex(amax)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_trt_cache(path: str | os.PathLike, ranges: dict[str, float], trt_version: str | int = "10.3") -> None:
+    """Atomically write a TensorRT calibration cache for ``ranges`` (tensor name -> amax)."""
+    atomic_write_text(path, trt_cache_text(ranges, trt_version))
+
+
+@dataclass(frozen=True)
+class TrtCache:
+    version_code: int
+    algorithm: str
+    ranges: dict[str, float]  # name -> amax (= scale * 127)
+    scales: dict[str, float]
+
+
+def read_trt_cache(path: str | os.PathLike) -> TrtCache:
+    """Parse a TensorRT calibration cache. Raises ArtifactError naming the bad line."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"cannot read calibration cache {path}: {e}") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ArtifactError(f"calibration cache {path} is empty; re-run calibration")
+    m = _HEADER.match(lines[0].strip())
+    if not m:
+        raise ArtifactError(f"calibration cache {path} has no TRT-<version>-<algorithm> header (got {lines[0][:60]!r})")
+    scales: dict[str, float] = {}
+    for no, ln in enumerate(lines[1:], start=2):
+        name, sep, hx = ln.rpartition(":")
+        hx = hx.strip()
+        if not sep or not re.fullmatch(r"[0-9a-fA-F]{8}", hx):
+            raise ArtifactError(f"calibration cache {path} line {no} is not '<tensor>: <8 hex digits>': {ln[:80]!r}")
+        scales[name] = struct.unpack("!f", bytes.fromhex(hx))[0]
+    return TrtCache(int(m.group(1)), m.group(2), {k: v * QMAX for k, v in scales.items()}, scales)
+
+
+RANGES_FORMAT = "segdeploy.ranges"
+
+
+def write_ranges_json(path: str | os.PathLike, ranges: dict[str, float], meta: dict[str, Any] | None = None) -> None:
+    """Atomically write ranges as JSON (amax and scale per tensor, plus ``meta``)."""
+    doc = {
+        "format": RANGES_FORMAT,
+        "version": 1,
+        "meta": meta or {},
+        "tensors": {k: {"amax": float(v), "scale": float(v) / QMAX} for k, v in ranges.items()},
+    }
+    atomic_write_json(path, doc)
+
+
+def read_ranges_json(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, Any]]:
+    """(ranges name -> amax, meta). Raises ArtifactError for a missing or malformed file."""
+    try:
+        doc = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"cannot read ranges file {path}: {e}; re-run calibration") from None
+    if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT or not isinstance(doc.get("tensors"), dict):
+        raise ArtifactError(f"{path} is not a segdeploy ranges file; re-run calibration")
+    try:
+        ranges = {k: float(v["amax"]) for k, v in doc["tensors"].items()}
+    except (TypeError, KeyError, ValueError):
+        raise ArtifactError(f"{path} has a tensor entry without a numeric amax; re-run calibration") from None
+    return ranges, doc.get("meta", {})
