@@ -1,1 +1,216 @@
-"""Datasets: image/mask folder readers and the synthetic shapes set (``segdeploy.datasets.shapes``)."""
+"""Datasets: image/mask folder readers and the synthetic shapes set (``segdeploy.datasets.shapes``).
+
+Contract
+--------
+:func:`open_dataset` returns a :class:`Dataset`: ``len(ds)`` entries, sorted by stem; iterating yields
+:class:`Sample` objects ``(stem, image, mask, path)`` where ``image`` is HxWx3 uint8 RGB and ``mask`` is an
+HxW integer array (uint8 for 8-bit PNGs, int64 otherwise) or ``None`` when the dataset has no masks.
+
+Reading is lazy and streaming: the dataset holds only file paths, one image (and mask) is decoded at a
+time, so memory does not grow with the dataset size. ``ds.entries`` + ``ds.load(entry)`` let a caller
+handle a bad file per entry (the parity checker's ``--on-error skip``); plain iteration raises
+:class:`~segdeploy.errors.DataError` at the first bad file.
+
+Layouts
+-------
+* folder: ``open_dataset(images_dir, masks_dir)`` -- masks matched to images by file stem
+  (``a.jpg`` <-> ``a.png``); any image without a mask or mask without an image is listed in the error.
+* list file: ``open_dataset(root, masks, list_file=path)`` -- see :mod:`segdeploy.datasets.listfile`.
+* VOC: ``open_dataset(voc_root, layout="voc")`` -- ``JPEGImages/`` + ``SegmentationClass/`` (+ the split in
+  ``ImageSets/Segmentation/<split>.txt`` when given as ``list_file``).
+
+Masks: see :mod:`segdeploy.datasets.masks` (palette or grayscale PNG, ignore index, label mapping).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from segdeploy.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+DEFAULT_IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One decoded dataset item."""
+
+    stem: str
+    image: np.ndarray  # HxWx3 uint8 RGB
+    mask: np.ndarray | None  # HxW integer class indices, or None
+    path: str  # the image file
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One dataset item before decoding: file paths only."""
+
+    stem: str
+    image_path: str
+    mask_path: str | None = None
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 RGB (grayscale/RGBA/16-bit are converted).
+
+    EXIF orientation is *not* applied (masks carry none, so applying it would misalign them).
+    Raises DataError naming the file when it is missing, unreadable or corrupt.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image {path} not found; check the --data directory") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(
+            f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file, "
+            "or pass --on-error skip"
+        ) from None
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"image {path} decoded to shape {arr.shape}, expected HxWx3; replace the file")
+    return arr
+
+
+class Dataset:
+    """A sorted list of :class:`Entry` objects plus how to decode one.
+
+    ``ignore_index`` and ``label_map`` are applied to masks by :meth:`load`.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        *,
+        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        label_map=None,
+        description: str = "",
+    ):
+        self.entries: list[Entry] = sorted(entries, key=lambda e: e.stem)
+        self.ignore_index = int(ignore_index)
+        self.label_map = label_map
+        self.description = description
+        stems = [e.stem for e in self.entries]
+        if len(set(stems)) != len(stems):
+            dup = sorted({s for s in stems if stems.count(s) > 1})
+            raise DataError(f"duplicate image stems {dup[:5]} in {description or 'the dataset'}; rename them")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self.entries) and all(e.mask_path is not None for e in self.entries)
+
+    def load(self, entry: Entry) -> Sample:
+        """Decode one entry. Raises DataError (corrupt file, image/mask size mismatch)."""
+        from segdeploy.datasets.masks import read_mask
+
+        image = read_image(entry.image_path)
+        mask = None
+        if entry.mask_path is not None:
+            mask = read_mask(entry.mask_path, self.label_map)
+            if mask.shape != image.shape[:2]:
+                raise DataError(
+                    f"mask {entry.mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {entry.image_path} is "
+                    f"{image.shape[1]}x{image.shape[0]} (WxH); masks must match their image size"
+                )
+        return Sample(entry.stem, image, mask, entry.image_path)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for e in self.entries:
+            yield self.load(e)
+
+    def subset(self, index: int, count: int) -> "Dataset":
+        """Shard ``index`` of ``count``: entries ``index, index+count, ...`` (strided, balanced)."""
+        if count < 1 or not 0 <= index < count:
+            raise DataError(f"invalid shard {index}/{count}; need 0 <= I < N")
+        return Dataset(
+            self.entries[index::count],
+            ignore_index=self.ignore_index,
+            label_map=self.label_map,
+            description=f"{self.description} shard {index}/{count}",
+        )
+
+
+def list_images(directory: str | os.PathLike) -> dict[str, Path]:
+    """Map stem -> path for every image file directly inside ``directory`` (sorted, hidden files skipped).
+
+    Raises DataError when the directory is missing or two files share a stem.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(f"{d} is not a directory; pass an existing image/mask folder")
+    out: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.stem in out:
+            raise DataError(f"two files with stem {p.stem!r} in {d} ({out[p.stem].name}, {p.name}); keep one")
+        out[p.stem] = p
+    return out
+
+
+def open_dataset(
+    images: str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    list_file: str | os.PathLike | None = None,
+    layout: str | None = None,
+    *,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    label_map=None,
+    allow_empty: bool = False,
+) -> Dataset:
+    """Open a dataset (see the module docstring for the layouts).
+
+    ``layout``: None/"folder" or "voc". ``label_map``: a :class:`~segdeploy.datasets.masks.LabelMap`, a dict
+    or a spec string (``"1:0,2:255"`` or a file path). Raises DataError (missing dirs, unmatched files, empty
+    dataset unless ``allow_empty``) or UsageError (unknown layout).
+    """
+    from segdeploy.datasets.masks import LabelMap
+    from segdeploy.errors import UsageError
+
+    if label_map is not None and not isinstance(label_map, LabelMap):
+        label_map = LabelMap.parse(label_map) if isinstance(label_map, str) else LabelMap(dict(label_map))
+    if layout in (None, "folder"):
+        if list_file is not None:
+            from segdeploy.datasets.listfile import list_file_entries
+
+            entries = list_file_entries(list_file, images, masks)
+        else:
+            from segdeploy.datasets.folder import folder_entries
+
+            entries = folder_entries(images, masks)
+        desc = str(images)
+    elif layout == "voc":
+        from segdeploy.datasets.voc import voc_entries
+
+        entries = voc_entries(images, list_file, masks)
+        desc = f"VOC {images}"
+    else:
+        raise UsageError(f"unknown dataset layout {layout!r}; use 'folder' or 'voc'")
+    if not entries and not allow_empty:
+        raise DataError(f"dataset {desc} is empty (no images found); check the path and image extensions")
+    return Dataset(entries, ignore_index=ignore_index, label_map=label_map, description=desc)
+
+
+__all__ = [
+    "DEFAULT_IGNORE_INDEX",
+    "IMAGE_EXTENSIONS",
+    "Dataset",
+    "Entry",
+    "Sample",
+    "list_images",
+    "open_dataset",
+    "read_image",
+]
