@@ -1,10 +1,11 @@
 """PyTorch runner: the reference. CPU or CUDA, ``torch.inference_mode``, float32.
 
 ``TorchRunner(model, TorchOptions(device="cpu"))`` where ``model`` is an ``nn.Module`` (used as given,
-switched to eval mode) or a model file loaded lazily through :func:`segdeploy.load.load_model` at
-:meth:`open` (``trust_pickle`` and ``output`` are passed on). The module must return one logits tensor
-NKHW; a dict with an ``"out"`` entry (torchvision style) is accepted, anything else is refused with
-the fix (select the output when loading). CUDA calls are synchronised before the timer stops.
+switched to eval mode) or a model file / factory spec loaded lazily through
+:func:`segdeploy.load.load_model` at :meth:`open` (``trust_pickle`` and ``output`` are passed on).
+The output is selected with segdeploy.load's documented rule (tensor; dict "out"/"logits"; ``.logits``;
+first 4-D tuple element; ``output`` overrides) on the first call and must be a float NKHW score map.
+CUDA calls are synchronised before the timer stops.
 The runner never changes process-wide torch state (threads, seeds, default dtype).
 """
 
@@ -63,15 +64,32 @@ class TorchRunner(Runner):
                     "segdeploy.load is not available in this installation; pass an nn.Module from Python"
                 ) from None
             lm = load_model(self.path, trust_pickle=self.options.trust_pickle, output=self.options.output)
-            module, self.spec = lm.module, lm.spec
+            module, self.spec = lm.raw, lm.spec  # load_model already put it in eval mode
         else:
             module = self._source
             if not isinstance(module, torch.nn.Module):
                 raise ModelLoadError(
                     f"reference model must be an nn.Module or a model file, got {type(module).__name__}"
                 )
-        self.module = module.eval().to(dev)
+            module = module.eval()
+        self.module = module.to(dev) if dev != "cpu" else module
         self._device = torch.device(dev)
+        self._selector = None
+        self.output_rule: str | None = None
+
+    def _select(self, out: Any) -> Any:
+        """Apply the output selection rule (resolved once, on the first output)."""
+        if self._selector is None:
+            try:
+                from segdeploy.load import choose_output
+            except ImportError:  # minimal rule when the loader is absent
+                def choose_output(o, override):  # type: ignore[no-redef]
+                    if isinstance(o, dict) and "out" in o:
+                        return "dict['out']", lambda v: v["out"]
+                    return "tensor", lambda v: v
+
+            self.output_rule, self._selector = choose_output(out, self.options.output)
+        return self._selector(out)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -79,10 +97,8 @@ class TorchRunner(Runner):
         x = torch.from_numpy(batch).to(self._device)
         try:
             with torch.inference_mode():
-                out = self.module(x)
-                if isinstance(out, dict) and "out" in out:
-                    out = out["out"]
-                if not isinstance(out, torch.Tensor):
+                out = self._select(self.module(x))
+                if not isinstance(out, torch.Tensor) or not out.is_floating_point():
                     raise ModelLoadError(
                         f"{self.name} returned {type(out).__name__}, not one logits tensor; "
                         "select the output when loading (load_model(..., output=...))"
@@ -91,7 +107,7 @@ class TorchRunner(Runner):
                 if self._device.type == "cuda":
                     torch.cuda.synchronize(self._device)
                 return out.cpu().numpy()
-        except RuntimeError as e:
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ShapeError(f"{self.name}: forward failed on input {tuple(batch.shape)}: {first}") from None
 
@@ -100,5 +116,5 @@ class TorchRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update({"device": self.options.device, "path": self.path})
+        d.update({"device": self.options.device, "path": self.path, "output_rule": getattr(self, "output_rule", None)})
         return d

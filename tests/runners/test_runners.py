@@ -67,16 +67,33 @@ def test_torch_runner_output_rules():
         def forward(self, x):
             return {"out": x[:, :2]}
 
-    class TupleOut(torch.nn.Module):
+    class AuxOut(torch.nn.Module):
         def forward(self, x):
-            return (x, x)
+            return (x[:, :1], x)
+
+    class FlatOut(torch.nn.Module):
+        def forward(self, x):
+            return (x.mean(dim=(2, 3)),)
 
     x = np.ones((1, 3, 4, 4), np.float32)
     assert open_runner(DictOut()).infer(x).shape == (1, 2, 4, 4)
-    with pytest.raises(ModelLoadError, match="select the output"):
-        open_runner(TupleOut()).infer(x)
+    assert open_runner(AuxOut()).infer(x).shape == (1, 1, 4, 4)  # first 4-D element (aux heads follow)
+    assert open_runner(AuxOut(), options=TorchOptions(output="1")).infer(x).shape == (1, 3, 4, 4)
+    with pytest.raises(ModelLoadError):
+        open_runner(FlatOut()).infer(x)
     with pytest.raises(ModelLoadError, match="nn.Module"):
         open_runner(object(), kind="torch").open()
+
+
+def test_torch_runner_loads_a_model_file(tiny_model, tmp_path):
+    pytest.importorskip("segdeploy.load", reason="segdeploy.load not present in this checkout")
+    path = tmp_path / "tiny.ts"
+    torch.jit.save(torch.jit.trace(tiny_model, torch.zeros(1, 3, 8, 8)), str(path))
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    with open_runner(str(path)) as r:
+        got = r.infer(x)
+        assert r.describe()["path"] == str(path)
+    np.testing.assert_allclose(got, open_runner(tiny_model).infer(x), atol=1e-6)
 
 
 def test_torch_forward_failure_is_one_line(tiny_model):
