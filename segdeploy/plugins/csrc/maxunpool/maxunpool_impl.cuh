@@ -1,0 +1,90 @@
+// MaxUnpool2d: per-element bodies, __host__ __device__ (shared by the CUDA kernels and the host reference
+// library used by the CPU tests).
+#pragma once
+
+#include <climits>
+
+#include "../common/numeric.cuh"
+#include "maxunpool.h"
+
+namespace segdeploy {
+namespace plugins {
+namespace detail {
+
+//! Sizes of one unpool problem (per plane), plus the pooling params for the gather formulation.
+struct UnpoolGeom {
+    int64_t IH, IW, OH, OW;
+    MaxUnpool2dParams p;
+};
+
+//! Whether `idx` (flat in the output plane) lies inside input element (ih, iw)'s pooling window, clipped
+//! to the output. Gather geometry only.
+SD_INLINE bool unpoolInOwnWindow(const UnpoolGeom& g, int64_t ih, int64_t iw, int64_t idx) {
+    if (idx < 0 || idx >= g.OH * g.OW) return false;
+    const int64_t oh = int64_t(uint32_t(idx) / uint32_t(g.OW));  // idx < OH*OW <= INT32_MAX: 32-bit division
+    const int64_t ow = idx - oh * g.OW;
+    const int64_t h0 = ih * g.p.stride_h - g.p.pad_h;
+    const int64_t w0 = iw * g.p.stride_w - g.p.pad_w;
+    return oh >= h0 && oh < h0 + g.p.kernel_h && ow >= w0 && ow < w0 + g.p.kernel_w;
+}
+
+//! Gather: value of output (oh, ow) of one plane. Sets *stray when this element is the "anchor" (first
+//! in-range position) of a window whose index lies outside the window (the fix-up pass handles those).
+template <typename T, typename I>
+SD_INLINE T unpoolGatherOne(const T* in, const I* ind, const UnpoolGeom& g, int64_t oh, int64_t ow,
+                            bool& stray) {
+    stray = false;
+    const int64_t hp = oh + g.p.pad_h;
+    const int64_t wp = ow + g.p.pad_w;
+    // 32-bit divisions (64-bit ones are emulated and slow on the GPU); OH, OW + pad < 2^32.
+    const int64_t ih = int64_t(uint32_t(hp) / uint32_t(g.p.stride_h));
+    const int64_t iw = int64_t(uint32_t(wp) / uint32_t(g.p.stride_w));
+    if (hp - ih * g.p.stride_h >= g.p.kernel_h || wp - iw * g.p.stride_w >= g.p.kernel_w || ih >= g.IH ||
+        iw >= g.IW)
+        return fromFloat<T>(0.f);  // in no window (stride > kernel gap, or beyond the last window)
+    const int64_t src = ih * g.IW + iw;
+    const int64_t idx = static_cast<int64_t>(ind[src]);
+    const int64_t me = oh * g.OW + ow;
+    const int64_t anchorH = imax64(ih * g.p.stride_h - g.p.pad_h, 0);
+    const int64_t anchorW = imax64(iw * g.p.stride_w - g.p.pad_w, 0);
+    if (oh == anchorH && ow == anchorW && !unpoolInOwnWindow(g, ih, iw, idx)) stray = true;
+    return idx == me ? in[src] : fromFloat<T>(0.f);
+}
+
+//! Fix-up after gather, for input element (ih, iw) of one plane: 0 = nothing to do (gather wrote it),
+//! 1 = scatter it to out[idx], -1 = index out of range (skip and count).
+template <typename I>
+SD_INLINE int unpoolFixupAction(const I* ind, const UnpoolGeom& g, int64_t ih, int64_t iw, int64_t& idx) {
+    idx = static_cast<int64_t>(ind[ih * g.IW + iw]);
+    if (idx < 0 || idx >= g.OH * g.OW) return -1;
+    return unpoolInOwnWindow(g, ih, iw, idx) ? 0 : 1;
+}
+
+//! Scatter: destination of input element `e` of a plane, or -1 when out of range (skip and count).
+template <typename I>
+SD_INLINE int64_t unpoolScatterTarget(const I* ind, int64_t e, int64_t planeOut) {
+    const int64_t idx = static_cast<int64_t>(ind[e]);
+    return (idx < 0 || idx >= planeOut) ? -1 : idx;
+}
+
+SD_INLINE bool unpoolGatherEligible(const MaxUnpool2dParams& p, int64_t IH, int64_t IW, int64_t OH, int64_t OW) {
+    if (p.kernel_h < 1 || p.kernel_w < 1 || p.stride_h < p.kernel_h || p.stride_w < p.kernel_w) return false;
+    if (p.pad_h < 0 || p.pad_w < 0 || p.pad_h > p.kernel_h - 1 || p.pad_w > p.kernel_w - 1) return false;
+    // every window must have an anchor inside the output: the last window must start before OH/OW
+    if (IH > 0 && (IH - 1) * p.stride_h - p.pad_h >= OH) return false;
+    if (IW > 0 && (IW - 1) * p.stride_w - p.pad_w >= OW) return false;
+    return true;
+}
+
+//! Validation shared by the launcher and the host reference (nullptr = valid).
+inline const char* maxUnpool2dCheckImpl(const MaxUnpool2dParams& p, int64_t IH, int64_t IW, int64_t OH, int64_t OW) {
+    if (IH < 0 || IW < 0) return "max_unpool2d: input height and width must be >= 0";
+    if (OH < 1 || OW < 1) return "max_unpool2d: output height and width must be >= 1";
+    if (IH * IW > int64_t(INT32_MAX) || OH * OW > int64_t(INT32_MAX))
+        return "max_unpool2d: input and output planes (H*W) must be <= 2^31-1";
+    return nullptr;
+}
+
+}  // namespace detail
+}  // namespace plugins
+}  // namespace segdeploy
