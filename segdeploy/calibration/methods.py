@@ -70,43 +70,58 @@ def amax_percentile(hist: np.ndarray, edges: np.ndarray, percentile: float) -> f
     return float(edges[idx + 1])
 
 
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    """scipy.stats.entropy(p, q): normalise both, sum p*log(p/q); inf where p>0 and q==0."""
-    sp, sq = p.sum(), q.sum()
-    if sp == 0 or sq == 0:
-        return float("inf")
-    p = p / sp
-    q = q / sq
-    pos = p > 0
-    if np.any(q[pos] == 0):
-        return float("inf")
-    return float(np.sum(p[pos] * np.log(p[pos] / q[pos])))
-
-
 def entropy_divergences(hist: np.ndarray, num_quant_bins: int = 128, start_bin: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """KL divergence for every candidate ``i`` (vectorised per candidate). Returns (candidates, divergences)."""
+    """KL(P||Q) for every candidate ``i`` in ``start_bin .. len(hist)``. Returns (candidates, divergences).
+
+    Same quantity as the per-candidate loop of pytorch-quantization, computed in closed form from prefix
+    sums: level ``k`` of candidate ``i`` holds bins ``ceil(space[k]) <= j < ceil(space[k+1])`` with
+    ``space = np.linspace(0, i, num_quant_bins + 1)`` (exactly ``np.digitize``'s assignment); over its
+    ``c_k`` non-empty bins with mass ``S_k`` Q is ``S_k / c_k``, so with ``P = total``, ``Qs = sum(bins[:i])``
+    ``KL = sum_k (sum_j b_j log b_j - S_k log P - S_k log(S_k / c_k) + S_k log Qs) / P`` plus the correction
+    for the last bin, whose reference mass is ``b_{i-1} + sum(bins[i:])``. O(len(hist) * levels), vectorised.
+    """
     bins = hist.astype(np.float64).copy()
     if len(bins) > 1:
         bins[0] = bins[1]
     n = len(bins)
+    nq = num_quant_bins
     start = min(start_bin, n)
     cands = np.arange(start, n + 1)
-    suffix = np.concatenate([np.cumsum(bins[::-1])[::-1], [0.0]])  # suffix[i] = sum(bins[i:])
-    divs = np.empty(len(cands), dtype=np.float64)
-    nz_all = bins != 0
-    for j, i in enumerate(cands):
-        b = bins[:i]
-        nz = nz_all[:i]
-        space = np.linspace(0, i, num=num_quant_bins + 1)
-        dig = np.digitize(np.arange(i), space) - 1
-        sums = np.bincount(dig[nz], weights=b[nz], minlength=num_quant_bins)
-        cnts = np.bincount(dig[nz], minlength=num_quant_bins)
-        avg = np.divide(sums, cnts, out=np.zeros_like(sums), where=cnts > 0)
-        q = np.where(nz, avg[dig], 0.0)
-        p = b.copy()
-        p[-1] += suffix[i]
-        divs[j] = _kl(p, q)
-    return cands, divs
+    if len(cands) == 0:
+        return cands, np.empty(0)
+    nz = bins > 0
+    blogb = np.where(nz, bins * np.log(np.where(nz, bins, 1.0)), 0.0)
+    B = np.concatenate([[0.0], np.cumsum(bins)])
+    N = np.concatenate([[0], np.cumsum(nz)])
+    L = np.concatenate([[0.0], np.cumsum(blogb)])
+    total = B[-1]
+    space = np.linspace(0, cands, num=nq + 1, axis=1)  # [C, nq+1]
+    edges = np.minimum(np.ceil(space).astype(np.int64), cands[:, None])
+    lo, hi = edges[:, :-1], edges[:, 1:]
+    S = B[hi] - B[lo]
+    cnt = N[hi] - N[lo]
+    BL = L[hi] - L[lo]
+    qs = B[cands]  # sum of Q's mass = sum(bins[:i])
+    has = cnt > 0
+    avg = np.divide(S, cnt, out=np.ones_like(S), where=has)
+    log_p = np.log(total) if total > 0 else 0.0
+    log_qs = np.log(np.where(qs > 0, qs, 1.0))
+    terms = np.where(has, BL - S * log_p - S * np.log(avg) + S * log_qs[:, None], 0.0)
+    kl = terms.sum(axis=1)
+    # last bin j = i - 1: reference mass b + tail instead of b
+    last = cands - 1
+    b = bins[last]
+    tail = total - B[cands]
+    p_last = b + tail
+    level_last = np.sum(lo <= last[:, None], axis=1) - 1
+    avg_last = avg[np.arange(len(cands)), level_last]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
+        corr = plogp - blogb[last] - tail * log_p - tail * (np.log(avg_last) - log_qs)
+    kl = np.where(b > 0, kl + corr, kl) / (total if total > 0 else 1.0)
+    bad = (qs <= 0) | ((b == 0) & (tail > 0)) | (total <= 0)
+    kl[bad] = np.inf
+    return cands, kl
 
 
 def amax_entropy(hist: np.ndarray, edges: np.ndarray, num_quant_bins: int = 128, start_bin: int = 128) -> float:

@@ -1,0 +1,80 @@
+"""Streaming collection with ONNX Runtime: tensor choice, batch-size independence, NaN detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from calib_helpers import make_model
+
+from segdeploy.calibration.collect import CollectOptions, TensorHistogram, calibratable_tensors, collect_statistics
+from segdeploy.calibration.methods import Method, compute_ranges
+from segdeploy.errors import DataError, UsageError
+
+
+def batches(n, bs, seed=0, hw=(24, 32)):
+    x = np.random.default_rng(seed).normal(size=(n, 3, *hw)).astype(np.float32)
+    return [x[i : i + bs] for i in range(0, n, bs)], x
+
+
+def test_calibratable_tensors_are_float_activations(tiny_model):
+    assert calibratable_tensors(onnx.load(str(tiny_model))) == ["input", "conv1", "relu1", "logits"]
+
+
+def test_constant_subgraphs_are_skipped(tmp_path):
+    names = calibratable_tensors(onnx.load(str(make_model(tmp_path / "m.onnx", nan_after_relu=True))))
+    assert "big" not in names and names == ["input", "conv1", "relu1", "shifted", "bad_sqrt", "logits"]
+
+
+def test_statistics_match_numpy_and_do_not_depend_on_batch_size(tiny_model):
+    import onnxruntime as ort
+
+    parts1, x = batches(10, 1)
+    parts4, _ = batches(10, 4)
+    s1 = collect_statistics(tiny_model, parts1)
+    s4 = collect_statistics(tiny_model, reversed(parts4))
+    assert s1.images == s4.images == 10
+    # reference: the same tensors from one full run, histogrammed in one go
+    m = onnx.load(str(tiny_model))
+    for n in ("conv1", "relu1"):
+        m.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = dict(zip(["logits", "conv1", "relu1"], sess.run(["logits", "conv1", "relu1"], {"input": x})))
+    outs["input"] = x
+    for name, ref in outs.items():
+        r = TensorHistogram()
+        r.update(ref)
+        # activations agree across batchings up to ORT's float rounding; max is exact per element
+        assert s1.tensors[name].absmax == pytest.approx(float(np.abs(ref).max()), rel=1e-5)
+        assert s1.tensors[name].range_max == r.range_max == s4.tensors[name].range_max
+        assert np.abs(s1.tensors[name].hist - r.hist).sum() <= 1e-4 * ref.size + 2
+        assert np.abs(s1.tensors[name].hist - s4.tensors[name].hist).sum() <= 1e-4 * ref.size + 2
+    for kind in ("max", "percentile", "entropy"):
+        a, b = compute_ranges(s1, Method(kind)), compute_ranges(s4, Method(kind))
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-3, abs=2 * s1.tensors[k].bin_width)
+
+
+def test_nan_names_the_tensor(tmp_path):
+    model = make_model(tmp_path / "nan.onnx", nan_after_relu=True)
+    parts, _ = batches(2, 2)
+    with pytest.raises(DataError, match=r"NaN in tensor 'bad_sqrt' during calibration"):
+        collect_statistics(model, parts)
+
+
+def test_tensor_selection(tiny_model):
+    parts, _ = batches(2, 2)
+    s = collect_statistics(tiny_model, parts, CollectOptions(tensors=("relu1",)))
+    assert list(s.tensors) == ["relu1"]
+    with pytest.raises(UsageError, match="w1 are not float activations"):
+        collect_statistics(tiny_model, parts, CollectOptions(tensors=("w1",)))
+
+
+def test_no_batches(tiny_model):
+    with pytest.raises(DataError, match="no batch"):
+        collect_statistics(tiny_model, [])
+
+
+def test_bad_batch_shape_is_data_error(tiny_model):
+    with pytest.raises(DataError, match="ONNX Runtime failed on a calibration batch of shape"):
+        collect_statistics(tiny_model, [np.zeros((1, 4, 8, 8), np.float32)])
