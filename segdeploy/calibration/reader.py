@@ -13,6 +13,8 @@ as the manifest's :class:`~segdeploy.spec.Preprocess` says (``x = (pixel * scale
 in ``channel_order``): in ``pad`` mode the image is padded bottom/right with zeros in the normalised
 tensor up to the spatial multiple (and at least the profile's min H/W); in ``resize`` mode it is
 resized bilinearly to the profile's opt H/W. Consecutive images of the same final shape share a batch.
+For 3-channel models listing and preprocessing are the dataset readers' own (``segdeploy.datasets``
+``list_images`` and ``preprocess.to_batch``), so calibration tensors equal the parity checker's inputs.
 
 Policies (see the package docstring): grayscale for a 3-channel model is refused unless ``gray="replicate"``;
 palette images are colour; RGBA only with a fully opaque alpha; images above the profile's max H/W in
@@ -32,7 +34,6 @@ import numpy as np
 from segdeploy.errors import DataError, UsageError
 from segdeploy.spec import Preprocess, ShapeProfile
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 GRAY_POLICIES = ("refuse", "replicate")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -79,17 +80,20 @@ def _listing(files: list[str], base: Path | None = None) -> str:
 
 def list_images(source: str | os.PathLike) -> list[str]:
     """Absolute paths of the images in a folder (sorted) or named by a list file. Raises DataError."""
+    from segdeploy.datasets import IMAGE_EXTENSIONS, list_images as dataset_images
+
     src = Path(source)
     if src.is_dir():
-        files = sorted(str(p.resolve()) for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        # the dataset reader's listing: same extensions, hidden files skipped, duplicate stems refused
+        files = [str(p.resolve()) for p in dataset_images(src).values()]
         if not files:
             raise DataError(
-                f"calibration folder {src} contains no images ({', '.join(IMAGE_SUFFIXES)}); "
+                f"calibration folder {src} contains no images ({', '.join(IMAGE_EXTENSIONS)}); "
                 "point --calib at a folder of images or a list file"
             )
         return files
     if src.is_file():
-        if src.suffix.lower() in IMAGE_SUFFIXES:
+        if src.suffix.lower() in IMAGE_EXTENSIONS:
             raise DataError(f"--calib {src} is a single image; pass a folder of images or a list file")
         try:
             lines = src.read_text(encoding="utf-8").splitlines()
@@ -97,10 +101,10 @@ def list_images(source: str | os.PathLike) -> list[str]:
             raise DataError(f"cannot read calibration list file {src}: {e}; pass a UTF-8 text file, one path per line") from None
         files, missing = [], []
         for line in lines:
-            line = line.strip()
-            if not line or line.startswith("#"):
+            line = line.split("#", 1)[0].strip()
+            if not line:
                 continue
-            p = Path(line)
+            p = Path(line.split()[0])  # 'IMAGE [MASK]' lines as in segdeploy.datasets.listfile: the image
             p = p if p.is_absolute() else src.parent / p
             (files if p.is_file() else missing).append(str(p.resolve()))
         if missing:
@@ -243,7 +247,8 @@ def load_image(path: str, channels: int = 3, gray: str = "refuse") -> np.ndarray
 
 
 def preprocess_image(img: np.ndarray, preprocess: Preprocess, profile: ShapeProfile) -> np.ndarray:
-    """HxWxC uint8 -> CxH'xW' float32 exactly per ``preprocess`` (see module docstring)."""
+    """HxWxC uint8 -> CxH'xW' float32 per ``preprocess`` (see module docstring). Used for 1-channel models;
+    3-channel models go through :func:`segdeploy.datasets.preprocess.to_batch` (same formula, tested equal)."""
     if preprocess.resize == "resize":
         from PIL import Image
 
@@ -283,6 +288,9 @@ def iter_batches(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"batch size must be a positive integer, got {batch_size!r}")
     bs = min(batch_size, profile.max[0])
+    if profile.channels == 3:
+        yield from _batches_rgb(calib_set, preprocess, profile, bs)
+        return
     cur: list[np.ndarray] = []
     cur_files: list[str] = []
     for f in calib_set.files:
@@ -294,3 +302,28 @@ def iter_batches(
         cur_files.append(f)
     if cur:
         yield Batch(np.stack(cur), tuple(cur_files))
+
+
+def _batches_rgb(calib_set: CalibrationSet, preprocess: Preprocess, profile: ShapeProfile, bs: int) -> Iterator[Batch]:
+    """3-channel models: the parity checker's own decoding and ``to_batch``, so calibration sees exactly
+    the tensors inference sees. Images are grouped by their target size (no extra padding in a batch)."""
+    from segdeploy.datasets.preprocess import target_size, to_batch
+    from segdeploy.errors import ShapeError
+
+    cur: list[np.ndarray] = []
+    cur_files: list[str] = []
+    cur_size = None
+    for f in calib_set.files:
+        img = load_image(f, 3, calib_set.gray)
+        try:
+            size = target_size(img.shape[0], img.shape[1], preprocess, profile)
+        except ShapeError as e:
+            raise DataError(f"calibration image {f}: {e}") from None
+        if cur and (size != cur_size or len(cur) == bs):
+            yield Batch(to_batch(cur, preprocess, profile)[0], tuple(cur_files))
+            cur, cur_files = [], []
+        cur.append(img)
+        cur_files.append(f)
+        cur_size = size
+    if cur:
+        yield Batch(to_batch(cur, preprocess, profile)[0], tuple(cur_files))

@@ -134,3 +134,27 @@ def test_batches_respect_size_and_shape(tmp_path, spec):
     cset = open_calibration_set(folder)
     shapes = [b.array.shape for b in iter_batches(cset, pre, prof, batch_size=2)]
     assert shapes == [(2, 3, 32, 32), (2, 3, 32, 32), (1, 3, 32, 32), (2, 3, 16, 24)]
+
+
+def test_rgb_batches_equal_parity_preprocessing(tmp_path, spec):
+    from segdeploy.datasets import read_image
+    from segdeploy.datasets.preprocess import to_batch
+
+    pre, prof = spec
+    folder = write_images(tmp_path / "rgb", 3, size=(20, 30))
+    cset = open_calibration_set(folder)
+    (b,) = list(iter_batches(cset, pre, prof))
+    ref, _ = to_batch([read_image(f) for f in cset.files], pre, prof)
+    np.testing.assert_array_equal(b.array, ref)
+    own = np.stack([preprocess_image(read_image(f), pre, prof) for f in cset.files])
+    np.testing.assert_allclose(b.array, own, rtol=1e-6, atol=1e-6)
+
+
+def test_one_channel_model(tmp_path):
+    folder = write_images(tmp_path / "gray1", 2, mode="L")
+    prof = ShapeProfile((1, 1, 16, 16), (1, 1, 32, 32), (4, 1, 64, 64))
+    pre = Preprocess(mean=(0.5,), std=(0.25,))
+    cset = open_calibration_set(folder, channels=1)
+    (b,) = list(iter_batches(cset, pre, prof))
+    assert b.array.shape == (2, 1, 32, 32)
+    assert b.array.min() >= -2.0 - 1e-6 and b.array.max() <= 2.0 + 1e-6
