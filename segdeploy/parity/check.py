@@ -1,0 +1,553 @@
+"""The parity check: run reference and candidate over a dataset and compare them.
+
+Python API
+----------
+``result = run_check(reference, candidate, data, masks=None, manifest=None, options=CheckOptions(...))``
+
+* ``reference``: an ``nn.Module``, a model file (loaded with :func:`segdeploy.load.load_model`), an ``.onnx``
+  path, or any :class:`~segdeploy.runners.base.Runner`.
+* ``candidate``: an ``.onnx`` path (ONNX Runtime), an engine path (TensorRT runner), or a Runner.
+* ``data``: a :class:`~segdeploy.datasets.Dataset`, or an image folder (``masks``: its mask folder).
+* ``manifest``: path or dict from ``segdeploy export``; it supplies preprocessing, the shape profile and the
+  classes. When omitted and the candidate ONNX has a ``manifest.json`` beside it, that one is used (noted
+  in the report). Without any manifest: default ImageNet preprocessing, no padding multiple (noted).
+
+Returns a :class:`CheckResult` (typed fields + ``report``, the JSON document of docs/parity_report.md).
+It does not raise when the gate trips: call ``result.raise_for_gate()`` (the CLI does, after writing the
+report). Raises SegdeployError subclasses for fatal problems: DataError (dataset), ShapeError/ModelLoadError
+(model vs input/manifest), VerificationError (NaN/Inf outputs under ``on_error="fail"``).
+
+Loop: streaming and batched -- at most ``batch_size`` decoded images (of the same padded size) are in
+memory at a time, plus the ``worst_k`` worst images' class maps; per image: argmax of both outputs,
+map back to the original size, three exact confusion-matrix updates (reference vs truth, candidate vs
+truth, candidate vs reference), per-image scores for the worst-image list.
+``on_error="skip"`` turns per-image problems into entries of ``report["errors"]`` instead of stopping.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from segdeploy.datasets import Dataset, Entry, Sample, open_dataset
+from segdeploy.datasets.preprocess import restore_prediction, target_size, to_batch
+from segdeploy.errors import (
+    ArtifactError,
+    DataError,
+    ModelLoadError,
+    SegdeployError,
+    ShapeError,
+    UsageError,
+    VerificationError,
+)
+from segdeploy.parity.gate import GateOptions, GateResult, evaluate_gate, raise_for_gate
+from segdeploy.parity.metrics import ConfusionMatrix
+from segdeploy.parity.report_json import (
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    confusion_section,
+    created_by,
+    metrics_from_confusion,
+    versions,
+)
+from segdeploy.runners import Runner, open_runner
+from segdeploy.spec import Preprocess, ShapeProfile
+
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Options of one check run (all typed; see the CLI for their flags)."""
+
+    batch_size: int = 1
+    num_classes: int | None = None  # expected class count (checked against model and manifest)
+    class_names: tuple[str, ...] = ()
+    on_error: str = "fail"  # "fail" | "skip"
+    worst_k: int = 8
+    gate: GateOptions = field(default_factory=GateOptions)
+    shard: tuple[int, int] | None = None  # (index, count)
+    reference_options: Any = None  # TorchOptions / OrtOptions for the reference runner
+    candidate_options: Any = None  # OrtOptions / TensorRTOptions for the candidate runner
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.on_error not in ON_ERROR:
+            raise UsageError(f"--on-error must be fail or skip, got {self.on_error!r}")
+        if self.worst_k < 0:
+            raise UsageError(f"--worst must be >= 0, got {self.worst_k}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise UsageError(f"--num-classes must be >= 1, got {self.num_classes}")
+        if self.shard is not None:
+            i, n = self.shard
+            if n < 1 or not 0 <= i < n:
+                raise UsageError(f"--shard {i}/{n}: need 0 <= I < N")
+
+
+@dataclass(frozen=True)
+class ImageError:
+    stem: str
+    path: str
+    kind: str  # data | shape | nonfinite_candidate | nonfinite_reference
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"stem": self.stem, "path": self.path, "kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Typed view of one check; ``report`` is the JSON document."""
+
+    report: dict[str, Any]
+    gate: GateResult
+    reference_cm: ConfusionMatrix | None
+    candidate_cm: ConfusionMatrix | None
+    agreement_cm: ConfusionMatrix
+    errors: tuple[ImageError, ...]
+
+    @property
+    def mode(self) -> str:
+        return self.report["mode"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.report["metrics"]
+
+    @property
+    def worst_images(self) -> list[dict[str, Any]]:
+        return self.report["worst_images"]
+
+    @property
+    def passed(self) -> bool | None:
+        return self.gate.passed
+
+    def raise_for_gate(self) -> None:
+        raise_for_gate(self.gate)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _image_miou(add: np.ndarray, inv: np.ndarray | None) -> float | None:
+    """mIoU of one image's counts over the classes present in truth or prediction."""
+    tp = np.diag(add)
+    gt = add.sum(axis=1) + (inv if inv is not None else 0)
+    union = gt + add.sum(axis=0) - tp
+    present = union > 0
+    if not present.any():
+        return None
+    return float((tp[present] / union[present]).mean())
+
+
+def _png_b64(pred: np.ndarray, num_classes: int) -> str | None:
+    """Palette PNG (VOC colours) of a class map, base64; None when it cannot be a palette image."""
+    if num_classes > 256:
+        return None
+    from PIL import Image
+
+    from segdeploy.datasets.masks import default_palette
+
+    im = Image.fromarray(np.clip(pred, 0, 255).astype(np.uint8)).convert("P")
+    im.putpalette(default_palette())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def worst_sort_key(item: dict[str, Any], mode: str) -> tuple:
+    """Total order of worst images, worst first (shared with the shard merge)."""
+    if mode == "labelled":
+        drop = item.get("miou_drop_points")
+        return (-(drop if drop is not None else float("-inf")), item["pixel_agreement"], item["stem"])
+    miou = item.get("agreement_miou")
+    return (item["pixel_agreement"], miou if miou is not None else 1.0, item["stem"])
+
+
+def _describe_runner(r: Runner, path: Any) -> dict[str, Any]:
+    from segdeploy.fsutil import sha256_file
+
+    d = r.describe()
+    p = d.get("path") or (str(path) if isinstance(path, (str, os.PathLike)) else None)
+    d["path"] = p
+    d["sha256"] = sha256_file(p) if p and os.path.isfile(p) else None
+    return d
+
+
+def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[dict | None, str | None]:
+    from segdeploy.manifest import MANIFEST_FILENAME, read_manifest, validate_manifest
+
+    if isinstance(manifest, dict):
+        return validate_manifest(manifest), None
+    if manifest is not None:
+        doc = read_manifest(manifest)
+        p = Path(manifest)
+        return doc, str(p / MANIFEST_FILENAME if p.is_dir() else p)
+    if isinstance(candidate, (str, os.PathLike)):
+        beside = Path(candidate).parent / MANIFEST_FILENAME
+        if beside.is_file():
+            notes.append(f"using the manifest beside the candidate: {beside}")
+            return read_manifest(beside), str(beside)
+    return None, None
+
+
+def _make_runner(target: Any, options: Any) -> Runner:
+    if isinstance(target, Runner):
+        return target
+    return open_runner(target, options=options)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+class _Accumulator:
+    """Confusion matrices, worst-image candidates, errors and timings of one run."""
+
+    def __init__(self, labelled: bool, ignore_index: int, worst_k: int, on_error: str):
+        self.labelled = labelled
+        self.ignore_index = ignore_index
+        self.worst_k = worst_k
+        self.on_error = on_error
+        self.num_classes: int | None = None
+        self.ref_cm: ConfusionMatrix | None = None
+        self.cand_cm: ConfusionMatrix | None = None
+        self.agree_cm: ConfusionMatrix | None = None
+        self.worst: list[tuple[tuple, dict[str, Any], np.ndarray, np.ndarray]] = []
+        self.errors: list[ImageError] = []
+        self.evaluated = 0
+        self.nonfinite_images = 0
+        self.nonfinite_values = 0
+        self.t_metrics = 0.0
+
+    @property
+    def mode(self) -> str:
+        return "labelled" if self.labelled else "unlabelled"
+
+    def fail_or_record(self, stem: str, path: str, kind: str, err: SegdeployError) -> None:
+        if self.on_error == "fail":
+            raise err
+        self.errors.append(ImageError(stem, path, kind, err.message))
+
+    def set_classes(self, k: int) -> None:
+        self.num_classes = k
+        if self.labelled:
+            self.ref_cm = ConfusionMatrix(k, self.ignore_index)
+            self.cand_cm = ConfusionMatrix(k, self.ignore_index)
+        self.agree_cm = ConfusionMatrix(k, None)
+
+    def add_image(self, sample: Sample, ref_pred: np.ndarray, cand_pred: np.ndarray, nonfinite_px: int) -> None:
+        """Score one image (predictions at original size; cand_pred -1 where invalid). Raises DataError."""
+        t0 = time.perf_counter()
+        k = self.num_classes
+        ag_add, ag_inv = self.agree_cm.counts(cand_pred, ref_pred, sample.stem)
+        rec: dict[str, Any] = {
+            "stem": sample.stem,
+            "image": sample.path,
+            "mask": None,
+            "height": int(ref_pred.shape[0]),
+            "width": int(ref_pred.shape[1]),
+            "pixel_agreement": float(np.trace(ag_add) / ref_pred.size) if ref_pred.size else 1.0,
+            "agreement_miou": _image_miou(ag_add, ag_inv),
+            "reference_miou": None,
+            "candidate_miou": None,
+            "miou_drop_points": None,
+            "nonfinite_pixels": int(nonfinite_px),
+        }
+        if self.labelled:
+            name = f"mask of {sample.stem}"
+            r_add, r_inv = self.ref_cm.counts(ref_pred, sample.mask, name)
+            c_add, c_inv = self.cand_cm.counts(cand_pred, sample.mask, name)
+            rec["reference_miou"] = _image_miou(r_add, r_inv)
+            rec["candidate_miou"] = _image_miou(c_add, c_inv)
+            if rec["reference_miou"] is not None and rec["candidate_miou"] is not None:
+                rec["miou_drop_points"] = 100.0 * (rec["reference_miou"] - rec["candidate_miou"])
+            # all counts computed: now add (nothing half-added when a mask is bad)
+            self.ref_cm.matrix += r_add
+            self.cand_cm.matrix += c_add
+            if r_inv is not None:
+                self.ref_cm.invalid += r_inv
+            if c_inv is not None:
+                self.cand_cm.invalid += c_inv
+        self.agree_cm.matrix += ag_add
+        if ag_inv is not None:
+            self.agree_cm.invalid += ag_inv
+        self.evaluated += 1
+        if self.worst_k:
+            self.worst.append((worst_sort_key(rec, self.mode), rec, ref_pred, cand_pred))
+            if len(self.worst) >= 2 * self.worst_k:
+                self._trim()
+        self.t_metrics += time.perf_counter() - t0
+
+    def _trim(self) -> None:
+        self.worst.sort(key=lambda w: w[0])
+        del self.worst[self.worst_k :]
+
+    def worst_records(self, entries: dict[str, Entry]) -> list[dict[str, Any]]:
+        self._trim()
+        out = []
+        for _, rec, ref_pred, cand_pred in self.worst:
+            rec = dict(rec)
+            e = entries.get(rec["stem"])
+            rec["mask"] = e.mask_path if e is not None else None
+            rec["reference_png"] = _png_b64(ref_pred, self.num_classes)
+            rec["candidate_png"] = _png_b64(cand_pred, self.num_classes)
+            out.append(rec)
+        return out
+
+
+def _iter_samples(ds: Dataset, acc: _Accumulator, timer: list) -> Iterator[Sample]:
+    for e in ds.entries:
+        timer[1] += 1
+        t0 = time.perf_counter()
+        try:
+            s = ds.load(e)
+        except DataError as err:
+            acc.fail_or_record(e.stem, e.image_path, "data", err)
+            continue
+        finally:
+            timer[0] += time.perf_counter() - t0
+        yield s
+
+
+def _predictions(logits: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """argmax class map of one image's KxHxW logits; -1 where any logit is NaN/Inf (+ counts)."""
+    finite = np.isfinite(logits)
+    if finite.all():
+        return logits.argmax(axis=0), 0, 0
+    ok = finite.all(axis=0)
+    pred = np.where(ok, np.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0).argmax(axis=0), -1)
+    return pred, int((~ok).sum()), int((~finite).sum())
+
+
+def run_check(
+    reference: Any,
+    candidate: Any,
+    data: Dataset | str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    *,
+    manifest: Any = None,
+    preprocess: Preprocess | None = None,
+    profile: ShapeProfile | None = None,
+    options: CheckOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
+) -> CheckResult:
+    """Run the parity check (see module docstring)."""
+    opts = options or CheckOptions()
+    t_start = time.perf_counter()
+    notes: list[str] = []
+    man, man_path = _resolve_manifest(manifest, candidate, notes)
+    if preprocess is None:
+        if man is not None:
+            from segdeploy.manifest import preprocess_of
+
+            preprocess = preprocess_of(man)
+        else:
+            preprocess = Preprocess()
+            notes.append("no manifest: default ImageNet preprocessing (mean/std, RGB, pad mode)")
+    if profile is None and man is not None:
+        from segdeploy.manifest import onnx_profile_of
+
+        profile = onnx_profile_of(man)
+    if profile is None:
+        notes.append("no shape profile: images are not padded to a multiple")
+    man_k = int(man["model"]["num_classes"]) if man is not None else None
+    class_names = tuple(opts.class_names) or tuple((man or {}).get("model", {}).get("class_names") or ())
+    if opts.num_classes is not None and man_k is not None and opts.num_classes != man_k:
+        raise UsageError(f"--num-classes {opts.num_classes} contradicts the manifest ({man_k} classes)")
+
+    ds = data if isinstance(data, Dataset) else open_dataset(data, masks)
+    total_entries = len(ds)
+    if opts.shard is not None:
+        ds = ds.subset(*opts.shard)
+    with_mask = sum(e.mask_path is not None for e in ds.entries)
+    if 0 < with_mask < len(ds):
+        raise DataError(f"{with_mask} of {len(ds)} items have masks; give a mask for every image or none")
+    labelled = with_mask > 0 or (ds.has_masks if len(ds) else masks is not None)
+    acc = _Accumulator(labelled, ds.ignore_index, opts.worst_k, opts.on_error)
+
+    ref_r = _make_runner(reference, opts.reference_options)
+    cand_r = _make_runner(candidate, opts.candidate_options)
+    load_t = [0.0, 0]  # seconds decoding, entries consumed
+    t_pre = 0.0
+    n_total = len(ds)
+    try:
+        ref_r.open()
+        cand_r.open()
+        t_loop = time.perf_counter()
+        open_s = t_loop - t_start
+
+        def infer_group(group: list[Sample]):
+            """Preprocess + both runners for one group; raises before anything is scored."""
+            nonlocal t_pre
+            t0 = time.perf_counter()
+            x, infos = to_batch([s.image for s in group], preprocess, profile)
+            t_pre += time.perf_counter() - t0
+            ref_out = ref_r.infer(x)
+            cand_out = cand_r.infer(x)
+            k_ref, k_cand = ref_out.shape[1], cand_out.shape[1]
+            if k_ref != k_cand:
+                raise ModelLoadError(
+                    f"reference outputs {k_ref} classes but candidate outputs {k_cand}; they are not the same model"
+                )
+            if ref_out.shape[2:] != cand_out.shape[2:]:
+                raise ShapeError(
+                    f"reference output {ref_out.shape} and candidate output {cand_out.shape} differ in size"
+                )
+            if acc.num_classes is None:
+                if man_k is not None and man_k != k_ref:
+                    raise ArtifactError(
+                        f"manifest {man_path or ''} says {man_k} classes but the model outputs {k_ref}; "
+                        "pass the manifest exported from this model"
+                    )
+                if opts.num_classes is not None and opts.num_classes != k_ref:
+                    raise UsageError(f"--num-classes {opts.num_classes} but the model outputs {k_ref} classes")
+                acc.set_classes(k_ref)
+            elif k_ref != acc.num_classes:
+                raise ModelLoadError(f"the model output {k_ref} classes, earlier {acc.num_classes}")
+            return infos, ref_out, cand_out
+
+        def score_image(s: Sample, info, ref_logits: np.ndarray, cand_logits: np.ndarray) -> None:
+            """Score one image; every per-image problem is recorded (skip) or raised (fail)."""
+            t0 = time.perf_counter()
+            ref_pred, ref_bad, _ = _predictions(ref_logits)
+            if ref_bad:
+                acc.fail_or_record(
+                    s.stem, s.path, "nonfinite_reference",
+                    VerificationError(
+                        f"reference output for {s.stem} has NaN/Inf at {ref_bad} pixels; "
+                        "the reference itself is broken at this input"
+                    ),
+                )
+                return
+            cand_pred, cand_bad_px, cand_bad_vals = _predictions(cand_logits)
+            try:
+                ref_pred = restore_prediction(ref_pred, info)
+                cand_pred = restore_prediction(cand_pred, info)
+            except ShapeError as err:
+                acc.fail_or_record(s.stem, s.path, "shape", err)
+                return
+            acc.t_metrics += time.perf_counter() - t0
+            if cand_bad_px:
+                acc.fail_or_record(
+                    s.stem, s.path, "nonfinite_candidate",
+                    VerificationError(
+                        f"candidate output for {s.stem} has {cand_bad_vals} NaN/Inf values ({cand_bad_px} pixels); "
+                        "the candidate is broken at this input (--on-error skip scores those pixels as wrong)"
+                    ),
+                )
+                acc.nonfinite_images += 1
+                acc.nonfinite_values += cand_bad_vals
+            try:
+                acc.add_image(s, ref_pred, cand_pred, cand_bad_px)
+            except DataError as err:
+                acc.fail_or_record(s.stem, s.path, "data", err)
+
+        def run_batch(group: list[Sample]) -> None:
+            try:
+                infos, ref_out, cand_out = infer_group(group)
+            except (DataError, ShapeError) as err:
+                if opts.on_error == "fail":
+                    raise
+                if len(group) == 1:
+                    kind = "shape" if isinstance(err, ShapeError) else "data"
+                    acc.fail_or_record(group[0].stem, group[0].path, kind, err)
+                    return
+                for s in group:  # isolate the failing image(s); nothing of this group was scored yet
+                    run_batch([s])
+                return
+            for i, s in enumerate(group):
+                score_image(s, infos[i], ref_out[i], cand_out[i])
+
+        group: list[Sample] = []
+        group_size: tuple[int, int] | None = None
+        for s in _iter_samples(ds, acc, load_t):
+            try:
+                size = target_size(s.image.shape[0], s.image.shape[1], preprocess, profile)
+            except ShapeError as err:
+                acc.fail_or_record(s.stem, s.path, "shape", err)
+                continue
+            if group and (size != group_size or len(group) >= opts.batch_size):
+                run_batch(group)
+                group = []
+            group.append(s)
+            group_size = size
+            if progress is not None:
+                progress(load_t[1], n_total)
+        if group:
+            run_batch(group)
+        if progress is not None:
+            progress(n_total, n_total)
+    finally:
+        ref_r.close()
+        cand_r.close()
+
+    if acc.num_classes is None:
+        k = opts.num_classes or man_k
+        if k is None or (opts.shard is None and len(ds)):
+            first = f" (first: {acc.errors[0].message})" if acc.errors else ""
+            raise DataError(f"no image could be evaluated: {len(acc.errors)} of {len(ds)} failed{first}")
+        acc.set_classes(k)
+
+    loop_s = time.perf_counter() - t_loop
+    total_s = time.perf_counter() - t_start
+    ref_t, cand_t = ref_r.timing_summary(), cand_r.timing_summary()
+    runner_s = ref_t["total_s"] + cand_t["total_s"]
+    entries = {e.stem: e for e in ds.entries}
+    partial = opts.shard is not None
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "segdeploy_version": versions()["segdeploy"],
+        "partial": partial,
+        "shard": {"index": opts.shard[0], "count": opts.shard[1]} if partial else None,
+        "mode": acc.mode,
+        "command": command,
+        "created_by": created_by(),
+        "versions": versions(),
+        "reference": _describe_runner(ref_r, reference),
+        "candidate": _describe_runner(cand_r, candidate),
+        "manifest": man_path,
+        "preprocess": preprocess.to_dict(),
+        "profile": profile.to_dict() if profile is not None else None,
+        "dataset": {
+            "description": ds.description,
+            "images": str(data) if not isinstance(data, Dataset) else data.description,
+            "masks": str(masks) if masks is not None else None,
+            "num_entries": len(ds),
+            "num_entries_total": total_entries,
+            "num_evaluated": acc.evaluated,
+            "num_skipped": len(ds) - acc.evaluated,
+        },
+        "classes": {"num_classes": acc.num_classes, "names": list(class_names), "ignore_index": ds.ignore_index},
+        "confusion": confusion_section(acc.ref_cm, acc.cand_cm, acc.agree_cm),
+        "metrics": metrics_from_confusion(acc.ref_cm, acc.cand_cm, acc.agree_cm),
+        "worst_images_by": "miou_drop_points" if labelled else "pixel_agreement",
+        "worst_k": opts.worst_k,
+        "worst_images": acc.worst_records(entries),
+        "errors": [e.to_dict() for e in acc.errors],
+        "nonfinite": {"images": acc.nonfinite_images, "values": acc.nonfinite_values},
+        "timing": {
+            "reference": ref_t,
+            "candidate": cand_t,
+            "load_s": load_t[0],
+            "preprocess_s": t_pre,
+            "metrics_s": acc.t_metrics,
+            "open_s": open_s,
+            "loop_s": loop_s,
+            "total_s": total_s,
+            "overhead_fraction": (loop_s - runner_s) / runner_s if runner_s > 0 else None,
+        },
+        "notes": notes,
+    }
+    gate = evaluate_gate(report, opts.gate) if not partial else GateResult(opts.gate, False, None)
+    report["gate"] = gate.to_dict()
+    return CheckResult(report, gate, acc.ref_cm, acc.cand_cm, acc.agree_cm, tuple(acc.errors))
