@@ -405,7 +405,7 @@ def run_check(
             if acc.num_classes is None:
                 if man_k is not None and man_k != k_ref:
                     raise ArtifactError(
-                        f"manifest {man_path or ''} says {man_k} classes but the model outputs {k_ref}; "
+                        f"manifest{' ' + man_path if man_path else ''} says {man_k} classes but the model outputs {k_ref}; "
                         "pass the manifest exported from this model"
                     )
                 if opts.num_classes is not None and opts.num_classes != k_ref:

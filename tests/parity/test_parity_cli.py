@@ -1,0 +1,90 @@
+"""`segdeploy check` / `segdeploy merge` through the real CLI entry point: exit codes, files, messages."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from conftest import export_onnx, make_dataset
+
+from segdeploy.cli import main
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model, tiny_onnx, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    images, masks = make_dataset(root / "d", n=5)
+    m = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        m.b.bias[1] += 0.3
+    pert = export_onnx(m, root / "pert.onnx")
+    return root, tiny_onnx, pert, str(images), str(masks)
+
+
+def test_check_json_and_report_file(setup, capsys):
+    root, ref, _, images, masks = setup
+    out = root / "r.json"
+    rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--masks", masks,
+               "--max-miou-drop", "0.1", "--out", str(out), "--json", "--no-progress"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["gate"]["passed"] is True and printed["metrics"]["drift"]["miou_points"] == 0.0
+    assert printed["command"].startswith("segdeploy ")
+
+
+def test_gate_trips_exit_3_and_report_still_written(setup, capsys):
+    root, ref, pert, images, masks = setup
+    out = root / "gate.json"
+    rc = main(["check", "--reference", ref, "--candidate", pert, "--data", images, "--masks", masks,
+               "--min-agreement", "99.5", "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 3
+    assert "error: accuracy gate failed: pixel agreement" in cap.err and "\n" not in cap.err.strip()
+    assert "gate: FAILED" in cap.out
+    assert json.loads(out.read_text())["gate"]["passed"] is False
+
+
+def test_shard_and_merge_cli(setup, capsys):
+    root, ref, pert, images, masks = setup
+    for i in range(2):
+        assert main(["check", "--reference", ref, "--candidate", pert, "--data", images, "--masks", masks,
+                     "--shard", f"{i}/2", "--out", str(root / f"s{i}.json"), "--no-progress"]) == 0
+    assert main(["merge", str(root / "s0.json"), str(root / "s1.json"), "--out", str(root / "m.json"),
+                 "--max-miou-drop", "50"]) == 0
+    merged = json.loads((root / "m.json").read_text())
+    assert merged["dataset"]["num_evaluated"] == 5 and merged["gate"]["passed"] is True
+    capsys.readouterr()
+    assert main(["merge", str(root / "s0.json")]) == 1
+    assert "missing [1]" in capsys.readouterr().err
+
+
+def test_usage_and_data_errors_are_one_line(setup, tmp_path, capsys):
+    root, ref, _, images, masks = setup
+    assert main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--shard", "0/2"]) == 2
+    assert "--shard needs --out" in capsys.readouterr().err
+    assert main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--shard", "2/2",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    capsys.readouterr()
+    (tmp_path / "m").mkdir()
+    out = tmp_path / "never.json"
+    rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--masks", str(tmp_path / "m"),
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "without a mask" in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.glob(".never.json*")) == []  # nothing half-written
+    assert main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--min-agreement", "0.99"]) == 2
+    assert "looks like a fraction" in capsys.readouterr().err
+
+
+def test_torch_model_file_reference(setup, tiny_model, tmp_path, capsys):
+    pytest.importorskip("segdeploy.load", reason="segdeploy.load not in this checkout")
+    root, ref, _, images, masks = setup
+    ts = tmp_path / "ref.ts"
+    torch.jit.save(torch.jit.trace(tiny_model, torch.zeros(1, 3, 8, 8)), str(ts))
+    rc = main(["check", "--reference", str(ts), "--candidate", ref, "--data", images, "--masks", masks,
+               "--max-miou-drop", "0.01", "--json", "--no-progress"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["reference"]["kind"] == "torch" and rep["metrics"]["agreement"]["pixel_accuracy"] > 0.999
