@@ -83,8 +83,8 @@ def max_pool2d_with_indices(
     dh, dw = _pair(dilation, "dilation")
     if min(kh, kw, sh, sw, dh, dw) <= 0 or min(ph, pw) < 0:
         raise ValueError("kernel_size, stride and dilation must be positive and padding non-negative")
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError("padding must be at most half of the kernel size (PyTorch's rule)")
+    if ph > ((kh - 1) * dh + 1) // 2 or pw > ((kw - 1) * dw + 1) // 2:
+        raise ValueError("padding must be at most half of the effective kernel size (PyTorch's rule)")
     n, c, h, w = x.shape
     oh = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
     ow = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
