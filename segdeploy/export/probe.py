@@ -1,0 +1,124 @@
+"""Probe a loaded model: input channels, number of classes, output stride and the spatial multiple.
+
+Contract: :func:`probe_model` runs the model (no gradients) at a few small shapes and returns a
+:class:`~segdeploy.spec.ModelSpec`, wrapping ``lm.module`` with the output selection. It raises
+:class:`~segdeploy.errors.ShapeError` when the model rejects the requested channel count or the
+reference shape. It never changes the model's weights.
+
+The spatial multiple is, in order: the user's ``--spatial-multiple``; the multiple declared by the file
+(``.pt2`` dynamic-shape constraints) or the model (``spatial_multiple`` attribute); else the smallest
+``m`` in 1, 2, 4, ..., 64 such that an input of ``m * odd`` pixels runs and yields an output whose size is
+the reference's output stride times the input. A model that accepts only its reference size (e.g. a ViT
+with fixed position embeddings) gets ``static_spatial=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from segdeploy.errors import ShapeError
+from segdeploy.load import LoadedModel, _short, run_model, select_output
+from segdeploy.spec import ModelSpec
+
+CANDIDATE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass
+class ProbeResult:
+    spec: ModelSpec
+    output_stride: tuple[float, float]  # output H/W divided by input H/W at the reference shape
+    static_spatial: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _odd_multiple(ref: int, m: int) -> int:
+    k = max(1, ref // m)
+    if k % 2 == 0:
+        k -= 1
+    return k * m
+
+
+def _runs_at(lm: LoadedModel, c: int, h: int, w: int, stride: tuple[float, float]) -> bool:
+    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0))
+    try:
+        out = lm.module(x) if not torch.is_grad_enabled() else run_model(lm.module, x)
+    except Exception:
+        return False
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
+        return False
+    return out.shape[2] == round(h * stride[0]) and out.shape[3] == round(w * stride[1])
+
+
+def probe_model(
+    lm: LoadedModel,
+    ref_shape: tuple[int, int, int, int],
+    spatial_multiple: int | None = None,
+) -> ProbeResult:
+    """Resolve output selection and probe ``lm`` at ``ref_shape`` (N, C, H, W). See the module docstring."""
+    n, c, h, w = ref_shape
+    notes: list[str] = []
+    if lm.in_channels_hint is not None and lm.in_channels_hint != c:
+        raise ShapeError(
+            f"the model's first convolution takes {lm.in_channels_hint} channels but the shape asks for {c}; "
+            f"use --shape {n}x{lm.in_channels_hint}x{h}x{w}"
+        )
+    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(0))
+    out = select_output(lm, x)  # raises ShapeError / ModelLoadError
+    notes.append(f"output selected by rule: {lm.output_rule} -> {list(out.shape)}")
+    stride = (out.shape[2] / h, out.shape[3] / w)
+    num_classes = int(out.shape[1])
+    static = False
+    if spatial_multiple is not None:
+        mult = spatial_multiple
+        notes.append(f"spatial multiple {mult} given by the user")
+    elif lm.spatial_multiple_hint is not None:
+        mult = lm.spatial_multiple_hint
+        notes.append(f"spatial multiple {mult} from the model ({'program constraints' if lm.format == 'pt2' else 'attribute'})")
+    else:
+        mult = None
+        with torch.inference_mode():
+            for m in CANDIDATE_MULTIPLES:
+                hh, ww = _odd_multiple(h, m), _odd_multiple(w, m)
+                if _runs_at(lm, c, hh, ww, stride):
+                    mult = m
+                    notes.append(f"spatial multiple {m} detected by probing (ran at {hh}x{ww})")
+                    break
+        if mult is None:
+            # Does it run at any other size at all?
+            other = (h + 16, w + 16) if h > 16 else (h * 2, w * 2)
+            with torch.inference_mode():
+                if not _runs_at(lm, c, other[0], other[1], stride):
+                    static = True
+                    mult = 1
+                    notes.append(
+                        f"the model runs only at its reference size {h}x{w} (e.g. fixed position embeddings): "
+                        "height and width are exported static"
+                    )
+                else:
+                    mult = 64
+                    notes.append("no multiple up to 32 worked; using 64")
+    if not static and (h % mult or w % mult):
+        raise ShapeError(
+            f"--shape {n}x{c}x{h}x{w} is not a multiple of {mult} in H/W, which this model needs; "
+            f"use H and W divisible by {mult}"
+        )
+    spec = ModelSpec(
+        in_channels=c,
+        num_classes=num_classes,
+        spatial_multiple=mult,
+        output=lm.output_rule,
+        notes=tuple(notes),
+    )
+    lm.spec = spec
+    return ProbeResult(spec=spec, output_stride=stride, static_spatial=static, notes=notes)
+
+
+def check_channels_run(lm: LoadedModel, c: int, h: int, w: int) -> None:
+    """Raise ShapeError with the model's message when it rejects ``c`` channels."""
+    x = torch.zeros(1, c, h, w)
+    try:
+        run_model(lm.module, x)
+    except Exception as e:
+        raise ShapeError(f"the model rejects a {c}-channel input: {_short(e)}; check the C in --shape") from None

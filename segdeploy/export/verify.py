@@ -1,0 +1,166 @@
+"""Verification: the exported ONNX, run by ONNX Runtime on the CPU, against PyTorch at several shapes.
+
+Contract: :func:`verify_onnx` runs the *original* PyTorch module (before any export rewrite) and the
+ONNX graph on the same seeded random inputs at each shape of ``profile.verification_shapes()`` (min,
+opt, max and one irregular in-range shape), and returns a :class:`VerificationReport`. A shape passes when
+
+* ``max_abs_err <= tol`` with ``tol = rtol * max(|reference|) + atol`` (tolerance scaled to the output
+  magnitude: randomly initialised networks produce outputs anywhere from 1e-3 to 1e4), and
+* the per-pixel argmax agrees everywhere the reference's top-2 margin exceeds ``2 * tol`` (a pixel whose
+  two best classes are closer than the numerical noise may flip legitimately; raw agreement is reported too).
+
+:func:`require_passed` raises :class:`~segdeploy.errors.VerificationError` naming the first failing shape.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from segdeploy.errors import VerificationError
+from segdeploy.spec import Shape, ShapeProfile
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-5
+
+
+@dataclass(frozen=True)
+class ShapeCheck:
+    label: str
+    shape: tuple[int, ...]
+    passed: bool
+    max_abs_err: float
+    ref_max_abs: float
+    tolerance: float
+    argmax_agreement: float  # raw fraction of pixels with equal argmax
+    decisive_disagreements: int  # argmax flips where the reference margin exceeds 2*tol
+    seconds_torch: float
+    seconds_onnx: float
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+@dataclass
+class VerificationReport:
+    shapes: list[ShapeCheck] = field(default_factory=list)
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    runtime: str = "onnxruntime CPUExecutionProvider"
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.shapes) and all(s.passed for s in self.shapes)
+
+    @property
+    def worst_max_abs_err(self) -> float:
+        return max((s.max_abs_err for s in self.shapes if s.error is None), default=float("nan"))
+
+    @property
+    def min_argmax_agreement(self) -> float:
+        return min((s.argmax_agreement for s in self.shapes if s.error is None), default=float("nan"))
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "runtime": self.runtime,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "rule": "max_abs_err <= rtol*max|ref| + atol, and argmax equal wherever the reference top-2 margin > 2*tol",
+            "worst_max_abs_err": self.worst_max_abs_err,
+            "min_argmax_agreement": self.min_argmax_agreement,
+            "shapes": [s.to_dict() for s in self.shapes],
+        }
+
+
+def _input(shape: Shape, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _compare(ref: np.ndarray, out: np.ndarray, rtol: float, atol: float) -> tuple[float, float, float, float, int]:
+    ref64 = ref.astype(np.float64)
+    err = float(np.max(np.abs(ref64 - out))) if ref.size else 0.0
+    mag = float(np.max(np.abs(ref64))) if ref.size else 0.0
+    tol = rtol * mag + atol
+    if ref.shape[1] == 1:  # binary map: the decision is the sign
+        a, b = ref[:, 0] > 0, out[:, 0] > 0
+        agree = float(np.mean(a == b))
+        decisive = int(np.sum((a != b) & (np.abs(ref[:, 0]) > 2 * tol)))
+        return err, mag, tol, agree, decisive
+    ra, oa = ref.argmax(1), out.argmax(1)
+    agree = float(np.mean(ra == oa))
+    part = np.partition(ref, -2, axis=1)
+    margin = part[:, -1] - part[:, -2]
+    decisive = int(np.sum((ra != oa) & (margin > 2 * tol)))
+    return err, mag, tol, agree, decisive
+
+
+def verify_onnx(
+    module,
+    onnx_bytes: bytes,
+    profile: ShapeProfile,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    seed: int = 0,
+    progress=None,
+) -> VerificationReport:
+    """Compare ``module`` and the ONNX model at the profile's verification shapes (see module docstring)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    report = VerificationReport(rtol=rtol, atol=atol)
+    try:
+        sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise VerificationError(f"ONNX Runtime cannot load the exported graph: {str(e).splitlines()[0]}") from None
+    in_name = sess.get_inputs()[0].name
+    for i, (label, shape) in enumerate(profile.verification_shapes()):
+        if progress:
+            progress(f"verify {label} {'x'.join(map(str, shape))}")
+        x = _input(shape, seed + i)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                ref = module(x).float().numpy()
+        except Exception as e:
+            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, 0.0, 0.0,
+                                            f"PyTorch failed: {str(e).splitlines()[0][:200]}"))
+            continue
+        t1 = time.perf_counter()
+        try:
+            out = sess.run(None, {in_name: x.numpy()})[0]
+        except Exception as e:
+            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, 0.0,
+                                            f"ONNX Runtime failed: {str(e).splitlines()[0][:200]}"))
+            continue
+        t2 = time.perf_counter()
+        if out.shape != ref.shape:
+            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, t2 - t1,
+                                            f"output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}"))
+            continue
+        if not np.all(np.isfinite(out)) and np.all(np.isfinite(ref)):
+            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, t2 - t1,
+                                            "ONNX output contains NaN/Inf where PyTorch's is finite"))
+            continue
+        err, mag, tol, agree, decisive = _compare(ref, out, rtol, atol)
+        ok = err <= tol and decisive == 0
+        report.shapes.append(ShapeCheck(label, shape, ok, err, mag, tol, agree, decisive, t1 - t0, t2 - t1,
+                                        None if ok else f"max abs error {err:.3g} > tolerance {tol:.3g}" if err > tol
+                                        else f"{decisive} pixels change class"))
+    return report
+
+
+def require_passed(report: VerificationReport, exporter: str) -> None:
+    """Raise VerificationError naming the first failing shape and its error."""
+    for s in report.shapes:
+        if not s.passed:
+            raise VerificationError(
+                f"{exporter} export disagrees with PyTorch at {s.label} shape {'x'.join(map(str, s.shape))}: {s.error}"
+            )

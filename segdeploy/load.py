@@ -1,0 +1,456 @@
+"""Model loading: model files and factories -> a module that returns one logits tensor.
+
+Formats (detected from the file's contents, not its extension):
+
+* ``torch.export`` programs (``.pt2``, ``torch.export.save``): first-class; safe (no pickled code).
+  The program's own dynamic-shape constraints (e.g. ``16 * Dim("h")``) give the spatial multiple.
+* TorchScript archives (``torch.jit.save``): safe to load (no pickled Python code).
+* Whole pickled modules (``torch.save(model)``): unpickling runs arbitrary code, so they are refused
+  unless ``trust_pickle=True`` (CLI ``--trust-pickle``).
+* A factory ``pkg.module:callable`` returning an ``nn.Module``, with optional weights: a state-dict
+  file (``.pt``/``.pth``, loaded with ``weights_only=True``) or ``.safetensors``.
+
+Output selection rule (documented in the README), unless ``output=NAME|INDEX`` overrides it:
+
+1. a tensor is the output;
+2. a mapping: key ``"out"`` (torchvision), else ``"logits"``, else its only 4-D tensor value;
+3. an object with a ``.logits`` attribute (Hugging Face): that attribute;
+4. a tuple/list (auxiliary heads): its first 4-D tensor element.
+
+The selected output must be a 4-D ``[N, K, H, W]`` score map with H, W > 1; anything else (e.g. ``[N, C]``
+classifier logits) is a :class:`~segdeploy.errors.ModelLoadError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from segdeploy.errors import ModelLoadError, ShapeError, UntrustedPickleError, UsageError
+from segdeploy.fsutil import sha256_bytes, sha256_file
+
+FORMATS = ("pt2", "torchscript", "pickle", "factory", "module")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model, ready for export and as the PyTorch reference.
+
+    ``module`` returns a single logits tensor ``[N, K, H, W]`` (output selection applied) and is in eval
+    mode. ``raw`` is the user's module as loaded (before output selection). ``format`` is one of FORMATS.
+    ``source_sha256`` hashes the model file (plus weights file) or the factory spec.
+    ``shape_hint`` is an example input shape when the file carries one (``.pt2``), else None.
+    ``spatial_multiple_hint`` is the multiple declared by the file or the model, else None.
+    ``spec`` is filled by :func:`inspect_model` (channels, classes, multiple).
+    """
+
+    module: nn.Module
+    raw: Any
+    format: str
+    source: str
+    source_sha256: str
+    output_rule: str = "auto"
+    shape_hint: tuple[int, ...] | None = None
+    spatial_multiple_hint: int | None = None
+    in_channels_hint: int | None = None
+    notes: list[str] = field(default_factory=list)
+    spec: Any = None
+
+
+class SelectOutput(nn.Module):
+    """Wraps a model so that ``forward(x)`` returns the selected logits tensor."""
+
+    def __init__(self, model: Any, selector: Callable[[Any], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._selector = selector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._selector(self.model(x))
+
+
+# ----------------------------------------------------------------------------- format detection
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+
+
+def detect_format(path: Path) -> str:
+    """Return "pt2", "torchscript" or "pickle" for a model file; raise ModelLoadError otherwise."""
+    if not path.exists():
+        raise ModelLoadError(f"model file {path} not found; check the path")
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory; pass a model file (.pt2, TorchScript or pickled module)")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file {path} is empty; re-save it with torch.export.save")
+    names = _zip_names(path)
+    if names is None:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":  # legacy (non-zip) pickle protocol marker
+            return "pickle"
+        if zipfile.is_zipfile(path) or head == b"PK":
+            raise ModelLoadError(f"model file {path} is a corrupt or truncated archive; re-save or re-download it")
+        raise ModelLoadError(
+            f"{path} is not a PyTorch model file (not a torch.export/TorchScript/torch.save archive); "
+            "save the model with torch.export.save"
+        )
+    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
+        return "pt2"
+    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return "pickle"
+    raise ModelLoadError(f"model file {path} is a zip archive of unknown layout; save the model with torch.export.save")
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list[str]]:
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:  # torch raises many types for corrupt archives
+        raise ModelLoadError(f"cannot load torch.export program {path}: {_short(e)}; re-save it with torch.export.save") from None
+    notes: list[str] = []
+    shape = None
+    multiple = None
+    user_inputs = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if len(user_inputs) != 1:
+        raise ModelLoadError(f"{path} takes {len(user_inputs)} inputs; segdeploy exports models with one image input")
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name == user_inputs[0]:
+            val = node.meta.get("val")
+            if val is not None:
+                dims = []
+                mults = []
+                for d in val.shape:
+                    if isinstance(d, torch.SymInt):
+                        expr = d.node.expr
+                        coeff, _ = expr.as_coeff_Mul()
+                        mults.append(int(coeff) if coeff.is_Integer else 1)
+                        hint = d.node.hint
+                        dims.append(int(hint) if hint is not None else -1)
+                    else:
+                        mults.append(None)
+                        dims.append(int(d))
+                shape = tuple(dims)
+                if len(mults) == 4 and mults[2] is not None and mults[3] is not None:
+                    multiple = _lcm(mults[2], mults[3])
+                    if multiple > 1:
+                        notes.append(f"spatial multiple {multiple} read from the program's dynamic-shape constraints")
+    module = ep.module()
+    return module, shape, multiple, notes
+
+
+def _load_torchscript(path: Path) -> Any:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise ModelLoadError(f"cannot load TorchScript archive {path}: {_short(e)}; re-save it") from None
+
+
+def _load_pickle(path: Path, trust: bool) -> Any:
+    # First see whether it is plain data (a state dict): weights_only loading is safe.
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as e:
+        if "weights_only" not in str(e) and "Unsupported global" not in str(e) and "GLOBAL" not in str(e):
+            raise ModelLoadError(f"cannot read {path}: {_short(e)}; the file is corrupt or truncated") from None
+        obj = None
+    except (EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ModelLoadError(f"cannot read {path}: {_short(e)}; the file is corrupt or truncated") from None
+    if obj is not None:
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise ModelLoadError(
+                f"{path} holds weights (a state dict), not a model; pass --model pkg.module:factory --weights {path}"
+            )
+        raise ModelLoadError(f"{path} holds a {type(obj).__name__}, not a model; save the model with torch.export.save")
+    if not trust:
+        raise UntrustedPickleError(
+            f"{path} is a pickled module: loading it runs arbitrary code from the file. If you trust it, pass "
+            "--trust-pickle; better, convert it once with torch.export.save(torch.export.export(model, (x,)), 'model.pt2')"
+        )
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ModelLoadError(f"cannot unpickle {path}: {_short(e)}; the classes it needs must be importable") from None
+    if not isinstance(obj, nn.Module):
+        raise ModelLoadError(f"{path} unpickles to a {type(obj).__name__}, not an nn.Module")
+    return obj
+
+
+def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> nn.Module:
+    if ":" not in spec:
+        raise UsageError(f"--model {spec!r} must be 'pkg.module:factory'")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ModelLoadError(f"cannot import module {mod_name!r} for --model {spec}: {_short(e)}; check PYTHONPATH") from None
+    obj: Any = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = sorted(n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n, None)))[:20]
+            raise ModelLoadError(
+                f"unknown factory {attr!r} in module {mod_name}; callables there include: {', '.join(public)}"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelLoadError(f"{spec} is not callable; --model needs a function or class returning an nn.Module")
+    try:
+        model = obj(**(kwargs or {}))
+    except TypeError as e:
+        raise ModelLoadError(f"calling factory {spec} failed: {_short(e)}; check its arguments") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"factory {spec} returned a {type(model).__name__}, not an nn.Module")
+    if weights is not None:
+        _load_weights(model, Path(weights))
+    return model
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"weights file {path} not found; check --weights")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:  # pragma: no cover - base dependency
+            raise ModelLoadError("reading .safetensors needs the safetensors package: pip install safetensors") from None
+        try:
+            state = load_file(str(path))
+        except Exception as e:
+            raise ModelLoadError(f"cannot read safetensors file {path}: {_short(e)}; the file is corrupt or truncated") from None
+    else:
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError,) as e:
+            raise ModelLoadError(
+                f"{path} is not a plain state dict (weights-only loading refused it: {_short(e)}); "
+                "save weights with torch.save(model.state_dict(), path)"
+            ) from None
+        except Exception as e:
+            raise ModelLoadError(f"cannot read weights {path}: {_short(e)}; the file is corrupt or truncated") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        miss = ", ".join(result.missing_keys[:5])
+        extra = ", ".join(result.unexpected_keys[:5])
+        raise ModelLoadError(
+            f"weights {path} do not match the model: {len(result.missing_keys)} missing ({miss}), "
+            f"{len(result.unexpected_keys)} unexpected ({extra}); check the factory arguments"
+        )
+
+
+# ----------------------------------------------------------------------------- output selection
+
+
+def _is_map(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dim() == 4
+
+
+def _describe(out: Any) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"tensor {list(out.shape)}"
+    if isinstance(out, dict):
+        return "dict with keys " + ", ".join(f"{k}: {_describe(v)}" for k, v in out.items())
+    if isinstance(out, (tuple, list)):
+        return f"{type(out).__name__} of " + ", ".join(_describe(v) for v in out)
+    return type(out).__name__
+
+
+def choose_output(out: Any, override: str | None) -> tuple[str, Callable[[Any], torch.Tensor]]:
+    """Apply the output selection rule to one example output; return (rule description, selector)."""
+    if override is not None:
+        key: Any = int(override) if override.lstrip("-").isdigit() else override
+        if isinstance(out, dict):
+            if key not in out:
+                raise ModelLoadError(f"--output {override!r}: the model returns {_describe(out)}; pick one of its keys")
+            return f"dict[{key!r}]", lambda o, k=key: o[k]
+        if isinstance(out, (tuple, list)):
+            if not isinstance(key, int) or not -len(out) <= key < len(out):
+                raise ModelLoadError(f"--output {override!r}: the model returns {_describe(out)}; give an index 0..{len(out) - 1}")
+            return f"{type(out).__name__}[{key}]", lambda o, k=key: o[k]
+        if hasattr(out, str(key)):
+            return f".{key}", lambda o, k=key: getattr(o, k)
+        raise ModelLoadError(f"--output {override!r} does not apply: the model returns {_describe(out)}")
+    if isinstance(out, torch.Tensor):
+        return "tensor", lambda o: o
+    if isinstance(out, dict):
+        for k in ("out", "logits"):
+            if k in out and isinstance(out[k], torch.Tensor):
+                return f"dict[{k!r}]", lambda o, k=k: o[k]
+        maps = [k for k, v in out.items() if _is_map(v)]
+        if len(maps) == 1:
+            return f"dict[{maps[0]!r}]", lambda o, k=maps[0]: o[k]
+        raise ModelLoadError(f"the model returns {_describe(out)}; choose the segmentation output with --output NAME")
+    if hasattr(out, "logits") and isinstance(getattr(out, "logits"), torch.Tensor):
+        return ".logits", lambda o: o.logits
+    if isinstance(out, (tuple, list)):
+        for i, v in enumerate(out):
+            if _is_map(v):
+                return f"{type(out).__name__}[{i}]", lambda o, i=i: o[i]
+        raise ModelLoadError(f"the model returns {_describe(out)} with no 4-D score map; choose one with --output INDEX")
+    raise ModelLoadError(f"the model returns a {type(out).__name__}; segdeploy needs a [N, K, H, W] score map (see --output)")
+
+
+def check_segmentation_output(t: Any, x_shape: tuple[int, ...]) -> None:
+    """Raise ModelLoadError unless ``t`` is a [N, K, H, W] score map for an input of ``x_shape``."""
+    if not isinstance(t, torch.Tensor):
+        raise ModelLoadError(f"the selected output is a {type(t).__name__}, not a tensor; choose another with --output")
+    if t.dim() != 4 or t.shape[2] <= 1 or t.shape[3] <= 1:
+        raise ModelLoadError(
+            f"the selected output has shape {list(t.shape)}: not a segmentation map [N, K, H, W] "
+            "(classifier logits?); segdeploy exports per-pixel models — choose another output with --output"
+        )
+    if t.shape[0] != x_shape[0]:
+        raise ModelLoadError(f"output batch {t.shape[0]} differs from input batch {x_shape[0]}; the output is not per-image")
+    if not t.is_floating_point():
+        raise ModelLoadError(f"the selected output has dtype {t.dtype}; segdeploy needs float scores, not class ids")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_model(
+    source: str | os.PathLike | nn.Module | None = None,
+    *,
+    factory: str | None = None,
+    weights: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+    output: str | None = None,
+    factory_kwargs: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Load a model from a file, a factory spec (``pkg.module:callable``) or an in-memory module.
+
+    ``source`` may be a path, a ``pkg.module:factory`` string (when no such file exists), or an nn.Module.
+    Output selection is resolved later by :func:`inspect_model` (it needs an example input); ``output``
+    is stored for it. Raises ModelLoadError / UntrustedPickleError / UsageError with the fix.
+    """
+    notes: list[str] = []
+    shape_hint = None
+    mult_hint = None
+    if isinstance(source, nn.Module):
+        raw: Any = source
+        fmt = "module"
+        src = type(source).__name__
+        digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in source.state_dict().items())).encode())
+    elif factory is not None or (isinstance(source, str) and ":" in source and not Path(source).exists() and not _looks_like_path(source)):
+        spec = factory or str(source)
+        raw = _load_factory(spec, weights, factory_kwargs)
+        fmt = "factory"
+        src = spec
+        h = sha256_bytes(f"factory:{spec}:{sorted((factory_kwargs or {}).items())}".encode())
+        digest = sha256_bytes((h + (sha256_file(weights) if weights else "")).encode())
+    else:
+        if source is None:
+            raise UsageError("no model given; pass a model file or --model pkg.module:factory")
+        path = Path(source)
+        fmt = detect_format(path)
+        src = str(path)
+        if weights is not None:
+            raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
+        digest = sha256_file(path)
+        if fmt == "pt2":
+            raw, shape_hint, mult_hint, n = _load_pt2(path)
+            notes += n
+        elif fmt == "torchscript":
+            raw = _load_torchscript(path)
+        else:
+            raw = _load_pickle(path, trust_pickle)
+            notes.append("loaded a pickled module because --trust-pickle was given")
+    if fmt != "pt2" and isinstance(raw, nn.Module) and not isinstance(raw, torch.jit.ScriptModule):
+        raw.eval()
+    elif isinstance(raw, torch.jit.ScriptModule):
+        raw.eval()
+    declared = getattr(raw, "spatial_multiple", None)
+    if isinstance(declared, int) and declared > 0 and mult_hint is None:
+        mult_hint = declared
+        notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
+    return LoadedModel(
+        module=raw,  # replaced by SelectOutput in inspect_model
+        raw=raw,
+        format=fmt,
+        source=src,
+        source_sha256=digest,
+        output_rule=output or "auto",
+        shape_hint=shape_hint,
+        spatial_multiple_hint=mult_hint,
+        in_channels_hint=_first_conv_channels(raw),
+        notes=notes,
+    )
+
+
+def _looks_like_path(s: str) -> bool:
+    return s.endswith((".pt", ".pt2", ".pth", ".pkl", ".ts", ".jit")) or os.sep in s.split(":", 1)[0] and not s.split(":", 1)[0].replace(".", "").replace("_", "").isalnum()
+
+
+def _first_conv_channels(model: Any) -> int | None:
+    if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
+        return None
+    try:
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                return int(m.in_channels)
+    except Exception:
+        return None
+    return None
+
+
+def run_model(module: Any, x: torch.Tensor) -> Any:
+    """Run ``module`` on ``x`` without gradients."""
+    with torch.inference_mode():
+        return module(x)
+
+
+def select_output(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Resolve output selection with an example input; wraps ``lm.module``; return the selected output."""
+    try:
+        out = run_model(lm.raw, x)
+    except Exception as e:
+        raise ShapeError(
+            f"the model failed on an input of shape {list(x.shape)}: {_short(e)}; check the channel count and --shape"
+        ) from None
+    rule, selector = choose_output(out, None if lm.output_rule == "auto" else lm.output_rule)
+    t = selector(out)
+    check_segmentation_output(t, tuple(x.shape))
+    lm.output_rule = rule
+    lm.module = SelectOutput(lm.raw, selector) if rule != "tensor" else lm.raw
+    if isinstance(lm.module, SelectOutput):
+        lm.module.eval() if lm.format != "pt2" else None
+    return t
+
+
+def _lcm(a: int, b: int) -> int:
+    import math
+
+    return a * b // math.gcd(a, b)
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def factory_signature(spec: str) -> str:
+    """Human-readable signature of a factory (for error messages and --help)."""
+    mod_name, attr = spec.split(":", 1)
+    obj = getattr(importlib.import_module(mod_name), attr)
+    return f"{spec}{inspect.signature(obj)}"
