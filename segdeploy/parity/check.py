@@ -321,7 +321,9 @@ def _predictions(logits: np.ndarray) -> tuple[np.ndarray, int, int]:
     """argmax class map of one image's KxHxW logits; -1 where any logit is NaN/Inf (+ counts)."""
     finite = np.isfinite(logits)
     if finite.all():
-        return logits.argmax(axis=0), 0, 0
+        pred = logits.argmax(axis=0)
+        # uint8 class maps take the confusion matrix's table-lookup fast path when used as truth
+        return (pred.astype(np.uint8) if logits.shape[0] <= 255 else pred), 0, 0
     ok = finite.all(axis=0)
     pred = np.where(ok, np.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0).argmax(axis=0), -1)
     return pred, int((~ok).sum()), int((~finite).sum())

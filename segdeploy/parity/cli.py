@@ -49,13 +49,9 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 
     if out:
         write_report(out, report)
-    if html and not report.get("partial"):
-        try:
-            from segdeploy.parity.html import write_html_report
-        except ImportError:
-            from segdeploy.errors import MissingDependencyError
+    if html:
+        from segdeploy.parity.html_report import write_html_report
 
-            raise MissingDependencyError("the HTML report module (segdeploy.parity.html) is not available in this build; use --out") from None
         write_html_report(report, html)
     if as_json:
         click.echo(dumps(report))
@@ -63,7 +59,7 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
         click.echo(format_report(report))
         if out:
             click.echo(f"report: {out}")
-        if html and not report.get("partial"):
+        if html:
             click.echo(f"html: {html}")
 
 

@@ -65,7 +65,20 @@ class ConfusionMatrix:
         K = self.num_classes
         t = target.ravel()
         p = pred.ravel()
-        if self.ignore_index is not None and t.size:
+        if t.size == 0:
+            return np.zeros((K, K), dtype=np.int64), None
+        pmin, pmax = int(p.min()), int(p.max())
+        if t.dtype in (np.uint8, np.uint16) and 0 <= pmin and pmax < K:
+            # fast path: one table lookup turns each truth value into its row offset (ignore -> a spare
+            # block past the matrix, out-of-range labels -> negative), then one bincount
+            lut = self._lut(t.dtype)
+            idx = lut[t]
+            np.add(idx, p, out=idx, casting="unsafe")  # p is in [0, K): the cast is exact
+            if int(idx.min()) < 0:
+                self._raise_bad_label(t, where)
+            counts = np.bincount(idx, minlength=K * K + 2 * K)
+            return counts[: K * K].reshape(K, K).astype(np.int64, copy=False), None
+        if self.ignore_index is not None:
             keep = t != self.ignore_index
             if not keep.all():
                 t = t[keep]
@@ -74,15 +87,10 @@ class ConfusionMatrix:
             return np.zeros((K, K), dtype=np.int64), None
         tmin, tmax = int(t.min()), int(t.max())
         if tmin < 0 or tmax >= K:
-            bad = tmax if tmax >= K else tmin
-            raise DataError(
-                f"ground truth has label {bad}{where} but the model has {K} classes (0..{K - 1}, ignore "
-                f"{self.ignore_index}); remap labels with --label-map or set --ignore-index"
-            )
+            self._raise_bad_label(t, where)
         t = t.astype(np.intp, copy=False)
-        pmin, pmax = int(p.min()), int(p.max())
         inv = None
-        if pmin < 0 or pmax >= K:
+        if p.size and (int(p.min()) < 0 or int(p.max()) >= K):
             ok = (p >= 0) & (p < K)
             inv = np.bincount(t[~ok], minlength=K).astype(np.int64)
             t = t[ok]
@@ -90,6 +98,33 @@ class ConfusionMatrix:
         idx = t * K + p.astype(np.intp, copy=False)
         add = np.bincount(idx, minlength=K * K).reshape(K, K).astype(np.int64, copy=False)
         return add, inv
+
+    def _lut(self, dtype: np.dtype) -> np.ndarray:
+        """Truth value -> bincount row offset (class c: c*K; ignore: past the matrix; other: very negative)."""
+        key = np.dtype(dtype).itemsize
+        cache = self.__dict__.setdefault("_luts", {})
+        if key not in cache:
+            K = self.num_classes
+            size = 1 << (8 * key)
+            lut = np.full(size, -(1 << 40), dtype=np.intp)
+            n = min(K, size)
+            lut[:n] = np.arange(n, dtype=np.intp) * K
+            if self.ignore_index is not None and 0 <= self.ignore_index < size:
+                lut[self.ignore_index] = K * K + K
+            cache[key] = lut
+        return cache[key]
+
+    def _raise_bad_label(self, t: np.ndarray, where: str) -> None:
+        K = self.num_classes
+        bad = (t < 0) | (t >= K)
+        if self.ignore_index is not None:
+            bad &= t != self.ignore_index
+        vals = np.unique(t[bad])
+        shown = ", ".join(str(int(v)) for v in vals[:5])
+        raise DataError(
+            f"ground truth has label {shown}{where} but the model has {K} classes (0..{K - 1}, ignore "
+            f"{self.ignore_index}); remap labels with --label-map or set --ignore-index"
+        )
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         """Add another matrix of the same class count and ignore index. Returns self."""

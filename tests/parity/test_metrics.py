@@ -110,3 +110,19 @@ def test_merge_equals_single_pass_and_roundtrip():
 def test_empty_and_all_ignored():
     s = ConfusionMatrix(3).update(np.zeros((2, 2), int), np.full((2, 2), 255)).summary()
     assert s["pixels"] == 0 and s["miou"] is None and s["pixel_accuracy"] is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_table_lookup_path_equals_generic_path(dtype):
+    rng = np.random.default_rng(3)
+    K = 7
+    gt = rng.integers(0, K, (33, 29))
+    gt[rng.random(gt.shape) < 0.2] = 255
+    pred = rng.integers(0, K, gt.shape)
+    ref = ConfusionMatrix(K).update(pred.astype(np.int64), gt.astype(np.int64)).matrix
+    assert np.array_equal(ConfusionMatrix(K).update(pred, gt.astype(dtype)).matrix, ref)
+    assert np.array_equal(ConfusionMatrix(K).update(pred.astype(np.uint8), gt.astype(dtype)).matrix, ref)
+    bad = gt.astype(dtype)
+    bad[0, 0] = 9
+    with pytest.raises(DataError, match="label 9"):
+        ConfusionMatrix(K).update(pred, bad)
