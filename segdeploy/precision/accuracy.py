@@ -1,0 +1,335 @@
+"""CPU accuracy check of a lowered ONNX (INT8 Q/DQ or FP16) against the PyTorch reference.
+
+Contract
+--------
+``check_accuracy(candidate_onnx, reference, dataset, preprocess=..., profile=..., num_classes=...)``
+runs the reference (an ``nn.Module`` or any :class:`~segdeploy.runners.base.Runner`) and the candidate
+under ONNX Runtime on the CPU at two graph-optimisation levels over the validation dataset, streaming
+``batch_size`` images at a time, and returns an :class:`AccuracyReport`:
+
+* ``disable`` (ORT_DISABLE_ALL): Q/DQ emulated in float, node by node -- the faithful reference for what
+  TensorRT computes with explicit quantization; the accuracy budget is measured at this level;
+* ``all`` (ORT_ENABLE_ALL): ORT fuses DQ->Conv->Q into int8 kernels (QLinearConv) -- what a CPU deployment
+  would get, and a cross-check: the two levels disagreeing by more than ``disagree_tol`` mIoU points or
+  ``1 - agreement`` > 1% is flagged (``report.disagree``) with a note; the check never picks one silently.
+
+Metrics come from :class:`segdeploy.parity.metrics.ConfusionMatrix` (exact counts). ``drop`` is
+``100 * (mIoU_reference - mIoU_candidate)`` in points against the masks; a dataset without masks is scored
+against the reference's own predictions (``truth == "reference"``, reference mIoU = 100), said in the report.
+Non-finite candidate logits make that pixel an invalid prediction (a miss), never a silent class 0.
+
+:class:`Evaluator` holds a small preprocessed subset and the reference predictions in memory so the
+budget search can score many candidates without re-running PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from segdeploy.errors import DataError, UsageError
+
+LEVELS = ("disable", "all")
+LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "all": "ORT_ENABLE_ALL"}
+
+
+@dataclass
+class EvalBatch:
+    array: np.ndarray  # float32 NCHW
+    infos: list  # segdeploy.datasets.preprocess.InputInfo per image
+    masks: list | None  # HxW truth per image, or None when the dataset has no masks
+    stems: list[str]
+
+
+@dataclass
+class Score:
+    """One candidate at one ORT level."""
+
+    level: str
+    miou: float | None
+    pixel_accuracy: float | None
+    agreement: float  # fraction of pixels whose class equals the reference's
+    drop: float | None  # mIoU points lost vs the reference (positive = worse)
+    invalid_pixels: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda v, k=4: None if v is None else round(float(v), k)  # noqa: E731
+        return {
+            "ort_level": LEVEL_NAMES.get(self.level, self.level),
+            "miou": r(self.miou, 6),
+            "pixel_accuracy": r(self.pixel_accuracy, 6),
+            "agreement_vs_reference": r(self.agreement, 6),
+            "miou_drop_points": r(self.drop),
+            "invalid_pixels": int(self.invalid_pixels),
+        }
+
+
+@dataclass
+class AccuracyReport:
+    images: int
+    truth: str  # "masks" or "reference"
+    reference_miou: float | None
+    reference_pixel_accuracy: float | None
+    levels: dict[str, Score] = field(default_factory=dict)
+    levels_agreement: float | None = None  # pixel agreement between the two ORT levels
+    disagree: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drop(self) -> float | None:
+        """The gated drop: at ORT_DISABLE_ALL when measured, else the first level measured."""
+        s = self.levels.get("disable") or next(iter(self.levels.values()), None)
+        return None if s is None else s.drop
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "truth": self.truth,
+            "reference": {"miou": self.reference_miou, "pixel_accuracy": self.reference_pixel_accuracy},
+            "levels": {k: v.to_dict() for k, v in self.levels.items()},
+            "levels_agreement": None if self.levels_agreement is None else round(self.levels_agreement, 6),
+            "levels_disagree": self.disagree,
+            "gated_level": "ORT_DISABLE_ALL" if "disable" in self.levels else None,
+            "miou_drop_points": None if self.drop is None else round(self.drop, 4),
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def iter_eval_batches(dataset, preprocess, profile, batch_size: int = 8, limit: int | None = None) -> Iterator[EvalBatch]:
+    """Stream ``dataset`` (a segdeploy Dataset) as preprocessed batches of at most ``batch_size`` images."""
+    from segdeploy.datasets.preprocess import to_batch
+
+    if batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    if profile is not None:
+        batch_size = min(batch_size, profile.max[0])
+    pending: list = []
+    seen = 0
+
+    def flush() -> EvalBatch:
+        arr, infos = to_batch([s.image for s in pending], preprocess, profile)
+        masks = [s.mask for s in pending] if all(s.mask is not None for s in pending) else None
+        return EvalBatch(arr, infos, masks, [s.stem for s in pending])
+
+    for sample in dataset:
+        if limit is not None and seen >= limit:
+            break
+        seen += 1
+        if pending and (sample.image.shape[:2] != pending[0].image.shape[:2]):
+            yield flush()  # keep batches of one size: padding to a common size would change the inputs
+            pending = []
+        pending.append(sample)
+        if len(pending) == batch_size:
+            yield flush()
+            pending = []
+    if pending:
+        yield flush()
+
+
+def class_maps(logits: np.ndarray, infos: Sequence) -> tuple[list[np.ndarray], int]:
+    """Argmax class maps at each image's original size; non-finite pixels become -1 (invalid)."""
+    from segdeploy.datasets.preprocess import restore_prediction
+
+    pred = logits.argmax(axis=1).astype(np.int64)
+    bad = ~np.isfinite(logits).all(axis=1)
+    nbad = int(bad.sum())
+    if nbad:
+        pred[bad] = -1
+    return [restore_prediction(pred[i], infos[i]) for i in range(pred.shape[0])], nbad
+
+
+def _runner_for_module(reference):
+    from segdeploy.runners import Runner, open_runner
+
+    if isinstance(reference, Runner):
+        return reference
+    return open_runner(reference, kind="torch")
+
+
+def _ort_runner(path: str, level: str):
+    from segdeploy.runners import open_runner
+    from segdeploy.runners.onnxruntime import OrtOptions
+
+    return open_runner(path, kind="onnxruntime", options=OrtOptions(graph_optimization_level=level))
+
+
+class _Scorer:
+    """Confusion matrices of one candidate (vs truth) plus its agreement with the reference."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None):
+        from segdeploy.parity.metrics import ConfusionMatrix
+
+        self.cm = ConfusionMatrix(num_classes, ignore_index)
+        self.same = 0
+        self.total = 0
+        self.invalid = 0
+
+    def update(self, preds: list[np.ndarray], truths: list[np.ndarray], refs: list[np.ndarray], nbad: int) -> None:
+        for p, t, r in zip(preds, truths, refs):
+            self.cm.update(p, t)
+            self.same += int((p == r).sum())
+            self.total += int(p.size)
+        self.invalid += nbad
+
+    def score(self, level: str, ref_miou: float | None) -> Score:
+        s = self.cm.summary()
+        miou = s["miou"]
+        drop = None if miou is None or ref_miou is None else 100.0 * (ref_miou - miou)
+        agree = self.same / self.total if self.total else 0.0
+        return Score(level, miou, s["pixel_accuracy"], agree, drop, self.invalid)
+
+
+def check_accuracy(
+    candidate_onnx: str | os.PathLike,
+    reference: Any,
+    dataset,
+    *,
+    preprocess,
+    profile,
+    num_classes: int,
+    levels: Sequence[str] = LEVELS,
+    batch_size: int = 8,
+    ignore_index: int | None = 255,
+    disagree_tol: float = 0.5,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AccuracyReport:
+    """Score ``candidate_onnx`` at each ORT level against the reference on ``dataset`` (see module docstring).
+
+    Raises DataError for an empty dataset, UsageError for an unknown level; runner errors propagate.
+    """
+    from segdeploy.parity.metrics import ConfusionMatrix
+
+    for lv in levels:
+        if lv not in LEVEL_NAMES:
+            raise UsageError(f"unknown ONNX Runtime level {lv!r}; use one of {', '.join(LEVEL_NAMES)}")
+    ignore_index = getattr(dataset, "ignore_index", ignore_index)
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    if total == 0:
+        raise DataError("the validation set is empty; pass --val DIR with images/ and masks/")
+    ref_runner = _runner_for_module(reference)
+    cands = {lv: _ort_runner(str(candidate_onnx), lv) for lv in levels}
+    ref_cm = ConfusionMatrix(num_classes, ignore_index)
+    scorers = {lv: _Scorer(num_classes, ignore_index) for lv in levels}
+    cross_same = cross_total = 0
+    truth_kind = None
+    done = 0
+    try:
+        for b in iter_eval_batches(dataset, preprocess, profile, batch_size, limit):
+            refs, _ = class_maps(ref_runner.infer(b.array), b.infos)
+            kind = "masks" if b.masks is not None else "reference"
+            if truth_kind is None:
+                truth_kind = kind
+            elif truth_kind != kind:
+                raise DataError("some validation images have masks and some do not; give a mask for every image")
+            truths = b.masks if b.masks is not None else refs
+            for r, t in zip(refs, truths):
+                ref_cm.update(r, t)
+            preds_by_level = {}
+            for lv, runner in cands.items():
+                preds, nbad = class_maps(runner.infer(b.array), b.infos)
+                scorers[lv].update(preds, truths, refs, nbad)
+                preds_by_level[lv] = preds
+            if len(levels) == 2:
+                a, c = (preds_by_level[lv] for lv in levels)
+                cross_same += sum(int((x == y).sum()) for x, y in zip(a, c))
+                cross_total += sum(int(x.size) for x in a)
+            done += len(b.stems)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        for r in cands.values():
+            r.close()
+        if ref_runner is not reference:
+            ref_runner.close()
+    rs = ref_cm.summary()
+    rep = AccuracyReport(images=done, truth=truth_kind or "masks", reference_miou=rs["miou"], reference_pixel_accuracy=rs["pixel_accuracy"])
+    for lv in levels:
+        rep.levels[lv] = scorers[lv].score(lv, rs["miou"])
+    if rep.truth == "reference":
+        rep.notes.append("the validation set has no masks: mIoU is measured against the PyTorch reference's predictions")
+    if len(levels) == 2 and cross_total:
+        rep.levels_agreement = cross_same / cross_total
+        d0, d1 = rep.levels[levels[0]].drop, rep.levels[levels[1]].drop
+        gap = abs(d0 - d1) if d0 is not None and d1 is not None else 0.0
+        if gap > disagree_tol or rep.levels_agreement < 0.99:
+            rep.disagree = True
+            rep.notes.append(
+                f"ONNX Runtime levels disagree: mIoU drop {d0:.2f} (DISABLE_ALL) vs {d1:.2f} (ENABLE_ALL) points, "
+                f"{100 * rep.levels_agreement:.2f}% pixel agreement; ORT's int8 fusions differ from Q/DQ emulation -- "
+                "the gate uses DISABLE_ALL, verify on the target with TensorRT"
+            )
+    for lv, s in rep.levels.items():
+        if s.invalid_pixels:
+            rep.notes.append(f"{s.invalid_pixels} pixels had non-finite logits at {LEVEL_NAMES[lv]} (counted as misses)")
+    return rep
+
+
+class Evaluator:
+    """A small in-memory validation subset with the reference's predictions, for repeated candidate scoring.
+
+    ``Evaluator(reference, dataset, preprocess=..., profile=..., num_classes=..., limit=32)``;
+    ``score_model(onnx_model_or_bytes, level="disable") -> Score``. Memory: ``limit`` preprocessed images.
+    """
+
+    def __init__(self, reference, dataset, *, preprocess, profile, num_classes: int, limit: int | None = 32,
+                 batch_size: int = 8, ignore_index: int | None = 255):
+        from segdeploy.parity.metrics import ConfusionMatrix
+
+        ignore_index = getattr(dataset, "ignore_index", ignore_index)
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.batches = list(iter_eval_batches(dataset, preprocess, profile, batch_size, limit))
+        if not self.batches:
+            raise DataError("the validation subset is empty; pass --val DIR with images/ and masks/")
+        runner = _runner_for_module(reference)
+        try:
+            self.refs = [class_maps(runner.infer(b.array), b.infos)[0] for b in self.batches]
+        finally:
+            if runner is not reference:
+                runner.close()
+        self.truths = [b.masks if b.masks is not None else r for b, r in zip(self.batches, self.refs)]
+        cm = ConfusionMatrix(num_classes, ignore_index)
+        for rs, ts in zip(self.refs, self.truths):
+            for r, t in zip(rs, ts):
+                cm.update(r, t)
+        self.reference_miou = cm.summary()["miou"]
+        self.images = sum(len(b.stems) for b in self.batches)
+        self._tmp = tempfile.TemporaryDirectory(prefix="segdeploy-eval-")
+        self.evaluations = 0
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def score_model(self, model, level: str = "disable") -> Score:
+        """Score an ``onnx.ModelProto`` (or serialized bytes / a path) at one ORT level."""
+        if isinstance(model, (str, os.PathLike)):
+            path = str(model)
+        else:
+            data = model if isinstance(model, bytes) else model.SerializeToString()
+            path = os.path.join(self._tmp.name, "candidate.onnx")
+            with open(path, "wb") as f:
+                f.write(data)
+        runner = _ort_runner(path, level)
+        scorer = _Scorer(self.num_classes, self.ignore_index)
+        try:
+            for b, refs, truths in zip(self.batches, self.refs, self.truths):
+                preds, nbad = class_maps(runner.infer(b.array), b.infos)
+                scorer.update(preds, truths, refs, nbad)
+        finally:
+            runner.close()
+        self.evaluations += 1
+        return scorer.score(level, self.reference_miou)

@@ -1,0 +1,223 @@
+"""Accuracy budget for INT8: per-layer sensitivity, then greedy fallback of the worst layers to float.
+
+Contract
+--------
+``search_budget(fp32_model, amax, evaluator, max_drop, qdq_options) -> BudgetResult``
+
+1. Quantize every quantizable layer and measure the mIoU drop (points) on the evaluator's subset at
+   ORT_DISABLE_ALL (faithful Q/DQ emulation). Within ``max_drop``: done, nothing kept out.
+2. Sensitivity of each quantized layer, by ``mode``:
+   ``"all_but_one"`` -- quantize all layers but this one; its sensitivity is the drop it removes;
+   ``"only_one"`` -- quantize only this layer; its sensitivity is the drop it causes alone;
+   ``"both"`` -- rank by the sum. Ties (common on small subsets, where mIoU moves in steps) are broken by
+   the pixel disagreement with the reference, which is finer-grained.
+3. Greedily keep the most sensitive layer in float (it runs in TensorRT's non-quantized precision),
+   re-measure, and repeat until the drop is within ``max_drop`` or ``max_fallback`` layers are out.
+
+Each kept-out layer is reported with its sensitivity, the drop after it was kept out, its weight count and
+its share of the quantized layers' multiply-accumulates at the evaluator's first input shape (the runtime
+cost of keeping it out). When the budget cannot be met, :class:`~segdeploy.errors.GateError` (exit 3)
+says the best drop reached and with which layers.
+Costs ~N+k model evaluations on the subset (N quantized layers, k kept out; 2N for "both").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from segdeploy.errors import GateError, UsageError
+from segdeploy.precision.qdq import QdqOptions, quantize_qdq
+
+MODES = ("all_but_one", "only_one", "both")
+
+
+class BudgetNotMet(GateError):
+    """The budget search could not reach ``max_drop`` (exit 3). ``best_drop`` and ``kept_out`` say how close it got."""
+
+    def __init__(self, message: str, best_drop: float, kept_out: list, initial_drop: float):
+        super().__init__(message)
+        self.best_drop = best_drop
+        self.kept_out = kept_out
+        self.initial_drop = initial_drop
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op_type: str
+    sensitivity: float  # mIoU points (see mode)
+    disagreement: float  # pixel disagreement change used as tie-break (fraction)
+    drop_after: float | None = None  # measured drop once this layer (and the ones before) were kept out
+    weights: int = 0
+    mac_share: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.name,
+            "op": self.op_type,
+            "sensitivity_points": round(self.sensitivity, 4),
+            "disagreement_delta": round(self.disagreement, 6),
+            "drop_after_points": None if self.drop_after is None else round(self.drop_after, 4),
+            "weights": self.weights,
+            "mac_share": None if self.mac_share is None else round(self.mac_share, 4),
+        }
+
+
+@dataclass
+class BudgetResult:
+    model: object  # the chosen Q/DQ onnx.ModelProto
+    excluded: list[LayerCost]
+    drop: float  # on the subset, at ORT_DISABLE_ALL
+    initial_drop: float
+    budget: float
+    evaluations: int
+    subset_images: int
+    sensitivities: list[LayerCost] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "budget_points": self.budget,
+            "initial_drop_points": round(self.initial_drop, 4),
+            "final_drop_points": round(self.drop, 4),
+            "subset_images": self.subset_images,
+            "evaluations": self.evaluations,
+            "kept_out": [c.to_dict() for c in self.excluded],
+            "most_sensitive": [c.to_dict() for c in self.sensitivities[:10]],
+        }
+
+
+def _layer_costs(model) -> dict[str, tuple[int, int]]:
+    """node name -> (weight count, MACs at the graph's first input shape if inferable, else 0)."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    shapes: dict[str, list[int]] = {}
+    try:
+        inf = onnx.shape_inference.infer_shapes(model)
+        for vi in list(inf.graph.value_info) + list(inf.graph.output):
+            dims = [d.dim_value if d.HasField("dim_value") else 0 for d in vi.type.tensor_type.shape.dim]
+            shapes[vi.name] = dims
+    except Exception:  # noqa: BLE001 - costs are informative only
+        pass
+    out: dict[str, tuple[int, int]] = {}
+    for n in model.graph.node:
+        if len(n.input) > 1 and n.input[1] in inits:
+            w = inits[n.input[1]]
+            count = int(np.prod(w.dims)) if w.dims else 1
+            o = shapes.get(n.output[0], [])
+            spatial = int(np.prod(o[2:])) if len(o) > 2 and all(o[2:]) else 0
+            macs = count * spatial if n.op_type in ("Conv", "ConvTranspose") else count
+            out[n.name] = (count, macs)
+    return out
+
+
+def _fixed_input_copy(model, shape):
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for i, d in enumerate(m.graph.input[0].type.tensor_type.shape.dim):
+        d.Clear()
+        d.dim_value = int(shape[i])
+    return m
+
+
+def search_budget(
+    fp32_model,
+    amax: Mapping[str, float],
+    evaluator,
+    max_drop: float,
+    qdq_options: QdqOptions | None = None,
+    *,
+    mode: str = "all_but_one",
+    max_fallback: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> BudgetResult:
+    """Find a Q/DQ model within ``max_drop`` mIoU points (see module docstring). Raises GateError/UsageError."""
+    if mode not in MODES:
+        raise UsageError(f"unknown sensitivity mode {mode!r}; use one of {', '.join(MODES)}")
+    if not (max_drop >= 0):
+        raise UsageError(f"--max-miou-drop must be >= 0 points, got {max_drop}")
+    qdq_options = qdq_options or QdqOptions()
+    say = progress or (lambda msg: None)
+    base_excl = tuple(qdq_options.exclude)
+
+    def build(exclude: tuple[str, ...]):
+        return quantize_qdq(fp32_model, amax, QdqOptions(exclude=base_excl + exclude, min_channels=qdq_options.min_channels,
+                                                          quantize_pooling=qdq_options.quantize_pooling,
+                                                          quantize_residual_add=qdq_options.quantize_residual_add))
+
+    def measure(model):
+        s = evaluator.score_model(model, "disable")
+        return (s.drop if s.drop is not None else 0.0), 1.0 - s.agreement
+
+    full = build(())
+    d0, dis0 = measure(full.model)
+    say(f"budget: all {len(full.quantized)} layers INT8 -> drop {d0:.3f} points (budget {max_drop})")
+    if d0 <= max_drop:
+        return BudgetResult(full.model, [], d0, d0, max_drop, evaluator.evaluations, evaluator.images)
+
+    layers = list(full.quantized)
+    ops = {n.name: n.op_type for n in fp32_model.graph.node}
+    sens: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in layers}
+    for i, name in enumerate(layers):
+        if mode in ("all_but_one", "both"):
+            d, dis = measure(build((name,)).model)
+            a, b = sens[name]
+            sens[name] = (a + (d0 - d), b + (dis0 - dis))
+        if mode in ("only_one", "both"):
+            others = tuple(x for x in layers if x != name)
+            try:
+                d, dis = measure(build(others).model)
+            except UsageError:
+                d, dis = 0.0, 0.0
+            a, b = sens[name]
+            sens[name] = (a + d, b + dis)
+        if (i + 1) % 5 == 0 or i + 1 == len(layers):
+            say(f"budget: sensitivity {i + 1}/{len(layers)} layers")
+    ranked = sorted(layers, key=lambda n: (sens[n][0], sens[n][1]), reverse=True)
+
+    costs = {}
+    try:
+        shape = evaluator.batches[0].array.shape
+        costs = _layer_costs(_fixed_input_copy(fp32_model, shape))
+    except Exception:  # noqa: BLE001 - costs are informative only
+        costs = {}
+    total_macs = sum(costs.get(n, (0, 0))[1] for n in layers) or None
+
+    def cost_of(name: str, drop_after=None) -> LayerCost:
+        w, macs = costs.get(name, (0, 0))
+        return LayerCost(name, ops.get(name, "?"), sens[name][0], sens[name][1], drop_after, w,
+                         (macs / total_macs) if total_macs else None)
+
+    limit = len(ranked) if max_fallback is None else min(max_fallback, len(ranked))
+    excluded: list[LayerCost] = []
+    best = (d0, full.model, [])
+    drop = d0
+    for name in ranked[:limit]:
+        chosen = tuple(c.name for c in excluded) + (name,)
+        try:
+            cand = build(chosen)
+        except UsageError:  # nothing left to quantize
+            break
+        drop, _ = measure(cand.model)
+        excluded.append(cost_of(name, drop))
+        say(f"budget: kept {name} in float -> drop {drop:.3f} points")
+        if drop < best[0]:
+            best = (drop, cand.model, list(excluded))
+        if drop <= max_drop:
+            return BudgetResult(cand.model, excluded, drop, d0, max_drop, evaluator.evaluations, evaluator.images,
+                                [cost_of(n) for n in ranked])
+    names = ", ".join(c.name for c in best[2][:5]) or "none"
+    raise BudgetNotMet(
+        f"INT8 cannot meet --max-miou-drop {max_drop}: best drop {best[0]:.2f} points on {evaluator.images} validation "
+        f"images with {len(best[2])} layer(s) kept in float ({names}{', ...' if len(best[2]) > 5 else ''}); "
+        "raise the budget, add calibration images, try another --calib-method, or use --fp16",
+        best[0],
+        best[2],
+        d0,
+    )
