@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "segdeploy.export.cli:export_command",
     "check": "segdeploy.parity.cli:check_command",
     "merge": "segdeploy.parity.cli:merge_command",
+    "plugins": "segdeploy.plugins.cli:plugins",
 }
 
 

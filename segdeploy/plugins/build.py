@@ -133,7 +133,7 @@ def normalize_arch(spec: str, supported: list[str]) -> str:
                 f"--cuda-arch entry {p!r} is not an architecture; use native, 87, sm_87, 90-real or 90-virtual"
             )
         num, suffix = m.group(1), m.group(2) or ""
-        if supported and num not in supported:
+        if supported and num.rstrip("abcdefghijklmnopqrstuvwxyz") not in supported:  # 90a: family of 90
             hint = " (Jetson Thor is 110 from CUDA 13)" if num == "101" else ""
             raise UsageError(
                 f"--cuda-arch {p}: this nvcc does not support sm_{num}{hint}; supported: {', '.join(supported)}"
