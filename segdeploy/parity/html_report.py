@@ -154,6 +154,18 @@ def _header(report: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------ tables
 
 
+_THRESHOLD_LABELS = {"max_miou_drop_points": ("max mIoU drop", " pts"), "min_agreement_percent": ("min pixel agreement", "%"),
+                     "min_class_iou_percent": ("min class IoU", "%")}
+
+
+def _threshold_value(key: str, value: Any) -> str:
+    if value is None:
+        return "not set"
+    if isinstance(value, (int, float)):
+        return f"{value:g}{_THRESHOLD_LABELS.get(key, (key, ''))[1]}"
+    return str(value)
+
+
 def _summary_table(report: dict[str, Any]) -> str:
     m = report["metrics"]
     thr = ((report.get("gate") or {}).get("thresholds") or {})
@@ -179,8 +191,8 @@ def _summary_table(report: dict[str, Any]) -> str:
              f'<tr><th scope="row">agreement mIoU</th><td>{_pct(a.get("miou"))}</td></tr>'
              f'<tr><th scope="row">pixels compared</th><td>{esc(a.get("pixels"))}</td></tr>'
              "</tbody></table>")
-    thr_rows = "".join(
-        f'<tr><th scope="row">{esc(k)}</th><td>{esc("–" if v is None else v)}</td></tr>' for k, v in sorted(thr.items()))
+    thr_rows = "".join(f'<tr><th scope="row">{esc(_THRESHOLD_LABELS.get(k, (k, ""))[0])}</th><td>{esc(_threshold_value(k, v))}</td></tr>'
+                       for k, v in sorted(thr.items()))
     gate_tbl = ('<table class="metrics"><thead><tr><th>gate threshold</th><th>value</th></tr></thead><tbody>'
                 + thr_rows + "</tbody></table>") if thr_rows else ""
     return f'<section id="summary"><h2>Summary</h2><div class="tables">{table}{agree}{gate_tbl}</div></section>'
@@ -202,7 +214,7 @@ def class_iou_svg(
     (a class whose IoU is undefined gets no rect and the text "absent").
     """
     k = len(candidate)
-    label_w, bar_w, val_w = 170, 430, 150
+    label_w, bar_w, val_w = 170, 580, 160
     width = label_w + bar_w + val_w
     two = reference is not None
     bar_h = 11
@@ -411,20 +423,20 @@ header .dim{color:rgba(255,255,255,.75)}
 .why{opacity:.9}
 .kpis{display:flex;flex-wrap:wrap;gap:12px;max-width:1180px;margin:16px auto 0}
 .kpi{background:rgba(255,255,255,.14);border-radius:10px;padding:10px 16px;min-width:150px}
-.kpi-label{font-size:12px;text-transform:uppercase;letter-spacing:.06em;opacity:.85}
+.kpi-label{font-size:13px;letter-spacing:.02em;opacity:.9;font-weight:600}
 .kpi-value{font-size:26px;font-weight:700;font-variant-numeric:tabular-nums}
 .kpi-sub{font-size:12px;opacity:.8}
 .kpi.bad{background:rgba(0,0,0,.28);box-shadow:inset 0 0 0 2px #ffc9c9}
 .failures{max-width:1180px;margin:12px auto 0;padding:10px 16px 10px 34px;background:rgba(0,0,0,.22);border-radius:8px;font-weight:600}
 .alert{max-width:1180px;margin:10px auto 0;padding:8px 14px;background:#fff3bf;color:#5c3c00;border-radius:8px;font-weight:600}
-h2{font-size:18px;margin:28px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--line)}
+h2{font-size:18px;margin:14px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--line)}
 h3{font-size:14px;margin:16px 0 6px;color:var(--dim);text-transform:uppercase;letter-spacing:.05em}
 section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:4px 20px 18px;margin-top:18px}
 .tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 table.metrics{border-collapse:collapse;font-variant-numeric:tabular-nums}
 table.metrics th,table.metrics td{padding:6px 12px;border-bottom:1px solid var(--line);text-align:right}
 table.metrics th:first-child{text-align:left}
-table.metrics thead th{font-size:12px;color:var(--dim);text-transform:uppercase;letter-spacing:.04em}
+table.metrics thead th{font-size:12.5px;color:var(--dim);font-weight:600}
 table.metrics tbody th{font-weight:500}
 table.wide td{text-align:left}
 td.good{color:var(--good);font-weight:600} td.warn{color:var(--warn);font-weight:600} td.bad{color:var(--bad);font-weight:700}
@@ -439,7 +451,8 @@ svg.bars .absent{fill:#8a91a3;font-style:italic;font-size:11px}
 svg.bars .val{font-variant-numeric:tabular-nums;font-size:11px}
 svg.bars .drift{font-weight:600;font-size:11px} svg.bars .drift.good{fill:#2b8a3e} svg.bars .drift.warn{fill:#e67700} svg.bars .drift.bad{fill:#c92a2a}
 .legend-box{display:flex;flex-direction:column;gap:4px;margin:4px 0 12px;font-size:13px}
-.lg{white-space:nowrap;margin-right:6px}
+.lg{white-space:nowrap;margin-right:6px;display:inline-block}
+.legend-box .swatch,.legend .swatch:first-child{margin-left:4px}
 .card{border:1px solid var(--line);border-radius:10px;padding:10px 14px;margin:12px 0;background:#fbfcfe}
 .card-head{display:flex;flex-wrap:wrap;align-items:center;gap:10px;margin-bottom:8px}
 .rank{font-weight:800;color:#fff;background:#495057;border-radius:6px;padding:1px 8px}

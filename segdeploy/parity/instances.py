@@ -38,6 +38,8 @@ API
 * :class:`TorchInstanceModel`, :class:`OnnxInstanceModel` -- callables ``image CHW float32 [0,1] ->
   Instances`` for a torchvision-style module and an exported ONNX graph (ONNX Runtime).
 * :func:`compare_instances` -- run both models over images and return the JSON-ready report dict.
+* :class:`InstanceGate`, :func:`evaluate_instance_gate`, :func:`raise_for_instance_gate` -- the release
+  gate (recall / precision / mask IoU floors in percent, score drift ceiling) -> GateError (exit 3).
 
 Raises :class:`~segdeploy.errors.DataError` for malformed outputs (wrong shapes, mismatched lengths,
 labels < 0) and :class:`~segdeploy.errors.VerificationError` for NaN/Inf in an output (reported as such,
@@ -53,9 +55,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from segdeploy.errors import DataError, MissingDependencyError, UsageError, VerificationError
+from segdeploy.errors import DataError, GateError, MissingDependencyError, UsageError, VerificationError
 
 OUTPUT_NAMES = ("boxes", "labels", "scores", "masks")
+SCHEMA_NAME = "segdeploy.instance_report"
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -362,6 +366,8 @@ class InstanceAccumulator:
         for st in self.per_class.values():
             total.add(st)
         return {
+            "schema": SCHEMA_NAME,
+            "schema_version": SCHEMA_VERSION,
             "task": "instance",
             "options": {
                 "iou_threshold": self.options.iou_threshold,
@@ -390,6 +396,69 @@ class InstanceAccumulator:
         self.images = [im for im in self.images
                        if im["f1"] < 1.0 or (im["mean_mask_iou"] is not None and im["mean_mask_iou"] < 1.0)]
         del self.images[self.options.worst_k:]
+
+
+# ----------------------------------------------------------------------------------------- gate
+@dataclass(frozen=True)
+class InstanceGate:
+    """Release gate for instance parity; every threshold optional, in percent (score drift: absolute).
+
+    min_recall / min_precision: matched reference / candidate instances at the IoU threshold;
+    min_mask_iou: mean mask IoU of matched pairs; max_score_drift: mean |score_ref - score_cand|.
+    """
+
+    min_recall: float | None = None
+    min_precision: float | None = None
+    min_mask_iou: float | None = None
+    max_score_drift: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, v in (("--min-recall", self.min_recall), ("--min-precision", self.min_precision),
+                        ("--min-mask-iou", self.min_mask_iou)):
+            if v is not None and not 0 <= v <= 100:
+                raise UsageError(f"{name} {v} must be a percentage in 0..100 (e.g. 99)")
+        if self.max_score_drift is not None and not 0 <= self.max_score_drift <= 1:
+            raise UsageError(f"--max-score-drift {self.max_score_drift} must be a score difference in 0..1 (e.g. 0.01)")
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.min_recall, self.min_precision, self.min_mask_iou, self.max_score_drift))
+
+
+def evaluate_instance_gate(summary: dict[str, Any], gate: InstanceGate) -> dict[str, Any]:
+    """The ``gate`` section for an instance summary: thresholds, evaluated, passed, failures (one line each).
+
+    A metric that is undefined (no instances on that side) fails a threshold that needs it, with that reason.
+    """
+    thresholds = {"min_recall_percent": gate.min_recall, "min_precision_percent": gate.min_precision,
+                  "min_mask_iou_percent": gate.min_mask_iou, "max_score_drift": gate.max_score_drift}
+    if not gate.active:
+        return {"thresholds": thresholds, "evaluated": False, "passed": None, "failures": []}
+    t = summary["totals"]
+    failures: list[str] = []
+    for label, key, limit in (("recall", "recall", gate.min_recall), ("precision", "precision", gate.min_precision),
+                              ("matched mask IoU", "matched_mask_iou", gate.min_mask_iou)):
+        if limit is None:
+            continue
+        v = t.get(key)
+        if v is None:
+            failures.append(f"{label} is undefined (no instances to compare) < required {limit:g} %")
+        elif 100.0 * v < limit:
+            failures.append(f"{label} {100.0 * v:.2f} % < {limit:g} % "
+                            f"({t['matched']} matched of {t['reference']} reference / {t['candidate']} candidate instances)")
+    if gate.max_score_drift is not None:
+        v = t["score_drift"]["mean"]
+        if v is None:
+            failures.append(f"score drift is undefined (no matched instances) > allowed {gate.max_score_drift:g}")
+        elif v > gate.max_score_drift:
+            failures.append(f"score drift {v:.4f} > {gate.max_score_drift:g} (max {t['score_drift']['max']:.4f})")
+    return {"thresholds": thresholds, "evaluated": True, "passed": not failures, "failures": failures}
+
+
+def raise_for_instance_gate(gate_section: dict[str, Any]) -> None:
+    """Raise GateError (exit 3) with every tripped threshold when an evaluated gate failed."""
+    if gate_section.get("evaluated") and not gate_section.get("passed"):
+        raise GateError("instance parity gate failed: " + "; ".join(gate_section["failures"]))
 
 
 # ----------------------------------------------------------------------------------------- models

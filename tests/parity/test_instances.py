@@ -257,3 +257,30 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     other = TorchInstanceModel(_maskrcnn(1))
     rep_other = compare_instances(ref, other, images)
     assert rep_other["totals"]["recall"] < 0.5
+
+
+def test_instance_gate():
+    from segdeploy.errors import GateError
+    from segdeploy.parity.instances import InstanceGate, evaluate_instance_gate, raise_for_instance_gate
+
+    ref = make([(0, 0, 10, 10), (12, 12, 30, 30)], [1, 2], [0.9, 0.8])
+    cand = make([(0, 0, 10, 10)], [1], [0.7])
+    acc = InstanceAccumulator()
+    acc.update("a", ref, cand)
+    s = acc.summary()
+    g = evaluate_instance_gate(s, InstanceGate())
+    assert g["evaluated"] is False and g["passed"] is None
+    raise_for_instance_gate(g)  # not evaluated: no error
+    g = evaluate_instance_gate(s, InstanceGate(min_recall=90, min_precision=90, max_score_drift=0.1))
+    assert g["evaluated"] and g["passed"] is False and len(g["failures"]) == 2
+    assert g["failures"][0].startswith("recall 50.00 % < 90 %") and "score drift 0.2000 > 0.1" in g["failures"][1]
+    with pytest.raises(GateError, match="recall 50.00 %") as ei:
+        raise_for_instance_gate(g)
+    assert ei.value.exit_code == 3 and "\n" not in str(ei.value)
+    assert evaluate_instance_gate(s, InstanceGate(min_precision=100, min_mask_iou=99))["passed"] is True
+    empty = InstanceAccumulator()
+    empty.update("e", make([], [], []), make([], [], []))
+    g = evaluate_instance_gate(empty.summary(), InstanceGate(min_recall=50))
+    assert g["passed"] is False and "undefined" in g["failures"][0]
+    with pytest.raises(UsageError):
+        InstanceGate(min_recall=150)
