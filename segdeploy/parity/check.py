@@ -368,12 +368,12 @@ def run_check(
 
     ds = data if isinstance(data, Dataset) else open_dataset(data, masks)
     total_entries = len(ds)
-    if opts.shard is not None:
-        ds = ds.subset(*opts.shard)
     with_mask = sum(e.mask_path is not None for e in ds.entries)
     if 0 < with_mask < len(ds):
         raise DataError(f"{with_mask} of {len(ds)} items have masks; give a mask for every image or none")
-    labelled = with_mask > 0 or (ds.has_masks if len(ds) else masks is not None)
+    labelled = with_mask > 0  # decided on the whole dataset, so every shard agrees
+    if opts.shard is not None:
+        ds = ds.subset(*opts.shard)
     acc = _Accumulator(labelled, ds.ignore_index, opts.worst_k, opts.on_error)
 
     ref_r = _make_runner(reference, opts.reference_options)
@@ -494,7 +494,12 @@ def run_check(
 
     if acc.num_classes is None:
         k = opts.num_classes or man_k
-        if k is None or (opts.shard is None and len(ds)):
+        if len(ds) == 0 and k is None:
+            raise DataError(
+                f"shard {opts.shard[0]}/{opts.shard[1]} has no images (the dataset has {total_entries}) and the "
+                "class count is unknown; use fewer shards, or pass --manifest or --num-classes"
+            )
+        if len(ds) and (k is None or opts.shard is None):
             first = f" (first: {acc.errors[0].message})" if acc.errors else ""
             raise DataError(f"no image could be evaluated: {len(acc.errors)} of {len(ds)} failed{first}")
         acc.set_classes(k)

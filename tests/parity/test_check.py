@@ -171,3 +171,25 @@ def test_manifest_supplies_classes_and_profile(tiny_model, tiny_onnx, data):
     r = run_check(tiny_model, tiny_onnx, images, masks, manifest=_manifest())
     assert r.report["classes"]["names"] == ["c0", "c1", "c2", "c3"]
     assert r.report["profile"]["max"] == [4, 3, 64, 64]
+
+
+def test_every_image_failing_is_an_error_not_a_pass(tiny_model, tiny_onnx, tmp_path):
+    images, masks = make_dataset(tmp_path / "d", n=2)
+    for p in images.iterdir():
+        p.write_bytes(b"junk")
+    with pytest.raises(DataError, match="no image could be evaluated: 2 of 2 failed"):
+        run_check(tiny_model, tiny_onnx, images, masks, options=CheckOptions(on_error="skip"))
+
+
+def test_empty_shard_merges(tiny_model, tiny_onnx, tmp_path):
+    from segdeploy.parity.shard import merge_reports
+
+    images, masks = make_dataset(tmp_path / "d", n=2)
+    with pytest.raises(DataError, match="shard 2/3 has no images"):
+        run_check(tiny_model, tiny_onnx, images, masks, options=CheckOptions(shard=(2, 3)))
+    parts = [run_check(tiny_model, tiny_onnx, images, masks, options=CheckOptions(shard=(i, 3), num_classes=K)).report
+             for i in range(3)]
+    assert parts[2]["mode"] == "labelled" and parts[2]["dataset"]["num_entries"] == 0
+    merged = merge_reports(parts)
+    whole = run_check(tiny_model, tiny_onnx, images, masks).report
+    assert merged["metrics"] == whole["metrics"]

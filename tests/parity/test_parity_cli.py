@@ -88,3 +88,18 @@ def test_torch_model_file_reference(setup, tiny_model, tmp_path, capsys):
                "--max-miou-drop", "0.01", "--json", "--no-progress"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 0 and rep["reference"]["kind"] == "torch" and rep["metrics"]["agreement"]["pixel_accuracy"] > 0.999
+
+
+def test_engine_candidate_without_tensorrt(setup, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed; the missing-TensorRT message cannot be shown")
+    except ImportError:
+        pass
+    root, ref, _, images, masks = setup
+    eng = tmp_path / "model.engine"
+    eng.write_bytes(b"plan")
+    rc = main(["check", "--reference", ref, "--candidate", str(eng), "--data", images, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "needs TensorRT" in err and "pip install tensorrt" in err
