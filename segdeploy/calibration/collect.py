@@ -30,6 +30,10 @@ from segdeploy.errors import ArtifactError, DataError, MissingDependencyError, U
 _FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
+class NonFiniteError(ValueError):
+    """A NaN or Inf reached :meth:`TensorHistogram.update`; ``args[0]`` is "NaN" or "Inf"."""
+
+
 class TensorHistogram:
     """Streaming histogram of |x| with exact power-of-two re-binning (see module docstring)."""
 
@@ -75,23 +79,25 @@ class TensorHistogram:
         self.range_max = new_range
 
     def update(self, x: np.ndarray) -> None:
-        """Fold one array in. The caller checks finiteness first (NaN/Inf would poison the range)."""
-        a = np.abs(np.asarray(x, dtype=np.float32).ravel())
-        if a.size == 0:
+        """Fold one array in. Raises NonFiniteError (nothing folded) when it holds a NaN or Inf."""
+        x = np.asarray(x, dtype=np.float32).ravel()
+        if x.size == 0:
             return
+        a = np.abs(x)
         m = float(a.max())
-        self.count += int(a.size)
+        if not math.isfinite(m):  # max propagates NaN
+            raise NonFiniteError("NaN" if math.isnan(m) else "Inf")
+        self.count += int(x.size)
         if m > self.absmax:
             self.absmax = m
         if m > 0.0 and m >= self.range_max:
             self._grow(self._range_for(m))
         if self.range_max == 0.0:
-            self.hist[0] += a.size
+            self.hist[0] += x.size
             return
-        # |x| * (n / R): exact in float32 (power-of-two factor); floor gives the bin
-        idx = (a * np.float32(self.num_bins / self.range_max)).astype(np.int64)
-        np.minimum(idx, self.num_bins - 1, out=idx)  # defensive; x < R always holds
-        self.hist += np.bincount(idx, minlength=self.num_bins)
+        # bin = floor(|x| * (n / R)): exact in float32 (power-of-two factor) and < n because |x| < R
+        a *= np.float32(self.num_bins / self.range_max)
+        self.hist += np.bincount(a.astype(np.intp), minlength=self.num_bins)
 
     def merge(self, other: "TensorHistogram") -> None:
         """Add another histogram of the same bin count (exact)."""
@@ -158,7 +164,6 @@ class CollectOptions:
     num_bins: int = 2048
     tensors: tuple[str, ...] | None = None
     intra_op_threads: int | None = None
-    check_finite: bool = True
 
 
 def _import_onnx():
@@ -274,14 +279,14 @@ def collect_statistics(
             values[input_name] = arr
         for n in names:
             v = values[n]
-            if options.check_finite and v.dtype.kind == "f" and not np.isfinite(v).all():
-                bad = "NaN" if np.isnan(v).any() else "Inf"
+            try:
+                hists[n].update(v)
+            except NonFiniteError as e:
                 where = f" (images: {', '.join(os.path.basename(f) for f in files[:4])})" if files else ""
                 raise DataError(
-                    f"{bad} in tensor {n!r} during calibration{where}; the FP32 model overflows or the "
+                    f"{e.args[0]} in tensor {n!r} during calibration{where}; the FP32 model overflows or the "
                     "preprocessing is wrong for it -- fix the model or the calibration data"
-                )
-            hists[n].update(v)
+                ) from None
         images += int(arr.shape[0])
         del outs, values
         if progress:
