@@ -159,7 +159,7 @@ def _png_b64(pred: np.ndarray, num_classes: int) -> str | None:
     im = Image.fromarray(np.clip(pred, 0, 255).astype(np.uint8)).convert("P")
     im.putpalette(default_palette())
     buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
