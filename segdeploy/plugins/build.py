@@ -191,9 +191,9 @@ def build_plugins(options: BuildOptions = BuildOptions()) -> BuildResult:
     nvcc = find_nvcc(options.nvcc)
     arch = normalize_arch(options.cuda_arch, supported_archs(nvcc))
     src = source_root(options.source_dir)
-    bdir = _writable_dir(Path(options.build_dir))
     if options.tensorrt_root is not None and not Path(options.tensorrt_root).is_dir():
         raise UsageError(f"--tensorrt-root {options.tensorrt_root} is not a directory")
+    bdir = _writable_dir(Path(options.build_dir))
     log_path = bdir / LOG_NAME
     configure = [
         str(cmake), "-S", str(src), "-B", str(bdir),
