@@ -100,9 +100,9 @@ class Dataset:
         self.ignore_index = int(ignore_index)
         self.label_map = label_map
         self.description = description
-        stems = [e.stem for e in self.entries]
-        if len(set(stems)) != len(stems):
-            dup = sorted({s for s in stems if stems.count(s) > 1})
+        seen: set[str] = set()
+        dup = sorted({e.stem for e in self.entries if e.stem in seen or seen.add(e.stem)})
+        if dup:
             raise DataError(f"duplicate image stems {dup[:5]} in {description or 'the dataset'}; rename them")
 
     def __len__(self) -> int:
