@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "check": "segdeploy.parity.cli:check_command",
     "merge": "segdeploy.parity.cli:merge_command",
     "plugins": "segdeploy.plugins.cli:plugins",
+    "calibrate": "segdeploy.calibration.cli:calibrate_command",
 }
 
 

@@ -28,6 +28,9 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
     res.cache_hit         # bool: statistics came from the cache (model not run)
     res.model_sha256, res.data_sha256
     res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, tensor count)
+    save_outputs(res, out_dir, trt_version="10.3")  # writes ranges.json + model.calib.cache; returns the manifest section
+
+CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [--calib-method M]`` (cli.py).
 
 Pieces (each usable alone)::
 
@@ -75,6 +78,7 @@ from typing import Any
 _EXPORTS = {
     "calibrate": "segdeploy.calibration.stage",
     "CalibrationResult": "segdeploy.calibration.stage",
+    "save_outputs": "segdeploy.calibration.stage",
     "CalibrationSet": "segdeploy.calibration.reader",
     "Batch": "segdeploy.calibration.reader",
     "open_calibration_set": "segdeploy.calibration.reader",

@@ -19,6 +19,7 @@ from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
+from segdeploy.calibration.trt_cache import trt_version_code, write_ranges_json, write_trt_cache
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import sha256_file
 from segdeploy.spec import Preprocess, ShapeProfile
@@ -115,3 +116,30 @@ def calibrate(
         seconds=time.perf_counter() - t0,
         notes=notes,
     )
+
+
+RANGES_FILENAME = "ranges.json"
+TRT_CACHE_FILENAME = "model.calib.cache"
+
+
+def save_outputs(
+    res: CalibrationResult,
+    out_dir: str | os.PathLike,
+    trt_version: str | int = "10.3",
+    ranges_name: str = RANGES_FILENAME,
+    cache_name: str = TRT_CACHE_FILENAME,
+) -> dict:
+    """Write ``ranges.json`` and the TensorRT calibration cache into ``out_dir`` (atomic each).
+
+    Returns the manifest ``calibration`` section: ``res.to_manifest()`` plus file names and the cache's
+    TensorRT version code. Raises ArtifactError when ``out_dir`` is not writable, UsageError for a bad version.
+    """
+    from segdeploy.fsutil import ensure_writable_dir
+
+    code = trt_version_code(trt_version)
+    out = ensure_writable_dir(out_dir)
+    section = res.to_manifest()
+    section.update({"ranges_file": ranges_name, "trt_cache_file": cache_name, "trt_cache_version": code})
+    write_ranges_json(out / ranges_name, res.ranges, {k: v for k, v in section.items() if k != "ranges_file"})
+    write_trt_cache(out / cache_name, res.ranges, code)
+    return section

@@ -54,3 +54,30 @@ def write_images(folder, n: int, size=(32, 32), seed: int = 0, mode: str = "RGB"
     return folder
 
 
+
+
+def make_export_dir(folder, onnx_name: str = "model.onnx"):
+    """A minimal export directory: the tiny ONNX + a schema-valid manifest (no torch needed)."""
+    from segdeploy.fsutil import sha256_file
+    from segdeploy.manifest import write_manifest
+    from segdeploy.spec import Preprocess, ShapeProfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = make_model(folder / onnx_name)
+    prof = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 32), (8, 3, 64, 64))
+    doc = {
+        "schema": "segdeploy.manifest",
+        "schema_version": 1,
+        "segdeploy_version": "0.1.0",
+        "source": {"format": "test", "sha256": "0" * 64},
+        "model": {"in_channels": 3, "num_classes": 2, "spatial_multiple": 1, "output_selection": "tensor"},
+        "inputs": [{"name": "input", "dtype": "float32", "shape": ["batch", 3, "height", "width"], "profile": prof.to_dict()}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2, "height", "width"]}],
+        "preprocess": Preprocess().to_dict(),
+        "onnx": {"file": onnx_name, "opset": 17, "exporter": "test", "sha256": sha256_file(onnx_path)},
+        "rewrites": [],
+        "verification": {"passed": True, "shapes": []},
+        "versions": {},
+    }
+    write_manifest(folder / "manifest.json", doc)
+    return folder
