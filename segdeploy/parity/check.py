@@ -361,6 +361,11 @@ def run_check(
         profile = onnx_profile_of(man)
     if profile is None:
         notes.append("no shape profile: images are not padded to a multiple")
+    elif profile.channels != 3:
+        raise ShapeError(
+            f"the model takes {profile.channels}-channel input but segdeploy check feeds RGB images (3 channels); "
+            "check the manifest, or evaluate this model from Python with your own Runner"
+        )
     man_k = int(man["model"]["num_classes"]) if man is not None else None
     class_names = tuple(opts.class_names) or tuple((man or {}).get("model", {}).get("class_names") or ())
     if opts.num_classes is not None and man_k is not None and opts.num_classes != man_k:

@@ -146,6 +146,13 @@ def test_profile_limits_and_resize_mode(tiny_model, tiny_onnx, tmp_path):
     assert r.metrics["reference"]["pixels"] == total
 
 
+def test_non_rgb_model_is_refused_up_front(tiny_model, tiny_onnx, data):
+    images, masks = data
+    prof = ShapeProfile((1, 1, 16, 16), (1, 1, 32, 32), (2, 1, 64, 64), 1)
+    with pytest.raises(ShapeError, match="1-channel input"):
+        run_check(tiny_model, tiny_onnx, images, masks, profile=prof)
+
+
 def test_empty_shard_and_empty_dataset(tiny_model, tiny_onnx, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
