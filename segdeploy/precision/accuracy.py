@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -186,8 +186,13 @@ class _Scorer:
         return Score(level, miou, s["pixel_accuracy"], agree, drop, self.invalid)
 
 
-def check_accuracy(
-    candidate_onnx: str | os.PathLike,
+def check_accuracy(candidate_onnx: str | os.PathLike, reference: Any, dataset, **kwargs) -> AccuracyReport:
+    """Score one candidate ONNX (see :func:`check_accuracy_many` for the keywords)."""
+    return check_accuracy_many({"candidate": candidate_onnx}, reference, dataset, **kwargs)["candidate"]
+
+
+def check_accuracy_many(
+    candidates: Mapping[str, str | os.PathLike],
     reference: Any,
     dataset,
     *,
@@ -200,25 +205,29 @@ def check_accuracy(
     disagree_tol: float = 0.5,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> AccuracyReport:
-    """Score ``candidate_onnx`` at each ORT level against the reference on ``dataset`` (see module docstring).
+) -> dict[str, AccuracyReport]:
+    """Score each candidate ONNX at each ORT level against the reference in ONE pass over ``dataset``
+    (the reference runs once per batch). Returns name -> :class:`AccuracyReport`.
 
-    Raises DataError for an empty dataset, UsageError for an unknown level; runner errors propagate.
+    Raises DataError for an empty dataset or mixed labelled/unlabelled images, UsageError for an unknown
+    level; runner errors propagate.
     """
     from segdeploy.parity.metrics import ConfusionMatrix
 
     for lv in levels:
         if lv not in LEVEL_NAMES:
             raise UsageError(f"unknown ONNX Runtime level {lv!r}; use one of {', '.join(LEVEL_NAMES)}")
+    if not candidates:
+        raise UsageError("no candidate model to check")
     ignore_index = getattr(dataset, "ignore_index", ignore_index)
     total = len(dataset) if limit is None else min(limit, len(dataset))
     if total == 0:
         raise DataError("the validation set is empty; pass --val DIR with images/ and masks/")
     ref_runner = _runner_for_module(reference)
-    cands = {lv: _ort_runner(str(candidate_onnx), lv) for lv in levels}
+    runners = {(c, lv): _ort_runner(str(p), lv) for c, p in candidates.items() for lv in levels}
     ref_cm = ConfusionMatrix(num_classes, ignore_index)
-    scorers = {lv: _Scorer(num_classes, ignore_index) for lv in levels}
-    cross_same = cross_total = 0
+    scorers = {k: _Scorer(num_classes, ignore_index) for k in runners}
+    cross = {c: [0, 0] for c in candidates}
     truth_kind = None
     done = 0
     try:
@@ -232,44 +241,49 @@ def check_accuracy(
             truths = b.masks if b.masks is not None else refs
             for r, t in zip(refs, truths):
                 ref_cm.update(r, t)
-            preds_by_level = {}
-            for lv, runner in cands.items():
-                preds, nbad = class_maps(runner.infer(b.array), b.infos)
-                scorers[lv].update(preds, truths, refs, nbad)
-                preds_by_level[lv] = preds
-            if len(levels) == 2:
-                a, c = (preds_by_level[lv] for lv in levels)
-                cross_same += sum(int((x == y).sum()) for x, y in zip(a, c))
-                cross_total += sum(int(x.size) for x in a)
+            for c in candidates:
+                preds_by_level = {}
+                for lv in levels:
+                    preds, nbad = class_maps(runners[(c, lv)].infer(b.array), b.infos)
+                    scorers[(c, lv)].update(preds, truths, refs, nbad)
+                    preds_by_level[lv] = preds
+                if len(levels) == 2:
+                    x0, x1 = (preds_by_level[lv] for lv in levels)
+                    cross[c][0] += sum(int((x == y).sum()) for x, y in zip(x0, x1))
+                    cross[c][1] += sum(int(x.size) for x in x0)
             done += len(b.stems)
             if progress is not None:
                 progress(done, total)
     finally:
-        for r in cands.values():
+        for r in runners.values():
             r.close()
         if ref_runner is not reference:
             ref_runner.close()
     rs = ref_cm.summary()
-    rep = AccuracyReport(images=done, truth=truth_kind or "masks", reference_miou=rs["miou"], reference_pixel_accuracy=rs["pixel_accuracy"])
-    for lv in levels:
-        rep.levels[lv] = scorers[lv].score(lv, rs["miou"])
-    if rep.truth == "reference":
-        rep.notes.append("the validation set has no masks: mIoU is measured against the PyTorch reference's predictions")
-    if len(levels) == 2 and cross_total:
-        rep.levels_agreement = cross_same / cross_total
-        d0, d1 = rep.levels[levels[0]].drop, rep.levels[levels[1]].drop
-        gap = abs(d0 - d1) if d0 is not None and d1 is not None else 0.0
-        if gap > disagree_tol or rep.levels_agreement < 0.99:
-            rep.disagree = True
-            rep.notes.append(
-                f"ONNX Runtime levels disagree: mIoU drop {d0:.2f} (DISABLE_ALL) vs {d1:.2f} (ENABLE_ALL) points, "
-                f"{100 * rep.levels_agreement:.2f}% pixel agreement; ORT's int8 fusions differ from Q/DQ emulation -- "
-                "the gate uses DISABLE_ALL, verify on the target with TensorRT"
-            )
-    for lv, s in rep.levels.items():
-        if s.invalid_pixels:
-            rep.notes.append(f"{s.invalid_pixels} pixels had non-finite logits at {LEVEL_NAMES[lv]} (counted as misses)")
-    return rep
+    out: dict[str, AccuracyReport] = {}
+    for c in candidates:
+        rep = AccuracyReport(images=done, truth=truth_kind or "masks", reference_miou=rs["miou"],
+                             reference_pixel_accuracy=rs["pixel_accuracy"])
+        for lv in levels:
+            rep.levels[lv] = scorers[(c, lv)].score(lv, rs["miou"])
+        if rep.truth == "reference":
+            rep.notes.append("the validation set has no masks: mIoU is measured against the PyTorch reference's predictions")
+        if len(levels) == 2 and cross[c][1]:
+            rep.levels_agreement = cross[c][0] / cross[c][1]
+            d0, d1 = rep.levels[levels[0]].drop, rep.levels[levels[1]].drop
+            gap = abs(d0 - d1) if d0 is not None and d1 is not None else 0.0
+            if gap > disagree_tol or rep.levels_agreement < 0.99:
+                rep.disagree = True
+                rep.notes.append(
+                    f"ONNX Runtime levels disagree: mIoU drop {d0:.2f} (DISABLE_ALL) vs {d1:.2f} (ENABLE_ALL) points, "
+                    f"{100 * rep.levels_agreement:.2f}% pixel agreement; ORT's int8 fusions differ from Q/DQ emulation -- "
+                    "the gate uses DISABLE_ALL, verify on the target with TensorRT"
+                )
+        for lv, sc in rep.levels.items():
+            if sc.invalid_pixels:
+                rep.notes.append(f"{sc.invalid_pixels} pixels had non-finite logits at {LEVEL_NAMES[lv]} (counted as misses)")
+        out[c] = rep
+    return out
 
 
 class Evaluator:

@@ -138,32 +138,32 @@ def _check_disjoint(val_ds, calib_files) -> None:
         )
 
 
-def _stage_files(items, say) -> dict[str, Path]:
-    """Write each (kind, path, model, check) to a temporary file beside ``path`` and run ``check`` on it; only
-    when every check passed, rename all of them into place. Any failure removes every temporary file, so a
-    failed stage never replaces a good artifact. Returns kind -> final path."""
+def _stage_files(items, check_all, say) -> dict[str, Path]:
+    """Write each (kind, path, model) to a temporary file beside ``path``, call ``check_all({kind: tmp})``
+    once, and only when it returns rename every file into place. Any failure removes every temporary
+    file, so a failed stage never replaces a good artifact. Returns kind -> final path."""
     import contextlib
     import tempfile
 
-    temps: list[tuple[str, Path, Path]] = []
+    temps: dict[str, tuple[Path, Path]] = {}
     try:
-        for kind, path, model, check in items:
+        for kind, path, model in items:
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
                 os.close(fd)
-                temps.append((kind, path, Path(tmp)))
+                temps[kind] = (path, Path(tmp))
                 Path(tmp).write_bytes(model.SerializeToString())
             except OSError as e:
                 raise ArtifactError(f"cannot write {path}: {e.strerror or e}; check free space and permissions") from None
-            check(Path(tmp))
+        check_all({k: tmp for k, (_, tmp) in temps.items()})
         done = {}
-        for kind, path, tmp in temps:
+        for kind, (path, tmp) in temps.items():
             say(f"write: {path.name}")
             os.replace(tmp, path)
             done[kind] = path
         return done
     finally:
-        for _, _, tmp in temps:
+        for _, tmp in temps.values():
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
@@ -225,11 +225,16 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
     section: dict[str, Any] = {"source_onnx": doc["onnx"]["file"], "source_sha256": sha256_file(fp32_path)}
     if val_ds is not None:
         section["validation"] = {"source": str(val_dir), "images": len(val_ds) if options.val_limit is None else min(len(val_ds), options.val_limit)}
-    pending: list[tuple[str, Path, Any, Callable[[Path], None]]] = []
+    pending: list[tuple[str, Path, Any]] = []
     report: dict[str, Any] = {"precision": section, "notes": res.notes}
 
-    def accuracy_of(path: Path):
-        from segdeploy.precision.accuracy import check_accuracy
+    def check_all(tmps: dict[str, Path]) -> None:
+        """Accuracy of every lowered model in one pass over the validation set, then the gate."""
+        if not checking:
+            for kind in tmps:
+                section[kind]["accuracy"] = None
+            return
+        from segdeploy.precision.accuracy import check_accuracy_many
 
         last = [-1]
 
@@ -239,28 +244,23 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
                 last[0] = q
                 say(f"check: {done}/{total} images")
 
-        return check_accuracy(path, reference_module, val_ds, preprocess=preprocess, profile=profile,
-                              num_classes=num_classes, batch_size=options.batch_size, limit=options.val_limit,
-                              progress=acc_progress)
-
-    def gate(kind: str, entry: dict) -> Callable[[Path], None]:
-        def run(tmp: Path) -> None:
-            if not checking:
-                entry["accuracy"] = None
-                return
-            say(f"check: {kind} vs PyTorch on {val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
-            acc = accuracy_of(tmp)
-            entry["accuracy"] = acc.to_dict()
+        say(f"check: {', '.join(tmps)} vs PyTorch on {val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
+        reps = check_accuracy_many(tmps, reference_module, val_ds, preprocess=preprocess, profile=profile,
+                                   num_classes=num_classes, batch_size=options.batch_size, limit=options.val_limit,
+                                   progress=acc_progress)
+        failed = []
+        for kind, acc in reps.items():
+            section[kind]["accuracy"] = acc.to_dict()
             if acc.disagree:
-                res.notes.append(f"{kind}: " + acc.notes[-1] if acc.notes else f"{kind}: ORT levels disagree")
+                res.notes.append(f"{kind}: {acc.notes[-1]}" if acc.notes else f"{kind}: ORT levels disagree")
             if options.max_miou_drop is not None and acc.drop is not None and acc.drop > options.max_miou_drop:
-                raise GateError(
-                    f"{kind} loses {acc.drop:.2f} mIoU points on {acc.images} validation images "
-                    f"(budget --max-miou-drop {options.max_miou_drop}); "
-                    + ("raise the budget, add calibration images or try another --calib-method" if kind == "int8"
-                       else "raise the budget or keep more ops in FP32")
-                )
-        return run
+                failed.append(f"{kind} loses {acc.drop:.2f} mIoU points")
+        if failed:
+            raise GateError(
+                f"{'; '.join(failed)} on {next(iter(reps.values())).images} validation images "
+                f"(budget --max-miou-drop {options.max_miou_drop}); raise the budget, add calibration images, "
+                "try another --calib-method, or keep more layers in float"
+            )
 
     try:
         # -- INT8
@@ -302,7 +302,7 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
                         if x["layer"] == c.name:
                             x["reason"] = f"accuracy budget (sensitivity {c.sensitivity:.3f} points)"
             section["int8"] = entry
-            pending.append(("int8", out / INT8_FILE, final.model, gate("int8", entry)))
+            pending.append(("int8", out / INT8_FILE, final.model))
         # -- FP16
         if options.fp16:
             from segdeploy.precision.fp16 import convert_fp16
@@ -314,9 +314,9 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
             if absmax is None:
                 res.notes.append("fp16: no --calib, so activations beyond the FP16 range could not be detected")
             section["fp16"] = entry
-            pending.append(("fp16", out / FP16_FILE, conv.model, gate("fp16", entry)))
+            pending.append(("fp16", out / FP16_FILE, conv.model))
         # -- check every lowered model on a temporary file, then move them all into place
-        for kind, path in _stage_files(pending, say).items():
+        for kind, path in _stage_files(pending, check_all, say).items():
             section[kind]["sha256"] = sha256_file(path)
             res.files[kind] = path
     except GateError:
