@@ -17,7 +17,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int32_t kMaxTable = 1024;         // samples; 8 words each -> 32 KiB of shared memory
-constexpr int32_t kOutputsPerBlock = 512;   // target (channel, bin) outputs per block
+constexpr int32_t kOutputsPerBlock = 1024;  // target (channel, bin) outputs per block (~4 per thread)
 
 template <typename T, typename B>
 __global__ void __launch_bounds__(kThreads)
