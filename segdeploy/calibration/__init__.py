@@ -43,6 +43,7 @@ Pieces (each usable alone)::
     CollectOptions(batch_size=8, num_bins=2048, tensors=None, intra_op_threads=None)
     collect_statistics(onnx_path, batches, options=CollectOptions(), progress=None) -> Statistics
     calibratable_tensors(onnx_model) -> list[str]    # graph inputs + float node outputs (not Constant nodes)
+    quantizable_inputs(onnx_model, op_types=QUANTIZABLE_OPS) -> list[str]  # activations feeding Conv/MatMul/pool/Add...
     TensorHistogram                                  # streaming |x| histogram, power-of-two range, exact re-binning
     Statistics                                       # .tensors: dict[str, TensorHistogram] (graph order), .absmax() dict
     # methods.py
@@ -86,6 +87,8 @@ _EXPORTS = {
     "CollectOptions": "segdeploy.calibration.collect",
     "collect_statistics": "segdeploy.calibration.collect",
     "calibratable_tensors": "segdeploy.calibration.collect",
+    "quantizable_inputs": "segdeploy.calibration.collect",
+    "QUANTIZABLE_OPS": "segdeploy.calibration.collect",
     "TensorHistogram": "segdeploy.calibration.collect",
     "Statistics": "segdeploy.calibration.collect",
     "Method": "segdeploy.calibration.methods",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from segdeploy.errors import ArtifactError, DataError, MissingDependencyError, UsageError
 
+_PROTO_LIMIT = 2**31 - 1  # protobuf's serialisation limit
 _FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
@@ -205,6 +207,16 @@ def calibratable_tensors(model) -> list[str]:
     return names
 
 
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool", "Add")
+
+
+def quantizable_inputs(model, op_types: Sequence[str] = QUANTIZABLE_OPS) -> list[str]:
+    """The activations feeding ``op_types`` (a subset of :func:`calibratable_tensors`, graph order)."""
+    acts = calibratable_tensors(model)
+    fed = {i for n in model.graph.node if n.op_type in op_types for i in n.input if i}
+    return [a for a in acts if a in fed]
+
+
 def _session(onnx_path: str | os.PathLike, names: Sequence[str] | None, threads: int | None):
     onnx = _import_onnx()
     try:
@@ -237,13 +249,21 @@ def _session(onnx_path: str | os.PathLike, names: Sequence[str] | None, threads:
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = int(threads)
+    tmp = None
     try:
-        data = model.SerializeToString()
-        sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        if model.ByteSize() < _PROTO_LIMIT:
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        else:  # > 2 GB: the temp copy needs external data; it lives as long as the session
+            tmp = tempfile.TemporaryDirectory(prefix="segdeploy-calib-")
+            path = os.path.join(tmp.name, "model.onnx")
+            onnx.save(model, path, save_as_external_data=True, location="model.onnx.data")
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     except Exception as e:
+        if tmp is not None:
+            tmp.cleanup()
         raise ArtifactError(f"ONNX Runtime cannot run {onnx_path} for calibration: {str(e).splitlines()[0]}") from None
-    del model, data
-    return sess, chosen
+    del model
+    return sess, chosen, tmp
 
 
 def collect_statistics(
@@ -257,7 +277,16 @@ def collect_statistics(
     ``progress(n)`` is called with the number of images done after each batch. Raises DataError on
     NaN/Inf (naming the tensor) or when no batch is given; ArtifactError when the model cannot run.
     """
-    sess, names = _session(onnx_path, options.tensors, options.intra_op_threads)
+    sess, names, tmp = _session(onnx_path, options.tensors, options.intra_op_threads)
+    try:
+        return _collect(sess, names, onnx_path, batches, options, progress)
+    finally:
+        del sess
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _collect(sess, names, onnx_path, batches, options: CollectOptions, progress) -> Statistics:
     input_name = sess.get_inputs()[0].name
     if len(sess.get_inputs()) != 1:
         raise DataError(f"calibration supports single-input models; {onnx_path} has {len(sess.get_inputs())} inputs")

@@ -21,6 +21,12 @@ def test_calibratable_tensors_are_float_activations(tiny_model):
     assert calibratable_tensors(onnx.load(str(tiny_model))) == ["input", "conv1", "relu1", "logits"]
 
 
+def test_quantizable_inputs(tiny_model):
+    from segdeploy.calibration.collect import quantizable_inputs
+
+    assert quantizable_inputs(onnx.load(str(tiny_model))) == ["input", "relu1"]  # the two Conv inputs
+
+
 def test_constant_subgraphs_are_skipped(tmp_path):
     names = calibratable_tensors(onnx.load(str(make_model(tmp_path / "m.onnx", nan_after_relu=True))))
     assert "big" not in names and names == ["input", "conv1", "relu1", "shifted", "bad_sqrt", "logits"]
@@ -78,3 +84,14 @@ def test_no_batches(tiny_model):
 def test_bad_batch_shape_is_data_error(tiny_model):
     with pytest.raises(DataError, match="ONNX Runtime failed on a calibration batch of shape"):
         collect_statistics(tiny_model, [np.zeros((1, 4, 8, 8), np.float32)])
+
+
+def test_large_model_path_uses_external_data(tiny_model, monkeypatch):
+    import segdeploy.calibration.collect as collect
+
+    parts, _ = batches(4, 2)
+    ref = collect_statistics(tiny_model, parts)
+    monkeypatch.setattr(collect, "_PROTO_LIMIT", 0)  # take the > 2 GB route (temp copy with external data)
+    got = collect_statistics(tiny_model, parts)
+    for n in ref.tensors:
+        np.testing.assert_array_equal(got.tensors[n].hist, ref.tensors[n].hist)
