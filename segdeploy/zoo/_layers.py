@@ -97,10 +97,16 @@ class CompactResNet(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Kaiming-normal convs (fan_out, ReLU), unit BN, zero biases: the usual segmentation init."""
+    """Kaiming-normal convs (fan_in, ReLU: variance-preserving forward), unit BN, zero biases.
+
+    Used by the plain-chain and shallow models. HRNet and RefineNet keep PyTorch's default init: their
+    sums of residual and multi-branch paths grow with depth when BN still has its initial running
+    statistics (eval mode), and a random-init model should give logits of moderate size so that
+    export verification compares meaningful numbers.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

@@ -105,5 +105,5 @@ class FCN8s(nn.Module):
 
 
 def fcn8s(num_classes: int = 21, in_channels: int = 3) -> FCN8s:
-    """Factory: compact FCN-8s (VGG-16-shaped, narrow), about 1.1 M parameters."""
+    """Factory: compact FCN-8s (VGG-16-shaped, narrow), about 1.21 M parameters."""
     return FCN8s(num_classes=num_classes, in_channels=in_channels)

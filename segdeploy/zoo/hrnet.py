@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segdeploy.zoo._layers import BasicBlock, ConvBNReLU, init_weights
+from segdeploy.zoo._layers import BasicBlock, ConvBNReLU
 
 
 class HighResolutionModule(nn.Module):
@@ -103,7 +103,6 @@ class HRNet(nn.Module):
             )
         total = sum(widths)
         self.head = nn.Sequential(ConvBNReLU(total, total, 1), nn.Conv2d(total, num_classes, 1))
-        init_weights(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """HRNetV2 representation: all branches upsampled to 1/4 and concatenated."""
@@ -121,5 +120,5 @@ class HRNet(nn.Module):
 
 
 def hrnet(num_classes: int = 21, in_channels: int = 3) -> HRNet:
-    """Factory: compact HRNetV2 with 4 branches (widths 16/32/64/128), about 1.3 M parameters."""
+    """Factory: compact HRNetV2 with 4 branches (widths 16/32/64/128), about 1.07 M parameters."""
     return HRNet(num_classes=num_classes, in_channels=in_channels)
