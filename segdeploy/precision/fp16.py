@@ -117,7 +117,12 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
     _name_nodes(g)
     types = _types(m)
     inits = {t.name: t for t in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    const_absmax: dict[str, float] = {}
+    for n in g.node:  # float constants beyond the FP16 range make their consumers FP32 too
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value" and n.attribute[0].t.data_type == F32:
+            v = numpy_helper.to_array(n.attribute[0].t)
+            if v.size:
+                const_absmax[n.output[0]] = float(np.abs(v).max())
 
     def is_float(t: str) -> bool:
         return bool(t) and types.get(t) == F32
@@ -127,6 +132,8 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
     keep_ops, keep_names = set(options.keep_op_types), set(options.keep_nodes)
     for n in g.node:
         reason = None
+        if n.op_type == "Constant":
+            continue  # a constant follows its consumers (below)
         if n.op_type in _CONTROL_FLOW:
             reason = "control flow (subgraphs are not converted)"
         elif n.name in keep_names:
@@ -137,7 +144,7 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
             for t in list(n.input) + list(n.output):
                 if not is_float(t):
                     continue
-                a = absmax.get(t)
+                a = absmax.get(t, const_absmax.get(t))
                 if a is None and t in inits:
                     a = float(np.abs(numpy_helper.to_array(inits[t])).max()) if inits[t].dims and np.prod(inits[t].dims) else None
                 if a is not None and a > options.overflow_threshold:
