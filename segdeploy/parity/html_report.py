@@ -10,6 +10,10 @@ hashes, dataset, preprocessing, versions, timings, notes).
 Self-contained: inline CSS and SVG, images as base64 PNG data URIs, no scripts, no external resources (it
 opens offline and can be attached to a CI run). Every string that comes from the report is HTML-escaped.
 
+Instance-segmentation reports (``segdeploy.instance_report``, :func:`segdeploy.parity.instances.compare_instances`)
+render with the same look: verdict, recall / precision / matched mask IoU / score drift, per-class recall and
+precision bars, worst images (instances painted by class).
+
 Input: the JSON report dict of docs/parity_report.md (``segdeploy.parity_report`` v1), as returned by
 ``run_check(...).report``, ``merge_reports`` or ``read_report``. The worst images' class maps come from the
 report; the images themselves (and ground-truth masks) are re-read from the paths it records.
@@ -56,6 +60,13 @@ def _pct(v: float | None, digits: int = 2) -> str:
 
 def _pts(v: float | None) -> str:
     return "–" if v is None else f"{v:+.2f}"
+
+
+def _small(v: float | None) -> str:
+    """A small non-negative number: 4 decimals, or 2 significant digits below 0.001."""
+    if v is None:
+        return "–"
+    return "0" if v == 0 else f"{v:.1e}" if abs(v) < 1e-3 else f"{v:.4f}"
 
 
 def _rgb(c: tuple[int, int, int]) -> str:
@@ -206,14 +217,18 @@ def class_iou_svg(
     reference: Sequence[float | None] | None,
     candidate: Sequence[float | None],
     drift_points: Sequence[float | None] | None = None,
-    candidate_label: str = "candidate",
+    *,
+    class_ids: Sequence[int] | None = None,
+    labels: tuple[str, str] = ("reference", "candidate"),
 ) -> str:
     """Inline SVG: one row per class, a reference bar (when given) and a candidate bar, values in %.
 
     Each row is ``<g class="class-row" data-class="K">`` with ``rect.bar.ref`` / ``rect.bar.cand``
-    (a class whose IoU is undefined gets no rect and the text "absent").
+    (a class whose value is undefined gets no rect and the text "absent"). ``class_ids`` (default
+    0..K-1) give the swatch colour and ``data-class`` of each row; ``labels`` name the two bars in tooltips.
     """
     k = len(candidate)
+    ids = list(class_ids) if class_ids is not None else list(range(k))
     label_w, bar_w, val_w = 170, 580, 160
     width = label_w + bar_w + val_w
     two = reference is not None
@@ -230,8 +245,8 @@ def class_iou_svg(
     for i in range(k):
         y0 = top + i * row_h
         name = names[i] if i < len(names) else f"class {i}"
-        parts.append(f'<g class="class-row" data-class="{i}"><title>{esc(name)}</title>')
-        parts.append(f'<rect x="0" y="{y0 + 2}" width="10" height="10" rx="2" fill="{class_color_hex(i)}" class="swatch"/>')
+        parts.append(f'<g class="class-row" data-class="{ids[i]}"><title>{esc(name)}</title>')
+        parts.append(f'<rect x="0" y="{y0 + 2}" width="10" height="10" rx="2" fill="{class_color_hex(ids[i])}" class="swatch"/>')
         parts.append(f'<text x="16" y="{y0 + 11}" class="cname">{esc(name[:22])}</text>')
         rows = ([("ref", reference[i], REF_COLOR)] if two else []) + [("cand", candidate[i], CAND_COLOR)]
         for j, (kind, v, color) in enumerate(rows):
@@ -242,7 +257,8 @@ def class_iou_svg(
             else:
                 w = max(0.0, min(1.0, float(v))) * bar_w
                 parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" rx="2" fill="{color}" '
-                             f'class="bar {kind}"><title>{esc(name)} {kind}: {100 * v:.2f}%</title></rect>')
+                             f'class="bar {kind}"><title>{esc(name)} {esc(labels[0] if kind == "ref" else labels[1])}: '
+                             f'{100 * v:.2f}%</title></rect>')
                 parts.append(f'<text x="{label_w + bar_w + 6}" y="{y + bar_h - 1}" class="val">{100 * v:.2f}%</text>')
         if drift_points is not None and i < len(drift_points) and drift_points[i] is not None:
             dv = drift_points[i]
@@ -403,6 +419,111 @@ def _run_section(report: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------ page
 
+# ------------------------------------------------------------------------------------------------ instances
+
+
+def _instance_header(report: dict[str, Any]) -> str:
+    gate = report.get("gate") or {}
+    if not gate.get("evaluated"):
+        cls, badge, why = "ungated", "NOT GATED", "no gate threshold was given (--min-recall, --min-precision, --min-mask-iou, --max-score-drift)"
+    elif gate.get("passed"):
+        cls, badge, why = "pass", "PASS", "every gate threshold holds"
+    else:
+        n = len(gate.get("failures") or [])
+        cls, badge, why = "fail", "FAIL", f"{n} gate threshold{'s' if n != 1 else ''} tripped"
+    t = report["totals"]
+    thr = gate.get("thresholds") or {}
+
+    def lim(key: str, v: float | None) -> str:
+        floor = thr.get(key)
+        if floor is None or v is None:
+            return ""
+        return "bad" if 100.0 * v < floor else "good"
+
+    sd = t["score_drift"]
+    kpis = [
+        _kpi("recall", _pct(t["recall"]), f"{t['matched']} of {t['reference']} reference", lim("min_recall_percent", t["recall"])),
+        _kpi("precision", _pct(t["precision"]), f"{t['matched']} of {t['candidate']} candidate",
+             lim("min_precision_percent", t["precision"])),
+        _kpi("matched mask IoU", _pct(t["matched_mask_iou"]), f"IoU ≥ {report['options']['iou_threshold']:g} to match",
+             lim("min_mask_iou_percent", t["matched_mask_iou"])),
+        _kpi("score drift", _small(sd["mean"]), "mean |Δscore|" + ("" if sd["max"] is None else f", max {_small(sd['max'])}")),
+        _kpi("images", str(report.get("num_images")), "compared"),
+    ]
+    failures = gate.get("failures") or []
+    fail_html = ('<ul class="failures">' + "".join(f"<li>{esc(f)}</li>" for f in failures) + "</ul>") if failures else ""
+    ref, cand = report.get("reference") or {}, report.get("candidate") or {}
+    return f"""
+<header class="verdict {cls}">
+  <div class="verdict-top">
+    <div class="badge" id="verdict">{esc(badge)}</div>
+    <div class="headline">
+      <h1>segdeploy parity report <span class="mode">instances</span></h1>
+      <p class="models"><span class="swatch" style="background:{CAND_COLOR}"></span>candidate
+        <code>{esc(cand.get('name') or cand.get('path'))}</code> <span class="dim">({esc(cand.get('kind'))}, {esc(cand.get('device'))})</span>
+        &nbsp;vs&nbsp; <span class="swatch" style="background:{REF_COLOR}"></span>reference
+        <code>{esc(ref.get('name') or ref.get('path'))}</code> <span class="dim">({esc(ref.get('kind'))}, {esc(ref.get('device'))})</span></p>
+      <p class="why">{esc(why)}</p>
+    </div>
+  </div>
+  <div class="kpis">{''.join(kpis)}</div>
+  {fail_html}
+</header>"""
+
+
+def _instance_body(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
+    t = report["totals"]
+    opts = report.get("options") or {}
+    rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(v)}</td></tr>' for k, v in (
+        ("reference instances", t["reference"]), ("candidate instances", t["candidate"]), ("matched", t["matched"]),
+        ("missed (reference unmatched)", t["missed"]), ("extra (candidate unmatched)", t["extra"]),
+        ("matched box IoU", _pct(t["box_iou"])),
+        ("thresholds", f"match IoU ≥ {opts.get('iou_threshold')}, mask p > {opts.get('mask_threshold')}, "
+                       f"score ≥ {opts.get('score_threshold')}")))
+    summary = ('<section id="summary"><h2>Summary</h2><table class="metrics wide"><tbody>' + rows + "</tbody></table>"
+               '<p class="dim small">Candidates are matched to reference instances of the same label, greedily by '
+               'candidate score, by mask IoU.</p></section>')
+    per = report.get("per_class") or {}
+    ids = sorted(int(k) for k in per)
+    names_all = list((report.get("classes") or {}).get("names") or [])
+    names = [names_all[i] if i < len(names_all) and names_all[i] else f"class {i}" for i in ids]
+    names = [f"{n} ({per[str(i)]['matched']}/{per[str(i)]['reference']}/{per[str(i)]['candidate']})" for n, i in zip(names, ids)]
+    svg = class_iou_svg(names, [per[str(i)]["recall"] for i in ids], [per[str(i)]["precision"] for i in ids],
+                        class_ids=ids, labels=("recall", "precision"))
+    classes = (f'<section id="classes"><h2>Per class: recall and precision</h2><p class="legend">'
+               f'<span class="swatch" style="background:{REF_COLOR}"></span>recall (reference instances reproduced) '
+               f'<span class="swatch" style="background:{CAND_COLOR}"></span>precision (candidate instances matched) '
+               '<span class="dim">· name (matched/reference/candidate)</span></p>'
+               f'<div class="svgwrap">{svg}</div></section>')
+    cards = []
+    for rank, ov in enumerate(overlays, 1):
+        rec = ov.record
+        chips = [_chip("F1", _pct(rec.get("f1"))), _chip("matched", f"{rec.get('matched')}"),
+                 _chip("reference", f"{rec.get('reference')}"), _chip("candidate", f"{rec.get('candidate')}"),
+                 _chip("mean mask IoU", _pct(rec.get("mean_mask_iou")))]
+        figs = "".join(
+            f'<figure><img src="{p.data_uri}" width="{p.width}" height="{p.height}" alt="{esc(p.title)} of {esc(rec.get("stem"))}" '
+            f'class="ov" data-panel="{esc(p.title)}"><figcaption>{esc(p.title)}</figcaption></figure>' for p in ov.panels)
+        notes = "".join(f'<p class="note">{esc(n)}</p>' for n in ov.notes)
+        cards.append(f'<article class="card" data-stem="{esc(rec.get("stem"))}"><div class="card-head"><span class="rank">#{rank}</span>'
+                     f'<span class="stem">{esc(rec.get("stem"))}</span><span class="chips">{"".join(chips)}</span></div>'
+                     f'<div class="strip">{figs}</div>{notes}</article>')
+    worst = ('<section id="worst"><h2>Worst images <span class="dim small">ranked by F1 of the matching, then mean mask IoU'
+             '</span></h2><p class="dim small">instances painted by class, the most confident on top; disagreement: '
+             'pixels whose painted class differs.</p>' + ("".join(cards) or '<p class="dim">every image agrees.</p>')
+             + "</section>")
+    cmd = report.get("command")
+    vers = report.get("versions") or {}
+    cb = report.get("created_by") or {}
+    run = (f'<section id="run"><h2>Run</h2><h3>Command</h3>'
+           + (f'<pre class="cmd">{esc(cmd)}</pre>' if cmd else '<p class="dim">run from Python (no command line)</p>')
+           + '<div class="kvgrid">' + _kv_table("reference", _model_items(report.get("reference") or {}))
+           + _kv_table("candidate", _model_items(report.get("candidate") or {}))
+           + _kv_table("versions", [(k, v) for k, v in sorted(vers.items())]
+                       + [("python", cb.get("python")), ("platform", cb.get("platform"))]) + "</div></section>")
+    return summary + classes + worst + run
+
+
 _CSS = """
 :root{--fg:#1d2330;--dim:#6b7385;--line:#e3e6ee;--bg:#f6f7fb;--card:#fff;--good:#2b8a3e;--warn:#e67700;--bad:#c92a2a}
 *{box-sizing:border-box}
@@ -488,6 +609,10 @@ def render_html_report(
 ) -> str:
     """The report as one HTML string. ``overlays`` (from :func:`render_worst_overlays`) are rendered here
     when not given; loaders/max_side are passed on to it. Raises ArtifactError for a non-report dict."""
+    from segdeploy.parity.instances import SCHEMA_NAME as INSTANCE_SCHEMA
+
+    if isinstance(report, dict) and report.get("schema") == INSTANCE_SCHEMA:
+        return _render_instance_page(report, overlays, image_loader, max_side)
     from segdeploy.parity.report_json import validate_report
 
     validate_report(report)
@@ -510,6 +635,27 @@ def render_html_report(
         "</main>",
         f'<footer>segdeploy {esc(report.get("segdeploy_version"))} · report schema '
         f'{esc(report.get("schema"))} v{esc(report.get("schema_version"))}</footer>',
+        "</body></html>\n",
+    ])
+
+
+def _render_instance_page(report: dict[str, Any], overlays: list[WorstOverlay] | None,
+                          image_loader: Callable[[str], np.ndarray] | None, max_side: int) -> str:
+    for key in ("totals", "per_class", "worst_images", "options"):
+        if key not in report:
+            raise ArtifactError(f"instance report lacks {key!r}; it is truncated or corrupt, re-run the comparison")
+    if overlays is None:
+        overlays = render_worst_overlays(report, image_loader=image_loader, max_side=max_side)
+    gate = report.get("gate") or {}
+    badge = "NOT GATED" if not gate.get("evaluated") else ("PASS" if gate.get("passed") else "FAIL")
+    cand = report.get("candidate") or {}
+    title = f"{badge} · segdeploy instance parity · {cand.get('name') or 'candidate'}"
+    return "".join([
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        _instance_header(report), "<main>", _instance_body(report, overlays), "</main>",
+        f'<footer>segdeploy · report schema {esc(report.get("schema"))} v{esc(report.get("schema_version"))}</footer>',
         "</body></html>\n",
     ])
 

@@ -473,9 +473,13 @@ class TorchInstanceModel:
     ``device``.
     """
 
-    def __init__(self, module: Any, device: str = "cpu"):
+    def __init__(self, module: Any, device: str = "cpu", name: str | None = None):
         self.module = module
         self.device = device
+        self.name = name or type(module).__name__
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "torch", "name": self.name, "device": self.device}
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
         import torch
@@ -520,6 +524,15 @@ class OnnxInstanceModel:
                             "one image input and four outputs (boxes, labels, scores, masks)")
         self.input_name = inputs[0].name
         self.output_names = list(OUTPUT_NAMES) if set(OUTPUT_NAMES) <= set(outputs) else outputs
+        self.path = os.fspath(path)
+        self.providers = list(self.session.get_providers())
+
+    def describe(self) -> dict[str, Any]:
+        from segdeploy.fsutil import sha256_file
+
+        return {"kind": "onnxruntime", "name": os.path.basename(self.path), "path": self.path,
+                "sha256": sha256_file(self.path), "providers": self.providers,
+                "device": "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"}
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
         res = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(image, dtype=np.float32)})
@@ -540,37 +553,77 @@ def compare_instances(
     samples: Iterable[Any],
     options: InstanceOptions = InstanceOptions(),
     *,
+    gate: InstanceGate | None = None,
+    class_names: Sequence[str] = (),
+    command: str | None = None,
     keep_predictions: bool = False,
 ) -> dict[str, Any]:
     """Run ``reference`` and ``candidate`` on every sample and return the instance parity report dict.
 
-    ``samples`` yields objects with ``.stem`` and ``.image`` (HxWx3 uint8 RGB), such as
-    :class:`segdeploy.datasets.Sample`, or ``(stem, image)`` tuples. The result is
-    :meth:`InstanceAccumulator.summary` (JSON-ready). With ``keep_predictions`` the worst images'
-    thresholded :class:`Instances` are attached under the non-JSON key ``"_predictions"``
-    (``{stem: (image, ref, cand)}``) for overlay rendering; pop it before serialising.
+    ``samples`` yields objects with ``.stem`` and ``.image`` (HxWx3 uint8 RGB) and optionally ``.path``,
+    such as :class:`segdeploy.datasets.Sample`, or ``(stem, image)`` tuples.
 
+    The result is :meth:`InstanceAccumulator.summary` (JSON-ready) plus ``reference`` / ``candidate``
+    (the models' ``describe()`` when they have one), ``classes`` ({"names": [...]}), ``command``,
+    ``versions``, ``created_by`` and ``gate`` (:func:`evaluate_instance_gate`; not evaluated without
+    ``gate``). Each worst image carries ``image`` (its path or None), ``height``/``width`` and
+    ``reference_png`` / ``candidate_png``: base64 palette PNGs of the instances painted by class
+    (:func:`instances_to_class_map`), the same encoding as the semantic report's, so
+    :mod:`segdeploy.parity.html_report` renders both. With ``keep_predictions`` the worst images'
+    thresholded :class:`Instances` are attached under the non-JSON key ``"_predictions"``
+    (``{stem: (image, ref, cand)}``); pop it before serialising.
+
+    Does not raise when the gate trips (call :func:`raise_for_instance_gate` on ``report["gate"]``).
     Raises DataError on an empty sample stream or malformed outputs, VerificationError on NaN/Inf.
     """
+    from segdeploy.parity.overlays import class_map_png_b64
+
     acc = InstanceAccumulator(options)
     kept: dict[str, tuple[np.ndarray, Instances, Instances]] = {}
+    maps: dict[str, tuple[str | None, np.ndarray, np.ndarray]] = {}
     for item in samples:
         stem, image = (item.stem, item.image) if hasattr(item, "image") else item
+        stem = str(stem)
         chw = _as_chw01(image)
         size = (int(chw.shape[1]), int(chw.shape[2]))
         r = instances_from_outputs(**reference(chw), options=options, image_size=size, source="reference")
         c = instances_from_outputs(**candidate(chw), options=options, image_size=size, source="candidate")
-        acc.update(str(stem), r, c)
-        if keep_predictions:
-            kept[str(stem)] = (np.asarray(image), r, c)
-            worst = {im["stem"] for im in acc.images}
-            kept = {k: v for k, v in kept.items() if k in worst}
+        acc.update(stem, r, c)
+        worst = {im["stem"] for im in acc.images}
+        if stem in worst:
+            maps[stem] = (getattr(item, "path", None), instances_to_class_map(r, size), instances_to_class_map(c, size))
+            if keep_predictions:
+                kept[stem] = (np.asarray(image), r, c)
+        maps = {k: v for k, v in maps.items() if k in worst}
+        kept = {k: v for k, v in kept.items() if k in worst}
     if acc.num_images == 0:
         raise DataError("no images to compare; check the --data directory")
     report = acc.summary()
+    for im in report["worst_images"]:
+        path, rmap, cmap = maps[im["stem"]]
+        im.update(image=None if path is None else str(path), height=int(rmap.shape[0]), width=int(rmap.shape[1]),
+                  reference_png=class_map_png_b64(rmap), candidate_png=class_map_png_b64(cmap))
+    from segdeploy.parity.report_json import created_by, versions
+
+    report.update(
+        reference=_describe(reference, "reference"),
+        candidate=_describe(candidate, "candidate"),
+        classes={"names": [str(n) for n in class_names]},
+        command=command,
+        versions=versions(),
+        created_by=created_by(),
+        gate=evaluate_instance_gate(report, gate or InstanceGate()),
+    )
     if keep_predictions:
         report["_predictions"] = kept
     return report
+
+
+def _describe(model: Any, side: str) -> dict[str, Any]:
+    d = getattr(model, "describe", None)
+    if callable(d):
+        return dict(d())
+    return {"kind": "callable", "name": getattr(model, "__name__", type(model).__name__)}
 
 
 def instances_to_class_map(inst: Instances, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -167,6 +167,21 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
 
+def class_map_png_b64(class_map: np.ndarray) -> str | None:
+    """HxW class map -> base64 palette PNG (palette indices = class ids, VOC colours); None when a value
+    is outside 0..255 (a palette PNG cannot hold it). Inverse of :func:`decode_png_b64`."""
+    from PIL import Image
+
+    cm = np.asarray(class_map)
+    if cm.size and (cm.min() < 0 or cm.max() > 255):
+        return None
+    im = Image.fromarray(cm.astype(np.uint8), mode="L").convert("P")
+    im.putpalette(_PALETTE.reshape(-1).tolist())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False, compress_level=6)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def decode_png_b64(data: str, what: str = "class map") -> np.ndarray:
     """The report's base64 palette PNG -> HxW int64 class map (palette indices). Raises ArtifactError."""
     from PIL import Image, UnidentifiedImageError

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from segdeploy.errors import DataError, UsageError, VerificationError
+from segdeploy.parity.html_report import write_html_report
 from segdeploy.parity.instances import (
     InstanceAccumulator,
+    InstanceGate,
     InstanceOptions,
     Instances,
     OnnxInstanceModel,
@@ -253,10 +255,21 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     assert t["matched_mask_iou"] > 0.95 and t["box_iou"] > 0.99
     assert t["score_drift"]["max"] < 1e-3
 
+    assert rep["candidate"]["kind"] == "onnxruntime" and len(rep["candidate"]["sha256"]) == 64
+    assert rep["gate"]["evaluated"] is False
+
     # the same metrics must see a different model as different (guards against a vacuous comparison)
     other = TorchInstanceModel(_maskrcnn(1))
-    rep_other = compare_instances(ref, other, images)
+    rep_other = compare_instances(ref, other, images, gate=InstanceGate(min_recall=90))
     assert rep_other["totals"]["recall"] < 0.5
+    assert rep_other["gate"]["passed"] is False and rep_other["gate"]["failures"][0].startswith("recall ")
+
+    # the HTML report renders the instance report: one bar row per class seen, decodable overlay strips
+    html_path = write_html_report(rep_other, tmp_path / "inst.html")
+    text = html_path.read_text(encoding="utf-8")
+    assert 'class="verdict fail"' in text
+    assert text.count('class="class-row"') == len(rep_other["per_class"])
+    assert text.count('data-panel="disagreement"') == len(rep_other["worst_images"]) > 0
 
 
 def test_instance_gate():
