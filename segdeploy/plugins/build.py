@@ -65,6 +65,7 @@ class BuildResult:
     cuda_architectures: str
     tensorrt_found: bool
     log: Path
+    notes: tuple[str, ...] = ()  # warnings from segdeploy's own CMake files (e.g. TensorRT too old)
 
 
 def find_nvcc(explicit: str | None = None) -> Path:
@@ -219,7 +220,11 @@ def build_plugins(options: BuildOptions = BuildOptions()) -> BuildResult:
         raise PluginBuildError(f"CMake build finished but {kernels} is missing (full log: {log_path})")
     plugin = next(iter(sorted(bdir.rglob(PLUGINS_LIB))), None) if trt else None
     hostref = libdir / HOSTREF_LIB if options.host_reference else None
-    return BuildResult(bdir, kernels, plugin, hostref, chosen, trt, log_path)
+    notes = tuple(
+        " ".join(m.group(1).split())
+        for m in re.finditer(r"CMake Warning at (?:segdeploy/|CMakeLists)[^\n]*\n((?:[ \t]+\S.*\n)+)", out)
+    )
+    return BuildResult(bdir, kernels, plugin, hostref, chosen, trt, log_path, notes)
 
 
 def build_host_reference(out_dir: Path, cxx: str | None = None, nvcc: str | None = None) -> Path:

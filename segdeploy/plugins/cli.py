@@ -57,6 +57,7 @@ def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, j
         "plugin_library": str(res.plugin_library) if res.plugin_library else None,
         "host_reference_library": str(res.host_reference_library) if res.host_reference_library else None,
         "log": str(res.log),
+        "notes": list(res.notes),
     }
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -69,6 +70,8 @@ def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, j
         click.echo("TensorRT plugins:   not built (TensorRT found, but no plugin library was produced; see the log)")
     else:
         click.echo("TensorRT plugins:   not built (TensorRT not found; pass --tensorrt-root)")
+    for note in res.notes:
+        click.echo(f"note:               {note}")
     if res.host_reference_library:
         click.echo(f"host reference:     {res.host_reference_library}")
     click.echo(f"log:                {res.log}")
