@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 import copy
 import io
-import shutil
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,8 +24,10 @@ from segdeploy.parity.overlays import (
     CHANGED_RGB,
     GAINED_RGB,
     LOST_RGB,
+    class_map_png_b64,
     class_palette,
     colorize,
+    decode_png_b64,
     disagreement_counts,
     disagreement_map,
     png_bytes,
@@ -228,6 +227,9 @@ def test_overlay_primitives():
     assert tuple(d2[0, 1]) == CHANGED_RGB == tuple(d2[1, 0])
     assert disagreement_counts(ref, cand, gt) == {"changed": 2, "lost": 1, "gained": 1}
     assert png_bytes(d) == png_bytes(d.copy())  # deterministic
+    cmap = np.random.default_rng(0).integers(0, 256, (17, 23))
+    assert np.array_equal(decode_png_b64(class_map_png_b64(cmap)), cmap)  # lossless class ids
+    assert class_map_png_b64(np.array([[0, 300]])) is None
     big = np.zeros((1000, 500), np.int64)
     panels = render_strip(np.zeros((1000, 500, 3), np.uint8), big, big, max_side=200)
     assert [(p.width, p.height) for p in panels] == [(100, 200)] * 4
@@ -239,25 +241,31 @@ def test_svg_bars_absent_classes():
     assert svg.count(">absent<") == 2 and "b&lt;&amp;&gt;" in svg and "+25.00 pts" in svg
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+def _load_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_report.py"
+    spec = importlib.util.spec_from_file_location("screenshot_report", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def chromium_screenshot(html_path: Path, png_path: Path, size=(1280, 2000), timeout=120) -> None:
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={png_path}",
-               f"--window-size={size[0]},{size[1]}", html_path.resolve().as_uri()]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
+CHROMIUM = _load_script().find_browser(None)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium) -- browser render not checked")
-def test_renders_in_headless_chromium(checked, tmp_path):
+def test_renders_in_headless_chromium(checked, tmp_path, capsys):
+    """The documented script: JSON report -> HTML -> Chromium screenshot; then look at the pixels."""
+    from segdeploy.parity.report_json import write_report
+
     report, _ = checked
-    html_path = write_html_report(report, tmp_path / "r.html")
+    write_report(tmp_path / "r.json", report)
     png = tmp_path / "shot.png"
-    chromium_screenshot(html_path, png)
+    rc = _load_script().main(["--report", str(tmp_path / "r.json"), "--out", str(png), "--height", "2000"])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "shot.html").is_file()
     shot = np.asarray(Image.open(png).convert("RGB"))
     assert shot.shape[1] == 1280 and shot.shape[0] >= 1000
     # the verdict header is painted in the gate's colour (green pass / red fail), not left blank
@@ -272,3 +280,11 @@ def test_renders_in_headless_chromium(checked, tmp_path):
     assert (0x4C, 0x6E, 0xF5) in colours and (0xF0, 0x8C, 0x00) in colours
     # ... and the overlay PNGs decoded: the page holds thousands of colours, far more than CSS alone paints
     assert len(colours) > 2000
+
+
+def test_screenshot_script_without_browser(tmp_path, capsys):
+    mod = _load_script()
+    rc = mod.main(["--report", str(tmp_path / "r.json"), "--out", str(tmp_path / "s.png"),
+                   "--browser", str(tmp_path / "no-such-browser")])
+    assert rc == 1 and "no chromium found" in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()
