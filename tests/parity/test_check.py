@@ -200,3 +200,20 @@ def test_empty_shard_merges(tiny_model, tiny_onnx, tmp_path):
     merged = merge_reports(parts)
     whole = run_check(tiny_model, tiny_onnx, images, masks).report
     assert merged["metrics"] == whole["metrics"]
+
+
+def test_with_segdeploy_export_manifest(tiny_model, tmp_path):
+    """The real pipeline: export_model writes ONNX + manifest; check picks the manifest up beside the ONNX."""
+    pipeline = pytest.importorskip("segdeploy.export.pipeline", reason="segdeploy.export not in this checkout")
+    res = pipeline.export_model(
+        tiny_model, tmp_path / "exp",
+        pipeline.ExportOptions(shape="1x3x32x32", spatial_multiple=8, exporter="torchscript",
+                               class_names=("bg", "a", "b", "c")),
+    )
+    images, masks = make_dataset(tmp_path / "d", n=3, sizes=((30, 45), (32, 32), (17, 60)))
+    r = run_check(tiny_model, str(res.onnx_path), images, masks, options=CheckOptions(gate=GateOptions(max_miou_drop=0.01)))
+    rep = r.report
+    assert rep["manifest"] == str(res.manifest_path) and rep["classes"]["names"] == ["bg", "a", "b", "c"]
+    assert rep["profile"]["spatial_multiple"] == 8 and r.passed
+    assert rep["metrics"]["agreement"]["pixel_accuracy"] > 0.999
+    assert rep["metrics"]["reference"]["pixels"] == sum(h * w - 2 * w for h, w in ((30, 45), (32, 32), (17, 60)))
