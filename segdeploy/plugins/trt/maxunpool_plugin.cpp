@@ -13,6 +13,14 @@ using nvinfer1::TensorFormat;
 namespace segdeploy {
 namespace trt {
 
+namespace {
+// TensorRT passes shape inputs to getOutputShapes only; should a version also list the shape tensor among the
+// regular inputs of the other methods, accept it there (it is never read on the device).
+bool validCounts(int32_t nbInputs, int32_t nbOutputs) {
+    return (nbInputs == 2 || nbInputs == 3) && nbOutputs == 1;
+}
+}  // namespace
+
 MaxUnpoolPlugin::MaxUnpoolPlugin(plugins::MaxUnpool2dParams const& params)
     : PluginBase(kMaxUnpoolPluginName), mParams(params) {
     check(params.kernel_h >= 1 && params.kernel_w >= 1, "kernel_size must be >= 1");
@@ -29,7 +37,7 @@ nvinfer1::IPluginV3* MaxUnpoolPlugin::clone() noexcept {
 int32_t MaxUnpoolPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
     SD_TRT_TRY
-    check(nbInputs == 2 && nbOutputs == 1, "expects inputs (X, indices) [+ shape input] and 1 output");
+    check(validCounts(nbInputs, nbOutputs), "expects inputs (X, indices) [+ shape input] and 1 output");
     check(in[0].desc.dims.nbDims == 4 && in[1].desc.dims.nbDims == 4, "X and indices must be 4-D NCHW");
     return 0;
     SD_TRT_CATCH("configurePlugin", -1)
@@ -38,7 +46,7 @@ int32_t MaxUnpoolPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const
 int32_t MaxUnpoolPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
     int32_t nbInputs) const noexcept {
     SD_TRT_TRY
-    check(nbInputs == 2 && nbOutputs == 1, "expects inputs (X, indices) and 1 output");
+    check(validCounts(nbInputs, nbOutputs), "expects inputs (X, indices) [+ shape input] and 1 output");
     outputTypes[0] = inputTypes[0];
     return 0;
     SD_TRT_CATCH("getOutputDataTypes", -1)
@@ -48,7 +56,10 @@ int32_t MaxUnpoolPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int3
     nvinfer1::DimsExprs const* shapeInputs, int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
     nvinfer1::IExprBuilder& b) noexcept {
     SD_TRT_TRY
-    check(nbInputs == 2 && nbOutputs == 1 && nbShapeInputs <= 1, "expects inputs (X, indices) [+ shape input]");
+    // The output-shape tensor arrives as a shape input (tensorrt_plugin_shape_input_indices=[2]); its values,
+    // not its dims, give the size, so a third *regular* input cannot define the output shape.
+    check(nbInputs == 2 && nbOutputs == 1 && nbShapeInputs <= 1,
+          "expects inputs (X, indices) and at most one shape input (mark it with tensorrt_plugin_shape_input_indices)");
     check(inputs[0].nbDims == 4, "X must be 4-D NCHW");
     outputs[0].nbDims = 4;
     outputs[0].d[0] = inputs[0].d[0];
@@ -76,12 +87,13 @@ int32_t MaxUnpoolPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int3
 bool MaxUnpoolPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
     int32_t nbInputs, int32_t nbOutputs) noexcept {
     SD_TRT_TRY
-    check(nbInputs == 2 && nbOutputs == 1 && pos >= 0 && pos < 3, "bad format query");
+    check(validCounts(nbInputs, nbOutputs) && pos >= 0 && pos < nbInputs + 1, "bad format query");
     auto const& d = inOut[pos].desc;
     if (d.format != TensorFormat::kLINEAR) return false;
     if (pos == 0) return d.type == DataType::kFLOAT || d.type == DataType::kHALF;
     if (pos == 1) return d.type == DataType::kINT32 || d.type == DataType::kINT64;
-    return d.type == inOut[0].desc.type;
+    if (pos == nbInputs) return d.type == inOut[0].desc.type;  // the output
+    return d.type == DataType::kINT32 || d.type == DataType::kINT64;  // shape tensor, if listed as an input
     SD_TRT_CATCH("supportsFormatCombination", false)
 }
 
@@ -97,7 +109,7 @@ size_t MaxUnpoolPlugin::getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const
 int32_t MaxUnpoolPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept {
     SD_TRT_TRY
-    check(nbInputs == 2 && nbOutputs == 1, "expects inputs (X, indices) and 1 output");
+    check(validCounts(nbInputs, nbOutputs), "expects inputs (X, indices) [+ shape input] and 1 output");
     auto const& x = in[0].dims;
     auto const& i = in[1].dims;
     check(x.nbDims == 4 && i.nbDims == 4, "X and indices must be 4-D NCHW");
