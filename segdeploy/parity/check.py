@@ -533,7 +533,9 @@ def run_check(
         "dataset": {
             "description": ds.description,
             "images": str(data) if not isinstance(data, Dataset) else data.description,
-            "masks": str(masks) if masks is not None else None,
+            "masks": str(masks) if masks is not None else (
+                os.path.dirname(ds.entries[0].mask_path) if labelled and ds.entries else None
+            ),
             "num_entries": len(ds),
             "num_entries_total": total_entries,
             "num_evaluated": acc.evaluated,
