@@ -145,6 +145,9 @@ def _stage_files(items, check_all, say) -> dict[str, Path]:
     import contextlib
     import tempfile
 
+    for _, path, _ in items:
+        if path.is_dir():
+            raise ArtifactError(f"cannot write {path}: a directory is in the way; remove it or choose another --out")
     temps: dict[str, tuple[Path, Path]] = {}
     try:
         for kind, path, model in items:
@@ -159,7 +162,10 @@ def _stage_files(items, check_all, say) -> dict[str, Path]:
         done = {}
         for kind, (path, tmp) in temps.items():
             say(f"write: {path.name}")
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise ArtifactError(f"cannot write {path}: {e.strerror or e}; check permissions") from None
             done[kind] = path
         return done
     finally:

@@ -58,3 +58,34 @@ def ort_run(path_or_model, x, level: str = "all") -> np.ndarray:
     src = path_or_model if isinstance(path_or_model, str) else path_or_model.SerializeToString()
     s = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     return s.run(None, {"input": x})[0]
+
+
+def write_images(directory, n: int, size: int, seed: int = 0, masks_from=None, classes: int = 4) -> list:
+    """Write ``n`` smooth random RGB PNGs (size x size). With ``masks_from`` (an nn.Module), also write
+    ``directory/../masks`` holding that model's argmax predictions (so its own mIoU is 100)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        base = rng.uniform(0, 255, (size // 4, size // 4, 3))
+        img = np.kron(base, np.ones((4, 4, 1))) + rng.normal(0, 12, (size, size, 3))
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        p = d / f"img{i:03d}.png"
+        Image.fromarray(img).save(p)
+        paths.append(p)
+        if masks_from is not None:
+            from segdeploy.spec import Preprocess
+
+            pre = Preprocess()
+            x = (img.astype(np.float32) * pre.scale - np.array(pre.mean, np.float32)) / np.array(pre.std, np.float32)
+            with torch.no_grad():
+                y = masks_from(torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+            mdir = d.parent / "masks"
+            mdir.mkdir(exist_ok=True)
+            Image.fromarray(y.argmax(1)[0].numpy().astype(np.uint8)).save(mdir / f"img{i:03d}.png")
+    return paths

@@ -1,0 +1,178 @@
+"""The precision stage end to end: export dir -> calibrate -> INT8/FP16 -> CPU check -> manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+from segdeploy.errors import ArtifactError, DataError, GateError, UsageError
+from segdeploy.manifest import read_manifest
+from segdeploy.precision.pipeline import PrecisionOptions, lower
+
+from precision_helpers import TinySeg, write_images
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """An export directory of TinySeg (32x32 opt) plus calibration/<set>/{calib,val} data."""
+    from segdeploy.export import ExportOptions, export_model
+
+    torch.manual_seed(0)
+    module = TinySeg().eval()
+    root = tmp_path_factory.mktemp("pipe")
+    export_model(module, root / "export", ExportOptions(shape="1x3x32x32"))
+    write_images(root / "set" / "calib", 8, 32, seed=1)
+    write_images(root / "set" / "val" / "images", 6, 32, seed=2, masks_from=module)
+    return module, root
+
+
+@pytest.fixture
+def exp(base, tmp_path):
+    module, root = base
+    d = tmp_path / "export"
+    shutil.copytree(root / "export", d)
+    return module, d, root / "set"
+
+
+def _leftovers(d):
+    return sorted(p.name for p in d.iterdir() if p.name.startswith("."))
+
+
+def test_int8_and_fp16_written_with_manifest_section(exp):
+    module, d, data = exp
+    lines = []
+    res = lower(d, module, PrecisionOptions(int8=True, fp16=True, calib=str(data / "calib"), calib_method="max"),
+                progress=lines.append)
+    for name in ("model.int8.onnx", "model.fp16.onnx", "ranges.json", "model.calib.cache", "precision_report.json"):
+        assert (d / name).is_file(), name
+    doc = read_manifest(d)
+    sec = doc["precision"]
+    assert sec == res.section
+    i8 = sec["int8"]
+    assert i8["rule_check"] == "passed" and i8["quantized_layers"] == 6
+    assert i8["method"]["kind"] == "max" and i8["calibration_set"]["size"] == 8
+    assert {x["reason"].split(" ")[0] for x in i8["excluded_layers"]} == {"3->16", "16->4"}
+    assert i8["sha256"] and sec["ranges"]["sha256"] and sec["calib_cache"]["trt_version"] == "10.3"
+    for kind in ("int8", "fp16"):
+        acc = sec[kind]["accuracy"]
+        assert set(acc["levels"]) == {"disable", "all"} and acc["images"] == 6 and acc["truth"] == "masks"
+        assert acc["reference"]["miou"] == pytest.approx(1.0)  # masks are the reference's own predictions
+        assert acc["levels"]["disable"]["agreement_vs_reference"] > 0.8
+    assert sec["fp16"]["kept_fp32"] == [] and "calibration absmax" in sec["fp16"]["overflow_check"]
+    assert doc["calibration"]["method"]["kind"] == "max"
+    assert any("sibling of --calib" in n for n in sec["notes"])  # val defaulted to calibration/<set>/val
+    assert any(line.startswith("check:") for line in lines)
+    from segdeploy.calibration import read_trt_cache
+
+    assert read_trt_cache(d / "model.calib.cache").ranges
+    assert _leftovers(d) == [".calib_stats"]
+
+
+def test_gate_failure_ships_nothing_and_keeps_good_artifacts(exp):
+    _, d, data = exp
+    torch.manual_seed(123)
+    wrong_reference = TinySeg().eval()  # the ONNX cannot match it: no fallback recovers the drop
+    (d / "model.int8.onnx").write_bytes(b"good artifact")
+    before = (d / "manifest.json").read_bytes()
+    # unlabelled validation images: scored against the (wrong) reference's own predictions
+    opts = PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max", max_miou_drop=1.0, budget_images=4,
+                            val=str(data / "val" / "images"))
+    with pytest.raises(GateError) as ei:
+        lower(d, wrong_reference, opts)
+    assert ei.value.exit_code == 3 and "best drop" in str(ei.value)
+    assert (d / "model.int8.onnx").read_bytes() == b"good artifact"
+    assert (d / "manifest.json").read_bytes() == before
+    assert not (d / "ranges.json").exists() and not (d / "model.calib.cache").exists()
+    report = json.loads((d / "precision_report.json").read_text())
+    assert report["result"] == "gate failed" and report["precision"]["int8"]["budget"]["best_drop_points"] > 1.0
+    assert _leftovers(d) == [".calib_stats"]
+
+
+def test_directory_in_the_way_is_an_artifact_error(exp):
+    module, d, data = exp
+    (d / "model.fp16.onnx").mkdir()
+    with pytest.raises(ArtifactError, match="directory is in the way"):
+        lower(d, module, PrecisionOptions(fp16=True, calib=str(data / "calib")))
+    assert "precision" not in read_manifest(d) and _leftovers(d) == [".calib_stats"]
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_export_dir(exp):
+    module, d, data = exp
+    os.chmod(d, 0o555)
+    try:
+        with pytest.raises(ArtifactError, match="not writable"):
+            lower(d, module, PrecisionOptions(fp16=True))
+    finally:
+        os.chmod(d, 0o755)
+
+
+def test_missing_manifest_is_an_artifact_error(tmp_path):
+    with pytest.raises(ArtifactError, match="run `segdeploy export` first"):
+        lower(tmp_path, None, PrecisionOptions(fp16=True))
+
+
+def test_overlapping_validation_is_refused(exp, tmp_path):
+    module, d, data = exp
+    val = tmp_path / "val" / "images"
+    val.mkdir(parents=True)
+    shutil.copy(next((data / "calib").iterdir()), val / "dup.png")
+    with pytest.raises(DataError, match="also in the calibration set"):
+        lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), val=str(val.parent)))
+
+
+def test_fp16_without_calibration_says_overflow_check_not_run(exp):
+    module, d, data = exp
+    res = lower(d, module, PrecisionOptions(fp16=True, val=str(data / "val")))
+    assert "not run" in res.section["fp16"]["overflow_check"]
+    assert any("could not be detected" in n for n in res.notes)
+    assert res.section["fp16"]["accuracy"]["levels"]["disable"]["miou_drop_points"] < 5
+
+
+def test_option_validation():
+    with pytest.raises(UsageError, match="nothing to do"):
+        PrecisionOptions()
+    with pytest.raises(UsageError, match="--int8 needs calibration images"):
+        PrecisionOptions(int8=True)
+    with pytest.raises(UsageError, match="unknown --calib-method"):
+        PrecisionOptions(fp16=True, calib_method="kl")
+    with pytest.raises(UsageError, match="--max-miou-drop must be >= 0"):
+        PrecisionOptions(fp16=True, max_miou_drop=-1)
+    with pytest.raises(UsageError, match="does not exist"):
+        PrecisionOptions(int8=True, calib="/nonexistent/calib")
+
+
+def test_cli_options_parse_validate_and_pass_through(tmp_path):
+    from segdeploy.precision.cli_options import options_from_cli, precision_options
+
+    seen = {}
+
+    @click.command()
+    @click.option("--out")
+    @precision_options
+    def cmd(out, precision):
+        seen.update(precision)
+        seen["options"] = options_from_cli(**precision)
+
+    calib = tmp_path / "c"
+    calib.mkdir()
+    r = CliRunner().invoke(cmd, ["--out", "x", "--int8", "--calib", str(calib), "--calib-method", "percentile",
+                                 "--percentile", "99.9", "--max-miou-drop", "0.5", "--exclude-layer", "/a/Conv",
+                                 "--trt-version", "8.6"])
+    assert r.exit_code == 0, r.output
+    o = seen["options"]
+    assert o.int8 and not o.fp16 and o.calib_method == "percentile" and o.percentile == 99.9
+    assert o.max_miou_drop == 0.5 and o.exclude == ("/a/Conv",) and o.trt_version == "8.6"
+    seen.clear()
+    r = CliRunner().invoke(cmd, ["--out", "x"])
+    assert r.exit_code == 0 and seen["options"] is None  # no precision flags: the stage does not run
+    r = CliRunner().invoke(cmd, ["--out", "x", "--calib", str(calib)])
+    assert isinstance(r.exception, UsageError) and "without --int8 or --fp16" in str(r.exception)
+    r = CliRunner().invoke(cmd, ["--out", "x", "--int8"])
+    assert isinstance(r.exception, UsageError) and "needs calibration images" in str(r.exception)
