@@ -24,6 +24,8 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     Raises ArtifactError with the fix when it cannot be created or written.
     """
     p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ArtifactError(f"output path {p} exists and is not a directory; choose another --out")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:

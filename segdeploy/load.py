@@ -249,7 +249,11 @@ def _load_weights(model: nn.Module, path: Path) -> None:
             state = state["state_dict"]
     if not isinstance(state, dict):
         raise ModelLoadError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches raise even when strict=False
+        first = next((l.strip() for l in str(e).splitlines() if "size mismatch" in l), _short(e))
+        raise ModelLoadError(f"weights {path} do not match the model ({first}); check the factory arguments") from None
     if result.missing_keys or result.unexpected_keys:
         miss = ", ".join(result.missing_keys[:5])
         extra = ", ".join(result.unexpected_keys[:5])
@@ -352,7 +356,7 @@ def load_model(
         fmt = "module"
         src = type(source).__name__
         digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in source.state_dict().items())).encode())
-    elif factory is not None or (isinstance(source, str) and ":" in source and not Path(source).exists() and not _looks_like_path(source)):
+    elif factory is not None or (isinstance(source, str) and is_factory_spec(source) and not Path(source).exists()):
         spec = factory or str(source)
         raw = _load_factory(spec, weights, factory_kwargs)
         fmt = "factory"
@@ -398,8 +402,10 @@ def load_model(
     )
 
 
-def _looks_like_path(s: str) -> bool:
-    return s.endswith((".pt", ".pt2", ".pth", ".pkl", ".ts", ".jit")) or os.sep in s.split(":", 1)[0] and not s.split(":", 1)[0].replace(".", "").replace("_", "").isalnum()
+def is_factory_spec(s: str) -> bool:
+    """True for ``pkg.module:attr`` strings (dotted identifiers on both sides of one colon)."""
+    mod, sep, attr = s.partition(":")
+    return bool(sep) and all(p.isidentifier() for p in mod.split(".")) and all(p.isidentifier() for p in attr.split("."))
 
 
 def _first_conv_channels(model: Any) -> int | None:

@@ -89,18 +89,19 @@ class ShapeProfile:
         shapes: list[tuple[str, Shape]] = [("min", self.min), ("opt", self.opt), ("max", self.max)]
         m = self.spatial_multiple
 
-        def between(lo: int, hi: int, prefer: int, mult: int) -> int:
-            # an in-range multiple of ``mult`` close to ``prefer``, avoiding lo/hi where possible
-            cands = [v for v in range(lo, hi + 1, 1) if v % mult == 0]
+        def between(axis: int, prefer: int, mult: int) -> int:
+            # an in-range multiple of ``mult`` close to ``prefer``, avoiding min/opt/max where possible
+            lo, hi = self.min[axis], self.max[axis]
+            cands = [v for v in range(lo, hi + 1) if v % mult == 0]
             if not cands:
-                return lo
-            odd = [v for v in cands if v not in (lo, hi, prefer)] or cands
+                return self.opt[axis]
+            odd = [v for v in cands if v not in (lo, hi, self.opt[axis])] or cands
             return min(odd, key=lambda v: abs(v - prefer))
 
-        n = between(self.min[0], self.max[0], (self.min[0] + self.opt[0]) // 2 + 1, 1)
+        n = between(0, (self.min[0] + self.max[0] + 1) // 2, 1)
         # irregular: H and W different from each other and from opt
-        h = between(self.min[2], self.max[2], (self.opt[2] * 3) // 4, m)
-        w = between(self.min[3], self.max[3], (self.opt[3] * 5) // 4, m)
+        h = between(2, (self.opt[2] * 3) // 4, m)
+        w = between(3, (self.opt[3] * 5) // 4, m)
         irregular = (n, self.channels, h, w)
         if irregular not in {s for _, s in shapes}:
             shapes.append(("irregular", irregular))

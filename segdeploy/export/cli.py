@@ -23,6 +23,30 @@ def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | No
     return vals
 
 
+def parse_model_args(items: tuple[str, ...]) -> dict:
+    """``KEY=VALUE`` strings -> kwargs; VALUE is int, float, true/false, none, else the string itself."""
+    out: dict = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--model-arg {item!r} must be KEY=VALUE with KEY a Python identifier")
+        v: object = val
+        low = val.lower()
+        if low in ("true", "false"):
+            v = low == "true"
+        elif low in ("none", "null"):
+            v = None
+        else:
+            for conv in (int, float):
+                try:
+                    v = conv(val)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = v
+    return out
+
+
 class Progress:
     """Step lines with elapsed time on stderr (quiet with --json unless --verbose)."""
 
@@ -38,10 +62,12 @@ class Progress:
 @click.command("export")
 @click.argument("model_file", required=False, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--model", "factory", metavar="PKG.MODULE:FACTORY", help="Importable factory returning an nn.Module (instead of MODEL_FILE).")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Keyword argument for --model's factory (repeatable; VALUE parsed as int/float/bool/None, else string).")
 @click.option("--weights", type=click.Path(path_type=str), help="State dict (.pt/.pth, loaded weights-only) or .safetensors for --model.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled nn.Module (torch.save(model)); unpickling runs code from the file.")
 @click.option("--output", "output_sel", metavar="NAME|INDEX", help="Which model output is the score map (dict key or tuple index).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=str), help="Output directory (model.onnx + manifest.json).")
+@click.option("--out", "out_dir", required=True, type=str, help="Output directory (model.onnx + manifest.json).")
 @click.option("--shape", help="Optimal input shape NxCxHxW or HxW (default: the .pt2's example, else 1x3x512x512).")
 @click.option("--min-shape", help="Smallest input shape NxCxHxW (default: batch 1, half of --shape H/W).")
 @click.option("--max-shape", help="Largest input shape NxCxHxW (default: batch --max-batch, twice --shape H/W).")
@@ -60,7 +86,7 @@ class Progress:
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def export_command(model_file, factory, weights, trust_pickle, output_sel, out_dir, shape, min_shape, max_shape, max_batch,
+def export_command(model_file, factory, model_args, weights, trust_pickle, output_sel, out_dir, shape, min_shape, max_shape, max_batch,
                    spatial_multiple, opset, exporter, cleanup, no_rewrites, rtol, mean, std, scale, channel_order, resize,
                    class_names, as_json, quiet):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
@@ -90,8 +116,11 @@ def export_command(model_file, factory, weights, trust_pickle, output_sel, out_d
         opset=opset, exporter=exporter, cleanup=cleanup, rewrites=() if no_rewrites else None, rtol=rtol,
         preprocess=pre, class_names=tuple(n.strip() for n in class_names.split(",")) if class_names else (),
     )
-    res = export_model(model_file if factory is None else factory, out_dir, opts, progress=Progress(not quiet),
-                       factory=factory, weights=weights, trust_pickle=trust_pickle, output=output_sel)
+    if model_args and factory is None:
+        raise UsageError("--model-arg applies only with --model PKG.MODULE:FACTORY")
+    res = export_model(None if factory else model_file, out_dir, opts, progress=Progress(not quiet),
+                       factory=factory, weights=weights, trust_pickle=trust_pickle, output=output_sel,
+                       factory_kwargs=parse_model_args(model_args))
     if as_json:
         click.echo(json.dumps(summary_dict(res), indent=2, sort_keys=True))
     else:

@@ -64,10 +64,28 @@ def probe_model(
             f"the model's first convolution takes {lm.in_channels_hint} channels but the shape asks for {c}; "
             f"use --shape {n}x{lm.in_channels_hint}x{h}x{w}"
         )
-    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(0))
-    out = select_output(lm, x)  # raises ShapeError / ModelLoadError
-    notes.append(f"output selected by rule: {lm.output_rule} -> {list(out.shape)}")
-    stride = (out.shape[2] / h, out.shape[3] / w)
+    # The output stride is measured at a size every plausible model accepts (a multiple of 64), so a
+    # --shape that violates the model's multiple cannot skew it; fall back to --shape itself (e.g. a ViT
+    # that accepts only 224).
+    safe = (-(-h // 64) * 64, -(-w // 64) * 64)
+    sizes = [safe, (h, w)] if safe != (h, w) else [(h, w)]
+    out = None
+    for i, (sh, sw) in enumerate(sizes):
+        x = torch.randn(n, c, sh, sw, generator=torch.Generator().manual_seed(0))
+        try:
+            out = select_output(lm, x)  # raises ShapeError / ModelLoadError
+            break
+        except ShapeError:
+            if i == len(sizes) - 1:
+                raise
+    notes.append(f"output selected by rule: {lm.output_rule} -> {list(out.shape)} for input {list(x.shape)}")
+    stride = (out.shape[2] / sh, out.shape[3] / sw)
+    if (sh, sw) != (h, w) and not _runs_at(lm, c, h, w, stride):
+        static = False
+        raise ShapeError(
+            f"the model does not accept --shape {n}x{c}x{h}x{w} (it fails or changes the output size there); "
+            f"use H and W that are multiples of the model's downsampling factor (e.g. {n}x{c}x{safe[0]}x{safe[1]})"
+        )
     num_classes = int(out.shape[1])
     static = False
     if spatial_multiple is not None:

@@ -1,0 +1,26 @@
+"""Shared test configuration: GPU/TensorRT markers skip with a visible reason where absent."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    has_cuda = _has_cuda()
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: none on this machine (run on a GPU host)"))
+        if "trt" in item.keywords and not has_trt:
+            item.add_marker(pytest.mark.skip(reason="needs TensorRT: `import tensorrt` fails here (pip install segdeploy[trt] on a GPU host)"))
