@@ -182,3 +182,15 @@ def test_roi_align_samples_exactly_on_the_boundaries(ref):
     boxes = torch.tensor(boxes)
     for path in ("auto", "direct", "table"):
         kc.check_roi(ref, x, boxes, (1, 1), 1, False, 1.0, path=path, atol=0, rtol=0)
+
+
+def test_roi_align_non_finite_boxes_give_zeros(ref):
+    x = kc.pool_inputs((1, 2, 8, 8), torch.float32, "cpu", "random")
+    nan, inf = float("nan"), float("inf")
+    boxes = torch.tensor([[0, nan, 0, 4, 4], [0, 0, 0, inf, 4], [0, -inf, 0, 4, 4], [0, 0, 0, 4, nan]])
+    for sr in (0, 2):
+        for aligned in (False, True):
+            assert ref.roi_align(x, boxes, (2, 2), 1.0, sr, aligned).eq(0).all()
+            out = ref.roi_align(x, boxes[:, 1:].contiguous(), (2, 2), 1.0, sr, aligned,
+                                batch_indices=torch.zeros(4, dtype=torch.int64))
+            assert out.eq(0).all()

@@ -31,6 +31,9 @@ SD_INLINE float negInf() { return -__builtin_huge_valf(); }
 //! NaN test that survives any -ffast-math style flags of a host compiler we do not control.
 SD_INLINE bool isNan(float v) { return v != v; }
 
+//! Finite test (false for +-inf and NaN), same robustness as isNan.
+SD_INLINE bool isFinite(float v) { return v - v == 0.f; }
+
 SD_INLINE int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
 SD_INLINE int64_t imax64(int64_t a, int64_t b) { return a > b ? a : b; }
 

@@ -13,8 +13,10 @@
 //  * FP16: features/boxes are read as half and converted to float; accumulation is float32; the result
 //    is rounded once to half. (torchvision's own half kernel rounds every intermediate to half, and rounds
 //    spatial_scale to half: our FP16 result is closer to the float32 reference than torchvision's.)
-//  * defined behaviour beyond torchvision: a box whose batch index is not in [0, N) (after truncation
-//    towards zero, as torchvision casts it; NaN included) produces zeros instead of reading out of bounds.
+//  * defined behaviour beyond torchvision (where it is undefined): a box whose batch index is not in [0, N)
+//    (after truncation towards zero, as torchvision casts it; NaN included), or whose scaled coordinates
+//    are not finite, produces zeros (torchvision reads out of bounds / may never finish); adaptive sampling
+//    uses at most 16384 samples per bin side (only boxes > 16384 bins wide differ from torchvision).
 //  * K = 0: nothing is launched.
 #pragma once
 

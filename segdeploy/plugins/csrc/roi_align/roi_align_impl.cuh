@@ -24,6 +24,15 @@ struct RoiGeom {
 template <typename B>
 SD_INLINE float boxAt(const B* boxes, int64_t i) { return toFloat(boxes[i]); }
 
+//! Adaptive samples per bin side: ceil(bin), as torchvision; <= 0 -> 0 (no samples, same result as
+//! torchvision's empty loops), capped at kMaxAdaptiveGrid so that grid_h * grid_w cannot overflow.
+constexpr int32_t kMaxAdaptiveGrid = 16384;
+SD_INLINE int32_t adaptiveGrid(float binSize) {
+    const float c = ceilf(binSize);
+    if (!(c >= 1.f)) return 0;
+    return c < float(kMaxAdaptiveGrid) ? int32_t(c) : kMaxAdaptiveGrid;
+}
+
 //! batchF: the batch index as read (float from a [K,5] box, or an integer array value converted).
 SD_INLINE RoiGeom roiGeometry(float batchF, float x1, float y1, float x2, float y2, int64_t N,
                               const RoiAlignParams& p) {
@@ -46,8 +55,10 @@ SD_INLINE RoiGeom roiGeometry(float batchF, float x1, float y1, float x2, float 
     g.start_w = roi_start_w;
     g.bin_h = roi_height / static_cast<float>(p.pooled_h);
     g.bin_w = roi_width / static_cast<float>(p.pooled_w);
-    g.grid_h = (p.sampling_ratio > 0) ? p.sampling_ratio : int32_t(ceilf(roi_height / p.pooled_h));
-    g.grid_w = (p.sampling_ratio > 0) ? p.sampling_ratio : int32_t(ceilf(roi_width / p.pooled_w));
+    g.grid_h = (p.sampling_ratio > 0) ? p.sampling_ratio : adaptiveGrid(roi_height / p.pooled_h);
+    g.grid_w = (p.sampling_ratio > 0) ? p.sampling_ratio : adaptiveGrid(roi_width / p.pooled_w);
+    // Non-finite coordinates (torchvision: undefined behaviour, possibly a hang) give zeros here.
+    if (!(isFinite(roi_start_h) && isFinite(roi_start_w) && isFinite(roi_end_h) && isFinite(roi_end_w))) g.batch = -1;
     const int32_t prod = g.grid_h * g.grid_w;
     g.count = static_cast<float>(prod > 1 ? prod : 1);
     return g;
@@ -61,7 +72,8 @@ struct Sample {
 
 SD_INLINE Sample bilinearSample(int64_t height, int64_t width, float y, float x) {
     Sample s{0, 0, 0, 0, 0.f, 0.f, 0.f, 0.f};
-    if (y < -1.0f || y > float(height) || x < -1.0f || x > float(width)) return s;
+    // torchvision: y < -1 || y > H || x < -1 || x > W -> 0. Written negated so that NaN is rejected too.
+    if (!(y >= -1.0f && y <= float(height) && x >= -1.0f && x <= float(width))) return s;
     if (y <= 0) y = 0;
     if (x <= 0) x = 0;
     int32_t y_low = int32_t(y);
@@ -177,7 +189,7 @@ SD_INLINE RoiGeom roiGeometryOf(const B* boxes, const void* batchIndices, IndexT
                                                : static_cast<const int64_t*>(batchIndices)[k];
     const B* b = boxes + k * 4;
     RoiGeom g = roiGeometry(0.f, toFloat(b[0]), toFloat(b[1]), toFloat(b[2]), toFloat(b[3]), N, p);
-    g.batch = (bi >= 0 && bi < N) ? bi : -1;
+    if (g.batch >= 0) g.batch = (bi >= 0 && bi < N) ? bi : -1;  // keep -1 of a non-finite box
     return g;
 }
 
