@@ -89,7 +89,8 @@ class Kernels:
         f.restype = _i32
         self._pool = f
         f = getattr(lib, p + "maxunpool2d")
-        f.argtypes = [_vp, _vp, _vp, _i32, _i32] + [_i64] * 6 + [_i32] * 7 + [_vp] + tail
+        # host: (..., algo, int32* counters); device: (..., algo, void* workspace, stream)
+        f.argtypes = [_vp, _vp, _vp, _i32, _i32] + [_i64] * 6 + [_i32] * 7 + [_vp] + ([] if host else [_vp])
         f.restype = _i32
         self._unpool = f
         f = getattr(lib, p + "maxunpool2d_gather_eligible")
@@ -210,7 +211,7 @@ class Kernels:
         rc = self._unpool(
             x.data_ptr(), indices.data_ptr(), out.data_ptr(), _dtype_code(x, "input"),
             _index_code(indices.dtype, "indices"), n, c, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw,
-            UNPOOL_ALGOS[algo], counters.data_ptr(), self._tail(0),
+            UNPOOL_ALGOS[algo], counters.data_ptr(), *([] if self.host else [self._tail(0)]),
         )
         self._check(rc, "max_unpool2d")
         return UnpoolResult(out, int(counters[1].item()))
