@@ -61,6 +61,14 @@ def autocast(src, absmax, dst, x):
     return None
 
 
+def _types(m) -> dict:
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    del m2.graph.value_info[:]
+    inf = onnx.shape_inference.infer_shapes(m2)
+    return {v.name: v.type.tensor_type.elem_type for v in list(inf.graph.value_info) + list(inf.graph.output)}
+
+
 def inner_float32(m) -> int:
     m2 = onnx.ModelProto()
     m2.CopyFrom(m)
@@ -115,6 +123,10 @@ def main():
             row["io_dtypes"] = [onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in list(m.graph.input) + list(m.graph.output)]
             row["inner_float32_tensors"] = inner_float32(m)
             row["casts"] = sum(n.op_type == "Cast" for n in m.graph.node)
+            types = _types(m)
+            # tensors the FP32 calibration saw beyond 65504 that this graph computes in FP16: inf on TensorRT
+            # (ONNX Runtime's CPU often runs such nodes in FP32 through its own Casts, so it cannot show it)
+            row["fp16_tensors_over_range"] = sorted(t for t, v in absmax.items() if v > 65504 and types.get(t) == onnx.TensorProto.FLOAT16)
             if kept is not None:
                 row["kept_fp32_nodes"] = kept
             for lvl, code in LEVELS.items():
