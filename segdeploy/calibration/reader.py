@@ -109,7 +109,7 @@ def list_images(source: str | os.PathLike) -> list[str]:
             (files if p.is_file() else missing).append(str(p.resolve()))
         if missing:
             raise DataError(
-                f"calibration list {src} names {len(missing)} missing file(s): {_listing(missing)}; fix the list"
+                f"calibration list {src} names {len(missing)} missing file(s): {_listing(missing, src.parent.resolve())}; paths are relative to the list file, fix the list"
             )
         if not files:
             raise DataError(f"calibration list file {src} names no images; write one image path per line")
