@@ -38,6 +38,8 @@ API
 * :class:`TorchInstanceModel`, :class:`OnnxInstanceModel` -- callables ``image CHW float32 [0,1] ->
   Instances`` for a torchvision-style module and an exported ONNX graph (ONNX Runtime).
 * :func:`compare_instances` -- run both models over images and return the JSON-ready report dict.
+* :func:`run_instance_check` -- what ``segdeploy check --task instance`` runs (load model files, dataset).
+* :func:`format_instance_report` -- the terminal summary.
 * :class:`InstanceGate`, :func:`evaluate_instance_gate`, :func:`raise_for_instance_gate` -- the release
   gate (recall / precision / mask IoU floors in percent, score drift ceiling) -> GateError (exit 3).
 
@@ -486,6 +488,8 @@ class TorchInstanceModel:
 
         with torch.inference_mode():
             out = self.module([torch.from_numpy(np.ascontiguousarray(image)).to(self.device)])
+        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
+            out = out[1]  # scripted torchvision detectors return (losses, detections)
         if not isinstance(out, (list, tuple)) or not out or not isinstance(out[0], Mapping):
             raise DataError(f"reference module returned {type(out).__name__}; expected a list of dicts with "
                             f"{', '.join(OUTPUT_NAMES)} (a torchvision detection model in eval mode)")
@@ -634,3 +638,88 @@ def instances_to_class_map(inst: Instances, size: tuple[int, int] | None = None)
     for i in np.argsort(inst.scores, kind="stable"):
         out[inst.masks[i]] = inst.labels[i]
     return out
+
+
+# ----------------------------------------------------------------------------------------- entry point
+def run_instance_check(
+    reference: Any,
+    candidate: str | os.PathLike,
+    data: Any,
+    *,
+    masks: Any = None,
+    list_file: str | os.PathLike | None = None,
+    layout: str | None = None,
+    weights: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+    device: str = "cpu",
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    options: InstanceOptions = InstanceOptions(),
+    gate: InstanceGate | None = None,
+    class_names: Sequence[str] = (),
+    command: str | None = None,
+) -> dict[str, Any]:
+    """What ``segdeploy check --task instance`` runs: load, compare, gate (not raised).
+
+    ``reference``: an ``nn.Module`` or anything :func:`segdeploy.load.load_model` loads (``.pt2``,
+    TorchScript, ``pkg.module:factory`` (+ ``weights``), a pickle with ``trust_pickle``); the module is
+    used *raw* (no semantic output selection) and must return torchvision-style detection dicts.
+    ``candidate``: an exported ``.onnx`` (ONNX Runtime with ``providers``). ``data``: an image folder or a
+    :class:`~segdeploy.datasets.Dataset` (masks are not needed: the reference is the ground truth).
+    Returns the report dict of :func:`compare_instances`; raise with :func:`raise_for_instance_gate`.
+    """
+    from segdeploy.datasets import Dataset, open_dataset
+
+    if isinstance(reference, (str, os.PathLike)) or weights is not None:
+        from segdeploy.load import load_model
+
+        lm = load_model(reference, weights=weights, trust_pickle=trust_pickle)
+        module, name = lm.raw, os.path.basename(str(lm.source))
+    else:
+        module, name = reference, type(reference).__name__
+    if device != "cpu":
+        module = module.to(device)
+    if hasattr(module, "eval"):
+        module.eval()
+    ds = data if isinstance(data, Dataset) else open_dataset(data, masks, list_file=list_file, layout=layout)
+    cand = OnnxInstanceModel(candidate, providers=providers)
+    return compare_instances(TorchInstanceModel(module, device=device, name=name), cand, ds, options, gate=gate,
+                             class_names=class_names, command=command)
+
+
+def format_instance_report(report: dict[str, Any]) -> str:
+    """Terminal summary of an instance report: totals, per-class rows, worst images, gate verdict."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100.0 * v:.2f}"
+
+    t = report["totals"]
+    sd = t["score_drift"]
+    lines = [
+        f"instance parity: {report['num_images']} images, match IoU >= {report['options']['iou_threshold']:g}",
+        f"  reference: {report.get('reference', {}).get('name')}   candidate: {report.get('candidate', {}).get('name')}",
+        f"  instances: reference {t['reference']}, candidate {t['candidate']}, matched {t['matched']} "
+        f"(missed {t['missed']}, extra {t['extra']})",
+        f"  recall {pct(t['recall'])} %  precision {pct(t['precision'])} %  matched mask IoU {pct(t['matched_mask_iou'])} %"
+        f"  box IoU {pct(t['box_iou'])} %  score drift mean {sd['mean'] if sd['mean'] is None else format(sd['mean'], '.2e')}",
+        "",
+        f"  {'class':>6}  {'ref':>5}  {'cand':>5}  {'match':>5}  {'recall %':>8}  {'prec. %':>8}  {'mask IoU %':>10}",
+    ]
+    names = (report.get("classes") or {}).get("names") or []
+    for k, c in report["per_class"].items():
+        i = int(k)
+        label = names[i] if i < len(names) and names[i] else k
+        lines.append(f"  {label:>6}  {c['reference']:>5}  {c['candidate']:>5}  {c['matched']:>5}  {pct(c['recall']):>8}  "
+                     f"{pct(c['precision']):>8}  {pct(c['matched_mask_iou']):>10}")
+    if report["worst_images"]:
+        lines += ["", "  worst images (F1 of the matching, mean mask IoU):"]
+        lines += [f"    {w['stem']}: F1 {pct(w['f1'])} %, IoU {pct(w['mean_mask_iou'])} % "
+                  f"({w['matched']} matched of {w['reference']} ref / {w['candidate']} cand)" for w in report["worst_images"]]
+    g = report.get("gate") or {}
+    lines.append("")
+    if not g.get("evaluated"):
+        lines.append("gate: not evaluated (no threshold given)")
+    elif g.get("passed"):
+        lines.append("gate: PASS")
+    else:
+        lines.append("gate: FAIL -- " + "; ".join(g.get("failures") or []))
+    return "\n".join(lines)

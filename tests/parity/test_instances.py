@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from segdeploy.datasets import open_dataset
 
 from segdeploy.errors import DataError, UsageError, VerificationError
 from segdeploy.parity.html_report import write_html_report
@@ -17,6 +20,8 @@ from segdeploy.parity.instances import (
     OnnxInstanceModel,
     TorchInstanceModel,
     compare_instances,
+    format_instance_report,
+    run_instance_check,
     instances_from_outputs,
     instances_to_class_map,
     mask_iou,
@@ -243,9 +248,14 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     # two small synthetic images, one of them at another resolution than the traced one (dynamic H/W)
     images = [("a", rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)),
               ("b", rng.integers(0, 256, (80, 112, 3), dtype=np.uint8))]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for stem, img in images:
+        Image.fromarray(img).save(folder / f"{stem}.png")
     ref = TorchInstanceModel(model)
-    cand = OnnxInstanceModel(onnx_path)
-    rep = compare_instances(ref, cand, images)
+    # the CLI's entry point: module reference, .onnx candidate on ONNX Runtime, image folder
+    rep = run_instance_check(model, onnx_path, folder, command="segdeploy check --task instance ...")
+    print(format_instance_report(rep))
     t = rep["totals"]
     assert rep["num_images"] == 2
     assert t["reference"] == 16 and t["candidate"] == 16  # 8 detections per image on both sides
@@ -260,7 +270,7 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
 
     # the same metrics must see a different model as different (guards against a vacuous comparison)
     other = TorchInstanceModel(_maskrcnn(1))
-    rep_other = compare_instances(ref, other, images, gate=InstanceGate(min_recall=90))
+    rep_other = compare_instances(ref, other, open_dataset(folder), gate=InstanceGate(min_recall=90))
     assert rep_other["totals"]["recall"] < 0.5
     assert rep_other["gate"]["passed"] is False and rep_other["gate"]["failures"][0].startswith("recall ")
 
@@ -270,6 +280,7 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     assert 'class="verdict fail"' in text
     assert text.count('class="class-row"') == len(rep_other["per_class"])
     assert text.count('data-panel="disagreement"') == len(rep_other["worst_images"]) > 0
+    assert text.count('data-panel="image"') == len(rep_other["worst_images"])  # re-read from the recorded paths
 
 
 def test_instance_gate():
@@ -297,3 +308,15 @@ def test_instance_gate():
     assert g["passed"] is False and "undefined" in g["failures"][0]
     with pytest.raises(UsageError):
         InstanceGate(min_recall=150)
+
+
+def test_format_instance_report():
+    ref = make([(0, 0, 10, 10), (12, 12, 30, 30)], [1, 2], [0.9, 0.8])
+    cand = make([(0, 0, 10, 10)], [1], [0.7])
+    acc = InstanceAccumulator()
+    acc.update("a", ref, cand)
+    s = acc.summary()
+    s["gate"] = {"evaluated": True, "passed": False, "failures": ["recall 50.00 % < 90 %"]}
+    text = format_instance_report(s)
+    assert "recall 50.00 %" in text and "matched 1 (missed 1, extra 0)" in text
+    assert "gate: FAIL -- recall 50.00 % < 90 %" in text and "a: F1 66.67 %" in text
