@@ -38,7 +38,6 @@ from segdeploy.errors import ArtifactError
 from segdeploy.parity.overlays import (
     CHANGED_RGB,
     GAINED_RGB,
-    INVALID_RGB,
     LOST_RGB,
     WorstOverlay,
     class_color_hex,
@@ -291,17 +290,30 @@ def _classes_section(report: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------ worst images
 
 
-def _legend_html(k: int, names: Sequence[str], labelled: bool) -> str:
+def _legend_html(k: int, names: Sequence[str], labelled: bool, present: Sequence[int] | None = None,
+                 nonfinite: bool = False) -> str:
+    """Class swatches (all classes up to 40, else only ``present`` ones) and the disagreement colours."""
+    ids = list(range(min(k, 256))) if k <= 40 or present is None else [i for i in present if 0 <= i < 256]
     sw = "".join(f'<span class="lg"><span class="swatch" style="background:{class_color_hex(i)}"></span>{esc(names[i])}</span>'
-                 for i in range(min(k, 256)))
+                 for i in ids)
     if labelled:
         dis = (f'<span class="lg"><span class="swatch" style="background:{_rgb(LOST_RGB)}"></span>candidate wrong, reference right</span>'
                f'<span class="lg"><span class="swatch" style="background:{_rgb(GAINED_RGB)}"></span>candidate right, reference wrong</span>'
                f'<span class="lg"><span class="swatch" style="background:{_rgb(CHANGED_RGB)}"></span>both wrong / ignored</span>')
     else:
         dis = f'<span class="lg"><span class="swatch" style="background:{_rgb(CHANGED_RGB)}"></span>candidate ≠ reference</span>'
-    dis += f'<span class="lg"><span class="swatch" style="background:{_rgb(INVALID_RGB)}"></span>invalid (NaN/Inf)</span>'
+    if nonfinite:
+        dis += f'<span class="lg"><span class="dim">NaN/Inf candidate pixels are listed per image</span></span>'
     return f'<div class="legend-box"><div><b>classes</b> {sw}</div><div><b>disagreement</b> {dis}</div></div>'
+
+
+def _present_classes(report: dict[str, Any]) -> list[int]:
+    """Classes present in any evaluated summary (reference, candidate, agreement)."""
+    m = report.get("metrics") or {}
+    out: set[int] = set()
+    for key in ("reference", "candidate", "agreement"):
+        out.update(int(i) for i in ((m.get(key) or {}).get("classes_present") or []))
+    return sorted(out)
 
 
 def _chip(label: str, value: str, cls: str = "") -> str:
@@ -344,7 +356,8 @@ def _worst_section(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
             f'<span class="chips">{"".join(chips)}</span></div><div class="strip">{figs}</div>{notes}'
             f'<div class="path dim small">{esc(rec.get("image"))}</div></article>')
     return (f'<section id="worst"><h2>Worst images <span class="dim small">ranked by {esc(by)}</span></h2>'
-            f'{_legend_html(k, names, labelled)}{"".join(cards)}</section>')
+            f'{_legend_html(k, names, labelled, _present_classes(report), bool((report.get("nonfinite") or {}).get("images")))}'
+            f'{"".join(cards)}</section>')
 
 
 def _errors_section(report: dict[str, Any]) -> str:
