@@ -29,6 +29,17 @@ A ratio whose denominator is 0 is ``None`` (no instances on that side), never 1.
 the worst images by F1 of the matching (``2*matched / (reference + candidate)``), then by mean matched IoU;
 images with no instance on either side agree trivially and are not listed.
 
+Report document (``segdeploy.instance_report`` v1, JSON-ready; keys only ever added)
+------------------------------------------------------------------------------------
+``{"schema", "schema_version", "task": "instance", "options": {iou_threshold, mask_threshold,
+score_threshold}, "num_images", "totals": <stats>, "per_class": {"<label>": <stats>}, "worst_images":
+[{stem, reference, candidate, matched, f1, mean_mask_iou, image, height, width, reference_png,
+candidate_png}], "reference": {kind, name, ...}, "candidate": {kind, name, path, sha256, providers,
+device}, "classes": {"names": [...]}, "command", "versions", "created_by", "gate": {thresholds,
+evaluated, passed, failures}}`` with ``<stats> = {reference, candidate, matched, missed, extra,
+matched_mask_iou, box_iou, recall, precision, score_drift: {mean, max}}`` (fractions in [0, 1];
+``null`` when undefined).
+
 API
 ---
 * :class:`InstanceOptions` -- thresholds (frozen dataclass).
