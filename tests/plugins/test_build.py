@@ -63,6 +63,45 @@ def test_cli_build_compiles_kernels_for_sm80_and_exports_only_the_c_abi(tmp_path
         assert "sm_80" in elf
     log = Path(info["log"]).read_text()
     assert "segdeploy: CUDA architectures: 80" in log
+    _check_c_abi_without_gpu(lib)
+
+
+def _check_c_abi_without_gpu(lib: Path) -> None:
+    """The C ABI's host-side parts: version, output-size rule, validation messages, error codes."""
+    import ctypes
+
+    import torch
+
+    from segdeploy.plugins.kernels import _out_size, load_kernels
+
+    k = load_kernels(lib)  # checks sd_abi_version() == 1
+    c = k._lib
+    c.sd_maxpool2d_output_size.restype = ctypes.c_int64
+    c.sd_maxpool2d_output_size.argtypes = [ctypes.c_int64] + [ctypes.c_int32] * 5
+    for size in (1, 2, 5, 8, 17):
+        for kk, s, p, d, ceil in [(2, 2, 0, 1, 0), (3, 2, 1, 1, 1), (3, 3, 1, 2, 1), (2, 2, 1, 3, 0), (4, 3, 2, 1, 1)]:
+            want = _out_size(size, kk, s, p, d, bool(ceil))
+            assert c.sd_maxpool2d_output_size(size, kk, s, p, d, ceil) == want
+            if want >= 1 and p <= ((kk - 1) * d + 1) // 2:  # torch agrees where it accepts the params
+                got = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kk, s, p, d, bool(ceil))
+                assert got.shape[-1] == want
+    assert c.sd_maxunpool2d_workspace_size() == 8
+    # validation happens before any CUDA call: one-line reasons through sd_last_error
+    rc = k._pool(None, None, None, 0, 0, 1, 1, 5, 5, 3, 3, 1, 1, 2, 2, 1, 1, 0, None)
+    assert rc == 1 and k._last_error().decode().startswith("max_pool2d: pad must be at most half")
+    rc = k._unpool(None, None, None, 0, 0, 1, 1, 4, 4, 8, 8, 3, 3, 2, 2, 1, 1, 2, None, None)
+    assert rc == 1 and "gather needs stride >= kernel" in k._last_error().decode()
+    rc = k._roi(None, None, None, None, 0, 0, 0, 1, 1, 8, 8, 1, 7, 7, -1.0, 0, 1, None)
+    assert rc == 1 and "spatial_scale must be a finite number > 0" in k._last_error().decode()
+    # empty work launches nothing and succeeds, even without a GPU
+    assert k._pool(None, None, None, 0, 0, 0, 3, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1, 0, None) == 0
+    assert k._roi(None, None, None, None, 1, 1, 0, 1, 4, 8, 8, 0, 7, 7, 0.25, 0, 1, None) == 0
+    # real work without a usable GPU/driver: a CUDA error code comes back (no crash), with its CUDA name
+    if not torch.cuda.is_available():
+        buf = ctypes.create_string_buffer(4096)
+        rc = k._roi(buf, buf, None, buf, 0, 0, 0, 1, 1, 4, 4, 1, 2, 2, 1.0, 2, 1, None)
+        assert rc not in (0, 1)
+        assert c.sd_error_string(rc).decode() not in ("", "no error")
 
 
 def test_normalize_arch_forms():
