@@ -35,12 +35,13 @@ CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [-
 Pieces (each usable alone)::
 
     # reader.py
-    CalibrationSet                                   # frozen: files (tuple[str]), size, seed, data_sha256, source
-    open_calibration_set(source, *, size=None, seed=0, channels=3, gray="refuse", max_pixels=..., min_images=1)
-    iter_batches(calib_set, preprocess, profile, batch_size=8, gray="refuse") -> Iterator[Batch]
-        # Batch: .array float32 NCHW (preprocessed exactly per manifest), .files tuple[str]
+    CalibrationSet                                   # frozen: files (tuple[str]), size, seed, data_sha256, source, gray
+    open_calibration_set(source, *, size=None, seed=0, channels=3, gray="refuse", profile=None, preprocess=None,
+                         max_pixels=64 Mpx, min_images=1)
+    iter_batches(calib_set, preprocess, profile, batch_size=8) -> Iterator[Batch]
+        # Batch: .array float32 NCHW (3-channel: segdeploy.datasets.preprocess.to_batch), .files tuple[str]
     # collect.py
-    CollectOptions(batch_size=8, num_bins=2048, tensors=None, intra_op_threads=None)
+    CollectOptions(num_bins=2048, tensors=None, intra_op_threads=None)
     collect_statistics(onnx_path, batches, options=CollectOptions(), progress=None) -> Statistics
     calibratable_tensors(onnx_model) -> list[str]    # graph inputs + float node outputs (not Constant nodes)
     quantizable_inputs(onnx_model, op_types=QUANTIZABLE_OPS) -> list[str]  # activations feeding Conv/MatMul/pool/Add...
@@ -52,8 +53,9 @@ Pieces (each usable alone)::
     compute_amax(hist: TensorHistogram, method) -> float
     compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]
     # cache.py
-    statistics_key(model_sha256, data_sha256, preprocess, size, seed, num_bins, tensors) -> str
-    StatsCache(cache_dir).load(key) -> Statistics | None ; .save(key, stats, meta) (atomic)
+    key_fields(model_sha256, data_sha256, preprocess_dict, size, seed, num_bins, tensors, profile_dict, gray) -> dict
+    statistics_key(same arguments) -> str            # sha256 of the fields
+    StatsCache(cache_dir).load(key, fields) -> Statistics | None ; .save(key, fields, stats) -> path (atomic)
     # trt_cache.py
     trt_version_code("8.6.2") -> 8602 ; trt_version_code("10.3") -> 100300
     write_trt_cache(path, ranges, trt_version="10.3") ; read_trt_cache(path) -> TrtCache(version_code, algorithm, ranges)
@@ -62,7 +64,7 @@ Pieces (each usable alone)::
 Errors: bad data -> segdeploy.errors.DataError (lists the offending files / names the tensor with NaN/Inf);
 cache/file problems -> ArtifactError; bad options -> UsageError. Writes are atomic.
 
-Policy decisions (documented here and in the README):
+Policy decisions:
 * Grayscale images for a 3-channel model are refused by default (the model was trained on colour; silently
   replicating changes the activation statistics); ``gray="replicate"`` converts and records it.
   Palette images are colour and converted to RGB; RGBA is accepted only when alpha is fully opaque.
@@ -96,6 +98,7 @@ _EXPORTS = {
     "compute_amax": "segdeploy.calibration.methods",
     "compute_ranges": "segdeploy.calibration.methods",
     "statistics_key": "segdeploy.calibration.cache",
+    "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",
     "trt_version_code": "segdeploy.calibration.trt_cache",
     "write_trt_cache": "segdeploy.calibration.trt_cache",
