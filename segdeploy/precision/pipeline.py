@@ -319,6 +319,8 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
                      "overflow_check": "calibration absmax > 65504" if absmax else "not run (no --calib: only op-type rules applied)"}
             if absmax is None:
                 res.notes.append("fp16: no --calib, so activations beyond the FP16 range could not be detected")
+            entry["cpu_check_caveat"] = ("ONNX Runtime's CPU runs FP16 nodes without FP16 kernels in FP32, so this check "
+                                         "cannot show FP16 overflow; the range-based kept-FP32 list guards against it")
             section["fp16"] = entry
             pending.append(("fp16", out / FP16_FILE, conv.model))
         # -- check every lowered model on a temporary file, then move them all into place
