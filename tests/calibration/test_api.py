@@ -1,0 +1,20 @@
+"""The package's lazy exports resolve, and importing it does not import onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_exports_resolve():
+    import segdeploy.calibration as c
+
+    for name in c.__all__:
+        assert getattr(c, name) is not None
+    assert callable(c.calibrate) and c.METHODS == ("max", "percentile", "entropy", "mse")
+
+
+def test_import_is_light():
+    code = "import sys, segdeploy.calibration; print('onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
