@@ -399,8 +399,9 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
     g = _Graph(graph)
     rw = _Rewrite()
     taken: set[str] = set()
+    # Nodes are keyed by id(): the wrappers stay alive (g references every node) for the whole pass.
     planes = _map_pools(g, rw, taken)
-    unpooled = _map_unpools(g, rw, taken, planes)
+    _map_unpools(g, rw, taken, planes)
     _map_roi_aligns(g, rw, taken, _opset(out))
     if not rw.mapped:
         return out, []
@@ -413,7 +414,6 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
                 "Cast", [pool.plane_int32], [plane], name=_unique(g, taken, f"{plane}_int64"), to=TensorProto.INT64
             )
             rw.insert[id(pool.node)].append(cast)
-    del unpooled
 
     # Inputs of removed nodes: candidates for dead-code removal (the exporters' index arithmetic).
     removed_inputs = {i for n in graph.node if id(n) in rw.remove for i in n.input if i}
