@@ -171,3 +171,16 @@ def test_shards_partition(tmp_path):
     parts = [ds.subset(i, 3) for i in range(3)]
     stems = sorted(e.stem for p in parts for e in p.entries)
     assert stems == sorted(e.stem for e in ds.entries)
+
+
+def test_iteration_is_lazy_streaming(tmp_path):
+    """Opening lists paths only; items are decoded one at a time as iteration reaches them."""
+    (tmp_path / "im").mkdir()
+    for i in range(3):
+        _img(tmp_path / "im" / f"{i}.png")
+    ds = open_dataset(tmp_path / "im")
+    (tmp_path / "im" / "2.png").write_bytes(b"broken after opening")
+    it = iter(ds)
+    assert next(it).stem == "0" and next(it).stem == "1"  # earlier items decode fine
+    with pytest.raises(DataError, match="2.png"):
+        next(it)
