@@ -194,3 +194,20 @@ def test_roi_align_non_finite_boxes_give_zeros(ref):
             out = ref.roi_align(x, boxes[:, 1:].contiguous(), (2, 2), 1.0, sr, aligned,
                                 batch_indices=torch.zeros(4, dtype=torch.int64))
             assert out.eq(0).all()
+
+
+def test_fastdiv_is_exact_over_its_range(ref):
+    # the kernels' multiply-high division (by OW, OH, strides, plane sizes); exact for n, d <= 2^31-1
+    import ctypes
+
+    f = ref._lib.sdref_fastdiv
+    f.argtypes, f.restype = [ctypes.c_uint32, ctypes.c_uint32], ctypes.c_uint32
+    g = torch.Generator().manual_seed(0)
+    imax = 2**31 - 1
+    divisors = list(range(1, 70)) + [2**k + o for k in range(7, 31) for o in (-1, 0, 1)] + [imax, 1000003]
+    divisors += torch.randint(1, imax, (40,), generator=g).tolist()
+    numerators = [0, 1, imax, imax - 1, 2**30, 65535, 65536] + torch.randint(0, imax, (60,), generator=g).tolist()
+    for d in divisors:
+        for n in numerators + [d - 1, d, d + 1, 3 * d - 1, imax // d * d, imax // d * d - 1]:
+            if 0 <= n <= imax:
+                assert f(n, d) == n // d, (n, d)

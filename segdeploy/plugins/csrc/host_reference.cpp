@@ -138,6 +138,9 @@ extern "C" {
 
 SD_API const char* sdref_last_error(void) { return tLastError; }
 
+// FastDiv as the kernels use it (host branch; the device branch computes the same with __umulhi).
+SD_API uint32_t sdref_fastdiv(uint32_t n, uint32_t d) { return FastDiv(d).div(n); }
+
 // path: 0 = as the CUDA launcher chooses (2x2 fast path when eligible), 1 = generic window loop only.
 SD_API int32_t sdref_maxpool2d_with_indices(const void* input, void* output, void* indices, int32_t dtype,
                                             int32_t index_type, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -185,7 +188,7 @@ SD_API int32_t sdref_maxunpool2d(const void* input, const void* indices, void* o
     if (algo == 2 && !eligible)
         return fail("max_unpool2d: gather needs stride >= kernel, pad <= kernel-1 and every window inside the output; use algo 0 (auto) or 1 (scatter)");
     const bool gather = algo == 2 || (algo == 0 && eligible);
-    const UnpoolGeom g{in_h, in_w, out_h, out_w, p};
+    const UnpoolGeom g = makeUnpoolGeom(in_h, in_w, out_h, out_w, p);
     const int64_t planes = n * c;
     if (dtype == 0 && index_type == 0)
         unpoolHost(static_cast<const float*>(input), static_cast<const int32_t*>(indices), static_cast<float*>(output), planes, g, gather, counters);

@@ -44,6 +44,36 @@ SD_INLINE int64_t divFloor(int64_t a, int64_t b) {
     return (r != 0 && ((r < 0) != (b < 0))) ? q - 1 : q;
 }
 
+//! Division by a runtime-constant 32-bit divisor with a multiply-high and a shift (Granlund-Montgomery,
+//! as PyTorch's IntDivider): exact for 1 <= divisor <= INT32_MAX and 0 <= n <= INT32_MAX. A plain 32-bit
+//! division costs ~20 GPU instructions; this costs 3, which keeps the index arithmetic of the
+//! memory-bound kernels below their memory time.
+struct FastDiv {
+    uint32_t divisor{1};
+    uint32_t magic{0};
+    uint32_t shift{0};
+
+    FastDiv() = default;
+    explicit FastDiv(uint32_t d) : divisor(d) {
+        shift = 0;
+        while (shift < 32 && (uint64_t(1) << shift) < d) ++shift;
+        magic = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1);
+    }
+    SD_INLINE uint32_t div(uint32_t n) const {
+#if defined(__CUDA_ARCH__)
+        const uint32_t t = __umulhi(n, magic);
+#else
+        const uint32_t t = uint32_t((uint64_t(n) * magic) >> 32);
+#endif
+        return (t + n) >> shift;
+    }
+    //! quotient and remainder
+    SD_INLINE void divMod(uint32_t n, uint32_t& q, uint32_t& r) const {
+        q = div(n);
+        r = n - q * divisor;
+    }
+};
+
 }  // namespace detail
 }  // namespace plugins
 }  // namespace segdeploy

@@ -15,15 +15,29 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// L = uint32_t: total < 2^31, divisions by OW/OH through FastDiv (3 instructions instead of ~20);
+// L = uint64_t: plain 64-bit division (huge tensors only).
 template <typename T, typename I, typename L, bool kFast2x2>
 __global__ void __launch_bounds__(kThreads)
     maxPoolKernel(const T* __restrict__ input, T* __restrict__ output, I* __restrict__ indices, L total,
-                  L OH, L OW, int64_t H, int64_t W, MaxPool2dParams p, bool aligned) {
+                  L OH, L OW, detail::FastDiv divOH, detail::FastDiv divOW, int64_t H, int64_t W, MaxPool2dParams p,
+                  bool aligned) {
     for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        const L ow = e % OW;
-        const L t = e / OW;
-        const L oh = t % OH;
-        const L plane = t / OH;
+        L ow, t, oh, plane;
+        if constexpr (sizeof(L) == 4) {
+            uint32_t q, r;
+            divOW.divMod(uint32_t(e), q, r);
+            ow = r;
+            t = q;
+            divOH.divMod(uint32_t(t), q, r);
+            oh = r;
+            plane = q;
+        } else {
+            ow = e % OW;
+            t = e / OW;
+            oh = t % OH;
+            plane = t / OH;
+        }
         const T* in = input + int64_t(plane) * H * W;
         T v;
         int64_t idx;
@@ -43,14 +57,15 @@ cudaError_t launchTyped(const void* input, void* output, void* indices, L total,
     const int64_t wanted = (int64_t(total) + kThreads - 1) / kThreads;
     const unsigned blocks = static_cast<unsigned>(wanted < INT_MAX ? wanted : INT_MAX);
     const T* in = static_cast<const T*>(input);
+    const detail::FastDiv divOH(sizeof(L) == 4 ? uint32_t(OH) : 1u), divOW(sizeof(L) == 4 ? uint32_t(OW) : 1u);
     if (detail::maxPoolIs2x2Fast(p, W)) {
         // Vector loads need every row start 2-element aligned: W is even, so the base pointer decides.
         const bool aligned = (reinterpret_cast<uintptr_t>(input) % (2 * sizeof(T))) == 0;
         maxPoolKernel<T, I, L, true><<<blocks, kThreads, 0, stream>>>(
-            in, static_cast<T*>(output), static_cast<I*>(indices), total, OH, OW, H, W, p, aligned);
+            in, static_cast<T*>(output), static_cast<I*>(indices), total, OH, OW, divOH, divOW, H, W, p, aligned);
     } else {
         maxPoolKernel<T, I, L, false><<<blocks, kThreads, 0, stream>>>(
-            in, static_cast<T*>(output), static_cast<I*>(indices), total, OH, OW, H, W, p, false);
+            in, static_cast<T*>(output), static_cast<I*>(indices), total, OH, OW, divOH, divOW, H, W, p, false);
     }
     return cudaGetLastError();
 }
@@ -58,7 +73,7 @@ cudaError_t launchTyped(const void* input, void* output, void* indices, L total,
 template <typename T, typename I>
 cudaError_t launchIndexed(const void* input, void* output, void* indices, int64_t total, int64_t OH,
                           int64_t OW, int64_t H, int64_t W, const MaxPool2dParams& p, cudaStream_t stream) {
-    if (total <= int64_t(UINT32_MAX)) {
+    if (total <= int64_t(INT32_MAX)) {  // FastDiv's exact range
         return launchTyped<T, I, uint32_t>(input, output, indices, uint32_t(total), uint32_t(OH), uint32_t(OW), H,
                                            W, p, stream);
     }

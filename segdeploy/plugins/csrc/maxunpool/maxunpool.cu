@@ -26,9 +26,15 @@ unsigned blocksFor(int64_t n) {
 template <typename T, typename I, typename L>
 __global__ void __launch_bounds__(kThreads)
     unpoolScatterKernel(const T* __restrict__ input, const I* __restrict__ indices, T* __restrict__ output,
-                        L total, L planeIn, int64_t planeOut, int32_t* __restrict__ counters) {
+                        L total, L planeIn, detail::FastDiv divPlaneIn, int64_t planeOut,
+                        int32_t* __restrict__ counters) {
     for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        const int64_t plane = int64_t(e / planeIn);
+        int64_t plane;
+        if constexpr (sizeof(L) == 4) {
+            plane = int64_t(divPlaneIn.div(uint32_t(e)));
+        } else {
+            plane = int64_t(e / planeIn);
+        }
         const int64_t dst = detail::unpoolScatterTarget(indices, e, planeOut);
         if (dst < 0) {
             atomicAdd(counters + 1, 1);
@@ -38,21 +44,26 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <typename T, typename I, typename L>
+// One block per output row (plane, oh): the row-uniform part (plane, oh, the input row) is computed once per
+// block, so each output element costs a few dozen instructions (a FastDiv by the stride, the window test,
+// two cached loads, one coalesced store) -- below the memory time of the element.
+template <typename T, typename I>
 __global__ void __launch_bounds__(kThreads)
     unpoolGatherKernel(const T* __restrict__ input, const I* __restrict__ indices, T* __restrict__ output,
-                       L total, detail::UnpoolGeom g, int32_t* __restrict__ counters) {
+                       int64_t rows, detail::UnpoolGeom g, int32_t* __restrict__ counters) {
     const int64_t planeIn = g.IH * g.IW;
-    const L OW = L(g.OW), OH = L(g.OH);
     bool anyStray = false;
-    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        const L ow = e % OW;
-        const L t = e / OW;
-        const L oh = t % OH;
-        const int64_t plane = int64_t(t / OH);
-        bool stray;
-        output[e] = detail::unpoolGatherOne(input + plane * planeIn, indices + plane * planeIn, g, oh, ow, stray);
-        anyStray |= stray;
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const int64_t plane = row / g.OH;  // block-uniform
+        const int64_t oh = row - plane * g.OH;
+        const T* in = input + plane * planeIn;
+        const I* ind = indices + plane * planeIn;
+        T* out = output + row * g.OW;
+        for (int32_t ow = threadIdx.x; ow < int32_t(g.OW); ow += blockDim.x) {
+            bool stray;
+            out[ow] = detail::unpoolGatherOne(in, ind, g, oh, int64_t(ow), stray);
+            anyStray |= stray;
+        }
     }
     if (anyStray) counters[0] = 1;
 }
@@ -66,6 +77,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t planeOut = g.OH * g.OW;
     const L IW = L(g.IW), IH = L(g.IH);
     for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
+        // only runs when the gather pass saw a stray index: plain divisions are fine here
         const L iw = e % IW;
         const L t = e / IW;
         const L ih = t % IH;
@@ -89,7 +101,10 @@ cudaError_t launchTyped(const void* input, const void* indices, void* output, in
     const int64_t totalIn = planes * g.IH * g.IW;
     const int64_t totalOut = planes * g.OH * g.OW;
     if (gather) {
-        unpoolGatherKernel<T, I, L><<<blocksFor(totalOut), kThreads, 0, stream>>>(in, ind, out, L(totalOut), g, counters);
+        const int64_t rows = planes * g.OH;
+        const int threads = g.OW >= kThreads ? kThreads : int((g.OW + 31) / 32 * 32);
+        const unsigned rowBlocks = static_cast<unsigned>(rows < INT_MAX ? rows : INT_MAX);
+        unpoolGatherKernel<T, I><<<rowBlocks, threads, 0, stream>>>(in, ind, out, rows, g, counters);
         if (totalIn > 0) {
             const unsigned fb = blocksFor(totalIn) < kFixupBlocks ? blocksFor(totalIn) : kFixupBlocks;
             unpoolFixupKernel<T, I, L><<<fb, kThreads, 0, stream>>>(in, ind, out, L(totalIn), g, counters);
@@ -99,7 +114,8 @@ cudaError_t launchTyped(const void* input, const void* indices, void* output, in
         if (err != cudaSuccess) return err;
         if (totalIn > 0) {
             unpoolScatterKernel<T, I, L><<<blocksFor(totalIn), kThreads, 0, stream>>>(
-                in, ind, out, L(totalIn), L(g.IH * g.IW), g.OH * g.OW, counters);
+                in, ind, out, L(totalIn), L(g.IH * g.IW),
+                detail::FastDiv(sizeof(L) == 4 && g.IH * g.IW > 0 ? uint32_t(g.IH * g.IW) : 1u), g.OH * g.OW, counters);
         }
     }
     return cudaGetLastError();
@@ -153,8 +169,9 @@ cudaError_t launchMaxUnpool2d(const void* input, const void* indices, void* outp
     const int64_t planes = N * C;
     if (planes == 0) return cudaSuccess;
     if (input == nullptr || indices == nullptr || output == nullptr) return cudaErrorInvalidValue;
-    const detail::UnpoolGeom g{IH, IW, OH, OW, p};
-    const bool small = planes * IH * IW <= int64_t(UINT32_MAX) && planes * OH * OW <= int64_t(UINT32_MAX);
+    const detail::UnpoolGeom g = detail::makeUnpoolGeom(IH, IW, OH, OW, p);
+    // 32-bit linear indexing (and FastDiv) when both tensors have < 2^31 elements
+    const bool small = planes * IH * IW <= int64_t(INT32_MAX) && planes * OH * OW <= int64_t(INT32_MAX);
     const bool i32 = itype == IndexType::kINT32;
     return dispatch(dtype == DataType::kHALF, i32, small, input, indices, output, planes, g, gather, counters,
                     stream);

@@ -15,13 +15,20 @@ namespace detail {
 struct UnpoolGeom {
     int64_t IH, IW, OH, OW;
     MaxUnpool2dParams p;
+    FastDiv divSH, divSW, divOW;  // by stride_h, stride_w (gather geometry only) and by OW
 };
+
+inline UnpoolGeom makeUnpoolGeom(int64_t IH, int64_t IW, int64_t OH, int64_t OW, const MaxUnpool2dParams& p) {
+    UnpoolGeom g{IH, IW, OH, OW, p, FastDiv(p.stride_h > 0 ? uint32_t(p.stride_h) : 1u),
+                 FastDiv(p.stride_w > 0 ? uint32_t(p.stride_w) : 1u), FastDiv(OW > 0 ? uint32_t(OW) : 1u)};
+    return g;
+}
 
 //! Whether `idx` (flat in the output plane) lies inside input element (ih, iw)'s pooling window, clipped
 //! to the output. Gather geometry only.
 SD_INLINE bool unpoolInOwnWindow(const UnpoolGeom& g, int64_t ih, int64_t iw, int64_t idx) {
     if (idx < 0 || idx >= g.OH * g.OW) return false;
-    const int64_t oh = int64_t(uint32_t(idx) / uint32_t(g.OW));  // idx < OH*OW <= INT32_MAX: 32-bit division
+    const int64_t oh = int64_t(g.divOW.div(uint32_t(idx)));  // idx < OH*OW <= INT32_MAX: FastDiv range
     const int64_t ow = idx - oh * g.OW;
     const int64_t h0 = ih * g.p.stride_h - g.p.pad_h;
     const int64_t w0 = iw * g.p.stride_w - g.p.pad_w;
@@ -36,9 +43,9 @@ SD_INLINE T unpoolGatherOne(const T* in, const I* ind, const UnpoolGeom& g, int6
     stray = false;
     const int64_t hp = oh + g.p.pad_h;
     const int64_t wp = ow + g.p.pad_w;
-    // 32-bit divisions (64-bit ones are emulated and slow on the GPU); OH, OW + pad < 2^32.
-    const int64_t ih = int64_t(uint32_t(hp) / uint32_t(g.p.stride_h));
-    const int64_t iw = int64_t(uint32_t(wp) / uint32_t(g.p.stride_w));
+    // FastDiv (64-bit divisions are emulated and slow on the GPU; 32-bit ones cost ~20 instructions).
+    const int64_t ih = int64_t(g.divSH.div(uint32_t(hp)));
+    const int64_t iw = int64_t(g.divSW.div(uint32_t(wp)));
     if (hp - ih * g.p.stride_h >= g.p.kernel_h || wp - iw * g.p.stride_w >= g.p.kernel_w || ih >= g.IH ||
         iw >= g.IW)
         return fromFloat<T>(0.f);  // in no window (stride > kernel gap, or beyond the last window)
