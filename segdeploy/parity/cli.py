@@ -95,7 +95,12 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 def check_command(reference, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
                   batch_size, device, candidate_device, ort_opt_level, output_sel, trust_pickle, max_miou_drop,
                   min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, progress):
-    """Compare a deployed model with its PyTorch reference on a dataset; gate on mIoU drift (exit 3)."""
+    """Compare a deployed model with its PyTorch reference on a dataset; gate on mIoU drift.
+
+    With --masks: reference and candidate are scored against the masks (drift per metric and class).
+    Without: the candidate is scored against the reference's predictions (agreement).
+    Exit codes: 0 ok, 1 error, 2 usage error, 3 gate tripped (the report is written first).
+    """
     from segdeploy.datasets import open_dataset
     from segdeploy.parity.check import CheckOptions, run_check
     from segdeploy.runners import guess_kind
