@@ -97,6 +97,27 @@ def test_max_pool_segnet_size_on_a_side_stream(gpu):
     assert torch.equal(out, ref) and torch.equal(idx.long(), ref_idx)
 
 
+@pytest.mark.slow
+def test_pool_and_unpool_beyond_2_pow_31_elements(gpu):
+    """The 64-bit linear-index paths (> 2^31 - 1 outputs): 2^33-element FP16 input, ~44 GB in all."""
+    if torch.cuda.get_device_properties(0).total_memory < 60 * 2**30:
+        pytest.skip("needs a GPU with >= 60 GiB of memory")
+    x = torch.randn(8192, 1, 1024, 1024, device=DEV, dtype=torch.float16)
+    out, idx = gpu.max_pool2d_with_indices(x, 2, 2, index_dtype=torch.int32)
+    assert out.numel() == 2**31  # > INT32_MAX: uint64 indexing
+    un = gpu.max_unpool2d(out, idx, 2, 2, 0, output_size=(1024, 1024), algo="scatter")
+    assert un.invalid_indices == 0
+    for plane in (0, 4095, 8191):
+        ref, ref_idx = F.max_pool2d(x[plane : plane + 1], 2, 2, return_indices=True)
+        assert torch.equal(out[plane : plane + 1], ref) and torch.equal(idx[plane : plane + 1].long(), ref_idx)
+        ref_un = F.max_unpool2d(ref, ref_idx, 2, 2, output_size=(1024, 1024))
+        assert torch.equal(un.output[plane : plane + 1], ref_un)
+    del un
+    gathered = gpu.max_unpool2d(out, idx, 2, 2, 0, output_size=(1024, 1024), algo="gather").output
+    assert torch.equal(gathered[8191:], F.max_unpool2d(out[8191:], idx[8191:].long(), 2, 2, output_size=(1024, 1024)))
+    _sync_ok()
+
+
 # ------------------------------------------------------------------------------------------- max unpool
 @pytest.mark.parametrize("cfg", kc.UNPOOL_CONFIGS, ids=lambda c: "k{}s{}p{}".format(*c))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
