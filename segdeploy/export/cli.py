@@ -77,6 +77,7 @@ class Progress:
 @click.option("--exporter", type=click.Choice(["auto", "torchscript", "dynamo"]), default="auto", show_default=True)
 @click.option("--cleanup", type=click.Choice(["onnxslim", "ort-basic", "none"]), default="onnxslim", show_default=True)
 @click.option("--no-rewrites", is_flag=True, help="Apply no export-friendly rewrites.")
+@click.option("--no-trt-plugins", is_flag=True, help="Do not write model.trt.onnx (plugin nodes for ops TensorRT cannot parse).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Verification tolerance relative to max |output|.")
 @click.option("--mean", help="Preprocessing mean per channel (default ImageNet 0.485,0.456,0.406).")
 @click.option("--std", help="Preprocessing std per channel (default ImageNet 0.229,0.224,0.225).")
@@ -87,7 +88,7 @@ class Progress:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def export_command(model_file, factory, model_args, weights, trust_pickle, output_sel, out_dir, shape, min_shape, max_shape, max_batch,
-                   spatial_multiple, opset, exporter, cleanup, no_rewrites, rtol, mean, std, scale, channel_order, resize,
+                   spatial_multiple, opset, exporter, cleanup, no_rewrites, no_trt_plugins, rtol, mean, std, scale, channel_order, resize,
                    class_names, as_json, quiet):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
@@ -113,7 +114,7 @@ def export_command(model_file, factory, model_args, weights, trust_pickle, outpu
     )
     opts = ExportOptions(
         shape=shape, min_shape=min_shape, max_shape=max_shape, spatial_multiple=spatial_multiple, max_batch=max_batch,
-        opset=opset, exporter=exporter, cleanup=cleanup, rewrites=() if no_rewrites else None, rtol=rtol,
+        opset=opset, exporter=exporter, cleanup=cleanup, rewrites=() if no_rewrites else None, rtol=rtol, tensorrt_plugins=not no_trt_plugins,
         preprocess=pre, class_names=tuple(n.strip() for n in class_names.split(",")) if class_names else (),
     )
     if model_args and factory is None:
@@ -158,6 +159,10 @@ def print_summary(res) -> None:
     for s in m["static_axes"]:
         w(f"  static axis   {s['axis']}: {s['reason']}")
     w(f"  rewrites      {', '.join(r['rewrite'] + ' @ ' + r['target'] for r in m['rewrites']) or 'none'}")
+    if "tensorrt_plugins" in m:
+        tp = m["tensorrt_plugins"]
+        w(f"  TensorRT      {tp['file']}: {len(tp['nodes'])} plugin node(s) "
+          f"({', '.join(sorted({n['plugin'] for n in tp['nodes']}))}), CPU-checked max|err| {tp['cpu_check']['max_abs_err']:.2e}")
     w("  verification  (ONNX Runtime CPU vs PyTorch)")
     w(f"    {'shape':<10}{'NxCxHxW':<18}{'max|err|':>10}{'tol':>10}{'argmax':>9}  result")
     for s in m["verification"]["shapes"]:

@@ -25,6 +25,7 @@ from segdeploy import __version__
 from segdeploy.errors import ExportError, VerificationError
 from segdeploy.export import graph as graph_mod
 from segdeploy.export.exporters import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExporterFailed, export_with
+from segdeploy.export.plugin_graph import PLUGIN_ONNX_FILENAME, make_plugin_variant
 from segdeploy.export.probe import ProbeResult, probe_model
 from segdeploy.export import rewrites as rw
 from segdeploy.export.rewrites import RewriteApplied, RewriteRefused
@@ -56,6 +57,7 @@ class ExportOptions:
     atol: float = DEFAULT_ATOL
     preprocess: Preprocess = field(default_factory=Preprocess)
     class_names: tuple[str, ...] = ()
+    tensorrt_plugins: bool = True  # also write model.trt.onnx when TensorRT needs our plugins
 
 
 @dataclass
@@ -242,9 +244,17 @@ def export_model(
     )
     say(f"exporter used: {name} ({reason})")
     manifest = _manifest(lm, opts, profile, probe, name, reason, attempts, rewrites, rewrite_notes, static_notes, report, data, opset)
+    plugin_variant = None
+    if opts.tensorrt_plugins:
+        plugin_variant = make_plugin_variant(data, profile, opts.rtol, opts.atol)
+        if plugin_variant is not None:
+            manifest["tensorrt_plugins"] = plugin_variant[1]
+            say(f"TensorRT variant with {len(plugin_variant[1]['nodes'])} plugin node(s): {PLUGIN_ONNX_FILENAME}")
     onnx_path = out / ONNX_FILENAME
     manifest_path = out / MANIFEST_FILENAME
     atomic_write_bytes(onnx_path, data)
+    if plugin_variant is not None:
+        atomic_write_bytes(out / PLUGIN_ONNX_FILENAME, plugin_variant[0])
     write_manifest(manifest_path, manifest)
     return ExportResult(onnx_path, manifest_path, manifest, name, attempts, rewrites, report, profile, lm,
                         time.perf_counter() - t_start)

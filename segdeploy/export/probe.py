@@ -7,7 +7,7 @@ reference shape. It never changes the model's weights.
 
 The spatial multiple is, in order: the user's ``--spatial-multiple``; the multiple declared by the file
 (``.pt2`` dynamic-shape constraints) or the model (``spatial_multiple`` attribute); else the smallest
-``m`` in 1, 2, 4, ..., 64 such that an input of ``m * odd`` pixels runs and yields an output whose size is
+``m`` in 1, 2, 4, ..., 64 such that an input of ``m * odd`` pixels (just above the reference size) runs and yields an output whose size is
 the reference's output stride times the input. A model that accepts only its reference size (e.g. a ViT
 with fixed position embeddings) gets ``static_spatial=True``.
 """
@@ -34,9 +34,11 @@ class ProbeResult:
 
 
 def _odd_multiple(ref: int, m: int) -> int:
-    k = max(1, ref // m)
+    """The smallest odd multiple of ``m`` above ``ref``: it tests the multiple without going below a
+    minimum input size (pyramid-pooling heads such as PAN's need a large enough input)."""
+    k = ref // m + 1
     if k % 2 == 0:
-        k -= 1
+        k += 1
     return k * m
 
 

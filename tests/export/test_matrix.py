@@ -1,0 +1,36 @@
+"""The export matrix: every row exports with dynamic batch/height/width (or a documented static axis)
+and verifies against PyTorch with ONNX Runtime at min, opt, max and an irregular shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from segdeploy.export import ExportOptions, export_model
+from segdeploy.export.matrix import ROWS
+from segdeploy.manifest import read_manifest
+
+pytest.importorskip("segmentation_models_pytorch")
+pytest.importorskip("torchvision")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
+def test_matrix_row_exports_and_verifies(row, tmp_path):
+    res = export_model(
+        row.build(),
+        tmp_path,
+        ExportOptions(shape=row.shape, min_shape=row.min_shape, max_shape=row.max_shape, max_batch=2),
+    )
+    man = read_manifest(tmp_path)
+    ver = man["verification"]
+    assert ver["passed"]
+    assert len(ver["shapes"]) >= 3
+    labels = {s["label"] for s in ver["shapes"]}
+    assert {"min", "opt", "max"} <= labels
+    assert all(s["decisive_disagreements"] == 0 and s["max_abs_err"] <= s["tolerance"] for s in ver["shapes"])
+    expected_dynamic = [a for a in ("batch", "height", "width") if a not in row.expect_static]
+    assert man["inputs"][0]["profile"]["dynamic_axes"] == expected_dynamic
+    assert sorted(s["axis"] for s in man["static_axes"]) == sorted(row.expect_static)
+    assert all(s["reason"] for s in man["static_axes"])
+    assert man["onnx"]["exporter"] == res.exporter
+    assert man["onnx"]["exporter_attempts"][0]["outcome"] in ("verified", "export failed", "verification failed")
