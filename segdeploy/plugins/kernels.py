@@ -30,7 +30,8 @@ KERNELS_LIB_ENV = "SEGDEPLOY_KERNELS_LIB"
 ABI_VERSION = 1
 UNPOOL_ALGOS = {"auto": 0, "scatter": 1, "gather": 2}
 ROI_PATHS = {"auto": 0, "direct": 1, "table": 2}  # host reference only
-POOL_PATHS = {"auto": 0, "generic": 1}  # host reference only
+POOL_PATHS = {"auto": 0, "generic": 1, "wide": 2}  # host reference only ("wide": 64-bit linear indexing)
+UNPOOL_PATHS = {"auto": 0, "wide": 2}  # host reference only
 
 
 class KernelError(SegdeployError):
@@ -89,8 +90,8 @@ class Kernels:
         f.restype = _i32
         self._pool = f
         f = getattr(lib, p + "maxunpool2d")
-        # host: (..., algo, int32* counters); device: (..., algo, void* workspace, stream)
-        f.argtypes = [_vp, _vp, _vp, _i32, _i32] + [_i64] * 6 + [_i32] * 7 + [_vp] + ([] if host else [_vp])
+        # host: (..., algo, int32* counters, path); device: (..., algo, void* workspace, stream)
+        f.argtypes = [_vp, _vp, _vp, _i32, _i32] + [_i64] * 6 + [_i32] * 7 + [_vp] + tail
         f.restype = _i32
         self._unpool = f
         f = getattr(lib, p + "maxunpool2d_gather_eligible")
@@ -188,6 +189,7 @@ class Kernels:
         padding: int | tuple[int, int] = 0,
         output_size: tuple[int, int] | None = None,
         algo: str = "auto",
+        path: str = "auto",
     ) -> UnpoolResult:
         """F.max_unpool2d for NCHW x; out-of-range indices are skipped and counted (not an error)."""
         import torch
@@ -211,7 +213,7 @@ class Kernels:
         rc = self._unpool(
             x.data_ptr(), indices.data_ptr(), out.data_ptr(), _dtype_code(x, "input"),
             _index_code(indices.dtype, "indices"), n, c, ih, iw, oh, ow, kh, kw, sh, sw, ph, pw,
-            UNPOOL_ALGOS[algo], counters.data_ptr(), *([] if self.host else [self._tail(0)]),
+            UNPOOL_ALGOS[algo], counters.data_ptr(), self._tail(UNPOOL_PATHS[path]),
         )
         self._check(rc, "max_unpool2d")
         return UnpoolResult(out, int(counters[1].item()))

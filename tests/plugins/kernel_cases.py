@@ -79,13 +79,14 @@ UNPOOL_CONFIGS = [  # kernel, stride, padding (of the pooling that produced the 
 ]
 
 
-def check_unpool_from_pool(kernels, x: torch.Tensor, cfg, index_dtype, algo: str) -> None:
+def check_unpool_from_pool(kernels, x: torch.Tensor, cfg, index_dtype, algo: str, path: str = "auto") -> None:
     """Indices from max_pool2d: output must equal F.max_unpool2d exactly, no invalid indices."""
     k, s, p = cfg
     pooled, idx = F.max_pool2d(x, k, s, p, return_indices=True)
     oh, ow = x.shape[-2:]
     ref = torch.ops.aten.max_unpool2d(pooled, idx, [oh, ow])
-    res = kernels.max_unpool2d(pooled, idx.to(index_dtype), k, s, p, output_size=(oh, ow), algo=algo)
+    kw = {} if path == "auto" else {"path": path}
+    res = kernels.max_unpool2d(pooled, idx.to(index_dtype), k, s, p, output_size=(oh, ow), algo=algo, **kw)
     assert res.invalid_indices == 0
     assert torch.equal(res.output, ref), (res.output - ref).abs().max()
 
@@ -104,11 +105,13 @@ def random_unpool_indices(shape, oh: int, ow: int, device, index_dtype, invalid:
     return idx.to(dtype=index_dtype, device=device)
 
 
-def check_unpool_arbitrary(kernels, x: torch.Tensor, idx: torch.Tensor, cfg, oh: int, ow: int, algo: str) -> None:
+def check_unpool_arbitrary(kernels, x: torch.Tensor, idx: torch.Tensor, cfg, oh: int, ow: int, algo: str,
+                           path: str = "auto") -> None:
     """Arbitrary (distinct) indices: equal to the sequential scatter; invalid ones skipped and counted."""
     k, s, p = cfg
     ref, n_invalid = unpool_reference(x, idx, oh, ow)
-    res = kernels.max_unpool2d(x, idx, k, s, p, output_size=(oh, ow), algo=algo)
+    kw = {} if path == "auto" else {"path": path}
+    res = kernels.max_unpool2d(x, idx, k, s, p, output_size=(oh, ow), algo=algo, **kw)
     assert res.invalid_indices == n_invalid
     assert torch.equal(res.output.cpu(), ref)
 

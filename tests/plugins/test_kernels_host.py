@@ -1,9 +1,12 @@
-"""CPU evidence for the CUDA kernels' semantics: the kernels' __host__ __device__ per-element bodies
-(segdeploy/plugins/csrc/<op>/<op>_impl.cuh, the code the CUDA kernels run for each element) compiled for the
-CPU (csrc/host_reference.cpp) and compared with PyTorch/torchvision on CPU tensors.
+"""CPU evidence for the CUDA kernels' semantics: the kernels' __host__ __device__ thread bodies
+(segdeploy/plugins/csrc/<op>/<op>_impl.cuh: per-element index decomposition with FastDiv, window/boundary
+rules, unpool gather/fix-up/scatter passes, roi_align's per-block setup, sample-table fill and output phases)
+compiled for the CPU (csrc/host_reference.cpp runs them block by block, thread by thread, phase by phase,
+with the launchers' path choices) and compared with PyTorch/torchvision on CPU tensors.
 
-What this does NOT cover (needs a GPU, see test_kernels_gpu.py): the kernels' thread/grid mapping, the
-vector loads, shared-memory synchronisation, atomics and the launch code.
+What this does NOT cover (needs a GPU, see test_kernels_gpu.py): real parallel execution (races,
+__syncthreads, atomics), the float2/half2 vector loads (scalar on the host), launch configuration and
+CUDA error handling.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def test_max_pool_matches_torch(ref, cfg, dtype):
             for index_dtype in (torch.int64, torch.int32):
                 kc.check_pool(ref, x, cfg, index_dtype)
             kc.check_pool(ref, x, cfg, torch.int64, path="generic")
+            kc.check_pool(ref, x, cfg, torch.int32, path="wide")  # the 64-bit linear-index kernel variant
 
 
 def test_max_pool_2x2_fast_path_odd_height_ceil(ref):
@@ -79,6 +83,7 @@ def test_max_unpool_from_pool_matches_torch(ref, cfg, dtype):
         for algo in algos:
             for index_dtype in (torch.int64, torch.int32):
                 kc.check_unpool_from_pool(ref, x, cfg, index_dtype, algo)
+            kc.check_unpool_from_pool(ref, x, cfg, torch.int32, algo, path="wide")
         assert eligible == (s[0] >= k[0] and s[1] >= k[1])
 
 
@@ -93,6 +98,7 @@ def test_max_unpool_arbitrary_indices(ref, algo, invalid):
             x = kc.pool_inputs(shape, dtype, "cpu", "random")
             idx = kc.random_unpool_indices(shape, oh, ow, "cpu", index_dtype, invalid)
             kc.check_unpool_arbitrary(ref, x, idx, cfg, oh, ow, algo)
+            kc.check_unpool_arbitrary(ref, x, idx, cfg, oh, ow, algo, path="wide")
 
 
 def test_max_unpool_gather_eligibility_and_errors(ref):
@@ -211,3 +217,13 @@ def test_fastdiv_is_exact_over_its_range(ref):
         for n in numerators + [d - 1, d, d + 1, 3 * d - 1, imax // d * d, imax // d * d - 1]:
             if 0 <= n <= imax:
                 assert f(n, d) == n // d, (n, d)
+
+
+@pytest.mark.parametrize("out_size,channels", [((7, 7), 45), ((14, 14), 12), ((40, 30), 3)])
+def test_roi_align_channel_chunks(ref, out_size, channels):
+    # several (box, channel-chunk) blocks per box, the last chunk partial (chunk = 1024 // bins channels),
+    # and outputs > threads per block
+    x = kc.pool_inputs((2, channels, 11, 9), torch.float32, "cpu", "random")
+    boxes = kc.roi_boxes(9, 11, 9, 0.5, torch.float32, "cpu", seed=7)
+    for sr in (0, 2):
+        kc.check_roi(ref, x, boxes, out_size, sr, True, 0.5)

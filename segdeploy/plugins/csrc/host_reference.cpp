@@ -25,110 +25,86 @@ int32_t fail(const char* why) {
     return 1;  // cudaErrorInvalidValue
 }
 
+constexpr int32_t kHostThreads = 256;  // "threads" per block in the emulation (the kernels use 256)
+
+// path: 0 = as the launcher (2x2 fast path when eligible, 32-bit indexing when < 2^31 outputs),
+// 1 = generic window loop, 2 = force the 64-bit linear indexing path.
 template <typename T, typename I>
 void maxPoolHost(const T* in, T* out, I* ind, int64_t planes, int64_t H, int64_t W, const MaxPool2dParams& p,
-                 bool generic) {
+                 int32_t path) {
     const int64_t OH = maxPool2dOutputSize(H, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h, p.ceil_mode);
     const int64_t OW = maxPool2dOutputSize(W, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w, p.ceil_mode);
-    const bool fast = !generic && maxPoolIs2x2Fast(p, W);
-    for (int64_t pl = 0; pl < planes; ++pl) {
-        const T* plane = in + pl * H * W;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-            for (int64_t ow = 0; ow < OW; ++ow) {
-                T v;
-                int64_t idx;
-                if (fast) {
-                    maxPool2x2Window(plane, H, W, oh, ow, false, v, idx);
-                } else {
-                    maxPoolWindow(plane, H, W, oh, ow, p, v, idx);
-                }
-                const int64_t e = (pl * OH + oh) * OW + ow;
-                out[e] = v;
-                ind[e] = static_cast<I>(idx);
-            }
+    const int64_t total = planes * OH * OW;
+    const bool fast = path != 1 && maxPoolIs2x2Fast(p, W);
+    if (total <= int64_t(INT32_MAX) && path != 2) {
+        const FastDiv dOH(uint32_t(OH > 0 ? OH : 1)), dOW(uint32_t(OW > 0 ? OW : 1));
+        for (uint32_t e = 0; e < uint32_t(total); ++e) {
+            if (fast) maxPoolElement<T, I, uint32_t, true>(in, out, ind, e, uint32_t(OH), uint32_t(OW), dOH, dOW, H, W, p, false);
+            else maxPoolElement<T, I, uint32_t, false>(in, out, ind, e, uint32_t(OH), uint32_t(OW), dOH, dOW, H, W, p, false);
+        }
+    } else {
+        const FastDiv one(1u);
+        for (uint64_t e = 0; e < uint64_t(total); ++e) {
+            if (fast) maxPoolElement<T, I, uint64_t, true>(in, out, ind, e, uint64_t(OH), uint64_t(OW), one, one, H, W, p, false);
+            else maxPoolElement<T, I, uint64_t, false>(in, out, ind, e, uint64_t(OH), uint64_t(OW), one, one, H, W, p, false);
         }
     }
 }
 
+// wide: force the 64-bit linear indexing of the scatter / fix-up kernels.
 template <typename T, typename I>
-void unpoolHost(const T* in, const I* ind, T* out, int64_t planes, const UnpoolGeom& g, bool gather,
+void unpoolHost(const T* in, const I* ind, T* out, int64_t planes, const UnpoolGeom& g, bool gather, bool wide,
                 int32_t* counters) {
     const int64_t planeIn = g.IH * g.IW, planeOut = g.OH * g.OW;
+    const int64_t totalIn = planes * planeIn;
+    const bool small = !wide && totalIn <= int64_t(INT32_MAX) && planes * planeOut <= int64_t(INT32_MAX);
     counters[0] = counters[1] = 0;
     if (gather) {
-        for (int64_t pl = 0; pl < planes; ++pl) {
-            for (int64_t oh = 0; oh < g.OH; ++oh) {
-                for (int64_t ow = 0; ow < g.OW; ++ow) {
-                    bool stray;
-                    out[pl * planeOut + oh * g.OW + ow] =
-                        unpoolGatherOne(in + pl * planeIn, ind + pl * planeIn, g, oh, ow, stray);
-                    if (stray) counters[0] = 1;
-                }
-            }
+        bool stray = false;
+        for (int64_t row = 0; row < planes * g.OH; ++row) {  // the kernel's block loop
+            const int64_t plane = row / g.OH;
+            const int64_t oh = row - plane * g.OH;
+            for (int32_t ow = 0; ow < int32_t(g.OW); ++ow) stray |= unpoolGatherElement(in, ind, out, g, plane, oh, ow);
         }
+        if (stray) counters[0] = 1;
         if (counters[0] == 0) return;  // the fix-up kernel's early exit
-        for (int64_t pl = 0; pl < planes; ++pl) {
-            for (int64_t ih = 0; ih < g.IH; ++ih) {
-                for (int64_t iw = 0; iw < g.IW; ++iw) {
-                    int64_t idx;
-                    const int action = unpoolFixupAction(ind + pl * planeIn, g, ih, iw, idx);
-                    if (action < 0) {
-                        counters[1] += 1;
-                    } else if (action > 0) {
-                        out[pl * planeOut + idx] = in[pl * planeIn + ih * g.IW + iw];
-                    }
-                }
-            }
+        for (int64_t e = 0; e < totalIn; ++e) {
+            if (small) unpoolFixupElement<T, I, uint32_t>(in, ind, out, uint32_t(e), g, counters);
+            else unpoolFixupElement<T, I, uint64_t>(in, ind, out, uint64_t(e), g, counters);
         }
     } else {
         std::memset(static_cast<void*>(out), 0, size_t(planes * planeOut) * sizeof(T));
-        for (int64_t pl = 0; pl < planes; ++pl) {
-            for (int64_t e = 0; e < planeIn; ++e) {
-                const int64_t dst = unpoolScatterTarget(ind + pl * planeIn, e, planeOut);
-                if (dst < 0) {
-                    counters[1] += 1;
-                } else {
-                    out[pl * planeOut + dst] = in[pl * planeIn + e];
-                }
-            }
+        const FastDiv dPlane(uint32_t(planeIn > 0 && planeIn <= INT32_MAX ? planeIn : 1));
+        for (int64_t e = 0; e < totalIn; ++e) {
+            if (small) unpoolScatterElement<T, I, uint32_t>(in, ind, out, uint32_t(e), uint32_t(planeIn), dPlane, planeOut, counters);
+            else unpoolScatterElement<T, I, uint64_t>(in, ind, out, uint64_t(e), uint64_t(planeIn), dPlane, planeOut, counters);
         }
     }
 }
 
-// path: 0 = as the CUDA kernel chooses (table when the box's samples fit kMaxTable=1024 / the fixed count),
-// 1 = direct (torchvision structure) only, 2 = table only.
+// path: 0 = as the CUDA kernel (table when the box's samples fit the launch config's capacity),
+// 1 = direct (torchvision structure) only, 2 = table only. Blocks and their threads run sequentially,
+// phase by phase (the kernel's __syncthreads separate the phases).
 template <typename T, typename B>
 void roiAlignHost(const T* feat, const B* boxes, const void* bidx, IndexType bt, T* out, int64_t N, int64_t C,
                   int64_t H, int64_t W, int64_t K, const RoiAlignParams& p, int32_t path) {
-    const int32_t bins = p.pooled_h * p.pooled_w;
-    int32_t cap = 1024;  // must match roi_align.cu
-    if (p.sampling_ratio > 0) {
-        const int64_t fixed = int64_t(bins) * p.sampling_ratio * p.sampling_ratio;
-        cap = fixed <= 1024 ? int32_t(fixed) : 0;
-    }
+    RoiLaunchConfig cfg = roiLaunchConfig(p, C);
+    if (path == 1) cfg.cap = 0;
     std::vector<int32_t> table;
-    for (int64_t k = 0; k < K; ++k) {
-        const RoiGeom g = roiGeometryOf(boxes, bidx, bt, k, N, p);
-        T* o = out + k * C * bins;
-        if (g.batch < 0) {
-            for (int64_t e = 0; e < C * bins; ++e) o[e] = fromFloat<T>(0.f);
+    for (int64_t blk = 0; blk < K * cfg.numChunks; ++blk) {
+        const RoiBlock b = roiBlockSetup(blk, cfg, boxes, bidx, bt, N, C, p);
+        if (b.g.batch < 0) {
+            for (int32_t tid = 0; tid < kHostThreads; ++tid) roiBlockZero(b, out, C, p, tid, kHostThreads);
             continue;
         }
-        const int64_t nS = roiSampleCount(g, p);
-        const bool useTable = path == 2 || (path == 0 && nS <= cap);
-        const int32_t tcap = path == 2 ? int32_t(nS) : cap;
+        const bool useTable = path == 2 || b.nS <= cfg.cap;
+        const int32_t cap = path == 2 ? int32_t(b.nS > 0 ? b.nS : 1) : cfg.cap;
         if (useTable) {
-            table.assign(size_t(8) * (tcap > 0 ? tcap : 1), 0);
-            for (int32_t s = 0; s < int32_t(nS); ++s) tableStore(table.data(), tcap, s, roiTableSample(g, p, H, W, s));
+            table.assign(size_t(8) * size_t(cap > 0 ? cap : 1), 0);
+            for (int32_t tid = 0; tid < kHostThreads; ++tid) roiBlockFillTable(b, p, H, W, table.data(), cap, tid, kHostThreads);
         }
-        for (int64_t c = 0; c < C; ++c) {
-            const T* plane = feat + (g.batch * C + c) * H * W;
-            for (int32_t bin = 0; bin < bins; ++bin) {
-                const float v = useTable ? roiAlignOutputTable(plane, g, p, table.data(), tcap, bin)
-                                         : roiAlignOutputDirect(plane, g, H, W, bin / p.pooled_w, bin % p.pooled_w);
-                o[c * bins + bin] = fromFloat<T>(v);
-            }
-        }
+        for (int32_t tid = 0; tid < kHostThreads; ++tid)
+            roiBlockOutputs(b, useTable, feat, out, p, C, H, W, table.data(), cap, tid, kHostThreads);
     }
 }
 
@@ -141,7 +117,7 @@ SD_API const char* sdref_last_error(void) { return tLastError; }
 // FastDiv as the kernels use it (host branch; the device branch computes the same with __umulhi).
 SD_API uint32_t sdref_fastdiv(uint32_t n, uint32_t d) { return FastDiv(d).div(n); }
 
-// path: 0 = as the CUDA launcher chooses (2x2 fast path when eligible), 1 = generic window loop only.
+// path: see maxPoolHost.
 SD_API int32_t sdref_maxpool2d_with_indices(const void* input, void* output, void* indices, int32_t dtype,
                                             int32_t index_type, int64_t n, int64_t c, int64_t h, int64_t w,
                                             int32_t kernel_h, int32_t kernel_w, int32_t stride_h, int32_t stride_w,
@@ -154,15 +130,14 @@ SD_API int32_t sdref_maxpool2d_with_indices(const void* input, void* output, voi
     p.ceil_mode = ceil_mode != 0;
     if (const char* why = maxPool2dCheckImpl(p, h, w)) return fail(why);
     const int64_t planes = n * c;
-    const bool generic = path == 1;
     if (dtype == 0 && index_type == 0)
-        maxPoolHost(static_cast<const float*>(input), static_cast<float*>(output), static_cast<int32_t*>(indices), planes, h, w, p, generic);
+        maxPoolHost(static_cast<const float*>(input), static_cast<float*>(output), static_cast<int32_t*>(indices), planes, h, w, p, path);
     else if (dtype == 0 && index_type == 1)
-        maxPoolHost(static_cast<const float*>(input), static_cast<float*>(output), static_cast<int64_t*>(indices), planes, h, w, p, generic);
+        maxPoolHost(static_cast<const float*>(input), static_cast<float*>(output), static_cast<int64_t*>(indices), planes, h, w, p, path);
     else if (dtype == 1 && index_type == 0)
-        maxPoolHost(static_cast<const __half*>(input), static_cast<__half*>(output), static_cast<int32_t*>(indices), planes, h, w, p, generic);
+        maxPoolHost(static_cast<const __half*>(input), static_cast<__half*>(output), static_cast<int32_t*>(indices), planes, h, w, p, path);
     else if (dtype == 1 && index_type == 1)
-        maxPoolHost(static_cast<const __half*>(input), static_cast<__half*>(output), static_cast<int64_t*>(indices), planes, h, w, p, generic);
+        maxPoolHost(static_cast<const __half*>(input), static_cast<__half*>(output), static_cast<int64_t*>(indices), planes, h, w, p, path);
     else
         return fail("max_pool2d: dtype must be 0 (float32) or 1 (float16), index type 0 (int32) or 1 (int64)");
     return 0;
@@ -176,10 +151,11 @@ SD_API int32_t sdref_maxunpool2d_gather_eligible(int32_t kernel_h, int32_t kerne
 }
 
 // counters (host int32[2]): [0] stray flag (gather), [1] out-of-range indices skipped.
+// path: 0 = as the launcher, 2 = force the 64-bit linear indexing of the scatter / fix-up kernels.
 SD_API int32_t sdref_maxunpool2d(const void* input, const void* indices, void* output, int32_t dtype, int32_t index_type,
                                  int64_t n, int64_t c, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                                  int32_t kernel_h, int32_t kernel_w, int32_t stride_h, int32_t stride_w, int32_t pad_h,
-                                 int32_t pad_w, int32_t algo, int32_t* counters) {
+                                 int32_t pad_w, int32_t algo, int32_t* counters, int32_t path) {
     tLastError = "";
     MaxUnpool2dParams p{kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w};
     if (const char* why = maxUnpool2dCheckImpl(p, in_h, in_w, out_h, out_w)) return fail(why);
@@ -191,13 +167,13 @@ SD_API int32_t sdref_maxunpool2d(const void* input, const void* indices, void* o
     const UnpoolGeom g = makeUnpoolGeom(in_h, in_w, out_h, out_w, p);
     const int64_t planes = n * c;
     if (dtype == 0 && index_type == 0)
-        unpoolHost(static_cast<const float*>(input), static_cast<const int32_t*>(indices), static_cast<float*>(output), planes, g, gather, counters);
+        unpoolHost(static_cast<const float*>(input), static_cast<const int32_t*>(indices), static_cast<float*>(output), planes, g, gather, path == 2, counters);
     else if (dtype == 0 && index_type == 1)
-        unpoolHost(static_cast<const float*>(input), static_cast<const int64_t*>(indices), static_cast<float*>(output), planes, g, gather, counters);
+        unpoolHost(static_cast<const float*>(input), static_cast<const int64_t*>(indices), static_cast<float*>(output), planes, g, gather, path == 2, counters);
     else if (dtype == 1 && index_type == 0)
-        unpoolHost(static_cast<const __half*>(input), static_cast<const int32_t*>(indices), static_cast<__half*>(output), planes, g, gather, counters);
+        unpoolHost(static_cast<const __half*>(input), static_cast<const int32_t*>(indices), static_cast<__half*>(output), planes, g, gather, path == 2, counters);
     else if (dtype == 1 && index_type == 1)
-        unpoolHost(static_cast<const __half*>(input), static_cast<const int64_t*>(indices), static_cast<__half*>(output), planes, g, gather, counters);
+        unpoolHost(static_cast<const __half*>(input), static_cast<const int64_t*>(indices), static_cast<__half*>(output), planes, g, gather, path == 2, counters);
     else
         return fail("max_unpool2d: dtype must be 0 (float32) or 1 (float16), index type 0 (int32) or 1 (int64)");
     return 0;

@@ -22,33 +22,8 @@ __global__ void __launch_bounds__(kThreads)
     maxPoolKernel(const T* __restrict__ input, T* __restrict__ output, I* __restrict__ indices, L total,
                   L OH, L OW, detail::FastDiv divOH, detail::FastDiv divOW, int64_t H, int64_t W, MaxPool2dParams p,
                   bool aligned) {
-    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        L ow, t, oh, plane;
-        if constexpr (sizeof(L) == 4) {
-            uint32_t q, r;
-            divOW.divMod(uint32_t(e), q, r);
-            ow = r;
-            t = q;
-            divOH.divMod(uint32_t(t), q, r);
-            oh = r;
-            plane = q;
-        } else {
-            ow = e % OW;
-            t = e / OW;
-            oh = t % OH;
-            plane = t / OH;
-        }
-        const T* in = input + int64_t(plane) * H * W;
-        T v;
-        int64_t idx;
-        if (kFast2x2) {
-            detail::maxPool2x2Window(in, H, W, int64_t(oh), int64_t(ow), aligned, v, idx);
-        } else {
-            detail::maxPoolWindow(in, H, W, int64_t(oh), int64_t(ow), p, v, idx);
-        }
-        output[e] = v;
-        indices[e] = static_cast<I>(idx);
-    }
+    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x)
+        detail::maxPoolElement<T, I, L, kFast2x2>(input, output, indices, e, OH, OW, divOH, divOW, H, W, p, aligned);
 }
 
 template <typename T, typename I, typename L>

@@ -97,6 +97,38 @@ SD_INLINE bool maxPoolIs2x2Fast(const MaxPool2dParams& p, int64_t W) {
            p.pad_w == 0 && p.dilation_h == 1 && p.dilation_w == 1 && (W % 2 == 0);
 }
 
+//! The body of one CUDA thread iteration: output element `e` (linear over N*C*OH*OW). L = uint32_t: the
+//! launcher guarantees total < 2^31 and the divisions use FastDiv; L = uint64_t: plain division.
+template <typename T, typename I, typename L, bool kFast2x2>
+SD_INLINE void maxPoolElement(const T* input, T* output, I* indices, L e, L OH, L OW, const FastDiv& divOH,
+                              const FastDiv& divOW, int64_t H, int64_t W, const MaxPool2dParams& p, bool aligned) {
+    L ow, t, oh, plane;
+    if constexpr (sizeof(L) == 4) {
+        uint32_t q, r;
+        divOW.divMod(uint32_t(e), q, r);
+        ow = r;
+        t = q;
+        divOH.divMod(uint32_t(t), q, r);
+        oh = r;
+        plane = q;
+    } else {
+        ow = e % OW;
+        t = e / OW;
+        oh = t % OH;
+        plane = t / OH;
+    }
+    const T* in = input + int64_t(plane) * H * W;
+    T v;
+    int64_t idx;
+    if (kFast2x2) {
+        maxPool2x2Window(in, H, W, int64_t(oh), int64_t(ow), aligned, v, idx);
+    } else {
+        maxPoolWindow(in, H, W, int64_t(oh), int64_t(ow), p, v, idx);
+    }
+    output[e] = v;
+    indices[e] = static_cast<I>(idx);
+}
+
 //! Validation shared by the launcher and the host reference (nullptr = valid).
 inline const char* maxPool2dCheckImpl(const MaxPool2dParams& p, int64_t H, int64_t W) {
     if (p.kernel_h < 1 || p.kernel_w < 1) return "max_pool2d: kernel size must be >= 1";

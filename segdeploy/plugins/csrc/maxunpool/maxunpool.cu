@@ -28,20 +28,8 @@ __global__ void __launch_bounds__(kThreads)
     unpoolScatterKernel(const T* __restrict__ input, const I* __restrict__ indices, T* __restrict__ output,
                         L total, L planeIn, detail::FastDiv divPlaneIn, int64_t planeOut,
                         int32_t* __restrict__ counters) {
-    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        int64_t plane;
-        if constexpr (sizeof(L) == 4) {
-            plane = int64_t(divPlaneIn.div(uint32_t(e)));
-        } else {
-            plane = int64_t(e / planeIn);
-        }
-        const int64_t dst = detail::unpoolScatterTarget(indices, e, planeOut);
-        if (dst < 0) {
-            atomicAdd(counters + 1, 1);
-        } else {
-            output[plane * planeOut + dst] = input[e];
-        }
-    }
+    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x)
+        detail::unpoolScatterElement<T, I, L>(input, indices, output, e, planeIn, divPlaneIn, planeOut, counters);
 }
 
 // One block per output row (plane, oh): the row-uniform part (plane, oh, the input row) is computed once per
@@ -51,19 +39,12 @@ template <typename T, typename I>
 __global__ void __launch_bounds__(kThreads)
     unpoolGatherKernel(const T* __restrict__ input, const I* __restrict__ indices, T* __restrict__ output,
                        int64_t rows, detail::UnpoolGeom g, int32_t* __restrict__ counters) {
-    const int64_t planeIn = g.IH * g.IW;
     bool anyStray = false;
     for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
         const int64_t plane = row / g.OH;  // block-uniform
         const int64_t oh = row - plane * g.OH;
-        const T* in = input + plane * planeIn;
-        const I* ind = indices + plane * planeIn;
-        T* out = output + row * g.OW;
-        for (int32_t ow = threadIdx.x; ow < int32_t(g.OW); ow += blockDim.x) {
-            bool stray;
-            out[ow] = detail::unpoolGatherOne(in, ind, g, oh, int64_t(ow), stray);
-            anyStray |= stray;
-        }
+        for (int32_t ow = threadIdx.x; ow < int32_t(g.OW); ow += blockDim.x)
+            anyStray |= detail::unpoolGatherElement(input, indices, output, g, plane, oh, ow);
     }
     if (anyStray) counters[0] = 1;
 }
@@ -73,23 +54,8 @@ __global__ void __launch_bounds__(kThreads)
     unpoolFixupKernel(const T* __restrict__ input, const I* __restrict__ indices, T* __restrict__ output,
                       L total, detail::UnpoolGeom g, int32_t* __restrict__ counters) {
     if (*reinterpret_cast<volatile const int32_t*>(counters) == 0) return;  // no stray index: nothing to do
-    const int64_t planeIn = g.IH * g.IW;
-    const int64_t planeOut = g.OH * g.OW;
-    const L IW = L(g.IW), IH = L(g.IH);
-    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x) {
-        // only runs when the gather pass saw a stray index: plain divisions are fine here
-        const L iw = e % IW;
-        const L t = e / IW;
-        const L ih = t % IH;
-        const int64_t plane = int64_t(t / IH);
-        int64_t idx;
-        const int action = detail::unpoolFixupAction(indices + plane * planeIn, g, ih, iw, idx);
-        if (action < 0) {
-            atomicAdd(counters + 1, 1);
-        } else if (action > 0) {
-            output[plane * planeOut + idx] = input[e];
-        }
-    }
+    for (L e = L(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += L(gridDim.x) * blockDim.x)
+        detail::unpoolFixupElement<T, I, L>(input, indices, output, e, g, counters);
 }
 
 template <typename T, typename I, typename L>

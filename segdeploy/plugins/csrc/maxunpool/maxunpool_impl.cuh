@@ -83,6 +83,65 @@ SD_INLINE bool unpoolGatherEligible(const MaxUnpool2dParams& p, int64_t IH, int6
     return true;
 }
 
+//! Count one skipped index: atomically on the device, plainly in the (sequential) host reference.
+SD_INLINE void counterAdd(int32_t* c) {
+#if defined(__CUDA_ARCH__)
+    atomicAdd(c, 1);
+#else
+    ++*c;
+#endif
+}
+
+//! Thread body, scatter: input element `e` (linear over N*C*IH*IW). L = uint32_t: total < 2^31, FastDiv.
+template <typename T, typename I, typename L>
+SD_INLINE void unpoolScatterElement(const T* input, const I* indices, T* output, L e, L planeIn,
+                                    const FastDiv& divPlaneIn, int64_t planeOut, int32_t* counters) {
+    int64_t plane;
+    if constexpr (sizeof(L) == 4) {
+        plane = int64_t(divPlaneIn.div(uint32_t(e)));
+    } else {
+        plane = int64_t(e / planeIn);
+    }
+    const int64_t dst = unpoolScatterTarget(indices, int64_t(e), planeOut);
+    if (dst < 0) {
+        counterAdd(counters + 1);
+    } else {
+        output[plane * planeOut + dst] = input[e];
+    }
+}
+
+//! Thread body, gather: output element `ow` of output row (plane, oh); (plane, oh) = divmod(row, OH) is
+//! computed once per row by the caller. Returns "stray index seen".
+template <typename T, typename I>
+SD_INLINE bool unpoolGatherElement(const T* input, const I* indices, T* output, const UnpoolGeom& g, int64_t plane,
+                                   int64_t oh, int32_t ow) {
+    const int64_t planeIn = g.IH * g.IW;
+    const int64_t row = plane * g.OH + oh;
+    bool stray;
+    output[row * g.OW + ow] = unpoolGatherOne(input + plane * planeIn, indices + plane * planeIn, g, oh, int64_t(ow), stray);
+    return stray;
+}
+
+//! Thread body, fix-up after gather: input element `e`. Only runs when the gather pass saw a stray index,
+//! so plain divisions are fine.
+template <typename T, typename I, typename L>
+SD_INLINE void unpoolFixupElement(const T* input, const I* indices, T* output, L e, const UnpoolGeom& g,
+                                  int32_t* counters) {
+    const L IW = L(g.IW), IH = L(g.IH);
+    const L iw = e % IW;
+    const L t = e / IW;
+    const L ih = t % IH;
+    const int64_t plane = int64_t(t / IH);
+    const int64_t planeIn = g.IH * g.IW;
+    int64_t idx;
+    const int action = unpoolFixupAction(indices + plane * planeIn, g, int64_t(ih), int64_t(iw), idx);
+    if (action < 0) {
+        counterAdd(counters + 1);
+    } else if (action > 0) {
+        output[plane * g.OH * g.OW + idx] = input[e];
+    }
+}
+
 //! Validation shared by the launcher and the host reference (nullptr = valid).
 inline const char* maxUnpool2dCheckImpl(const MaxUnpool2dParams& p, int64_t IH, int64_t IW, int64_t OH, int64_t OW) {
     if (IH < 0 || IW < 0) return "max_unpool2d: input height and width must be >= 0";

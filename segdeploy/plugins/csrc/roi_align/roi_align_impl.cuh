@@ -193,6 +193,84 @@ SD_INLINE RoiGeom roiGeometryOf(const B* boxes, const void* batchIndices, IndexT
     return g;
 }
 
+// ---- block-level structure of the CUDA kernel (also run, block by block and thread by thread, by the
+// ---- host reference): one block per (box, channel chunk); phase 1 fills the sample table, barrier,
+// ---- phase 2 computes the outputs.
+constexpr int32_t kRoiMaxTable = 1024;        // samples; 8 words each -> 32 KiB of shared memory
+constexpr int32_t kRoiOutputsPerBlock = 1024; // target (channel, bin) outputs per block (~4 per thread)
+
+struct RoiLaunchConfig {
+    int32_t chunkC;     //!< channels per block
+    int64_t numChunks;  //!< blocks per box
+    int32_t cap;        //!< table capacity in samples (0: no table unless a box has no samples)
+};
+
+inline RoiLaunchConfig roiLaunchConfig(const RoiAlignParams& p, int64_t C) {
+    RoiLaunchConfig cfg;
+    const int32_t bins = p.pooled_h * p.pooled_w;
+    int64_t chunkC = kRoiOutputsPerBlock / bins;
+    if (chunkC < 1) chunkC = 1;
+    if (chunkC > C) chunkC = C;
+    cfg.chunkC = int32_t(chunkC);
+    cfg.numChunks = chunkC > 0 ? (C + chunkC - 1) / chunkC : 0;
+    // exactly the fixed sample count when sampling_ratio > 0 (0 = direct when too big); the maximum for
+    // adaptive sampling (per-box counts differ)
+    cfg.cap = kRoiMaxTable;
+    if (p.sampling_ratio > 0) {
+        const int64_t fixed = int64_t(bins) * p.sampling_ratio * p.sampling_ratio;
+        cfg.cap = fixed <= kRoiMaxTable ? int32_t(fixed) : 0;
+    }
+    return cfg;
+}
+
+struct RoiBlock {
+    int64_t k, c0;     //!< box, first channel
+    int32_t outputs;   //!< (channel, bin) outputs of this block
+    RoiGeom g;         //!< g.batch < 0: all outputs are zero
+    int64_t nS;        //!< samples of the box
+};
+
+template <typename B>
+SD_INLINE RoiBlock roiBlockSetup(int64_t blk, const RoiLaunchConfig& cfg, const B* boxes, const void* batchIndices,
+                                 IndexType bt, int64_t N, int64_t C, const RoiAlignParams& p) {
+    RoiBlock b;
+    b.k = blk / cfg.numChunks;
+    b.c0 = (blk - b.k * cfg.numChunks) * cfg.chunkC;
+    const int64_t nc = (C - b.c0) < cfg.chunkC ? (C - b.c0) : cfg.chunkC;
+    b.outputs = int32_t(nc) * (p.pooled_h * p.pooled_w);
+    b.g = roiGeometryOf(boxes, batchIndices, bt, b.k, N, p);
+    b.nS = roiSampleCount(b.g, p);
+    return b;
+}
+
+template <typename T>
+SD_INLINE void roiBlockZero(const RoiBlock& b, T* output, int64_t C, const RoiAlignParams& p, int32_t tid,
+                            int32_t nthreads) {
+    T* out = output + (b.k * C + b.c0) * (p.pooled_h * p.pooled_w);
+    for (int32_t e = tid; e < b.outputs; e += nthreads) out[e] = fromFloat<T>(0.f);
+}
+
+SD_INLINE void roiBlockFillTable(const RoiBlock& b, const RoiAlignParams& p, int64_t H, int64_t W, int32_t* table,
+                                 int32_t cap, int32_t tid, int32_t nthreads) {
+    for (int32_t s = tid; s < int32_t(b.nS); s += nthreads) tableStore(table, cap, s, roiTableSample(b.g, p, H, W, s));
+}
+
+template <typename T>
+SD_INLINE void roiBlockOutputs(const RoiBlock& b, bool useTable, const T* features, T* output, const RoiAlignParams& p,
+                               int64_t C, int64_t H, int64_t W, const int32_t* table, int32_t cap, int32_t tid,
+                               int32_t nthreads) {
+    const int32_t bins = p.pooled_h * p.pooled_w;
+    T* out = output + (b.k * C + b.c0) * bins;
+    const T* base = features + (b.g.batch * C + b.c0) * H * W;
+    for (int32_t e = tid; e < b.outputs; e += nthreads) {
+        const int32_t c = e / bins;
+        const int32_t bin = e - c * bins;
+        const float v = useTable ? roiAlignOutputTable(base + c * H * W, b.g, p, table, cap, bin)
+                                 : roiAlignOutputDirect(base + c * H * W, b.g, H, W, bin / p.pooled_w, bin % p.pooled_w);
+        out[e] = fromFloat<T>(v);
+    }
+}
+
 //! Validation shared by the launcher and the host reference (nullptr = valid).
 inline const char* roiAlignCheckImpl(const RoiAlignParams& p, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K) {
     if (p.pooled_h < 1 || p.pooled_w < 1) return "roi_align: output size must be >= 1";
