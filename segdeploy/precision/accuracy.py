@@ -150,7 +150,31 @@ def _runner_for_module(reference):
 
     if isinstance(reference, Runner):
         return reference
+    try:
+        reference.eval()
+    except (NotImplementedError, RuntimeError):
+        # torch.export modules (.pt2 -> ep.module()) refuse eval()/train() but are already in inference
+        # form; hide them from nn.Module's recursive eval() that the torch runner calls
+        reference = _NoModeSwitch(reference)
     return open_runner(reference, kind="torch")
+
+
+def _no_mode_switch_cls():
+    import torch
+
+    class NoModeSwitch(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            object.__setattr__(self, "_inner", inner)  # not a registered child: eval() does not recurse
+
+        def forward(self, x):
+            return self._inner(x)
+
+    return NoModeSwitch
+
+
+def _NoModeSwitch(inner):  # noqa: N802 - factory keeps torch a lazy import
+    return _no_mode_switch_cls()(inner)
 
 
 def _ort_runner(path: str, level: str):
