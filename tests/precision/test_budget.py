@@ -44,6 +44,7 @@ def test_budget_keeps_the_sensitive_layer_out(setup):
     assert [c.name for c in res.excluded] == [victim]
     assert res.drop <= 10.0
     assert res.excluded[0].sensitivity > 0 and res.excluded[0].weights == 32 * 32 * 9
+    assert 0 < res.excluded[0].mac_share < 1  # its share of the int8 multiply-accumulates
     assert victim not in {n.name for n in res.model.graph.node if any(i.endswith("_dequantized") for i in n.input)}
     d = res.to_dict()
     assert d["kept_out"][0]["layer"] == victim and d["final_drop_points"] <= 10.0
