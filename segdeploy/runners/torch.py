@@ -71,7 +71,10 @@ class TorchRunner(Runner):
                 raise ModelLoadError(
                     f"reference model must be an nn.Module or a model file, got {type(module).__name__}"
                 )
-            module = module.eval()
+            try:
+                module = module.eval()
+            except (NotImplementedError, RuntimeError):
+                pass  # torch.export modules (ExportedProgram.module()) refuse eval() and are already in inference form
         self.module = module.to(dev) if dev != "cpu" else module
         self._device = torch.device(dev)
         self._selector = None

@@ -96,6 +96,12 @@ def test_torch_runner_loads_a_model_file(tiny_model, tmp_path):
     np.testing.assert_allclose(got, open_runner(tiny_model).infer(x), atol=1e-6)
 
 
+def test_torch_runner_accepts_exported_program_module(tiny_model):
+    ep = torch.export.export(tiny_model, (torch.zeros(1, 3, 16, 16),))
+    x = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(open_runner(ep.module()).infer(x), open_runner(tiny_model).infer(x), atol=1e-6)
+
+
 def test_torch_forward_failure_is_one_line(tiny_model):
     with pytest.raises(ShapeError, match="forward failed on input") as e:
         open_runner(tiny_model).infer(np.zeros((1, 5, 8, 8), np.float32))
