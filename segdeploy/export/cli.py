@@ -9,6 +9,7 @@ import time
 import click
 
 from segdeploy.errors import UsageError
+from segdeploy.precision.cli_options import options_from_cli, precision_options, run_from_cli
 
 
 def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | None:
@@ -87,9 +88,10 @@ class Progress:
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@precision_options
 def export_command(model_file, factory, model_args, weights, trust_pickle, output_sel, out_dir, shape, min_shape, max_shape, max_batch,
                    spatial_multiple, opset, exporter, cleanup, no_rewrites, no_trt_plugins, rtol, mean, std, scale, channel_order, resize,
-                   class_names, as_json, quiet):
+                   class_names, as_json, quiet, precision):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
     MODEL_FILE: a torch.export program (.pt2), a TorchScript archive, or (with --trust-pickle) a pickled module.
@@ -122,10 +124,20 @@ def export_command(model_file, factory, model_args, weights, trust_pickle, outpu
     res = export_model(None if factory else model_file, out_dir, opts, progress=Progress(not quiet),
                        factory=factory, weights=weights, trust_pickle=trust_pickle, output=output_sel,
                        factory_kwargs=parse_model_args(model_args))
-    if as_json:
-        click.echo(json.dumps(summary_dict(res), indent=2, sort_keys=True))
+    # --int8 / --fp16: calibrate -> lower -> check (no-op otherwise); exit 3 when the budget trips
+    if as_json:  # one JSON document for pipelines
+        doc = summary_dict(res)
+        popts = options_from_cli(**precision)
+        if popts is not None:
+            from segdeploy.precision.pipeline import lower
+
+            pres = lower(res.manifest_path.parent, res.loaded.module, popts, progress=Progress(not quiet))
+            doc["precision"] = pres.section
+            doc["precision_files"] = {k: str(v) for k, v in pres.files.items()}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print_summary(res)
+        run_from_cli(res, res.loaded, quiet=quiet, **precision)
 
 
 def summary_dict(res) -> dict:
