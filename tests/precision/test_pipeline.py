@@ -176,3 +176,31 @@ def test_cli_options_parse_validate_and_pass_through(tmp_path):
     assert isinstance(r.exception, UsageError) and "without --int8 or --fp16" in str(r.exception)
     r = CliRunner().invoke(cmd, ["--out", "x", "--int8"])
     assert isinstance(r.exception, UsageError) and "needs calibration images" in str(r.exception)
+
+
+def test_unwritable_export_dir_even_as_root(exp, monkeypatch):
+    """Same path as the chmod test, for CI running as root: the writability probe says no."""
+    import segdeploy.fsutil as fsutil
+
+    module, d, data = exp
+    real = fsutil.os.access
+    monkeypatch.setattr(fsutil.os, "access", lambda p, mode: False if os.path.samefile(p, d) else real(p, mode))
+    with pytest.raises(ArtifactError, match="not writable"):
+        lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib")))
+    assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx"]
+
+
+def test_no_quantizable_layer_through_the_stage(tmp_path, base):
+    from segdeploy.export import ExportOptions, export_model
+
+    class NoConv(torch.nn.Module):
+        def forward(self, x):
+            return torch.relu(x) * 2.0 - 1.0
+
+    _, root = base
+    export_model(NoConv().eval(), tmp_path / "e", ExportOptions(shape="1x3x32x32"))
+    before = sorted(p.name for p in (tmp_path / "e").iterdir())
+    with pytest.raises(UsageError, match="no quantizable layer"):
+        lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib")))
+    after = sorted(p.name for p in (tmp_path / "e").iterdir() if p.name != ".calib_stats")
+    assert after == before and "precision" not in read_manifest(tmp_path / "e")
