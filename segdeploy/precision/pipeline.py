@@ -262,6 +262,10 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
             if options.max_miou_drop is not None and acc.drop is not None and acc.drop > options.max_miou_drop:
                 failed.append(f"{kind} loses {acc.drop:.2f} mIoU points")
         if failed:
+            b = section.get("int8", {}).get("budget")
+            if b and "final_drop_points" in b:
+                failed.append(f"the budget search met it on its {b['subset_images']}-image subset "
+                              f"({b['final_drop_points']:.2f} points), not on the whole split: raise --budget-images")
             raise GateError(
                 f"{'; '.join(failed)} on {next(iter(reps.values())).images} validation images "
                 f"(budget --max-miou-drop {options.max_miou_drop}); raise the budget, add calibration images, "
