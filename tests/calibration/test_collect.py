@@ -95,3 +95,19 @@ def test_large_model_path_uses_external_data(tiny_model, monkeypatch):
     got = collect_statistics(tiny_model, parts)
     for n in ref.tensors:
         np.testing.assert_array_equal(got.tensors[n].hist, ref.tensors[n].hist)
+
+
+def test_python_side_memory_is_flat_in_images(tiny_model):
+    """numpy allocations (tracemalloc) peak at one batch's worth, whatever the number of batches."""
+    import tracemalloc
+
+    def peak(nbatches):
+        x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+        tracemalloc.start()
+        collect_statistics(tiny_model, (x for _ in range(nbatches)))
+        p = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return p
+
+    small, large = peak(2), peak(40)
+    assert large <= small * 1.2 + 256 * 1024, (small, large)
