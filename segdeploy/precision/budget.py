@@ -155,11 +155,12 @@ def search_budget(
         s = evaluator.score_model(model, "disable")
         return (s.drop if s.drop is not None else 0.0), 1.0 - s.agreement
 
+    start = evaluator.evaluations
     full = build(())
     d0, dis0 = measure(full.model)
     say(f"budget: all {len(full.quantized)} layers INT8 -> drop {d0:.3f} points (budget {max_drop})")
     if d0 <= max_drop:
-        return BudgetResult(full.model, [], d0, d0, max_drop, evaluator.evaluations, evaluator.images)
+        return BudgetResult(full.model, [], d0, d0, max_drop, evaluator.evaluations - start, evaluator.images)
 
     layers = list(full.quantized)
     ops = {n.name: n.op_type for n in fp32_model.graph.node}
@@ -210,7 +211,7 @@ def search_budget(
         if drop < best[0]:
             best = (drop, cand.model, list(excluded))
         if drop <= max_drop:
-            return BudgetResult(cand.model, excluded, drop, d0, max_drop, evaluator.evaluations, evaluator.images,
+            return BudgetResult(cand.model, excluded, drop, d0, max_drop, evaluator.evaluations - start, evaluator.images,
                                 [cost_of(n) for n in ranked])
     names = ", ".join(c.name for c in best[2][:5]) or "none"
     raise BudgetNotMet(
