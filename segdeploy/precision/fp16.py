@@ -11,7 +11,8 @@ tensor inside the graph is float16, except
   - nodes whose float input or output was observed beyond the FP16 range (``|x| > overflow_threshold``,
     default 65504, from the calibration statistics' absmax) or whose float constant input is,
   - nodes named in ``keep_nodes``,
-  - control-flow nodes (If/Loop/Scan: their subgraphs are not converted);
+  - control-flow nodes (If/Loop/Scan: their subgraphs are not converted) and custom-domain nodes
+    (TensorRT plugins: their type constraints are unknown to ONNX);
   a kept node reads float32 (a ``Cast`` is inserted where its input is float16) and its outputs are cast
   back to float16 for the float16 consumers;
 * inputs that ONNX requires to be float32 (Resize/Upsample ``scales``).
@@ -124,6 +125,11 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
             if v.size:
                 const_absmax[n.output[0]] = float(np.abs(v).max())
 
+    for n in g.node:  # custom-domain ops (TensorRT plugins): ONNX cannot infer their outputs; they are FP32
+        if n.domain not in ("", "ai.onnx"):
+            for o in n.output:
+                types.setdefault(o, F32)
+
     def is_float(t: str) -> bool:
         return bool(t) and types.get(t) == F32
 
@@ -136,6 +142,8 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
             continue  # a constant follows its consumers (below)
         if n.op_type in _CONTROL_FLOW:
             reason = "control flow (subgraphs are not converted)"
+        elif n.domain not in ("", "ai.onnx"):
+            reason = f"custom op {n.domain}::{n.op_type} (plugin) kept FP32"
         elif n.name in keep_names:
             reason = "kept by name"
         elif n.op_type in keep_ops:

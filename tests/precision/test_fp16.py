@@ -109,3 +109,24 @@ def test_qdq_input_refused(tiny):
     q = quantize_qdq(onnx.load(path), ranges).model
     with pytest.raises(UsageError, match="already has Q/DQ"):
         convert_fp16(q, ranges)
+
+
+def test_custom_plugin_op_kept_fp32_with_casts():
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).random((4, 3, 1, 1)).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["r"]),
+         helper.make_node("MyPlugin", ["r"], ["p"], domain="segdeploy", name="plug"),
+         helper.make_node("Conv", ["p", "w"], ["logits"])],
+        "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("segdeploy", 1)])
+    r = convert_fp16(m)
+    assert [(k.name, "plugin" in k.reason) for k in r.kept] == [("plug", True)]
+    nodes = {n.name or n.output[0]: n for n in r.model.graph.node}
+    plug = nodes["plug"]
+    producers = {o: n for n in r.model.graph.node for o in n.output}
+    assert producers[plug.input[0]].op_type == "Cast"  # fp16 -> fp32 in front of the plugin
+    conv = next(n for n in r.model.graph.node if n.op_type == "Conv")
+    assert producers[conv.input[0]].op_type == "Cast"  # and back to fp16 behind it
