@@ -200,6 +200,8 @@ def _plan(model, options: QdqOptions):
 
     for node in graph.node:
         op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            continue  # custom ops (TensorRT plugins) are never quantized
         if op in QUANT_OPS:
             if node.name in excl:
                 skipped.append(SkippedNode(node.name, op, "excluded by name"))
