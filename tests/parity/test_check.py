@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import K, TinySeg, export_onnx, make_dataset
+from parity_helpers import K, TinySeg, export_onnx, make_dataset
 from PIL import Image
 
 from segdeploy.datasets import open_dataset

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import export_onnx, make_dataset
+from parity_helpers import export_onnx, make_dataset
 
 from segdeploy.cli import main
 

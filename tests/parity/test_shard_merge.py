@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 import pytest
-from conftest import make_dataset
+from parity_helpers import make_dataset
 
 from segdeploy.errors import ArtifactError
 from segdeploy.parity.check import CheckOptions, run_check
@@ -17,7 +17,7 @@ from segdeploy.parity.shard import merge_reports
 @pytest.fixture(scope="module")
 def pert_onnx(tiny_model, tmp_path_factory):
     import torch
-    from conftest import export_onnx
+    from parity_helpers import export_onnx
 
     m = copy.deepcopy(tiny_model)
     with torch.no_grad():
