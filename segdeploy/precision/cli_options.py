@@ -7,7 +7,8 @@ Wiring (two lines in the export command)::
     @precision_options                    # adds --int8/--fp16/--calib/... and passes them as ``precision``
     def export_command(..., precision):
         res = export_model(...)
-        run_from_cli(res, res.loaded, **precision)   # no-op unless --int8 or --fp16
+        pres = run_from_cli(res, res.loaded, quiet=quiet, as_json=as_json, **precision)  # None unless --int8/--fp16
+        # with --json: add summary_dict(pres) to the export's JSON document (one document on stdout)
 
 Options (all validated before the export starts, so a typo fails fast with exit 2):
   --int8 / --fp16            lower to INT8 Q/DQ and/or strongly-typed FP16 ONNX (both may be given)
@@ -131,13 +132,15 @@ def run_from_cli(export_result: Any, loaded_model: Any, *, quiet: bool = False, 
             for c in kept:
                 click.echo(f"  {c.name:<48} sensitivity {c.sensitivity:7.3f}  drop after {c.drop_after:7.3f}", err=True)
         raise
-    if as_json:
-        import json
-
-        click.echo(json.dumps({"precision": res.section, "files": {k: str(v) for k, v in res.files.items()}}, indent=2, sort_keys=True))
-    else:
+    if not as_json:  # with --json the caller puts summary_dict(res) into its own single JSON document
         print_precision_summary(res)
     return res
+
+
+def summary_dict(res) -> dict:
+    """JSON-able summary of a PrecisionResult (the manifest section plus the written files)."""
+    return {"precision": res.section, "files": {k: str(v) for k, v in res.files.items()}, "notes": list(res.notes),
+            "seconds": round(res.seconds, 2)}
 
 
 def _pct(v) -> str:
