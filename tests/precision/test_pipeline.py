@@ -204,3 +204,21 @@ def test_no_quantizable_layer_through_the_stage(tmp_path, base):
         lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib")))
     after = sorted(p.name for p in (tmp_path / "e").iterdir() if p.name != ".calib_stats")
     assert after == before and "precision" not in read_manifest(tmp_path / "e")
+
+
+def test_run_from_cli_prints_the_summary_table(exp, capsys):
+    from types import SimpleNamespace
+
+    from segdeploy.precision.cli_options import run_from_cli, summary_dict
+
+    module, d, data = exp
+    res = run_from_cli(SimpleNamespace(manifest_path=d / "manifest.json"), SimpleNamespace(module=module), quiet=True,
+                       int8=True, fp16=False, calib=str(data / "calib"), calib_method="entropy", percentile=99.99,
+                       seed=0, val=None, max_miou_drop=5.0, exclude_layer=(), budget_images=4, trt_version="8.6")
+    out = capsys.readouterr().out
+    assert "ORT_DISABLE_ALL" in out and "ORT_ENABLE_ALL" in out and "rule check passed" in out
+    assert "budget        5.0 points" in out and "wrote int8" in out
+    assert open(d / "model.calib.cache").readline().startswith("TRT-8600-EntropyCalibration2")
+    s = summary_dict(res)
+    assert s["precision"]["int8"]["budget"]["budget_points"] == 5.0 and s["files"]["int8"].endswith("model.int8.onnx")
+    assert run_from_cli(SimpleNamespace(manifest_path=d / "manifest.json"), module, int8=False, fp16=False) is None
