@@ -222,3 +222,13 @@ def test_run_from_cli_prints_the_summary_table(exp, capsys):
     s = summary_dict(res)
     assert s["precision"]["int8"]["budget"]["budget_points"] == 5.0 and s["files"]["int8"].endswith("model.int8.onnx")
     assert run_from_cli(SimpleNamespace(manifest_path=d / "manifest.json"), module, int8=False, fp16=False) is None
+
+
+def test_second_method_reuses_cached_statistics(exp):
+    module, d, data = exp
+    a = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max"))
+    b = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="percentile", percentile=99.0))
+    assert not a.calibration.cache_hit and b.calibration.cache_hit
+    assert read_manifest(d)["precision"]["int8"]["method"] == {"kind": "percentile", "percentile": 99.0}
+    ra, rb = a.calibration.ranges, b.calibration.ranges
+    assert all(rb[k] <= ra[k] + 1e-6 for k in ra)  # a 99th percentile never exceeds the max
