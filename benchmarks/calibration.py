@@ -46,18 +46,18 @@ SIZE = 128
 
 
 # ---------------------------------------------------------------------------------------------- setup
-def build_model(work: Path) -> tuple[Path, str]:
+def build_model(work: Path, pt2: Path | None = None) -> tuple[Path, str]:
     """An FP32 ONNX with input 'input' [N,3,H,W]; returns (path, description)."""
     import torch
 
     out = work / "model.onnx"
-    pt2 = ROOT / "examples" / "shapes_unet.pt2"
+    pt2 = pt2 or ROOT / "examples" / "shapes_unet.pt2"
     if pt2.is_file():
         try:
             from segdeploy.export import ExportOptions, export_model
 
             res = export_model(str(pt2), str(work / "export"), ExportOptions(shape=f"1x3x{SIZE}x{SIZE}"))
-            return Path(res.onnx_path), "examples/shapes_unet.pt2 (trained compact U-Net) via segdeploy.export"
+            return Path(res.onnx_path), f"{pt2.name} (trained compact U-Net) via segdeploy.export"
         except Exception as e:  # the export stage may not be in this checkout yet
             print(f"note: exporting {pt2} failed ({type(e).__name__}: {e}); falling back", file=sys.stderr)
     try:
@@ -270,6 +270,7 @@ def main() -> int:
     ap.add_argument("--rss-limit-gb", type=float, default=6.0)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--pt2", default=None, help="torch.export model to export and use (default examples/shapes_unet.pt2)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -284,7 +285,7 @@ def main() -> int:
 
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    model, model_desc = build_model(work)
+    model, model_desc = build_model(work, Path(a.pt2) if a.pt2 else None)
     images = work / f"images_{SIZE}"
     data_desc = build_images(images, max(a.sizes))
     import onnx
