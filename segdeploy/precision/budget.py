@@ -92,7 +92,6 @@ class BudgetResult:
 def _layer_costs(model) -> dict[str, tuple[int, int]]:
     """node name -> (weight count, MACs at the graph's first input shape if inferable, else 0)."""
     import onnx
-    from onnx import numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
     shapes: dict[str, list[int]] = {}

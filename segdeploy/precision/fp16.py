@@ -170,7 +170,6 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
         for i, t in enumerate(n.input):
             if is_float(t):
                 consumers.setdefault(t, []).append((n, i))
-    graph_outputs = {o.name for o in g.output}
 
     def slot_prec(n, i) -> int | None:
         if n.op_type in _ANY_INPUT:

@@ -280,8 +280,8 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
             entry: dict[str, Any] = {"file": INT8_FILE, "placement": "segdeploy.precision.qdq (TensorRT rules)",
                                      "method": cal.method.to_dict(), "calibration_set": cal.calib_set.to_dict(),
                                      "trt_cache_version": options.trt_version}
-            base = quantize_qdq(fp32, cal.ranges, qopts)
-            model, budget = base.model, None
+            quantize_qdq(fp32, cal.ranges, qopts)  # fails fast (UsageError) when nothing is quantizable
+            budget = None
             if options.max_miou_drop is not None:
                 from segdeploy.precision.accuracy import Evaluator
                 from segdeploy.precision.budget import BudgetNotMet, search_budget
@@ -298,7 +298,6 @@ def lower(export_dir: str | os.PathLike, reference_module: Any, options: Precisi
                                            "kept_out": [c.to_dict() for c in e.kept_out]}
                         section["int8"] = entry
                         raise
-                model = budget.model
                 entry["budget"] = budget.to_dict()
             final = quantize_qdq(fp32, cal.ranges, replace(qopts, exclude=qopts.exclude + tuple(c.name for c in (budget.excluded if budget else []))))
             assert_trt_qdq(final.model)

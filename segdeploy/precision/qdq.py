@@ -267,7 +267,7 @@ def quantize_qdq(model, amax: Mapping[str, float], options: QdqOptions | None = 
     at all could be quantized (the caller should then export without --int8).
     """
     onnx = _onnx()
-    from onnx import helper, numpy_helper, TensorProto
+    from onnx import helper, numpy_helper
 
     options = options or QdqOptions()
     if _opset(model) < MIN_OPSET:
@@ -389,9 +389,6 @@ def check_trt_qdq(model) -> list[Violation]:
     Softmax, ArgMax, Concat and normalisation layers have no DequantizeLinear input; (dtype) only int8
     quantization (no uint8/int16/int4/fp8).
     """
-    from onnx import TensorProto
-
-    g = model.graph
     m = _onnx().ModelProto()
     m.CopyFrom(model)
     _name_nodes(m.graph)
