@@ -19,6 +19,7 @@ from segdeploy.errors import EXIT_ERROR, EXIT_USAGE, SegdeployError
 # command name -> "module:attribute" of a click.Command. One line per command.
 COMMANDS: dict[str, str] = {
     "export": "segdeploy.export.cli:export_command",
+    "precision": "segdeploy.precision.cli:precision_command",
     "check": "segdeploy.parity.cli:check_command",
     "merge": "segdeploy.parity.cli:merge_command",
     "plugins": "segdeploy.plugins.cli:plugins",

@@ -1,0 +1,55 @@
+"""`segdeploy precision EXPORT_DIR MODEL ...` through the real entry point (exit codes, JSON, hash check)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from segdeploy.cli import main
+
+from precision_helpers import TinySeg, write_images
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from segdeploy.export import ExportOptions, export_model
+
+    d = tmp_path_factory.mktemp("pcli")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ts = torch.jit.trace(TinySeg().eval(), torch.randn(1, 3, 32, 32))
+        p = d / f"tiny{seed}.ts"
+        ts.save(str(p))
+        paths.append(p)
+    export_model(str(paths[0]), d / "export", ExportOptions(shape="1x3x32x32"))
+    write_images(d / "calib", 6, 32, seed=5)
+    return d, paths
+
+
+def test_precision_command_json(bundle, capsys):
+    d, (model, _) = bundle
+    rc = main(["precision", str(d / "export"), str(model), "--int8", "--calib", str(d / "calib"), "--calib-method", "max",
+               "--json", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    doc = json.loads(out)
+    assert doc["precision"]["int8"]["rule_check"] == "passed"
+    assert doc["precision"]["int8"]["accuracy"] is None  # no validation split: not checked, and said so
+    assert any("accuracy not checked" in n for n in doc["notes"])
+
+
+def test_precision_command_refuses_another_model(bundle, capsys):
+    d, (_, other) = bundle
+    rc = main(["precision", str(d / "export"), str(other), "--fp16"])
+    assert rc == 2 and "is not the model" in capsys.readouterr().err
+
+
+def test_precision_command_usage_errors(bundle, capsys):
+    d, (model, _) = bundle
+    assert main(["precision", str(d / "export"), str(model)]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    assert main(["precision", str(d / "export"), str(model), "--int8"]) == 2
+    assert "needs calibration images" in capsys.readouterr().err
