@@ -58,7 +58,9 @@ def _pct(v: float | None, digits: int = 2) -> str:
 
 
 def _pts(v: float | None) -> str:
-    return "–" if v is None else f"{v:+.2f}"
+    if v is None:
+        return "–"
+    return "0.00" if v == 0 else f"{v:+.2f}"
 
 
 def _small(v: float | None) -> str:
@@ -262,7 +264,7 @@ def class_iou_svg(
         if drift_points is not None and i < len(drift_points) and drift_points[i] is not None:
             dv = drift_points[i]
             parts.append(f'<text x="{width - 4}" y="{y0 + bar_h + 5}" text-anchor="end" '
-                         f'class="drift {_drift_class(dv, None)}">{dv:+.2f} pts</text>')
+                         f'class="drift {_drift_class(dv, None)}">{_pts(dv)} pts</text>')
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
@@ -355,7 +357,10 @@ def _worst_section(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
             f'<span class="stem">{esc(rec.get("stem"))}</span><span class="dim">{esc(rec.get("width"))}×{esc(rec.get("height"))}</span>'
             f'<span class="chips">{"".join(chips)}</span></div><div class="strip">{figs}</div>{notes}'
             f'<div class="path dim small">{esc(rec.get("image"))}</div></article>')
-    return (f'<section id="worst"><h2>Worst images <span class="dim small">ranked by {esc(by)}</span></h2>'
+    same = all(ov.counts and ov.counts["changed"] == 0 for ov in overlays)
+    banner = ('<p class="agree-all">candidate and reference agree on every pixel of every listed image '
+              '(the disagreement maps are empty)</p>') if same else ""
+    return (f'<section id="worst"><h2>Worst images <span class="dim small">ranked by {esc(by)}</span></h2>{banner}'
             f'{_legend_html(k, names, labelled, _present_classes(report), bool((report.get("nonfinite") or {}).get("images")))}'
             f'{"".join(cards)}</section>')
 
@@ -598,6 +603,7 @@ svg.bars .drift{font-weight:600;font-size:11px} svg.bars .drift.good{fill:#2b8a3
 figure{margin:0}
 figure img{display:block;width:200px;height:auto;image-rendering:pixelated;border-radius:6px;border:1px solid var(--line);background:#ddd}
 figcaption{font-size:12px;color:var(--dim);text-align:center;margin-top:3px}
+.agree-all{margin:4px 0 10px;padding:6px 12px;border-radius:8px;background:#ebfbee;color:#1f7a35;font-weight:600}
 .note{margin:6px 0 0;color:var(--warn);font-size:12px}
 .path{margin-top:6px;word-break:break-all}
 pre.cmd{background:#1d2330;color:#e9ecef;padding:10px 14px;border-radius:8px;white-space:pre-wrap;word-break:break-all;font-size:12.5px}
