@@ -37,9 +37,14 @@ DEFAULT_SEED: int = 2026
 
 # Geometry is defined for a 128-pixel reference side and scaled with min(H, W).
 _REF_SIDE = 128.0
-_MIN_RADIUS = 9.0
-_MAX_RADIUS = 26.0
+_MIN_RADIUS = 7.0
+_MAX_RADIUS = 18.0
 _MIN_CONTRAST = 70.0  # minimum RGB distance between a shape's colour and the background under it
+_STRIPE_PROB, _STRIPE_STRENGTH, _STRIPE_PERIOD = 1.0, (0.2, 0.5), (0.04, 0.15)
+_BLOTCH_PROB, _BLOTCH_OPACITY = 0.7, (0.4, 0.9)
+_MAX_LINES = 3
+_NOISE_SIGMA = (2.0, 12.0)
+_BLUR_SIGMA = (0.3, 1.1)
 
 
 def _check_args(index: int, size: tuple[int, int], split: str) -> tuple[int, int]:
@@ -92,24 +97,24 @@ def _background(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, side: 
     t = (np.cos(ang) * xx + np.sin(ang) * yy) / side
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
-    # stripes (sinusoidal, random period, angle, strength) in a third colour
-    if rng.uniform() < 0.6:
-        c2 = _random_colour(rng)
-        period = rng.uniform(0.05, 0.25) * side
-        sang = rng.uniform(0, np.pi)
-        phase = rng.uniform(0, 2 * np.pi)
-        s = 0.5 + 0.5 * np.sin(2 * np.pi * (np.cos(sang) * xx + np.sin(sang) * yy) / period + phase)
-        strength = rng.uniform(0.15, 0.5)
-        img = img * (1 - strength * s[..., None]) + c2[None, None, :] * (strength * s[..., None])
     # noise blotches in a fourth colour
-    if rng.uniform() < 0.7:
+    if rng.uniform() < _BLOTCH_PROB:
         c3 = _random_colour(rng)
         blot = _smooth_noise(rng, h, w, int(rng.integers(3, 9)))
         thr = rng.uniform(0.45, 0.7)
-        m = np.clip((blot - thr) / 0.08, 0.0, 1.0) * rng.uniform(0.4, 0.9)
+        m = np.clip((blot - thr) / 0.08, 0.0, 1.0) * rng.uniform(*_BLOTCH_OPACITY)
         img = img * (1 - m[..., None]) + c3[None, None, :] * m[..., None]
+    # stripes (sinusoidal, random period, angle, strength) in a third colour
+    if rng.uniform() < _STRIPE_PROB:
+        c2 = _random_colour(rng)
+        period = rng.uniform(*_STRIPE_PERIOD) * side
+        sang = rng.uniform(0, np.pi)
+        phase = rng.uniform(0, 2 * np.pi)
+        s = 0.5 + 0.5 * np.sin(2 * np.pi * (np.cos(sang) * xx + np.sin(sang) * yy) / period + phase)
+        strength = rng.uniform(*_STRIPE_STRENGTH)
+        img = img * (1 - strength * s[..., None]) + c2[None, None, :] * (strength * s[..., None])
     # distractor strokes: thin straight lines that are background, not shapes
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, _MAX_LINES + 1))):
         cl = _random_colour(rng)
         p = rng.uniform(0, 1, size=2) * np.array([w, h])
         ang = rng.uniform(0, np.pi)
@@ -217,8 +222,8 @@ def make_sample(
         img[m] = np.clip(colour[None, :] * shade[:, None], 0, 255)
         mask[m] = cls
 
-    img = _gaussian_blur(img, rng.uniform(0.3, 1.1) * side / _REF_SIDE)
-    img = img + rng.normal(0.0, rng.uniform(2.0, 12.0), size=img.shape)
+    img = _gaussian_blur(img, rng.uniform(*_BLUR_SIGMA) * side / _REF_SIDE)
+    img = img + rng.normal(0.0, rng.uniform(*_NOISE_SIGMA), size=img.shape)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return image, mask
 
