@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from segdeploy.datasets import open_dataset, read_image, shapes
@@ -63,7 +62,6 @@ def test_report_matches_the_dataset():
     assert report["preprocess"]["std"] == list(Preprocess().std)
 
 
-@pytest.mark.slow
 def test_committed_model_reaches_085_miou_on_committed_val():
     program = torch.export.load(str(MODEL))
     model = program.module()
