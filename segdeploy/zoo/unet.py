@@ -6,7 +6,7 @@ transposed convolutions, so the graph is free of checkerboard artefacts and expo
 the skip connection and applies another conv pair. A 1x1 head gives raw per-class logits.
 
 Input ``[N, in_channels, H, W]`` with H and W multiples of 16 (``SPATIAL_MULTIPLE``); output
-``[N, num_classes, H, W]``. About 0.6 M parameters at ``base=16``.
+``[N, num_classes, H, W]``. 838,870 parameters at ``base=16`` (3.4 MB float32).
 """
 
 from __future__ import annotations
