@@ -284,9 +284,10 @@ def _classes_section(report: dict[str, Any]) -> str:
         svg = class_iou_svg(names, None, (m.get("agreement") or {}).get("per_class_iou") or [None] * k)
         legend = (f'<span class="swatch" style="background:{CAND_COLOR}"></span>candidate IoU against the reference '
                   'prediction (agreement)')
+    absent = ('<p class="dim small">"absent": the class appears in neither prediction nor ground truth; it is '
+              'excluded from the means.</p>') if ">absent<" in svg else ""
     return (f'<section id="classes"><h2>Per-class IoU</h2><p class="legend">{legend}</p>'
-            f'<div class="svgwrap">{svg}</div><p class="dim small">"absent": the class appears in neither prediction '
-            'nor ground truth; it is excluded from the means.</p></section>')
+            f'<div class="svgwrap">{svg}</div>{absent}</section>')
 
 
 # ------------------------------------------------------------------------------------------------ worst images
