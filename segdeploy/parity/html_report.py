@@ -305,6 +305,7 @@ def _legend_html(k: int, names: Sequence[str], labelled: bool, present: Sequence
                f'<span class="lg"><span class="swatch" style="background:{_rgb(CHANGED_RGB)}"></span>both wrong / ignored</span>')
     else:
         dis = f'<span class="lg"><span class="swatch" style="background:{_rgb(CHANGED_RGB)}"></span>candidate ≠ reference</span>'
+    dis += '<span class="lg dim">a few isolated disagreeing pixels are framed by a square</span>'
     if nonfinite:
         dis += f'<span class="lg"><span class="dim">NaN/Inf candidate pixels are listed per image</span></span>'
     return f'<div class="legend-box"><div><b>classes</b> {sw}</div><div><b>disagreement</b> {dis}</div></div>'

@@ -16,6 +16,9 @@ differs from the reference's. With ground truth it says who was right:
 * :data:`CHANGED_RGB` (amber): both wrong, differently -- or, without ground truth, any disagreement,
 * ground-truth pixels equal to the ignore index count as "changed" (no one is right there).
 
+When only a few pixels disagree (<= ``MARK_SPARSE_MAX``), each is also framed by a hollow square of its
+colour so it can be found in a thumbnail; the pixel counts are unaffected.
+
 API
 ---
 * :func:`colorize`, :func:`blend`, :func:`disagreement_map` -> HxWx3 uint8 arrays.
@@ -125,19 +128,42 @@ def disagreement_map(
     if out.shape[:2] != ref.shape:
         raise DataError(f"image is {out.shape[0]}x{out.shape[1]} but the class maps are {ref.shape[0]}x{ref.shape[1]}")
     diff = ref != cand
-    if truth is None:
-        out[diff] = CHANGED_RGB
-        return out
-    gt = np.asarray(truth)
-    if gt.shape != ref.shape:
-        raise DataError(f"ground truth is {gt.shape[0]}x{gt.shape[1]} but the class maps are {ref.shape[0]}x{ref.shape[1]}")
-    valid = np.ones(gt.shape, bool) if ignore_index is None else gt != ignore_index
-    lost = diff & valid & (ref == gt)
-    gained = diff & valid & (cand == gt)
-    out[diff] = CHANGED_RGB
-    out[lost] = LOST_RGB
-    out[gained] = GAINED_RGB
+    colours = np.zeros(ref.shape, dtype=np.uint8)  # 0 none, 1 changed, 2 lost, 3 gained
+    colours[diff] = 1
+    if truth is not None:
+        gt = np.asarray(truth)
+        if gt.shape != ref.shape:
+            raise DataError(f"ground truth is {gt.shape[0]}x{gt.shape[1]} but the class maps are {ref.shape[0]}x{ref.shape[1]}")
+        valid = np.ones(gt.shape, bool) if ignore_index is None else gt != ignore_index
+        colours[diff & valid & (ref == gt)] = 2
+        colours[diff & valid & (cand == gt)] = 3
+    table = (None, CHANGED_RGB, LOST_RGB, GAINED_RGB)
+    if 0 < int(diff.sum()) <= MARK_SPARSE_MAX:
+        _mark_sparse(out, colours, table)
+    for code in (1, 2, 3):
+        out[colours == code] = table[code]
     return out
+
+
+MARK_SPARSE_MAX = 64
+"""At most this many disagreeing pixels: each also gets a hollow square around it (drawn on unchanged
+pixels only, so the disagreeing pixels themselves stay exact) -- a single flipped pixel is otherwise
+invisible in a thumbnail."""
+
+
+def _mark_sparse(out: np.ndarray, colours: np.ndarray, table: tuple) -> None:
+    h, w = colours.shape
+    r = max(3, min(h, w) // 24)
+    ring = np.zeros((h, w), dtype=np.uint8)
+    for y, x in np.argwhere(colours > 0):
+        y0, y1, x0, x1 = max(0, y - r), min(h - 1, y + r), max(0, x - r), min(w - 1, x + r)
+        code = colours[y, x]
+        ring[y0, x0:x1 + 1] = code
+        ring[y1, x0:x1 + 1] = code
+        ring[y0:y1 + 1, x0] = code
+        ring[y0:y1 + 1, x1] = code
+    for code in (1, 2, 3):
+        out[(ring == code) & (colours == 0)] = table[code]
 
 
 def disagreement_counts(reference: np.ndarray, candidate: np.ndarray, truth: np.ndarray | None = None,

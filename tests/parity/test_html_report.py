@@ -222,7 +222,7 @@ def test_overlay_primitives():
     cand = np.array([[0, 2], [0, 1]])
     gt = np.array([[0, 1], [0, 255]])
     d = disagreement_map(img, ref, cand, gt)
-    assert tuple(d[0, 1]) == LOST_RGB and tuple(d[1, 0]) == GAINED_RGB and tuple(d[1, 1]) == tuple(d[0, 0])
+    assert tuple(d[0, 1]) == LOST_RGB and tuple(d[1, 0]) == GAINED_RGB
     d2 = disagreement_map(img, ref, cand)
     assert tuple(d2[0, 1]) == CHANGED_RGB == tuple(d2[1, 0])
     assert disagreement_counts(ref, cand, gt) == {"changed": 2, "lost": 1, "gained": 1}
@@ -233,6 +233,23 @@ def test_overlay_primitives():
     big = np.zeros((1000, 500), np.int64)
     panels = render_strip(np.zeros((1000, 500, 3), np.uint8), big, big, max_side=200)
     assert [(p.width, p.height) for p in panels] == [(100, 200)] * 4
+
+
+def test_sparse_disagreement_is_framed():
+    img = np.full((48, 48, 3), 100, np.uint8)
+    ref = np.zeros((48, 48), np.int64)
+    cand = ref.copy()
+    cand[20, 30] = 1
+    d = disagreement_map(img, ref, cand, ref)  # truth == reference: the candidate lost that pixel
+    r = 3  # max(3, 48 // 24)
+    assert tuple(d[20, 30]) == LOST_RGB
+    assert tuple(d[20 - r, 30]) == LOST_RGB and tuple(d[20, 30 + r]) == LOST_RGB  # the frame
+    assert tuple(d[20, 31]) == tuple(d[0, 0]) != LOST_RGB  # inside the frame and far away: plain grey
+    assert disagreement_counts(ref, cand, ref) == {"changed": 1, "lost": 1, "gained": 0}
+    dense = ref.copy()
+    dense[:10, :10] = 1  # 100 pixels: no frames, exact extent
+    dd = disagreement_map(img, ref, dense)
+    assert (np.all(dd[:10, :10] == CHANGED_RGB, axis=-1)).all() and tuple(dd[10, 10]) == tuple(dd[40, 40])
 
 
 def test_svg_bars_absent_classes():
