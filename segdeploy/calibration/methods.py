@@ -41,7 +41,7 @@ class Method:
         if self.kind not in METHODS:
             raise UsageError(f"unknown calibration method {self.kind!r}; choose one of {', '.join(METHODS)}")
         if not (0.0 < self.percentile <= 100.0):
-            raise UsageError(f"--calib-percentile must be in (0, 100], got {self.percentile}")
+            raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.num_quant_bins < 2 or self.start_bin < 1:
             raise UsageError("num_quant_bins must be >= 2 and start_bin >= 1")
 
