@@ -166,8 +166,15 @@ def _png_b64(pred: np.ndarray, num_classes: int) -> str | None:
 def worst_sort_key(item: dict[str, Any], mode: str) -> tuple:
     """Total order of worst images, worst first (shared with the shard merge)."""
     if mode == "labelled":
+        # largest drop first; ties (e.g. zero drift everywhere): least agreement, then the hardest images
         drop = item.get("miou_drop_points")
-        return (-(drop if drop is not None else float("-inf")), item["pixel_agreement"], item["stem"])
+        cand = item.get("candidate_miou")
+        return (
+            -(drop if drop is not None else float("-inf")),
+            item["pixel_agreement"],
+            cand if cand is not None else 1.0,
+            item["stem"],
+        )
     miou = item.get("agreement_miou")
     return (item["pixel_agreement"], miou if miou is not None else 1.0, item["stem"])
 
