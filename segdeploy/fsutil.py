@@ -46,6 +46,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; artifacts are ordinary files others (CI, a device) must read
+    os.chmod(tmp_path, 0o644)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -60,6 +60,7 @@ class LoadedModel:
     source_sha256: str
     output_rule: str = "auto"
     shape_hint: tuple[int, ...] | None = None
+    static_axes_hint: tuple[int, ...] = ()  # axes a .pt2 program was exported static on
     spatial_multiple_hint: int | None = None
     in_channels_hint: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -121,7 +122,7 @@ def detect_format(path: Path) -> str:
 # ----------------------------------------------------------------------------- loaders
 
 
-def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list[str]]:
+def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list[str], tuple[int, ...]]:
     try:
         ep = torch.export.load(str(path))
     except Exception as e:  # torch raises many types for corrupt archives
@@ -129,6 +130,7 @@ def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list
     notes: list[str] = []
     shape = None
     multiple = None
+    static_axes: tuple[int, ...] = ()
     user_inputs = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     if len(user_inputs) != 1:
         raise ModelLoadError(f"{path} takes {len(user_inputs)} inputs; segdeploy exports models with one image input")
@@ -149,12 +151,13 @@ def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list
                         mults.append(None)
                         dims.append(int(d))
                 shape = tuple(dims)
+                static_axes = tuple(i for i, m in enumerate(mults) if m is None)
                 if len(mults) == 4 and mults[2] is not None and mults[3] is not None:
                     multiple = _lcm(mults[2], mults[3])
                     if multiple > 1:
                         notes.append(f"spatial multiple {multiple} read from the program's dynamic-shape constraints")
     module = ep.module()
-    return module, shape, multiple, notes
+    return module, shape, multiple, notes, static_axes
 
 
 def _load_torchscript(path: Path) -> Any:
@@ -351,6 +354,7 @@ def load_model(
     notes: list[str] = []
     shape_hint = None
     mult_hint = None
+    static_axes: tuple[int, ...] = ()
     if isinstance(source, nn.Module):
         raw: Any = source
         fmt = "module"
@@ -373,7 +377,7 @@ def load_model(
             raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
         digest = sha256_file(path)
         if fmt == "pt2":
-            raw, shape_hint, mult_hint, n = _load_pt2(path)
+            raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path)
             notes += n
         elif fmt == "torchscript":
             raw = _load_torchscript(path)
@@ -396,6 +400,7 @@ def load_model(
         source_sha256=digest,
         output_rule=output or "auto",
         shape_hint=shape_hint,
+        static_axes_hint=static_axes,
         spatial_multiple_hint=mult_hint,
         in_channels_hint=_first_conv_channels(raw),
         notes=notes,

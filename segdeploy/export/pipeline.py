@@ -123,8 +123,33 @@ def _resolve_opt(lm: LoadedModel, opts: ExportOptions) -> tuple[int, int, int, i
     if opts.shape:
         return parse_shape(opts.shape, channels, "--shape")
     if lm.shape_hint and len(lm.shape_hint) == 4 and min(lm.shape_hint[1:]) > 0:
-        return (1, lm.shape_hint[1], lm.shape_hint[2], lm.shape_hint[3])
+        n = lm.shape_hint[0] if 0 in lm.static_axes_hint else 1
+        return (n, lm.shape_hint[1], lm.shape_hint[2], lm.shape_hint[3])
     return (1, channels, DEFAULT_SIZE, DEFAULT_SIZE)
+
+
+def _pinned_axes(lm: LoadedModel, opt, min_s, max_s) -> dict[int, tuple[str, str]]:
+    """Axes a ``.pt2`` program was exported static on -> (axis name, reason). Raises ShapeError when a
+    requested shape differs from the program's fixed size on such an axis (never rewritten silently)."""
+    from segdeploy.errors import ShapeError
+
+    names = {0: "batch", 2: "height", 3: "width"}
+    pinned: dict[int, tuple[str, str]] = {}
+    if lm.format != "pt2" or not lm.shape_hint:
+        return pinned
+    for a in lm.static_axes_hint:
+        if a not in names:
+            continue
+        fixed = lm.shape_hint[a]
+        for opt_name, shape in (("--shape", opt), ("--min-shape", min_s), ("--max-shape", max_s)):
+            if shape is not None and shape[a] != fixed:
+                raise ShapeError(
+                    f"the .pt2 program was exported with a static {names[a]} of {fixed}, but {opt_name} asks for "
+                    f"{shape[a]}; use {fixed} there, or re-export the program with dynamic_shapes for {names[a]}"
+                )
+        pinned[a] = (names[a], f"the .pt2 program was exported with a static {names[a]} of {fixed} "
+                                "(re-export it with torch.export dynamic_shapes to make it dynamic)")
+    return pinned
 
 
 def _order(opts: ExportOptions, lm: LoadedModel) -> list[str]:
@@ -174,20 +199,31 @@ def export_model(
     say("load model")
     lm = source if isinstance(source, LoadedModel) else load_model(source, **load_kwargs)
     opt = _resolve_opt(lm, opts)
+    c = opt[1]
+    min_s = parse_shape(opts.min_shape, c, "--min-shape") if opts.min_shape else None
+    max_s = parse_shape(opts.max_shape, c, "--max-shape") if opts.max_shape else None
+    pinned = _pinned_axes(lm, opt, min_s, max_s)  # checks the user's shapes against a static .pt2
     say(f"probe model at {'x'.join(map(str, opt))}")
     probe: ProbeResult = probe_model(lm, opt, opts.spatial_multiple)
     for n in probe.notes:
         say(n)
     mult = probe.spec.spatial_multiple
-    c = opt[1]
-    min_s = parse_shape(opts.min_shape, c, "--min-shape") if opts.min_shape else None
-    max_s = parse_shape(opts.max_shape, c, "--max-shape") if opts.max_shape else None
     static_notes: list[dict[str, str]] = []
     if probe.static_spatial:
         min_s = (min_s or (1, c, opt[2], opt[3]))[:2] + opt[2:]
         max_s = (max_s or (max(opts.max_batch, opt[0]), c, opt[2], opt[3]))[:2] + opt[2:]
         reason = next(n for n in probe.notes if "static" in n)
         static_notes = [{"axis": "height", "reason": reason}, {"axis": "width", "reason": reason}]
+    if pinned:
+        # a .pt2 program exported with a static axis accepts only that size: export it static and say why
+        defaults, _ = build_profile(opt, None, None, mult, opts.max_batch)
+        base_min, base_max = min_s or defaults.min, max_s or defaults.max
+        min_s = tuple(opt[a] if a in pinned else base_min[a] for a in range(4))
+        max_s = tuple(opt[a] if a in pinned else base_max[a] for a in range(4))
+        for a, (label, reason) in pinned.items():
+            if all(n["axis"] != label for n in static_notes):
+                static_notes.append({"axis": label, "reason": reason})
+                say(f"static {label}: {reason}")
     profile, profile_notes = build_profile(opt, min_s, max_s, mult, opts.max_batch)
     for n in profile_notes:
         say(n)

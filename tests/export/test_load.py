@@ -158,3 +158,22 @@ def test_wrong_channel_count_is_shape_error(tiny):
 def test_detect_format_directory(tmp_path):
     with pytest.raises(ModelLoadError, match="is a directory"):
         detect_format(tmp_path)
+
+
+def test_static_pt2_exports_static_axes_with_reason(tmp_path):
+    """A .pt2 saved without dynamic shapes: its axes are exported static, said plainly, never guessed."""
+    from segdeploy.errors import ShapeError
+    from segdeploy.export import ExportOptions, export_model
+
+    m = tinymodels.tiny_seg()
+    p = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(m, (torch.randn(1, 3, 32, 32),)), str(p))
+    lm = load_model(p)
+    assert lm.static_axes_hint == (0, 1, 2, 3)
+    res = export_model(p, tmp_path / "out", ExportOptions())
+    man = res.manifest
+    assert man["inputs"][0]["profile"]["dynamic_axes"] == []
+    assert {s["axis"] for s in man["static_axes"]} == {"batch", "height", "width"}
+    assert all("static" in s["reason"] for s in man["static_axes"])
+    with pytest.raises(ShapeError, match="static batch of 1.*dynamic_shapes"):
+        export_model(p, tmp_path / "out2", ExportOptions(shape="2x3x32x32"))
