@@ -7,6 +7,7 @@ failed gate (exit 3) still leaves the evidence behind. Progress goes to stderr.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -92,9 +93,17 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 @click.option("--html", type=click.Path(), default=None, help="Write the HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--task", type=click.Choice(["semantic", "instance"]), default="semantic", show_default=True,
+              help="instance: Mask R-CNN-style outputs (boxes, labels, scores, masks), matched by mask IoU per class.")
+@click.option("--iou-threshold", type=float, default=0.5, show_default=True, help="--task instance: mask IoU that matches two instances.")
+@click.option("--min-recall", type=float, default=None, help="--task instance gate: min % of reference instances matched.")
+@click.option("--min-precision", type=float, default=None, help="--task instance gate: min % of candidate instances matched.")
+@click.option("--min-mask-iou", type=float, default=None, help="--task instance gate: min mean mask IoU (%) of matched pairs.")
+@click.option("--max-score-drift", type=float, default=None, help="--task instance gate: max mean |score difference|.")
 def check_command(reference, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
                   batch_size, device, candidate_device, ort_opt_level, output_sel, trust_pickle, max_miou_drop,
-                  min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, progress):
+                  min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, progress,
+                  task, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift):
     """Compare a deployed model with its PyTorch reference on a dataset; gate on mIoU drift.
 
     With --masks: reference and candidate are scored against the masks (drift per metric and class).
@@ -108,6 +117,13 @@ def check_command(reference, candidate, data, masks, list_file, layout, manifest
     from segdeploy.runners.torch import TorchOptions
 
     shard_t = _parse_shard(shard)
+    if task == "instance":
+        _check_instances(reference, candidate, data, masks, list_file, layout, device, trust_pickle, worst_k, shard_t,
+                         out, html, as_json, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift,
+                         semantic_gate=(max_miou_drop, min_agreement, min_class_iou))
+        return
+    if any(v is not None for v in (min_recall, min_precision, min_mask_iou, max_score_drift)):
+        raise UsageError("--min-recall/--min-precision/--min-mask-iou/--max-score-drift apply only with --task instance")
     if shard_t is not None and not out:
         raise UsageError("--shard needs --out PATH: a shard writes a partial result for `segdeploy merge`")
     if out:
@@ -146,6 +162,36 @@ def check_command(reference, candidate, data, masks, list_file, layout, manifest
     result.report["dataset"]["images"] = str(data)
     _emit(result.report, out, html, as_json)
     raise_for_gate(result.gate)
+
+
+def _check_instances(reference, candidate, data, masks, list_file, layout, device, trust_pickle, worst_k, shard_t, out,
+                     html, as_json, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift,
+                     semantic_gate) -> None:
+    """`check --task instance`: PyTorch detection model vs its ONNX export, matched per class by mask IoU."""
+    from segdeploy.fsutil import atomic_write_json
+    from segdeploy.parity.html_report import write_html_report
+    from segdeploy.parity.instances import (InstanceGate, InstanceOptions, format_instance_report,
+                                            raise_for_instance_gate, run_instance_check)
+    from segdeploy.runners import guess_kind
+
+    if shard_t is not None:
+        raise UsageError("--shard is not supported with --task instance; run the whole set")
+    if any(v is not None for v in semantic_gate):
+        raise UsageError("--max-miou-drop/--min-agreement/--min-class-iou are semantic gates; with --task instance use "
+                         "--min-recall/--min-precision/--min-mask-iou/--max-score-drift")
+    if guess_kind(candidate) != "onnxruntime":
+        raise UsageError(f"--task instance needs an .onnx candidate (ONNX Runtime), got {candidate}")
+    rep = run_instance_check(reference, candidate, data, masks=masks, list_file=list_file, layout=layout,
+                             trust_pickle=trust_pickle, device=device,
+                             options=InstanceOptions(iou_threshold=iou_threshold, worst_k=worst_k),
+                             gate=InstanceGate(min_recall, min_precision, min_mask_iou, max_score_drift),
+                             command=_command_line())
+    if out:
+        atomic_write_json(out, rep)  # the instance schema (segdeploy.instance_report), not the semantic one
+    if html:
+        write_html_report(rep, html)
+    click.echo(json.dumps(rep, indent=2, sort_keys=True) if as_json else format_instance_report(rep))
+    raise_for_instance_gate(rep["gate"])
 
 
 @click.command("merge")

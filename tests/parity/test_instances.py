@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -281,6 +282,18 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     assert text.count('class="class-row"') == len(rep_other["per_class"])
     assert text.count('data-panel="disagreement"') == len(rep_other["worst_images"]) > 0
     assert text.count('data-panel="image"') == len(rep_other["worst_images"])  # re-read from the recorded paths
+
+    # the same check through `segdeploy check --task instance`: report written, gate applied (exit 3)
+    from segdeploy.cli import main
+
+    pickled = tmp_path / "maskrcnn.pt"
+    torch.save(model, pickled)
+    base = ["check", "--task", "instance", "--reference", str(pickled), "--trust-pickle", "--candidate", str(onnx_path),
+            "--data", str(folder)]
+    assert main(base + ["--min-recall", "90", "--out", str(tmp_path / "inst.json")]) == 0
+    assert json.loads((tmp_path / "inst.json").read_text())["totals"]["recall"] >= 0.9
+    assert main(base + ["--min-mask-iou", "100"]) == 3  # random-init masks flip a few pixels: below 100 %
+    assert main(base + ["--max-miou-drop", "1"]) == 2  # a semantic gate with --task instance is a usage error
 
 
 def test_instance_gate():
