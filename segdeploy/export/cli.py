@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import click
 
 from segdeploy.errors import UsageError
+from segdeploy.progress import StepProgress
 from segdeploy.precision.cli_options import options_from_cli, precision_options, run_from_cli
 
 
@@ -46,18 +46,6 @@ def parse_model_args(items: tuple[str, ...]) -> dict:
                     pass
         out[key.strip()] = v
     return out
-
-
-class Progress:
-    """Step lines with elapsed time on stderr (quiet with --json unless --verbose)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        if self.enabled:
-            click.echo(f"[{time.perf_counter() - self.t0:6.1f}s] {msg}", err=True)
 
 
 @click.command("export")
@@ -121,7 +109,7 @@ def export_command(model_file, factory, model_args, weights, trust_pickle, outpu
     )
     if model_args and factory is None:
         raise UsageError("--model-arg applies only with --model PKG.MODULE:FACTORY")
-    res = export_model(None if factory else model_file, out_dir, opts, progress=Progress(not quiet),
+    res = export_model(None if factory else model_file, out_dir, opts, progress=StepProgress(not quiet),
                        factory=factory, weights=weights, trust_pickle=trust_pickle, output=output_sel,
                        factory_kwargs=parse_model_args(model_args))
     # --int8 / --fp16: calibrate -> lower -> check (no-op otherwise); exit 3 when the budget trips
@@ -131,7 +119,7 @@ def export_command(model_file, factory, model_args, weights, trust_pickle, outpu
         if popts is not None:
             from segdeploy.precision.pipeline import lower
 
-            pres = lower(res.manifest_path.parent, res.loaded.module, popts, progress=Progress(not quiet))
+            pres = lower(res.manifest_path.parent, res.loaded.module, popts, progress=StepProgress(not quiet))
             doc["precision"] = pres.section
             doc["precision_files"] = {k: str(v) for k, v in pres.files.items()}
         click.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -51,18 +51,9 @@ MISSING_RGB = (200, 200, 200)
 
 def class_palette() -> np.ndarray:
     """256x3 uint8: the PASCAL VOC palette (class 0 black, 1 dark red, 2 green, ...; 255 light grey)."""
-    pal = np.zeros((256, 3), dtype=np.uint8)
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal[i] = (r, g, b)
-    pal[255] = (224, 224, 192)
-    return pal
+    from segdeploy.datasets.masks import default_palette
+
+    return np.asarray(default_palette(), dtype=np.uint8).reshape(256, 3)
 
 
 _PALETTE = class_palette()

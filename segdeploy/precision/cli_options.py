@@ -35,6 +35,7 @@ from typing import Any
 import click
 
 from segdeploy.errors import UsageError
+from segdeploy.progress import StepProgress
 
 PARAM_NAMES = (
     "int8", "fp16", "calib", "calib_size", "calib_method", "percentile", "seed", "val", "max_miou_drop",
@@ -97,20 +98,6 @@ def precision_options(f):
     return wrapper
 
 
-class _Progress:
-    def __init__(self, enabled: bool):
-        import time
-
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        import time
-
-        if self.enabled:
-            click.echo(f"[{time.perf_counter() - self.t0:6.1f}s] {msg}", err=True)
-
-
 def run_from_cli(export_result: Any, loaded_model: Any, *, quiet: bool = False, as_json: bool = False, **opts: Any):
     """Run the precision stage after `segdeploy export` and print its summary; returns the PrecisionResult
     (None when neither --int8 nor --fp16 was given). GateError propagates (exit 3) after printing what was
@@ -124,7 +111,7 @@ def run_from_cli(export_result: Any, loaded_model: Any, *, quiet: bool = False, 
     module = getattr(loaded_model, "module", loaded_model)
     out_dir = export_result.manifest_path.parent if hasattr(export_result, "manifest_path") else export_result
     try:
-        res = lower(out_dir, module, options, progress=_Progress(not quiet))
+        res = lower(out_dir, module, options, progress=StepProgress(not quiet))
     except GateError as e:
         kept = getattr(e, "kept_out", None)
         if kept and not as_json:
