@@ -29,7 +29,7 @@ from segdeploy.export.plugin_graph import PLUGIN_ONNX_FILENAME, make_plugin_vari
 from segdeploy.export.probe import ProbeResult, probe_model
 from segdeploy.export import rewrites as rw
 from segdeploy.export.rewrites import RewriteApplied, RewriteRefused
-from segdeploy.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, VerificationReport, require_passed, verify_onnx
+from segdeploy.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, VerificationReport, failure_message, verify_onnx
 from segdeploy.fsutil import atomic_write_bytes, ensure_writable_dir, sha256_bytes
 from segdeploy.load import LoadedModel, load_model
 from segdeploy.manifest import MANIFEST_FILENAME, SCHEMA_NAME, SCHEMA_VERSION, write_manifest
@@ -210,6 +210,12 @@ def export_model(
     mult = probe.spec.spatial_multiple
     static_notes: list[dict[str, str]] = []
     if probe.static_spatial:
+        for flag, shape in (("--min-shape", min_s), ("--max-shape", max_s)):
+            if shape is not None and shape[2:] != opt[2:]:
+                from segdeploy.errors import ShapeError
+
+                raise ShapeError(f"this model runs only at {opt[2]}x{opt[3]} (height/width are static); "
+                                 f"give {flag} with H/W {opt[2]}x{opt[3]}")
         min_s = (min_s or (1, c, opt[2], opt[3]))[:2] + opt[2:]
         max_s = (max_s or (max(opts.max_batch, opt[0]), c, opt[2], opt[3]))[:2] + opt[2:]
         reason = next(n for n in probe.notes if "static" in n)
@@ -263,11 +269,9 @@ def export_model(
                 for r in rewrites:
                     say(f"rewrite {r.rewrite}: {r.target} ({r.detail})")
             else:
-                try:
-                    require_passed(report, name)
-                except VerificationError as e:
-                    attempts.append(Attempt(name, "verification failed", str(e), dt, report))
-                    say(f"{name}: {e}")
+                reason = failure_message(report, name)
+                attempts.append(Attempt(name, "verification failed", reason, dt, report))
+                say(f"{name}: {reason}")
     if chosen is None:
         detail = "; ".join(f"{a.exporter}: {a.reason}" for a in attempts)
         if any(a.outcome == "verification failed" for a in attempts):

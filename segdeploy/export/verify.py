@@ -158,10 +158,16 @@ def verify_onnx(
     return report
 
 
-def require_passed(report: VerificationReport, exporter: str) -> None:
-    """Raise VerificationError naming the first failing shape and its error."""
+def failure_message(report: VerificationReport, exporter: str) -> str | None:
+    """One line naming the first failing shape and its error, or None when every shape passed."""
     for s in report.shapes:
         if not s.passed:
-            raise VerificationError(
-                f"{exporter} export disagrees with PyTorch at {s.label} shape {'x'.join(map(str, s.shape))}: {s.error}"
-            )
+            return f"{exporter} export disagrees with PyTorch at {s.label} shape {'x'.join(map(str, s.shape))}: {s.error}"
+    return None
+
+
+def require_passed(report: VerificationReport, exporter: str) -> None:
+    """Raise VerificationError naming the first failing shape and its error."""
+    msg = failure_message(report, exporter)
+    if msg is not None:
+        raise VerificationError(msg)
