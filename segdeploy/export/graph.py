@@ -3,7 +3,8 @@
 Contract: :func:`finish_graph` takes the exporter's ONNX and returns a model with input ``input``
 ``[batch, C, height, width]`` and output ``logits`` (symbolic dims named consistently), no doc strings or
 per-node exporter metadata (source paths, stack traces), ``metadata_props`` carrying the segdeploy version
-and source hash, cleaned up by the chosen tool and passing ``onnx.checker`` with ``full_check``.
+and source hash, no intermediate ``value_info`` (it varies run to run on the dynamo path), cleaned up by
+the chosen tool and passing ``onnx.checker`` with ``full_check``.
 :func:`serialize` gives deterministic bytes, so equal inputs give byte-identical files.
 """
 
@@ -145,6 +146,9 @@ def finish_graph(
     model = cleanup(model, cleanup_tool)
     name_dims(model, profile, output_stride)
     strip_debug_info(model)
+    # Intermediate shape annotations are optional (ONNX Runtime and TensorRT infer shapes) and the dynamo
+    # path fills a varying subset of them run to run: drop them so re-exports are byte-identical.
+    del model.graph.value_info[:]
     set_metadata(
         model,
         {

@@ -123,3 +123,13 @@ def test_model_errors_exit_codes(tmp_path, capsys, tiny):
     code, _, err = _run(capsys, "export", "--model", "tinymodels:missing", "--out", str(tmp_path / "o"))
     assert code == 1 and "unknown factory" in err
     assert _artifacts(tmp_path / "o") == []
+
+
+def test_reexport_of_pt2_is_byte_identical(tmp_path, capsys, tiny_pt2):
+    """The dynamo path (used for .pt2 programs) must be as reproducible as the TorchScript one."""
+    args = [str(tiny_pt2), "--shape", "1x3x32x32", "--max-batch", "2", "-q"]
+    assert _run(capsys, "export", *args, "--out", str(tmp_path / "a"))[0] == 0
+    assert _run(capsys, "export", *args, "--out", str(tmp_path / "b"))[0] == 0
+    assert read_manifest(tmp_path / "a")["onnx"]["exporter"] == "dynamo"
+    for f in ("model.onnx", "manifest.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
