@@ -24,7 +24,6 @@ classifier logits) is a :class:`~segdeploy.errors.ModelLoadError`.
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import pickle
 import zipfile
@@ -444,8 +443,6 @@ def select_output(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     check_segmentation_output(t, tuple(x.shape))
     lm.output_rule = rule
     lm.module = SelectOutput(lm.raw, selector) if rule != "tensor" else lm.raw
-    if isinstance(lm.module, SelectOutput):
-        lm.module.eval() if lm.format != "pt2" else None
     return t
 
 
@@ -458,10 +455,3 @@ def _lcm(a: int, b: int) -> int:
 def _short(e: BaseException, limit: int = 200) -> str:
     msg = " ".join(str(e).split()) or type(e).__name__
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
-
-
-def factory_signature(spec: str) -> str:
-    """Human-readable signature of a factory (for error messages and --help)."""
-    mod_name, attr = spec.split(":", 1)
-    obj = getattr(importlib.import_module(mod_name), attr)
-    return f"{spec}{inspect.signature(obj)}"

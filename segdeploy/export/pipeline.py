@@ -65,7 +65,6 @@ class Attempt:
     exporter: str
     outcome: str  # "verified" | "export failed" | "verification failed" | "not tried"
     reason: str
-    seconds: float
     verification: VerificationReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,10 +244,9 @@ def export_model(
     with tempfile.TemporaryDirectory(prefix="segdeploy-export-") as tmp:
         for name in _order(opts, lm):
             if chosen is not None:
-                attempts.append(Attempt(name, "not tried", f"{chosen[0]} already verified", 0.0))
+                attempts.append(Attempt(name, "not tried", f"{chosen[0]} already verified"))
                 continue
             say(f"export with the {name} exporter (opset {opts.opset})")
-            t0 = time.perf_counter()
             raw_path = Path(tmp) / f"{name}.onnx"
             try:
                 with rw.function_rewrites(active) as fn_rewrites:
@@ -256,21 +254,20 @@ def export_model(
                 model = onnx.load(str(raw_path))
                 model = graph_mod.finish_graph(model, profile, probe.output_stride, opts.cleanup, lm.source_sha256)
             except (ExporterFailed, ExportError) as e:
-                attempts.append(Attempt(name, "export failed", str(e), time.perf_counter() - t0))
+                attempts.append(Attempt(name, "export failed", str(e)))
                 say(f"{name}: export failed: {e}")
                 continue
             data = graph_mod.serialize(model)
             report = verify_onnx(lm.module, data, profile, opts.rtol, opts.atol, progress=say)
-            dt = time.perf_counter() - t0
             if report.passed:
-                attempts.append(Attempt(name, "verified", f"verified at {len(report.shapes)} shapes", dt, report))
+                attempts.append(Attempt(name, "verified", f"verified at {len(report.shapes)} shapes", report))
                 chosen = (name, data, report, graph_mod.opset_of(model))
                 rewrites = graph_rewrites + fn_rewrites
                 for r in rewrites:
                     say(f"rewrite {r.rewrite}: {r.target} ({r.detail})")
             else:
                 reason = failure_message(report, name)
-                attempts.append(Attempt(name, "verification failed", reason, dt, report))
+                attempts.append(Attempt(name, "verification failed", reason, report))
                 say(f"{name}: {reason}")
     if chosen is None:
         detail = "; ".join(f"{a.exporter}: {a.reason}" for a in attempts)

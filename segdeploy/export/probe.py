@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from segdeploy.errors import ShapeError
-from segdeploy.load import LoadedModel, _short, run_model, select_output
+from segdeploy.load import LoadedModel, run_model, select_output
 from segdeploy.spec import ModelSpec
 
 CANDIDATE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
@@ -45,7 +45,7 @@ def _odd_multiple(ref: int, m: int) -> int:
 def _runs_at(lm: LoadedModel, c: int, h: int, w: int, stride: tuple[float, float]) -> bool:
     x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0))
     try:
-        out = lm.module(x) if not torch.is_grad_enabled() else run_model(lm.module, x)
+        out = run_model(lm.module, x)
     except Exception:
         return False
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
@@ -98,27 +98,25 @@ def probe_model(
         notes.append(f"spatial multiple {mult} from the model ({'program constraints' if lm.format == 'pt2' else 'attribute'})")
     else:
         mult = None
-        with torch.inference_mode():
-            for m in CANDIDATE_MULTIPLES:
-                hh, ww = _odd_multiple(h, m), _odd_multiple(w, m)
-                if _runs_at(lm, c, hh, ww, stride):
-                    mult = m
-                    notes.append(f"spatial multiple {m} detected by probing (ran at {hh}x{ww})")
-                    break
+        for m in CANDIDATE_MULTIPLES:
+            hh, ww = _odd_multiple(h, m), _odd_multiple(w, m)
+            if _runs_at(lm, c, hh, ww, stride):
+                mult = m
+                notes.append(f"spatial multiple {m} detected by probing (ran at {hh}x{ww})")
+                break
         if mult is None:
             # Does it run at any other size at all?
             other = (h + 16, w + 16) if h > 16 else (h * 2, w * 2)
-            with torch.inference_mode():
-                if not _runs_at(lm, c, other[0], other[1], stride):
-                    static = True
-                    mult = 1
-                    notes.append(
-                        f"the model runs only at its reference size {h}x{w} (e.g. fixed position embeddings): "
-                        "height and width are exported static"
-                    )
-                else:
-                    mult = 64
-                    notes.append("no multiple up to 32 worked; using 64")
+            if not _runs_at(lm, c, other[0], other[1], stride):
+                static = True
+                mult = 1
+                notes.append(
+                    f"the model runs only at its reference size {h}x{w} (e.g. fixed position embeddings): "
+                    "height and width are exported static"
+                )
+            else:
+                mult = 64
+                notes.append("no multiple up to 32 worked; using 64")
     if not static and (h % mult or w % mult):
         raise ShapeError(
             f"--shape {n}x{c}x{h}x{w} is not a multiple of {mult} in H/W, which this model needs; "
@@ -133,12 +131,3 @@ def probe_model(
     )
     lm.spec = spec
     return ProbeResult(spec=spec, output_stride=stride, static_spatial=static, notes=notes)
-
-
-def check_channels_run(lm: LoadedModel, c: int, h: int, w: int) -> None:
-    """Raise ShapeError with the model's message when it rejects ``c`` channels."""
-    x = torch.zeros(1, c, h, w)
-    try:
-        run_model(lm.module, x)
-    except Exception as e:
-        raise ShapeError(f"the model rejects a {c}-channel input: {_short(e)}; check the C in --shape") from None
