@@ -113,6 +113,29 @@ def _kpi(label: str, value: str, sub: str = "", cls: str = "") -> str:
             f'<div class="kpi-value">{esc(value)}</div><div class="kpi-sub">{esc(sub)}</div></div>')
 
 
+def _header_html(report: dict[str, Any], mode: str, cls: str, badge: str, why: str, kpis: list[str],
+                 failures: list[str], extra_html: str) -> str:
+    """The verdict banner shared by semantic and instance reports: badge, models, KPIs, tripped gates."""
+    ref, cand = report.get("reference") or {}, report.get("candidate") or {}
+    fail_html = ('<ul class="failures">' + "".join(f"<li>{esc(f)}</li>" for f in failures) + "</ul>") if failures else ""
+    return f"""
+<header class="verdict {cls}">
+  <div class="verdict-top">
+    <div class="badge" id="verdict">{esc(badge)}</div>
+    <div class="headline">
+      <h1>segdeploy parity report <span class="mode">{esc(mode)}</span></h1>
+      <p class="models"><span class="swatch" style="background:{CAND_COLOR}"></span>candidate
+        <code>{esc(cand.get('name') or cand.get('path'))}</code> <span class="dim">({esc(cand.get('kind'))}, {esc(cand.get('device'))})</span>
+        &nbsp;vs&nbsp; <span class="swatch" style="background:{REF_COLOR}"></span>reference
+        <code>{esc(ref.get('name') or ref.get('path'))}</code> <span class="dim">({esc(ref.get('kind'))}, {esc(ref.get('device'))})</span></p>
+      <p class="why">{esc(why)}</p>
+    </div>
+  </div>
+  <div class="kpis">{''.join(kpis)}</div>
+  {fail_html}{extra_html}
+</header>"""
+
+
 def _header(report: dict[str, Any]) -> str:
     cls, badge, why = _verdict(report)
     m = report["metrics"]
@@ -136,31 +159,12 @@ def _header(report: dict[str, Any]) -> str:
     kpis.append(_kpi("images", f"{ds.get('num_evaluated')}",
                      f"of {ds.get('num_entries')}" + (f", {skipped} skipped" if skipped else ""), "warn" if skipped else ""))
     failures = (report.get("gate") or {}).get("failures") or []
-    fail_html = ""
-    if failures:
-        fail_html = '<ul class="failures">' + "".join(f"<li>{esc(f)}</li>" for f in failures) + "</ul>"
     nonfinite = report.get("nonfinite") or {}
     warn_html = ""
     if nonfinite.get("images"):
         warn_html = (f'<p class="alert">candidate produced NaN/Inf on {esc(nonfinite["images"])} image(s) '
                      f'({esc(nonfinite.get("values"))} values): those pixels count as wrong</p>')
-    ref, cand = report.get("reference") or {}, report.get("candidate") or {}
-    return f"""
-<header class="verdict {cls}">
-  <div class="verdict-top">
-    <div class="badge" id="verdict">{esc(badge)}</div>
-    <div class="headline">
-      <h1>segdeploy parity report <span class="mode">{esc(report['mode'])}</span></h1>
-      <p class="models"><span class="swatch" style="background:{CAND_COLOR}"></span>candidate
-        <code>{esc(cand.get('name') or cand.get('path'))}</code> <span class="dim">({esc(cand.get('kind'))}, {esc(cand.get('device'))})</span>
-        &nbsp;vs&nbsp; <span class="swatch" style="background:{REF_COLOR}"></span>reference
-        <code>{esc(ref.get('name') or ref.get('path'))}</code> <span class="dim">({esc(ref.get('kind'))}, {esc(ref.get('device'))})</span></p>
-      <p class="why">{esc(why)}</p>
-    </div>
-  </div>
-  <div class="kpis">{''.join(kpis)}</div>
-  {fail_html}{warn_html}
-</header>"""
+    return _header_html(report, report["mode"], cls, badge, why, kpis, failures, warn_html)
 
 
 # ------------------------------------------------------------------------------------------------ tables
@@ -470,25 +474,7 @@ def _instance_header(report: dict[str, Any]) -> str:
         _kpi("score drift", _small(sd["mean"]), "mean |Δscore|" + ("" if sd["max"] is None else f", max {_small(sd['max'])}")),
         _kpi("images", str(report.get("num_images")), "compared"),
     ]
-    failures = gate.get("failures") or []
-    fail_html = ('<ul class="failures">' + "".join(f"<li>{esc(f)}</li>" for f in failures) + "</ul>") if failures else ""
-    ref, cand = report.get("reference") or {}, report.get("candidate") or {}
-    return f"""
-<header class="verdict {cls}">
-  <div class="verdict-top">
-    <div class="badge" id="verdict">{esc(badge)}</div>
-    <div class="headline">
-      <h1>segdeploy parity report <span class="mode">instances</span></h1>
-      <p class="models"><span class="swatch" style="background:{CAND_COLOR}"></span>candidate
-        <code>{esc(cand.get('name') or cand.get('path'))}</code> <span class="dim">({esc(cand.get('kind'))}, {esc(cand.get('device'))})</span>
-        &nbsp;vs&nbsp; <span class="swatch" style="background:{REF_COLOR}"></span>reference
-        <code>{esc(ref.get('name') or ref.get('path'))}</code> <span class="dim">({esc(ref.get('kind'))}, {esc(ref.get('device'))})</span></p>
-      <p class="why">{esc(why)}</p>
-    </div>
-  </div>
-  <div class="kpis">{''.join(kpis)}</div>
-  {fail_html}
-</header>"""
+    return _header_html(report, "instances", cls, badge, why, kpis, gate.get("failures") or [], "")
 
 
 def _instance_body(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
