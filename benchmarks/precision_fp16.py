@@ -22,17 +22,7 @@ import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-
-LEVELS = {"disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-
-
-def run(path, x, level):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = level
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return s.run(None, {s.get_inputs()[0].name: x})[0].astype(np.float32)
-
+from _precision_common import LEVELS, run, stdout_to_stderr
 
 def ours(src, absmax, dst, x):
     from segdeploy.precision.fp16 import convert_fp16
@@ -76,20 +66,6 @@ def inner_float32(m) -> int:
     inf = onnx.shape_inference.infer_shapes(m2)
     io = {v.name for v in list(m.graph.input) + list(m.graph.output)}
     return sum(1 for v in inf.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and v.name not in io)
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Third-party loggers bound to stdout (ModelOpt) must not corrupt the JSON on stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def main():

@@ -17,26 +17,16 @@ import argparse
 import contextlib
 import json
 import os
-import struct
 import sys
 import tempfile
 import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from _precision_common import LEVELS, run, stdout_to_stderr
 
+from segdeploy.calibration.trt_cache import write_trt_cache
 from segdeploy.precision.qdq import QdqOptions, check_trt_qdq, quantize_qdq, summarize_violations
-
-LEVELS = {"disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-
-
-def run(path, x, level):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = level
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return s.run(None, {s.get_inputs()[0].name: x})[0].astype(np.float32)
-
 
 def ours(src, amax, dst):
     r = quantize_qdq(onnx.load(src), amax, QdqOptions())
@@ -59,36 +49,14 @@ def ort_qdq(src, amax, dst):
     q.model.save_model_to_file(dst)
 
 
-def write_trt_cache(path, amax):
-    lines = ["TRT-8601-EntropyCalibration2"]
-    for k, v in amax.items():
-        lines.append(f"{k}: {struct.pack('>f', np.float32(v / 127.0)).hex()}")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
 def modelopt(src, amax, dst, x):
     from modelopt.onnx.quantization import quantize
 
     cache = dst + ".cache"
-    write_trt_cache(cache, amax)
+    write_trt_cache(cache, amax, "8.6.1")  # header TRT-8601-EntropyCalibration2
     with contextlib.redirect_stdout(sys.stderr):  # ModelOpt prints progress on stdout; keep stdout JSON
         quantize(src, quantize_mode="int8", calibration_data={"input": x[:1]}, calibration_cache_path=cache,
                  calibration_eps=["cpu"], output_path=dst, high_precision_dtype="fp32", log_level="ERROR")
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Third-party loggers bound to stdout (ModelOpt) must not corrupt the JSON on stdout."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def main():
