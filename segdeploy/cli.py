@@ -24,6 +24,11 @@ COMMANDS: dict[str, str] = {
     "merge": "segdeploy.parity.cli:merge_command",
     "plugins": "segdeploy.plugins.cli:plugins",
     "calibrate": "segdeploy.calibration.cli:calibrate_command",
+    "build": "segdeploy.build.cli:build_command",
+    "inspect": "segdeploy.trt.cli:inspect_command",
+    "doctor": "segdeploy.doctor.cli:doctor_command",
+    "bench": "segdeploy.bench.cli:bench_command",
+    "bundle": "segdeploy.bundle.cli:bundle_command",
 }
 
 
@@ -50,24 +55,72 @@ def cli() -> None:
     """
 
 
+# options that were renamed: (command, old option) -> what to use now
+RENAMED = {
+    ("check", "--out"): "check writes its JSON report with --report FILE",
+    ("merge", "--out"): "merge writes its JSON report with --report FILE",
+    ("check", "--no-progress"): "use -q/--quiet",
+    ("calibrate", "--out"): "calibrate writes into EXPORT_DIR itself",
+    ("calibrate", "--manifest"): "calibrate reads EXPORT_DIR/manifest.json",
+}
+
+
+def usage_line(e: click.ClickException) -> str:
+    """Click's usage error as one line: ``<message>; see 'segdeploy CMD --help'``."""
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.NoSuchOption) and ctx is not None:
+        hint = RENAMED.get((ctx.info_name, e.option_name))
+        if hint:
+            return f"no such option {e.option_name!r}; {hint}"
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    msg = msg[:1].lower() + msg[1:]
+    where = ctx.command_path if ctx is not None and ctx.command_path else "segdeploy"
+    return f"{msg}; see '{where} --help'"
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every ``finally`` (staging cleanup, locks) runs."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Interrupted()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and map errors to exit codes. Returns the exit code."""
+    """Entry point: run the CLI and map errors to exit codes (one ``error:`` line each). Returns the exit code.
+
+    Ctrl-C and SIGTERM unwind normally (staging directories removed, nothing published) and exit 1.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    else:  # pragma: no cover - embedded use
+        previous = None
     try:
         cli.main(args=argv, prog_name="segdeploy", standalone_mode=False)
     except SegdeployError as e:
         click.echo(f"error: {e.message}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+        click.echo("error: aborted; nothing was published", err=True)
         return EXIT_ERROR
     except click.ClickException as e:
-        e.show()
-        return EXIT_USAGE if isinstance(e, click.UsageError) else EXIT_ERROR
+        if isinstance(e, click.UsageError):
+            click.echo(f"error: {usage_line(e)}", err=True)
+            return EXIT_USAGE
+        click.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+        return EXIT_ERROR
     except click.exceptions.Exit as e:
         return e.exit_code
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
+    except (KeyboardInterrupt, Interrupted) as e:
+        how = "SIGTERM" if isinstance(e, Interrupted) else "Ctrl-C"
+        click.echo(f"error: interrupted ({how}); nothing was published", err=True)
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

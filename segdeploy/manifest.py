@@ -2,112 +2,174 @@
 
 It records everything a later stage (or a Jetson with nothing but the bundle) needs: input/output names,
 dtypes and the shape profile, preprocessing, classes, how the ONNX was produced (exporter, opset,
-rewrites), versions, hashes and verification results. Later stages add their own sections
-(``precision``, ``calibration``, ``engines``) through :func:`update_manifest`.
+rewrites), versions, verification results, and the **file table** (``files``: every artifact of the
+directory with its kind, sha256, size and the sha256 of the files it was derived from). Later stages add
+their own sections (``tensorrt_plugins``, ``calibration``, ``precision``, ``engines``).
 
-Schema (``schema_version`` 1) -- required top-level keys and their types are in ``REQUIRED``;
-unknown keys are allowed (forward compatible); a document with a newer major version is refused.
-The file is written with sorted keys and no timestamps, so equal content gives equal bytes.
+Only :mod:`segdeploy.exportdir` reads and writes manifests on disk; this module holds the schema.
+
+Schema ``segdeploy.manifest`` version 2 (version 1 had no file table and is refused with the fix).
+:func:`validate_manifest` checks the structure *and the types* of every section it knows (a
+``profile: null`` or ``num_classes: "six"`` is an :class:`~segdeploy.errors.ArtifactError` naming the key,
+never a traceback later), that the shape profile and preprocessing are internally consistent, and that
+every file a section names is in the file table. Unknown keys are allowed (forward compatible); a newer
+schema version is refused. The file is written with sorted keys and no timestamps, so equal content gives
+equal bytes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-from segdeploy.errors import ArtifactError
-from segdeploy.fsutil import atomic_write_json
+from segdeploy.errors import ArtifactError, SegdeployError
 
 SCHEMA_NAME = "segdeploy.manifest"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_FILENAME = "manifest.json"
 
-REQUIRED: dict[str, type | tuple[type, ...]] = {
+REEXPORT = "re-run `segdeploy export` to regenerate it"
+
+# A tiny declarative type language: a Python type (or tuple of types); {"key": spec} for an object
+# (keys starting with "?" are optional); [spec] for a list of spec; ("dict-of", spec) for a mapping of
+# str -> spec. bool never passes as int/float.
+_NUM = (int, float)
+_PROFILE = {"min": [int], "opt": [int], "max": [int], "spatial_multiple": int, "?dynamic_axes": [str]}
+_FILE_ENTRY = {"kind": str, "sha256": str, "bytes": int, "derived_from": ("dict-of", str)}
+_ENGINE = {
+    "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str,
+    "?tensorrt": dict, "?gpu": dict, "?profile": _PROFILE, "?recipe": dict, "?build_options": dict,
+    "?build_seconds": _NUM, "?plugins": (str, type(None)),
+}
+SCHEMA: dict[str, Any] = {
     "schema": str,
     "schema_version": int,
     "segdeploy_version": str,
-    "source": dict,
-    "model": dict,
-    "inputs": list,
-    "outputs": list,
-    "preprocess": dict,
-    "onnx": dict,
-    "rewrites": list,
-    "verification": dict,
-    "versions": dict,
+    "source": {"format": str, "sha256": str, "?path": str},
+    "model": {"in_channels": int, "num_classes": int, "?class_names": [str], "spatial_multiple": int,
+              "output_selection": str, "?output_stride": [_NUM], "?probe_notes": [str]},
+    "inputs": [{"name": str, "dtype": str, "shape": list, "?layout": str, "profile": _PROFILE}],
+    "outputs": [{"name": str, "dtype": str, "shape": list, "?layout": str}],
+    "?static_axes": [{"axis": str, "reason": str}],
+    "preprocess": {"mean": [_NUM], "std": [_NUM], "scale": _NUM, "channel_order": str, "resize": str},
+    "onnx": {"file": str, "sha256": str, "opset": int, "exporter": str},
+    "rewrites": [dict],
+    "verification": {"passed": bool, "shapes": [dict]},
+    "versions": ("dict-of", str),
+    "files": ("dict-of", _FILE_ENTRY),
+    "?tensorrt_plugins": {"file": str, "nodes": [dict]},
+    "?calibration": {"method": dict, "set": dict, "model_sha256": str, "ranges_file": str, "trt_cache_file": str,
+                     "trt_cache_version": int},
+    "?precision": {"source_onnx": str, "?int8": {"file": str}, "?fp16": {"file": str}},
+    "?engines": [_ENGINE],
 }
 
-_REQUIRED_NESTED: dict[str, tuple[str, ...]] = {
-    "source": ("format", "sha256"),
-    "model": ("in_channels", "num_classes", "spatial_multiple", "output_selection"),
-    "preprocess": ("mean", "std", "scale", "channel_order", "resize"),
-    "onnx": ("file", "opset", "exporter", "sha256"),
-    "verification": ("passed", "shapes"),
-}
+
+def _typename(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _check(value: Any, spec: Any, where: str, path: str) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise ArtifactError(f"{where}: {path} must be an object, not {_typename(value)}; {REEXPORT}")
+        for key, sub in spec.items():
+            optional = key.startswith("?")
+            name = key[1:] if optional else key
+            if name not in value:
+                if optional:
+                    continue
+                raise ArtifactError(f"{where} lacks {path + '.' if path else ''}{name}; {REEXPORT}")
+            _check(value[name], sub, where, f"{path}.{name}" if path else name)
+        return
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            raise ArtifactError(f"{where}: {path} must be a list, not {_typename(value)}; {REEXPORT}")
+        for i, item in enumerate(value):
+            _check(item, spec[0], where, f"{path}[{i}]")
+        return
+    if isinstance(spec, tuple) and spec and spec[0] == "dict-of":
+        if not isinstance(value, dict):
+            raise ArtifactError(f"{where}: {path} must be an object, not {_typename(value)}; {REEXPORT}")
+        for k, v in value.items():
+            _check(v, spec[1], where, f"{path}[{k!r}]")
+        return
+    types = spec if isinstance(spec, tuple) else (spec,)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise ArtifactError(f"{where}: {path} must be {want}, not {_typename(value)} ({value!r:.40}); {REEXPORT}")
 
 
 def validate_manifest(doc: Any, where: str = "manifest") -> dict[str, Any]:
-    """Check ``doc`` against the schema; return it. Raises ArtifactError naming the first problem."""
+    """Check ``doc`` against the schema (structure, types, consistency); return it.
+
+    Raises ArtifactError naming the first problem and the fix. File hashes are checked by
+    :class:`segdeploy.exportdir.ExportDir`, which knows where the files are.
+    """
     if not isinstance(doc, dict):
-        raise ArtifactError(f"{where} is not a JSON object; re-run `segdeploy export` to regenerate it")
+        raise ArtifactError(f"{where} is not a JSON object; {REEXPORT}")
     if doc.get("schema") != SCHEMA_NAME:
-        raise ArtifactError(f"{where} is not a segdeploy manifest (schema={doc.get('schema')!r})")
+        raise ArtifactError(f"{where} is not a segdeploy manifest (schema={doc.get('schema')!r}); {REEXPORT}")
     ver = doc.get("schema_version")
-    if isinstance(ver, int) and ver > SCHEMA_VERSION:
-        raise ArtifactError(
-            f"{where} has schema version {ver}, newer than this segdeploy understands ({SCHEMA_VERSION}); "
-            "upgrade segdeploy"
-        )
-    for key, typ in REQUIRED.items():
-        if key not in doc:
-            raise ArtifactError(f"{where} lacks required key {key!r}; re-run `segdeploy export` to regenerate it")
-        if not isinstance(doc[key], typ):
-            raise ArtifactError(f"{where} key {key!r} has the wrong type ({type(doc[key]).__name__})")
-    for key, subkeys in _REQUIRED_NESTED.items():
-        for sub in subkeys:
-            if sub not in doc[key]:
-                raise ArtifactError(f"{where} lacks {key}.{sub}; re-run `segdeploy export` to regenerate it")
-    for i, io in enumerate(doc["inputs"] + doc["outputs"]):
-        if not isinstance(io, dict) or not {"name", "dtype", "shape"} <= set(io):
-            raise ArtifactError(f"{where} input/output entry {i} needs name, dtype and shape")
-    if not doc["inputs"] or "profile" not in doc["inputs"][0]:
-        raise ArtifactError(f"{where} input lacks its shape profile; re-run `segdeploy export`")
+    if isinstance(ver, int) and not isinstance(ver, bool) and ver > SCHEMA_VERSION:
+        raise ArtifactError(f"{where} has schema version {ver}, newer than this segdeploy understands "
+                            f"({SCHEMA_VERSION}); upgrade segdeploy")
+    if ver != SCHEMA_VERSION:
+        raise ArtifactError(f"{where} has schema version {ver!r}, which this segdeploy cannot read (it lacks the "
+                            f"file table of version {SCHEMA_VERSION}); {REEXPORT}")
+    _check(doc, SCHEMA, where, "")
+    _check_consistency(doc, where)
     return doc
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a manifest file (or the ``manifest.json`` inside a directory)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MANIFEST_FILENAME
+def _check_consistency(doc: dict[str, Any], where: str) -> None:
+    from segdeploy.spec import Preprocess, ShapeProfile
+
+    model = doc["model"]
+    for key in ("in_channels", "num_classes", "spatial_multiple"):
+        if model[key] < 1:
+            raise ArtifactError(f"{where}: model.{key} must be >= 1, got {model[key]}; {REEXPORT}")
+    names = model.get("class_names") or []
+    if names and len(names) != model["num_classes"]:
+        raise ArtifactError(f"{where}: model.class_names lists {len(names)} names for {model['num_classes']} "
+                            f"classes; {REEXPORT}")
+    if not doc["inputs"] or not doc["outputs"]:
+        raise ArtifactError(f"{where} needs at least one input and one output; {REEXPORT}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ArtifactError(f"manifest {p} not found; run `segdeploy export` first or pass the export directory") from None
-    except OSError as e:
-        raise ArtifactError(f"cannot read manifest {p}: {e.strerror or e}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"manifest {p} is not valid JSON ({e.msg} at line {e.lineno}); re-run `segdeploy export`") from None
-    return validate_manifest(doc, str(p))
+        prof = ShapeProfile.from_dict(doc["inputs"][0]["profile"])
+        Preprocess.from_dict(doc["preprocess"])
+    except (SegdeployError, TypeError, ValueError) as e:
+        msg = e.message if isinstance(e, SegdeployError) else str(e)
+        raise ArtifactError(f"{where}: inconsistent profile or preprocessing ({msg}); {REEXPORT}") from None
+    if prof.channels != model["in_channels"]:
+        raise ArtifactError(f"{where}: the profile has {prof.channels} channels but model.in_channels is "
+                            f"{model['in_channels']}; {REEXPORT}")
+    files = doc["files"]
+    for name in referenced_files(doc):
+        if name not in files:
+            raise ArtifactError(f"{where} names {name} but its file table does not list it; {REEXPORT}")
+    for name, entry in files.items():
+        if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):
+            raise ArtifactError(f"{where}: file table entry {name!r} is not a plain file name; {REEXPORT}")
+        if len(entry["sha256"]) != 64:
+            raise ArtifactError(f"{where}: files[{name!r}].sha256 is not a SHA-256 digest; {REEXPORT}")
 
 
-def write_manifest(path: str | os.PathLike, doc: dict[str, Any]) -> None:
-    """Validate and atomically write ``doc``."""
-    validate_manifest(doc, str(path))
-    atomic_write_json(path, doc)
-
-
-def update_manifest(path: str | os.PathLike, section: str, value: Any) -> dict[str, Any]:
-    """Set one top-level ``section`` of an existing manifest and rewrite it atomically; return the new doc."""
-    doc = read_manifest(path)
-    doc[section] = value
-    p = Path(path)
-    write_manifest(p / MANIFEST_FILENAME if p.is_dir() else p, doc)
-    return doc
+def referenced_files(doc: dict[str, Any]) -> list[str]:
+    """Every file name the manifest's sections refer to (they must all be in the file table)."""
+    out = [doc["onnx"]["file"]]
+    if doc.get("tensorrt_plugins"):
+        out.append(doc["tensorrt_plugins"]["file"])
+    cal = doc.get("calibration")
+    if cal:
+        out += [cal["ranges_file"], cal["trt_cache_file"]]
+    prec = doc.get("precision") or {}
+    for kind in ("int8", "fp16"):
+        if prec.get(kind):
+            out.append(prec[kind]["file"])
+    for e in doc.get("engines") or []:
+        out.append(e["file"])
+    return out
 
 
 def onnx_profile_of(doc: dict[str, Any]):

@@ -24,3 +24,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: none on this machine (run on a GPU host)"))
         if "trt" in item.keywords and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs TensorRT: `import tensorrt` fails here (pip install segdeploy[trt] on a GPU host)"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_cache(tmp_path_factory):
+    """segdeploy's user cache (calibration statistics, timing caches) goes to a per-session temp dir."""
+    import os
+
+    old = os.environ.get("SEGDEPLOY_CACHE_DIR")
+    os.environ["SEGDEPLOY_CACHE_DIR"] = str(tmp_path_factory.mktemp("segdeploy-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SEGDEPLOY_CACHE_DIR", None)
+    else:
+        os.environ["SEGDEPLOY_CACHE_DIR"] = old

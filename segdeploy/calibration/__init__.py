@@ -28,7 +28,14 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
     res.cache_hit         # bool: statistics came from the cache (model not run)
     res.model_sha256, res.data_sha256
     res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, tensor count)
-    save_outputs(res, out_dir, trt_version="10.3")  # writes ranges.json + model.calib.cache; returns the manifest section
+
+The stage in an export directory's transaction (the one writer of ranges.json, model.calib.cache and the
+manifest's "calibration" section)::
+
+    from segdeploy.calibration.stage import CalibrateOptions, run
+    with Transaction(export_dir, fresh=False, command="calibrate") as txn:
+        res = run(txn, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"))
+        txn.commit()
 
 CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [--calib-method M]`` (cli.py).
 
@@ -81,7 +88,9 @@ from typing import Any
 _EXPORTS = {
     "calibrate": "segdeploy.calibration.stage",
     "CalibrationResult": "segdeploy.calibration.stage",
-    "save_outputs": "segdeploy.calibration.stage",
+    "run": "segdeploy.calibration.stage",
+    "CalibrateOptions": "segdeploy.calibration.stage",
+    "check_calibration_source": "segdeploy.calibration.stage",
     "CalibrationSet": "segdeploy.calibration.reader",
     "Batch": "segdeploy.calibration.reader",
     "open_calibration_set": "segdeploy.calibration.reader",

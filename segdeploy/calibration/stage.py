@@ -50,7 +50,6 @@ class CalibrationResult:
             "model_sha256": self.model_sha256,
             "num_bins": self.statistics.num_bins,
             "tensors": len(self.ranges),
-            "cache_hit": self.cache_hit,
             "notes": list(self.notes),
         }
 
@@ -118,28 +117,73 @@ def calibrate(
     )
 
 
-RANGES_FILENAME = "ranges.json"
-TRT_CACHE_FILENAME = "model.calib.cache"
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """What the calibration stage is asked (CLI: ``segdeploy calibrate`` and ``export/precision --calib``)."""
+
+    calib: str
+    size: int | None = None
+    seed: int = 0
+    method: Method = field(default_factory=lambda: Method("entropy"))
+    gray: str = "refuse"
+    batch_size: int = 8
+    trt_version: str = "10.3"
+    cache_dir: str | None = None  # statistics cache; None: segdeploy's cache directory
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        from segdeploy.errors import UsageError
+
+        trt_version_code(self.trt_version)  # UsageError for a malformed version
+        if self.size is not None and self.size < 1:
+            raise UsageError(f"--calib-size must be >= 1, got {self.size}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.gray not in ("refuse", "replicate"):
+            raise UsageError(f"--calib-gray must be refuse or replicate, got {self.gray!r}")
 
 
-def save_outputs(
-    res: CalibrationResult,
-    out_dir: str | os.PathLike,
-    trt_version: str | int = "10.3",
-    ranges_name: str = RANGES_FILENAME,
-    cache_name: str = TRT_CACHE_FILENAME,
-) -> dict:
-    """Write ``ranges.json`` and the TensorRT calibration cache into ``out_dir`` (atomic each).
+def check_calibration_source(source: str, size: int | None = None) -> int:
+    """Cheap precondition (listing only, no decoding): the calibration folder or list file names images, and at
+    least ``size`` of them. Returns the count. Raises DataError naming the fix."""
+    from segdeploy.calibration.reader import list_images
+    from segdeploy.errors import DataError
 
-    Returns the manifest ``calibration`` section: ``res.to_manifest()`` plus file names and the cache's
-    TensorRT version code. Raises ArtifactError when ``out_dir`` is not writable, UsageError for a bad version.
+    n = len(list_images(source))
+    if size is not None and size > n:
+        raise DataError(f"--calib-size {size} but --calib {source} holds only {n} images; lower --calib-size or add images")
+    return n
+
+
+def run(txn, options: CalibrateOptions, progress: Callable[[int, int], None] | None = None) -> CalibrationResult:
+    """The calibration stage in a transaction: ranges of the staged FP32 ONNX -> ``ranges.json`` + ``model.calib.cache``.
+
+    The one writer of both files and of the manifest's ``calibration`` section (one shape, whichever command
+    runs it). Both files are derived from ``model.onnx``; a different result retires the INT8 model and
+    engines made from the previous ranges (the transaction's file table does that at commit).
     """
-    from segdeploy.fsutil import ensure_writable_dir
+    from segdeploy.exportdir import CALIB_CACHE, MODEL_ONNX, RANGES
+    from segdeploy.manifest import onnx_profile_of, preprocess_of
+    from segdeploy.usercache import cache_subdir
 
-    code = trt_version_code(trt_version)
-    out = ensure_writable_dir(out_dir)
+    notes: list[str] = []
+    cache_dir = None
+    if options.use_cache:
+        cache_dir, why = cache_subdir("calib_stats", options.cache_dir)
+        if why:
+            notes.append(why)
+    doc = txn.manifest
+    res = calibrate(txn.staged(MODEL_ONNX), options.calib, preprocess=preprocess_of(doc), profile=onnx_profile_of(doc),
+                    size=options.size, seed=options.seed, method=options.method, cache_dir=cache_dir,
+                    batch_size=options.batch_size, gray=options.gray, progress=progress)
+    res.notes.extend(notes)
+    code = trt_version_code(options.trt_version)
     section = res.to_manifest()
-    section.update({"ranges_file": ranges_name, "trt_cache_file": cache_name, "trt_cache_version": code})
-    write_ranges_json(out / ranges_name, res.ranges, {k: v for k, v in section.items() if k != "ranges_file"})
-    write_trt_cache(out / cache_name, res.ranges, code)
-    return section
+    section.update({"ranges_file": RANGES, "trt_cache_file": CALIB_CACHE, "trt_cache_version": code})
+    write_ranges_json(txn.path(RANGES), res.ranges, {k: v for k, v in section.items()
+                                                     if k not in ("ranges_file", "trt_cache_file", "notes")})
+    txn.add(RANGES, "ranges", derived_from=(MODEL_ONNX,))
+    write_trt_cache(txn.path(CALIB_CACHE), res.ranges, code)
+    txn.add(CALIB_CACHE, "calib-cache", derived_from=(MODEL_ONNX,))
+    doc["calibration"] = section
+    return res

@@ -4,6 +4,6 @@ Public API: :func:`export_model`, :class:`ExportOptions`, :class:`ExportResult`;
 :mod:`segdeploy.export.verify`; rewrites in :mod:`segdeploy.export.rewrites`.
 """
 
-from segdeploy.export.pipeline import ExportOptions, ExportResult, export_model
+from segdeploy.export.stage import ExportOptions, ExportResult, export_model
 
 __all__ = ["ExportOptions", "ExportResult", "export_model"]

@@ -1,15 +1,14 @@
-"""`segdeploy export`: options -> :func:`segdeploy.export.export_model` -> summary (or JSON)."""
+"""`segdeploy export`: options -> :func:`segdeploy.pipeline.run_pipeline` -> summary (or the JSON result document)."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
-from segdeploy.errors import UsageError
+from segdeploy.cli_options import model_options, output_options
+from segdeploy.errors import SegdeployError, UsageError
+from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
 from segdeploy.progress import StepProgress
-from segdeploy.precision.cli_options import options_from_cli, precision_options, run_from_cli
+from segdeploy.result import echo_json, result_doc
 
 
 def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | None:
@@ -24,39 +23,19 @@ def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | No
     return vals
 
 
-def parse_model_args(items: tuple[str, ...]) -> dict:
-    """``KEY=VALUE`` strings -> kwargs; VALUE is int, float, true/false, none, else the string itself."""
-    out: dict = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UsageError(f"--model-arg {item!r} must be KEY=VALUE with KEY a Python identifier")
-        v: object = val
-        low = val.lower()
-        if low in ("true", "false"):
-            v = low == "true"
-        elif low in ("none", "null"):
-            v = None
-        else:
-            for conv in (int, float):
-                try:
-                    v = conv(val)
-                    break
-                except ValueError:
-                    pass
-        out[key.strip()] = v
-    return out
+def _build_options(engine: bool, engine_opts: dict):
+    if not engine:
+        if any(v for v in engine_opts.values()):
+            raise UsageError("--trt-target/--plugins given without --engine; add --engine")
+        return None
+    from segdeploy.build.stage import BuildRequest
+
+    return BuildRequest.from_cli(**engine_opts)
 
 
 @click.command("export")
-@click.argument("model_file", required=False, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--model", "factory", metavar="PKG.MODULE:FACTORY", help="Importable factory returning an nn.Module (instead of MODEL_FILE).")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help="Keyword argument for --model's factory (repeatable; VALUE parsed as int/float/bool/None, else string).")
-@click.option("--weights", type=click.Path(path_type=str), help="State dict (.pt/.pth, loaded weights-only) or .safetensors for --model.")
-@click.option("--trust-pickle", is_flag=True, help="Allow a pickled nn.Module (torch.save(model)); unpickling runs code from the file.")
-@click.option("--output", "output_sel", metavar="NAME|INDEX", help="Which model output is the score map (dict key or tuple index).")
-@click.option("--out", "out_dir", required=True, type=str, help="Output directory (model.onnx + manifest.json).")
+@model_options()
+@click.option("--out", "out_dir", required=True, type=str, help="Export directory (owned by segdeploy; published atomically).")
 @click.option("--shape", help="Optimal input shape NxCxHxW or HxW (default: the .pt2's example, else 1x3x512x512).")
 @click.option("--min-shape", help="Smallest input shape NxCxHxW (default: batch 1, half of --shape H/W).")
 @click.option("--max-shape", help="Largest input shape NxCxHxW (default: batch --max-batch, twice --shape H/W).")
@@ -74,76 +53,71 @@ def parse_model_args(items: tuple[str, ...]) -> dict:
 @click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default="RGB", show_default=True)
 @click.option("--resize", type=click.Choice(["pad", "resize"]), default="pad", show_default=True, help="How datasets reach an accepted size.")
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @precision_options
-def export_command(model_file, factory, model_args, weights, trust_pickle, output_sel, out_dir, shape, min_shape, max_shape, max_batch,
-                   spatial_multiple, opset, exporter, cleanup, no_rewrites, no_trt_plugins, rtol, mean, std, scale, channel_order, resize,
-                   class_names, as_json, quiet, precision):
+@click.option("--engine", is_flag=True, help="Also build TensorRT engines (where TensorRT is installed; else print the trtexec commands).")
+@click.option("--trt-target", default=None, help="With --engine and no TensorRT here: target TensorRT version of the printed "
+                                                 "trtexec commands (8.6, 10.3, 10.x, 11.x; default newest).")
+@click.option("--plugins", "plugin_library", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="With --engine: our plugin library (default: `segdeploy plugins build` output).")
+@output_options
+def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spatial_multiple, opset, exporter, cleanup,
+                   no_rewrites, no_trt_plugins, rtol, mean, std, scale, channel_order, resize, class_names, precision,
+                   engine, trt_target, plugin_library, as_json, quiet):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
     MODEL_FILE: a torch.export program (.pt2), a TorchScript archive, or (with --trust-pickle) a pickled module.
+    With --int8/--fp16 the precision stage runs too, and with --engine the TensorRT build; the directory is
+    published only when every requested stage passed.
     """
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import PipelineOptions, run_pipeline
     from segdeploy.spec import Preprocess
 
-    if (model_file is None) == (factory is None):
-        raise UsageError("give exactly one of MODEL_FILE or --model PKG.MODULE:FACTORY")
-    if opset < 13:
-        raise UsageError(f"--opset {opset} is too old; use 13 or newer (default 18)")
-    if max_batch < 1:
-        raise UsageError("--max-batch must be >= 1")
-    if spatial_multiple is not None and spatial_multiple < 1:
-        raise UsageError("--spatial-multiple must be >= 1")
-    pre = Preprocess(
-        mean=_floats(mean, "--mean") or Preprocess().mean,
-        std=_floats(std, "--std") or Preprocess().std,
-        scale=scale,
-        channel_order=channel_order,
-        resize=resize,
-    )
-    opts = ExportOptions(
-        shape=shape, min_shape=min_shape, max_shape=max_shape, spatial_multiple=spatial_multiple, max_batch=max_batch,
-        opset=opset, exporter=exporter, cleanup=cleanup, rewrites=() if no_rewrites else None, rtol=rtol, tensorrt_plugins=not no_trt_plugins,
-        preprocess=pre, class_names=tuple(n.strip() for n in class_names.split(",")) if class_names else (),
-    )
-    if model_args and factory is None:
-        raise UsageError("--model-arg applies only with --model PKG.MODULE:FACTORY")
-    res = export_model(None if factory else model_file, out_dir, opts, progress=StepProgress(not quiet),
-                       factory=factory, weights=weights, trust_pickle=trust_pickle, output=output_sel,
-                       factory_kwargs=parse_model_args(model_args))
-    # --int8 / --fp16: calibrate -> lower -> check (no-op otherwise); exit 3 when the budget trips
-    if as_json:  # one JSON document for pipelines
-        doc = summary_dict(res)
+    stages: dict = {}
+    try:
+        model.validate()
+        pre = Preprocess(mean=_floats(mean, "--mean") or Preprocess().mean, std=_floats(std, "--std") or Preprocess().std,
+                         scale=scale, channel_order=channel_order, resize=resize)
+        names = tuple(n.strip() for n in class_names.split(",")) if class_names else ()
+        eopts = ExportOptions(shape=shape, min_shape=min_shape, max_shape=max_shape, spatial_multiple=spatial_multiple,
+                              max_batch=max_batch, opset=opset, exporter=exporter, cleanup=cleanup,
+                              rewrites=() if no_rewrites else None, rtol=rtol, tensorrt_plugins=not no_trt_plugins,
+                              preprocess=pre, class_names=names)
         popts = options_from_cli(**precision)
-        if popts is not None:
-            from segdeploy.precision.pipeline import lower
+        bopts = _build_options(engine, {"trt_target": trt_target, "plugin_library": plugin_library})
+        res = run_pipeline(model.source, out_dir, PipelineOptions(eopts, popts, bopts), progress=StepProgress(not quiet),
+                           load_kwargs=model.load_kwargs())
+    except SegdeployError as e:
+        if as_json:
+            echo_json(result_doc("export", stages=getattr(e, "stages", stages), export_dir=out_dir, error=e))
+        elif getattr(e, "stages", {}).get("precision"):
+            _print_gate_evidence(e)
+        raise
+    if as_json:
+        echo_json(result_doc("export", stages=res.stages(), export_dir=res.export_dir.path, published=True,
+                             files=res.export_dir.manifest["files"], notes=res.notes))
+        return
+    print_summary(res.export)
+    if res.precision is not None:
+        print_precision_summary(res.precision)
+    if res.build is not None:
+        res.build.print_summary()
+    for n in res.notes:
+        click.echo(f"note: {n}")
 
-            pres = lower(res.manifest_path.parent, res.loaded.module, popts, progress=StepProgress(not quiet))
-            doc["precision"] = pres.section
-            doc["precision_files"] = {k: str(v) for k, v in pres.files.items()}
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-    else:
-        print_summary(res)
-        run_from_cli(res, res.loaded, quiet=quiet, **precision)
 
-
-def summary_dict(res) -> dict:
-    m = res.manifest
-    return {
-        "onnx": str(res.onnx_path),
-        "manifest": str(res.manifest_path),
-        "exporter": res.exporter,
-        "exporter_reason": m["onnx"]["exporter_reason"],
-        "attempts": m["onnx"]["exporter_attempts"],
-        "rewrites": m["rewrites"],
-        "dynamic_axes": m["inputs"][0]["profile"]["dynamic_axes"],
-        "static_axes": m["static_axes"],
-        "profile": m["inputs"][0]["profile"],
-        "num_classes": m["model"]["num_classes"],
-        "verification": m["verification"],
-        "seconds": round(res.seconds, 2),
-    }
+def _print_gate_evidence(e) -> None:
+    kept = getattr(e, "kept_out", None)
+    if kept:
+        click.echo("layers kept in float by the budget search (best attempt):", err=True)
+        for c in kept:
+            click.echo(f"  {c.name:<48} sensitivity {c.sensitivity:7.3f}  drop after {c.drop_after:7.3f}", err=True)
+    sec = e.stages["precision"].get("precision") or {}
+    for kind in ("int8", "fp16"):
+        acc = (sec.get(kind) or {}).get("accuracy")
+        if acc:
+            click.echo(f"{kind}: mIoU drop {acc['miou_drop_points']} points at {acc['gated_level']} on {acc['images']} "
+                       "images (nothing was published)", err=True)
 
 
 def print_summary(res) -> None:
@@ -158,6 +132,8 @@ def print_summary(res) -> None:
     w(f"  dynamic axes  {', '.join(p['dynamic_axes']) or 'none'}")
     for s in m["static_axes"]:
         w(f"  static axis   {s['axis']}: {s['reason']}")
+    for s in m.get("profile_narrowed", []):
+        w(f"  narrowed      {s['bound']} {'x'.join(map(str, s['from']))} -> {'x'.join(map(str, s['to']))}: {s['reason']}")
     w(f"  rewrites      {', '.join(r['rewrite'] + ' @ ' + r['target'] for r in m['rewrites']) or 'none'}")
     if "tensorrt_plugins" in m:
         tp = m["tensorrt_plugins"]
@@ -170,7 +146,3 @@ def print_summary(res) -> None:
         res_txt = "ok" if s["passed"] else f"FAIL: {s['error']}"
         w(f"    {s['label']:<10}{shape:<18}{s['max_abs_err']:>10.2e}{s['tolerance']:>10.2e}{s['argmax_agreement'] * 100:>8.2f}%  {res_txt}")
     w(f"  done in {res.seconds:.1f}s")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(export_command())

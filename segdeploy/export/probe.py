@@ -73,13 +73,21 @@ def probe_model(
     sizes = [safe, (h, w)] if safe != (h, w) else [(h, w)]
     out = None
     for i, (sh, sw) in enumerate(sizes):
-        x = torch.randn(n, c, sh, sw, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(1, c, sh, sw, generator=torch.Generator().manual_seed(0))
         try:
             out = select_output(lm, x)  # raises ShapeError / ModelLoadError
             break
         except ShapeError:
             if i == len(sizes) - 1:
                 raise
+    if not torch.isfinite(out).all():
+        from segdeploy.errors import ModelLoadError
+
+        bad = int(out.numel() - torch.isfinite(out).sum())
+        raise ModelLoadError(
+            f"the model outputs NaN/Inf for a random input of shape {list(x.shape)} ({bad} of {out.numel()} values); "
+            "fix the model (uninitialised weights, a division by zero, an overflow) before exporting it"
+        )
     notes.append(f"output selected by rule: {lm.output_rule} -> {list(out.shape)} for input {list(x.shape)}")
     stride = (out.shape[2] / sh, out.shape[3] / sw)
     if (sh, sw) != (h, w) and not _runs_at(lm, c, h, w, stride):

@@ -135,6 +135,15 @@ def verify_onnx(
                                             f"PyTorch failed: {str(e).splitlines()[0][:200]}"))
             continue
         t1 = time.perf_counter()
+        if not np.all(np.isfinite(ref)):
+            from segdeploy.errors import ModelLoadError
+
+            bad = int(np.size(ref) - np.count_nonzero(np.isfinite(ref)))
+            raise ModelLoadError(
+                f"the PyTorch model itself outputs NaN/Inf at {'x'.join(map(str, shape))} ({bad} of {ref.size} values) "
+                "for a seeded random input, so no export can be verified against it; fix the model (uninitialised "
+                "weights, a division by zero, an overflow)"
+            )
         try:
             out = sess.run(None, {in_name: x.numpy()})[0]
         except Exception as e:

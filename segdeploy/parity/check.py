@@ -32,21 +32,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from segdeploy.datasets import Dataset, Entry, Sample, open_dataset
-from segdeploy.datasets.preprocess import restore_prediction, target_size, to_batch
 from segdeploy.errors import (
     ArtifactError,
     DataError,
-    ModelLoadError,
-    SegdeployError,
     ShapeError,
     UsageError,
     VerificationError,
 )
+from segdeploy.evaluation import ImageError, PredictionLoop
 from segdeploy.parity.gate import GateOptions, GateResult, evaluate_gate, raise_for_gate
 from segdeploy.parity.metrics import ConfusionMatrix
 from segdeploy.parity.report_json import (
@@ -90,17 +88,6 @@ class CheckOptions:
             i, n = self.shard
             if n < 1 or not 0 <= i < n:
                 raise UsageError(f"--shard {i}/{n}: need 0 <= I < N")
-
-
-@dataclass(frozen=True)
-class ImageError:
-    stem: str
-    path: str
-    kind: str  # data | shape | nonfinite_candidate | nonfinite_reference
-    message: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"stem": self.stem, "path": self.path, "kind": self.kind, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -190,19 +177,25 @@ def _describe_runner(r: Runner, path: Any) -> dict[str, Any]:
 
 
 def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[dict | None, str | None]:
-    from segdeploy.manifest import MANIFEST_FILENAME, read_manifest, validate_manifest
+    """The manifest dict and its path: ``manifest`` (dict, export directory or manifest.json), else the export
+    directory the candidate sits in (validated with every file's hash), else (None, None)."""
+    from segdeploy.exportdir import MANIFEST, ExportDir
+    from segdeploy.manifest import validate_manifest
 
     if isinstance(manifest, dict):
         return validate_manifest(manifest), None
     if manifest is not None:
-        doc = read_manifest(manifest)
-        p = Path(manifest)
-        return doc, str(p / MANIFEST_FILENAME if p.is_dir() else p)
+        ed = ExportDir.open(manifest)
+        return ed.manifest, str(ed.path / MANIFEST)
     if isinstance(candidate, (str, os.PathLike)):
-        beside = Path(candidate).parent / MANIFEST_FILENAME
+        beside = Path(candidate).parent / MANIFEST
         if beside.is_file():
+            ed = ExportDir.open(beside.parent)
+            name = Path(candidate).name
+            if name not in ed.files:
+                notes.append(f"{name} is not listed in {beside}; its preprocessing and profile are used anyway")
             notes.append(f"using the manifest beside the candidate: {beside}")
-            return read_manifest(beside), str(beside)
+            return ed.manifest, str(beside)
     return None, None
 
 
@@ -238,11 +231,6 @@ class _Accumulator:
     def mode(self) -> str:
         return "labelled" if self.labelled else "unlabelled"
 
-    def fail_or_record(self, stem: str, path: str, kind: str, err: SegdeployError) -> None:
-        if self.on_error == "fail":
-            raise err
-        self.errors.append(ImageError(stem, path, kind, err.message))
-
     def set_classes(self, k: int) -> None:
         self.num_classes = k
         if self.labelled:
@@ -253,7 +241,6 @@ class _Accumulator:
     def add_image(self, sample: Sample, ref_pred: np.ndarray, cand_pred: np.ndarray, nonfinite_px: int) -> None:
         """Score one image (predictions at original size; cand_pred -1 where invalid). Raises DataError."""
         t0 = time.perf_counter()
-        k = self.num_classes
         ag_add, ag_inv = self.agree_cm.counts(cand_pred, ref_pred, sample.stem)
         rec: dict[str, Any] = {
             "stem": sample.stem,
@@ -310,48 +297,20 @@ class _Accumulator:
         return out
 
 
-def _iter_samples(ds: Dataset, acc: _Accumulator, timer: list) -> Iterator[Sample]:
-    for e in ds.entries:
-        timer[1] += 1
-        t0 = time.perf_counter()
-        try:
-            s = ds.load(e)
-        except DataError as err:
-            acc.fail_or_record(e.stem, e.image_path, "data", err)
-            continue
-        finally:
-            timer[0] += time.perf_counter() - t0
-        yield s
+@dataclass
+class _Setup:
+    """What a check run settled before the loop: preprocessing, profile, classes, the manifest."""
+
+    preprocess: Preprocess
+    profile: ShapeProfile | None
+    man_k: int | None
+    man_path: str | None
+    class_names: tuple[str, ...]
+    notes: list[str]
 
 
-def _predictions(logits: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """argmax class map of one image's KxHxW logits; -1 where any logit is NaN/Inf (+ counts)."""
-    finite = np.isfinite(logits)
-    if finite.all():
-        pred = logits.argmax(axis=0)
-        # uint8 class maps take the confusion matrix's table-lookup fast path when used as truth
-        return (pred.astype(np.uint8) if logits.shape[0] <= 255 else pred), 0, 0
-    ok = finite.all(axis=0)
-    pred = np.where(ok, np.nan_to_num(logits, nan=0.0, posinf=0.0, neginf=0.0).argmax(axis=0), -1)
-    return pred, int((~ok).sum()), int((~finite).sum())
-
-
-def run_check(
-    reference: Any,
-    candidate: Any,
-    data: Dataset | str | os.PathLike,
-    masks: str | os.PathLike | None = None,
-    *,
-    manifest: Any = None,
-    preprocess: Preprocess | None = None,
-    profile: ShapeProfile | None = None,
-    options: CheckOptions | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    command: str | None = None,
-) -> CheckResult:
-    """Run the parity check (see module docstring)."""
-    opts = options or CheckOptions()
-    t_start = time.perf_counter()
+def _setup(manifest: Any, candidate: Any, preprocess: Preprocess | None, profile: ShapeProfile | None,
+           opts: CheckOptions) -> _Setup:
     notes: list[str] = []
     man, man_path = _resolve_manifest(manifest, candidate, notes)
     if preprocess is None:
@@ -377,7 +336,50 @@ def run_check(
     class_names = tuple(opts.class_names) or tuple((man or {}).get("model", {}).get("class_names") or ())
     if opts.num_classes is not None and man_k is not None and opts.num_classes != man_k:
         raise UsageError(f"--num-classes {opts.num_classes} contradicts the manifest ({man_k} classes)")
+    return _Setup(preprocess, profile, man_k, man_path, class_names, notes)
 
+
+def _score(loop: PredictionLoop, acc: _Accumulator) -> None:
+    """Score every prediction of ``loop`` into ``acc`` (reference and candidate maps at original size)."""
+    for pred in loop:
+        s = pred.sample
+        if acc.num_classes is None:
+            acc.set_classes(loop.num_classes)
+        if pred.bad_pixels["reference"]:
+            loop.record(s.stem, s.path, "nonfinite_reference", VerificationError(
+                f"reference output for {s.stem} has NaN/Inf at {pred.bad_pixels['reference']} pixels; "
+                "the reference itself is broken at this input"))
+            continue
+        bad_px, bad_vals = pred.bad_pixels["candidate"], pred.bad_values["candidate"]
+        if bad_px:
+            loop.record(s.stem, s.path, "nonfinite_candidate", VerificationError(
+                f"candidate output for {s.stem} has {bad_vals} NaN/Inf values ({bad_px} pixels); "
+                "the candidate is broken at this input (--on-error skip scores those pixels as wrong)"))
+            acc.nonfinite_images += 1
+            acc.nonfinite_values += bad_vals
+        try:
+            acc.add_image(s, pred.maps["reference"], pred.maps["candidate"], bad_px)
+        except DataError as err:
+            loop.record(s.stem, s.path, "data", err)
+
+
+def run_check(
+    reference: Any,
+    candidate: Any,
+    data: Dataset | str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    *,
+    manifest: Any = None,
+    preprocess: Preprocess | None = None,
+    profile: ShapeProfile | None = None,
+    options: CheckOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: str | None = None,
+) -> CheckResult:
+    """Run the parity check (see module docstring)."""
+    opts = options or CheckOptions()
+    t_start = time.perf_counter()
+    st = _setup(manifest, candidate, preprocess, profile, opts)
     ds = data if isinstance(data, Dataset) else open_dataset(data, masks)
     total_entries = len(ds)
     with_mask = sum(e.mask_path is not None for e in ds.entries)
@@ -388,124 +390,31 @@ def run_check(
         ds = ds.subset(*opts.shard)
     acc = _Accumulator(labelled, ds.ignore_index, opts.worst_k, opts.on_error)
 
+    def on_classes(k: int) -> None:
+        if st.man_k is not None and st.man_k != k:
+            raise ArtifactError(
+                f"manifest{' ' + st.man_path if st.man_path else ''} says {st.man_k} classes but the model outputs {k}; "
+                "pass the manifest exported from this model"
+            )
+        if opts.num_classes is not None and opts.num_classes != k:
+            raise UsageError(f"--num-classes {opts.num_classes} but the model outputs {k} classes")
+
     ref_r = _make_runner(reference, opts.reference_options)
     cand_r = _make_runner(candidate, opts.candidate_options)
-    load_t = [0.0, 0]  # seconds decoding, entries consumed
-    t_pre = 0.0
-    n_total = len(ds)
+    loop = PredictionLoop(ds, {"reference": ref_r, "candidate": cand_r}, st.preprocess, st.profile,
+                          batch_size=opts.batch_size, on_error=opts.on_error, progress=progress, on_classes=on_classes)
     try:
         ref_r.open()
         cand_r.open()
         t_loop = time.perf_counter()
         open_s = t_loop - t_start
-
-        def infer_group(group: list[Sample]):
-            """Preprocess + both runners for one group; raises before anything is scored."""
-            nonlocal t_pre
-            t0 = time.perf_counter()
-            x, infos = to_batch([s.image for s in group], preprocess, profile)
-            t_pre += time.perf_counter() - t0
-            ref_out = ref_r.infer(x)
-            cand_out = cand_r.infer(x)
-            k_ref, k_cand = ref_out.shape[1], cand_out.shape[1]
-            if k_ref != k_cand:
-                raise ModelLoadError(
-                    f"reference outputs {k_ref} classes but candidate outputs {k_cand}; they are not the same model"
-                )
-            if ref_out.shape[2:] != cand_out.shape[2:]:
-                raise ShapeError(
-                    f"reference output {ref_out.shape} and candidate output {cand_out.shape} differ in size"
-                )
-            if acc.num_classes is None:
-                if man_k is not None and man_k != k_ref:
-                    raise ArtifactError(
-                        f"manifest{' ' + man_path if man_path else ''} says {man_k} classes but the model outputs {k_ref}; "
-                        "pass the manifest exported from this model"
-                    )
-                if opts.num_classes is not None and opts.num_classes != k_ref:
-                    raise UsageError(f"--num-classes {opts.num_classes} but the model outputs {k_ref} classes")
-                acc.set_classes(k_ref)
-            elif k_ref != acc.num_classes:
-                raise ModelLoadError(f"the model output {k_ref} classes, earlier {acc.num_classes}")
-            return infos, ref_out, cand_out
-
-        def score_image(s: Sample, info, ref_logits: np.ndarray, cand_logits: np.ndarray) -> None:
-            """Score one image; every per-image problem is recorded (skip) or raised (fail)."""
-            t0 = time.perf_counter()
-            ref_pred, ref_bad, _ = _predictions(ref_logits)
-            if ref_bad:
-                acc.fail_or_record(
-                    s.stem, s.path, "nonfinite_reference",
-                    VerificationError(
-                        f"reference output for {s.stem} has NaN/Inf at {ref_bad} pixels; "
-                        "the reference itself is broken at this input"
-                    ),
-                )
-                return
-            cand_pred, cand_bad_px, cand_bad_vals = _predictions(cand_logits)
-            try:
-                ref_pred = restore_prediction(ref_pred, info)
-                cand_pred = restore_prediction(cand_pred, info)
-            except ShapeError as err:
-                acc.fail_or_record(s.stem, s.path, "shape", err)
-                return
-            acc.t_metrics += time.perf_counter() - t0
-            if cand_bad_px:
-                acc.fail_or_record(
-                    s.stem, s.path, "nonfinite_candidate",
-                    VerificationError(
-                        f"candidate output for {s.stem} has {cand_bad_vals} NaN/Inf values ({cand_bad_px} pixels); "
-                        "the candidate is broken at this input (--on-error skip scores those pixels as wrong)"
-                    ),
-                )
-                acc.nonfinite_images += 1
-                acc.nonfinite_values += cand_bad_vals
-            try:
-                acc.add_image(s, ref_pred, cand_pred, cand_bad_px)
-            except DataError as err:
-                acc.fail_or_record(s.stem, s.path, "data", err)
-
-        def run_batch(group: list[Sample]) -> None:
-            try:
-                infos, ref_out, cand_out = infer_group(group)
-            except (DataError, ShapeError) as err:
-                if opts.on_error == "fail":
-                    raise
-                if len(group) == 1:
-                    kind = "shape" if isinstance(err, ShapeError) else "data"
-                    acc.fail_or_record(group[0].stem, group[0].path, kind, err)
-                    return
-                for s in group:  # isolate the failing image(s); nothing of this group was scored yet
-                    run_batch([s])
-                return
-            for i, s in enumerate(group):
-                score_image(s, infos[i], ref_out[i], cand_out[i])
-
-        group: list[Sample] = []
-        group_size: tuple[int, int] | None = None
-        for s in _iter_samples(ds, acc, load_t):
-            try:
-                size = target_size(s.image.shape[0], s.image.shape[1], preprocess, profile)
-            except ShapeError as err:
-                acc.fail_or_record(s.stem, s.path, "shape", err)
-                continue
-            if group and (size != group_size or len(group) >= opts.batch_size):
-                run_batch(group)
-                group = []
-            group.append(s)
-            group_size = size
-            if progress is not None:
-                progress(load_t[1], n_total)
-        if group:
-            run_batch(group)
-        if progress is not None:
-            progress(n_total, n_total)
+        _score(loop, acc)
     finally:
         ref_r.close()
         cand_r.close()
-
+    acc.errors = loop.errors
     if acc.num_classes is None:
-        k = opts.num_classes or man_k
+        k = opts.num_classes or st.man_k
         if len(ds) == 0 and k is None:
             raise DataError(
                 f"shard {opts.shard[0]}/{opts.shard[1]} has no images (the dataset has {total_entries}) and the "
@@ -515,14 +424,23 @@ def run_check(
             first = f" (first: {acc.errors[0].message})" if acc.errors else ""
             raise DataError(f"no image could be evaluated: {len(acc.errors)} of {len(ds)} failed{first}")
         acc.set_classes(k)
+    timing = {"load_s": loop.timing["load_s"], "preprocess_s": loop.timing["preprocess_s"], "open_s": open_s,
+              "loop_s": time.perf_counter() - t_loop, "total_s": time.perf_counter() - t_start}
+    report = _report(acc, st, ds, data, masks, total_entries, labelled, ref_r, cand_r, reference, candidate, opts,
+                     timing, command)
+    gate = evaluate_gate(report, opts.gate) if opts.shard is None else GateResult(opts.gate, False, None)
+    report["gate"] = gate.to_dict()
+    return CheckResult(report, gate, acc.ref_cm, acc.cand_cm, acc.agree_cm, tuple(acc.errors))
 
-    loop_s = time.perf_counter() - t_loop
-    total_s = time.perf_counter() - t_start
+
+def _report(acc, st: _Setup, ds, data, masks, total_entries, labelled, ref_r, cand_r, reference, candidate,
+            opts: CheckOptions, timing: dict, command) -> dict[str, Any]:
+    """The JSON document of docs/parity_report.md (without the gate)."""
     ref_t, cand_t = ref_r.timing_summary(), cand_r.timing_summary()
     runner_s = ref_t["total_s"] + cand_t["total_s"]
     entries = {e.stem: e for e in ds.entries}
     partial = opts.shard is not None
-    report: dict[str, Any] = {
+    return {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "segdeploy_version": versions()["segdeploy"],
@@ -534,9 +452,9 @@ def run_check(
         "versions": versions(),
         "reference": _describe_runner(ref_r, reference),
         "candidate": _describe_runner(cand_r, candidate),
-        "manifest": man_path,
-        "preprocess": preprocess.to_dict(),
-        "profile": profile.to_dict() if profile is not None else None,
+        "manifest": st.man_path,
+        "preprocess": st.preprocess.to_dict(),
+        "profile": st.profile.to_dict() if st.profile is not None else None,
         "dataset": {
             "description": ds.description,
             "images": str(data) if not isinstance(data, Dataset) else data.description,
@@ -548,7 +466,7 @@ def run_check(
             "num_evaluated": acc.evaluated,
             "num_skipped": len(ds) - acc.evaluated,
         },
-        "classes": {"num_classes": acc.num_classes, "names": list(class_names), "ignore_index": ds.ignore_index},
+        "classes": {"num_classes": acc.num_classes, "names": list(st.class_names), "ignore_index": ds.ignore_index},
         "confusion": confusion_section(acc.ref_cm, acc.cand_cm, acc.agree_cm),
         "metrics": metrics_from_confusion(acc.ref_cm, acc.cand_cm, acc.agree_cm),
         "worst_images_by": "miou_drop_points" if labelled else "pixel_agreement",
@@ -559,16 +477,13 @@ def run_check(
         "timing": {
             "reference": ref_t,
             "candidate": cand_t,
-            "load_s": load_t[0],
-            "preprocess_s": t_pre,
+            "load_s": timing["load_s"],
+            "preprocess_s": timing["preprocess_s"],
             "metrics_s": acc.t_metrics,
-            "open_s": open_s,
-            "loop_s": loop_s,
-            "total_s": total_s,
-            "overhead_fraction": (loop_s - runner_s) / runner_s if runner_s > 0 else None,
+            "open_s": timing["open_s"],
+            "loop_s": timing["loop_s"],
+            "total_s": timing["total_s"],
+            "overhead_fraction": (timing["loop_s"] - runner_s) / runner_s if runner_s > 0 else None,
         },
-        "notes": notes,
+        "notes": st.notes,
     }
-    gate = evaluate_gate(report, opts.gate) if not partial else GateResult(opts.gate, False, None)
-    report["gate"] = gate.to_dict()
-    return CheckResult(report, gate, acc.ref_cm, acc.cand_cm, acc.agree_cm, tuple(acc.errors))

@@ -7,15 +7,16 @@ failed gate (exit 3) still leaves the evidence behind. Progress goes to stderr.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from segdeploy.errors import UsageError
+from segdeploy.cli_options import model_options, output_options
+from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.parity.gate import GateOptions, raise_for_gate
+from segdeploy.result import result_doc
 
 
 def _command_line() -> str:
@@ -44,8 +45,23 @@ def _gate_options(f):
     return f
 
 
-def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> None:
-    from segdeploy.parity.report_json import dumps, write_report
+def _check_report_paths(report: str | None, html: str | None) -> None:
+    """Cheap precondition: the report files' directories exist and are writable (before any model runs)."""
+    import os
+
+    for opt, path in (("--report", report), ("--html", html)):
+        if not path:
+            continue
+        parent = Path(path).parent if str(Path(path).parent) else Path(".")
+        if Path(path).is_dir():
+            raise UsageError(f"{opt} {path} is a directory; give a file name, e.g. {opt} {Path(path) / 'report'}"
+                             f"{'.json' if opt == '--report' else '.html'}")
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise UsageError(f"{opt} {path}: directory {parent} does not exist or is not writable; choose another {opt}")
+
+
+def _emit(command: str, report: dict, out: str | None, html: str | None, as_json: bool, error=None) -> None:
+    from segdeploy.parity.report_json import write_report
     from segdeploy.parity.terminal import format_report
 
     if out:
@@ -55,7 +71,9 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 
         write_html_report(report, html)
     if as_json:
-        click.echo(dumps(report))
+        from segdeploy.result import echo_json
+
+        echo_json(result_doc(command, stages={"check": report}, error=error))
     else:
         click.echo(format_report(report))
         if out:
@@ -65,8 +83,7 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 
 
 @click.command("check")
-@click.option("--reference", required=True, metavar="MODEL",
-              help="PyTorch model file (.pt2, TorchScript, pkg.module:factory) or an .onnx reference.")
+@model_options(reference=True)
 @click.option("--candidate", required=True, metavar="ARTIFACT", help="Deployed model: .onnx (ONNX Runtime) or .engine (TensorRT).")
 @click.option("--data", required=True, type=click.Path(), help="Image folder (or VOC root with --layout voc).")
 @click.option("--masks", type=click.Path(), default=None, help="Mask folder (matched by file stem). Omit: unlabelled mode.")
@@ -82,17 +99,14 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
               help="ONNX Runtime execution provider for an .onnx candidate.")
 @click.option("--ort-opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
               help="ONNX Runtime graph optimisation level (candidate).")
-@click.option("--output", "output_sel", default=None, metavar="NAME|INDEX", help="Reference output selection override.")
-@click.option("--trust-pickle", is_flag=True, help="Allow a pickled reference module (runs its code).")
 @_gate_options
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="fail: stop at the first bad image; skip: record it in the report and go on.")
 @click.option("--worst", "worst_k", type=int, default=8, show_default=True, help="How many worst images to keep.")
 @click.option("--shard", default=None, metavar="I/N", help="Evaluate shard I of N (writes a partial result for `merge`).")
-@click.option("--out", type=click.Path(), default=None, help="Write the JSON report here.")
-@click.option("--html", type=click.Path(), default=None, help="Write the HTML report here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--report", "out", type=click.Path(), default=None, help="Write the JSON report to this file.")
+@click.option("--html", type=click.Path(), default=None, help="Write the HTML report to this file.")
+@output_options
 @click.option("--task", type=click.Choice(["semantic", "instance"]), default="semantic", show_default=True,
               help="instance: Mask R-CNN-style outputs (boxes, labels, scores, masks), matched by mask IoU per class.")
 @click.option("--iou-threshold", type=float, default=0.5, show_default=True, help="--task instance: mask IoU that matches two instances.")
@@ -100,9 +114,9 @@ def _emit(report: dict, out: str | None, html: str | None, as_json: bool) -> Non
 @click.option("--min-precision", type=float, default=None, help="--task instance gate: min % of candidate instances matched.")
 @click.option("--min-mask-iou", type=float, default=None, help="--task instance gate: min mean mask IoU (%) of matched pairs.")
 @click.option("--max-score-drift", type=float, default=None, help="--task instance gate: max mean |score difference|.")
-def check_command(reference, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
-                  batch_size, device, candidate_device, ort_opt_level, output_sel, trust_pickle, max_miou_drop,
-                  min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, progress,
+def check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
+                  batch_size, device, candidate_device, ort_opt_level, max_miou_drop,
+                  min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, quiet,
                   task, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift):
     """Compare a deployed model with its PyTorch reference on a dataset; gate on mIoU drift.
 
@@ -110,29 +124,47 @@ def check_command(reference, candidate, data, masks, list_file, layout, manifest
     Without: the candidate is scored against the reference's predictions (agreement).
     Exit codes: 0 ok, 1 error, 2 usage error, 3 gate tripped (the report is written first).
     """
+
+    try:
+        _run_check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index,
+                           label_map, batch_size, device, candidate_device, ort_opt_level, max_miou_drop, min_agreement,
+                           min_class_iou, on_error, worst_k, shard, out, html, as_json, quiet, task, iou_threshold,
+                           min_recall, min_precision, min_mask_iou, max_score_drift)
+    except SegdeployError as e:
+        if as_json and not getattr(e, "reported", False):
+            from segdeploy.result import echo_json
+
+            echo_json(result_doc("check", error=e))
+        raise
+
+
+def _run_check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
+                       batch_size, device, candidate_device, ort_opt_level, max_miou_drop, min_agreement, min_class_iou,
+                       on_error, worst_k, shard, out, html, as_json, quiet, task, iou_threshold, min_recall,
+                       min_precision, min_mask_iou, max_score_drift) -> None:
     from segdeploy.datasets import open_dataset
+    from segdeploy.errors import GateError
     from segdeploy.parity.check import CheckOptions, run_check
     from segdeploy.runners import guess_kind
     from segdeploy.runners.onnxruntime import OrtOptions
     from segdeploy.runners.torch import TorchOptions
 
+    model.validate()
     shard_t = _parse_shard(shard)
+    _check_report_paths(out, html)
+    reference = model.load().raw if model.factory else model.file
     if task == "instance":
-        _check_instances(reference, candidate, data, masks, list_file, layout, device, trust_pickle, worst_k, shard_t,
-                         out, html, as_json, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift,
-                         semantic_gate=(max_miou_drop, min_agreement, min_class_iou))
+        _check_instances(reference, candidate, data, masks, list_file, layout, device, model.trust_pickle, worst_k,
+                         shard_t, out, html, as_json, iou_threshold, min_recall, min_precision, min_mask_iou,
+                         max_score_drift, semantic_gate=(max_miou_drop, min_agreement, min_class_iou))
         return
     if any(v is not None for v in (min_recall, min_precision, min_mask_iou, max_score_drift)):
         raise UsageError("--min-recall/--min-precision/--min-mask-iou/--max-score-drift apply only with --task instance")
     if shard_t is not None and not out:
-        raise UsageError("--shard needs --out PATH: a shard writes a partial result for `segdeploy merge`")
-    if out:
-        from segdeploy.fsutil import ensure_writable_dir
-
-        ensure_writable_dir(Path(out).parent if str(Path(out).parent) else ".")
+        raise UsageError("--shard needs --report FILE: a shard writes a partial result for `segdeploy merge`")
     gate = GateOptions(max_miou_drop, min_agreement, min_class_iou)
     ref_kind = guess_kind(reference)
-    ref_opts = (TorchOptions(device=device, trust_pickle=trust_pickle, output=output_sel) if ref_kind == "torch"
+    ref_opts = (TorchOptions(device=device, trust_pickle=model.trust_pickle, output=model.output) if ref_kind == "torch"
                 else OrtOptions() if ref_kind == "onnxruntime" else None)
     cand_kind = guess_kind(candidate)
     if cand_kind == "torch":
@@ -141,10 +173,9 @@ def check_command(reference, candidate, data, masks, list_file, layout, manifest
     ds = open_dataset(data, masks, list_file=list_file, layout=layout, ignore_index=ignore_index, label_map=label_map)
     opts = CheckOptions(batch_size=batch_size, num_classes=num_classes, on_error=on_error, worst_k=worst_k, gate=gate,
                         shard=shard_t, reference_options=ref_opts, candidate_options=cand_opts)
-    show = sys.stderr.isatty() if progress is None else progress
     bar = None
     cb = None
-    if show:
+    if not quiet and not as_json and sys.stderr.isatty():
         bar = click.progressbar(length=len(ds) if shard_t is None else len(ds.subset(*shard_t)), label="checking",
                                 file=sys.stderr)
         bar.__enter__()
@@ -160,8 +191,15 @@ def check_command(reference, candidate, data, masks, list_file, layout, manifest
         if bar is not None:
             bar.__exit__(None, None, None)
     result.report["dataset"]["images"] = str(data)
-    _emit(result.report, out, html, as_json)
-    raise_for_gate(result.gate)
+    err = None
+    try:
+        raise_for_gate(result.gate)
+    except GateError as e:
+        err = e
+        e.reported = True
+    _emit("check", result.report, out, html, as_json, error=err)
+    if err is not None:
+        raise err
 
 
 def _check_instances(reference, candidate, data, masks, list_file, layout, device, trust_pickle, worst_k, shard_t, out,
@@ -190,17 +228,29 @@ def _check_instances(reference, candidate, data, masks, list_file, layout, devic
         atomic_write_json(out, rep)  # the instance schema (segdeploy.instance_report), not the semantic one
     if html:
         write_html_report(rep, html)
-    click.echo(json.dumps(rep, indent=2, sort_keys=True) if as_json else format_instance_report(rep))
-    raise_for_instance_gate(rep["gate"])
+    err = None
+    try:
+        raise_for_instance_gate(rep["gate"])
+    except SegdeployError as e:
+        err = e
+        e.reported = True
+    if as_json:
+        from segdeploy.result import echo_json
+
+        echo_json(result_doc("check", stages={"check": rep}, error=err))
+    else:
+        click.echo(format_instance_report(rep))
+    if err is not None:
+        raise err
 
 
 @click.command("merge")
 @click.argument("shards", nargs=-1, required=True, type=click.Path())
-@click.option("--out", type=click.Path(), default=None, help="Write the merged JSON report here.")
-@click.option("--html", type=click.Path(), default=None, help="Write the HTML report here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the merged JSON report instead of the table.")
+@click.option("--report", "out", type=click.Path(), default=None, help="Write the merged JSON report to this file.")
+@click.option("--html", type=click.Path(), default=None, help="Write the HTML report to this file.")
+@output_options
 @_gate_options
-def merge_command(shards, out, html, as_json, max_miou_drop, min_agreement, min_class_iou):
+def merge_command(shards, out, html, as_json, quiet, max_miou_drop, min_agreement, min_class_iou):
     """Merge `segdeploy check --shard I/N` results exactly; gate the merged result (exit 3).
 
     Gate thresholds given here replace those recorded in the shards.
@@ -208,11 +258,19 @@ def merge_command(shards, out, html, as_json, max_miou_drop, min_agreement, min_
     from segdeploy.parity.report_json import read_report
     from segdeploy.parity.shard import merge_reports
 
+    from segdeploy.errors import GateError
+    from segdeploy.parity.gate import GateResult
+
+    _check_report_paths(out, html)
     partials = [read_report(p) for p in shards]
     given = GateOptions(max_miou_drop, min_agreement, min_class_iou)
     merged = merge_reports(partials, gate=given if given.active else None, command=_command_line())
-    _emit(merged, out, html, as_json)
-    from segdeploy.parity.gate import GateResult
-
     g = merged["gate"]
-    raise_for_gate(GateResult(GateOptions.from_dict(g["thresholds"]), g["evaluated"], g["passed"], tuple(g["failures"])))
+    err = None
+    try:
+        raise_for_gate(GateResult(GateOptions.from_dict(g["thresholds"]), g["evaluated"], g["passed"], tuple(g["failures"])))
+    except GateError as e:
+        err = e
+    _emit("merge", merged, out, html, as_json, error=err)
+    if err is not None:
+        raise err

@@ -311,7 +311,7 @@ def _legend_html(k: int, names: Sequence[str], labelled: bool, present: Sequence
         dis = f'<span class="lg"><span class="swatch" style="background:{_rgb(CHANGED_RGB)}"></span>candidate ≠ reference</span>'
     dis += '<span class="lg dim">a few isolated disagreeing pixels are framed by a square</span>'
     if nonfinite:
-        dis += f'<span class="lg"><span class="dim">NaN/Inf candidate pixels are listed per image</span></span>'
+        dis += '<span class="lg"><span class="dim">NaN/Inf candidate pixels are listed per image</span></span>'
     return f'<div class="legend-box"><div><b>classes</b> {sw}</div><div><b>disagreement</b> {dis}</div></div>'
 
 
@@ -521,7 +521,7 @@ def _instance_body(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
     cmd = report.get("command")
     vers = report.get("versions") or {}
     cb = report.get("created_by") or {}
-    run = (f'<section id="run"><h2>Run</h2><h3>Command</h3>'
+    run = ('<section id="run"><h2>Run</h2><h3>Command</h3>'
            + (f'<pre class="cmd">{esc(cmd)}</pre>' if cmd else '<p class="dim">run from Python (no command line)</p>')
            + '<div class="kvgrid">' + _kv_table("reference", _model_items(report.get("reference") or {}))
            + _kv_table("candidate", _model_items(report.get("candidate") or {}))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,47 +102,17 @@ class AccuracyReport:
 # ------------------------------------------------------------------------------------------------ data
 
 
-def iter_eval_batches(dataset, preprocess, profile, batch_size: int = 8, limit: int | None = None) -> Iterator[EvalBatch]:
-    """Stream ``dataset`` (a segdeploy Dataset) as preprocessed batches of at most ``batch_size`` images."""
-    from segdeploy.datasets.preprocess import to_batch
-
-    if batch_size < 1:
-        raise UsageError(f"batch size must be >= 1, got {batch_size}")
-    if profile is not None:
-        batch_size = min(batch_size, profile.max[0])
-    pending: list = []
-    seen = 0
-
-    def flush() -> EvalBatch:
-        arr, infos = to_batch([s.image for s in pending], preprocess, profile)
-        masks = [s.mask for s in pending] if all(s.mask is not None for s in pending) else None
-        return EvalBatch(arr, infos, masks, [s.stem for s in pending])
-
-    for sample in dataset:
-        if limit is not None and seen >= limit:
-            break
-        seen += 1
-        if pending and (sample.image.shape[:2] != pending[0].image.shape[:2]):
-            yield flush()  # keep batches of one size: padding to a common size would change the inputs
-            pending = []
-        pending.append(sample)
-        if len(pending) == batch_size:
-            yield flush()
-            pending = []
-    if pending:
-        yield flush()
-
-
 def class_maps(logits: np.ndarray, infos: Sequence) -> tuple[list[np.ndarray], int]:
     """Argmax class maps at each image's original size; non-finite pixels become -1 (invalid)."""
     from segdeploy.datasets.preprocess import restore_prediction
+    from segdeploy.evaluation import class_map
 
-    pred = logits.argmax(axis=1).astype(np.int64)
-    bad = ~np.isfinite(logits).all(axis=1)
-    nbad = int(bad.sum())
-    if nbad:
-        pred[bad] = -1
-    return [restore_prediction(pred[i], infos[i]) for i in range(pred.shape[0])], nbad
+    maps, nbad = [], 0
+    for i in range(logits.shape[0]):
+        pred, npx, _ = class_map(logits[i])
+        maps.append(restore_prediction(pred, infos[i]))
+        nbad += npx
+    return maps, nbad
 
 
 def _runner_for_module(reference):
@@ -243,41 +213,40 @@ def check_accuracy_many(
             raise UsageError(f"unknown ONNX Runtime level {lv!r}; use one of {', '.join(LEVEL_NAMES)}")
     if not candidates:
         raise UsageError("no candidate model to check")
+    from segdeploy.evaluation import PredictionLoop
+
     ignore_index = getattr(dataset, "ignore_index", ignore_index)
     total = len(dataset) if limit is None else min(limit, len(dataset))
     if total == 0:
         raise DataError("the validation set is empty; pass --val DIR with images/ and masks/")
     ref_runner = _runner_for_module(reference)
     runners = {(c, lv): _ort_runner(str(p), lv) for c, p in candidates.items() for lv in levels}
+    names = {k: f"{k[0]}@{k[1]}" for k in runners}
     ref_cm = ConfusionMatrix(num_classes, ignore_index)
     scorers = {k: _Scorer(num_classes, ignore_index) for k in runners}
     cross = {c: [0, 0] for c in candidates}
     truth_kind = None
     done = 0
+    loop = PredictionLoop(dataset, {"reference": ref_runner, **{names[k]: r for k, r in runners.items()}},
+                          preprocess, profile, batch_size=batch_size, limit=limit, progress=progress)
     try:
-        for b in iter_eval_batches(dataset, preprocess, profile, batch_size, limit):
-            refs, _ = class_maps(ref_runner.infer(b.array), b.infos)
-            kind = "masks" if b.masks is not None else "reference"
+        for pred in loop:
+            ref = pred.maps["reference"]
+            kind = "masks" if pred.sample.mask is not None else "reference"
             if truth_kind is None:
                 truth_kind = kind
             elif truth_kind != kind:
                 raise DataError("some validation images have masks and some do not; give a mask for every image")
-            truths = b.masks if b.masks is not None else refs
-            for r, t in zip(refs, truths):
-                ref_cm.update(r, t)
-            for c in candidates:
-                preds_by_level = {}
-                for lv in levels:
-                    preds, nbad = class_maps(runners[(c, lv)].infer(b.array), b.infos)
-                    scorers[(c, lv)].update(preds, truths, refs, nbad)
-                    preds_by_level[lv] = preds
-                if len(levels) == 2:
-                    x0, x1 = (preds_by_level[lv] for lv in levels)
-                    cross[c][0] += sum(int((x == y).sum()) for x, y in zip(x0, x1))
-                    cross[c][1] += sum(int(x.size) for x in x0)
-            done += len(b.stems)
-            if progress is not None:
-                progress(done, total)
+            truth = pred.sample.mask if pred.sample.mask is not None else ref
+            ref_cm.update(ref, truth)
+            for k in runners:
+                scorers[k].update([pred.maps[names[k]]], [truth], [ref], pred.bad_pixels[names[k]])
+            if len(levels) == 2:
+                for c in candidates:
+                    x0, x1 = (pred.maps[names[(c, lv)]] for lv in levels)
+                    cross[c][0] += int((x0 == x1).sum())
+                    cross[c][1] += int(x0.size)
+            done += 1
     finally:
         for r in runners.values():
             r.close()
@@ -321,10 +290,13 @@ class Evaluator:
                  batch_size: int = 8, ignore_index: int | None = 255):
         from segdeploy.parity.metrics import ConfusionMatrix
 
+        from segdeploy.evaluation import preprocessed_batches
+
         ignore_index = getattr(dataset, "ignore_index", ignore_index)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.batches = list(iter_eval_batches(dataset, preprocess, profile, batch_size, limit))
+        self.batches = [EvalBatch(a, i, m, st) for a, i, m, st in
+                        preprocessed_batches(dataset, preprocess, profile, batch_size, limit)]
         if not self.batches:
             raise DataError("the validation subset is empty; pass --val DIR with images/ and masks/")
         runner = _runner_for_module(reference)

@@ -1,14 +1,9 @@
-"""Command-line glue for the precision stage: options for `segdeploy export`, and the summary table.
+"""The precision option group (shared by `segdeploy export` and `segdeploy precision`) and its summary table.
 
-Wiring (two lines in the export command)::
-
-    @click.command("export")
-    ...
-    @precision_options                    # adds --int8/--fp16/--calib/... and passes them as ``precision``
-    def export_command(..., precision):
-        res = export_model(...)
-        pres = run_from_cli(res, res.loaded, quiet=quiet, as_json=as_json, **precision)  # None unless --int8/--fp16
-        # with --json: add summary_dict(pres) to the export's JSON document (one document on stdout)
+``@precision_options`` adds the options below and passes them to the command as one dict ``precision``;
+:func:`options_from_cli` turns it into :class:`~segdeploy.precision.stage.PrecisionOptions` (or None when
+neither --int8 nor --fp16 was given). The stage itself runs through :mod:`segdeploy.pipeline` (export) or
+:func:`segdeploy.precision.stage.lower` (precision); :func:`print_precision_summary` prints its result.
 
 Options (all validated before the export starts, so a typo fails fast with exit 2):
   --int8 / --fp16            lower to INT8 Q/DQ and/or strongly-typed FP16 ONNX (both may be given)
@@ -22,7 +17,8 @@ Options (all validated before the export starts, so a typo fails fast with exit 
   --max-miou-drop X          accuracy budget in mIoU points: INT8 keeps the most sensitive layers in float
                              until the drop is within X; exit 3 when it cannot (FP16: gate only)
   --exclude-layer NAME       keep this node in float (repeatable)
-  --budget-images N          validation images used by the sensitivity search (default 32)
+  --budget-images N          validation images the sensitivity search starts with (default 32; escalated
+                             automatically when its choice misses the budget on the whole split)
   --trt-version V            TensorRT version written into the calibration cache header (default 10.3;
                              8.6 for JetPack 6 / TensorRT 8.6)
 """
@@ -35,7 +31,6 @@ from typing import Any
 import click
 
 from segdeploy.errors import UsageError
-from segdeploy.progress import StepProgress
 
 PARAM_NAMES = (
     "int8", "fp16", "calib", "calib_size", "calib_method", "percentile", "seed", "val", "max_miou_drop",
@@ -54,15 +49,15 @@ _OPTIONS = [
                  help="Validation split DIR/images + DIR/masks (default: calibration/<set>/val beside --calib)."),
     click.option("--max-miou-drop", type=float, help="mIoU budget in points; INT8 falls back layers to meet it, else exit 3."),
     click.option("--exclude-layer", multiple=True, help="Node name kept in float (repeatable)."),
-    click.option("--budget-images", type=int, default=32, show_default=True, help="Validation images for the sensitivity search."),
+    click.option("--budget-images", type=int, default=32, show_default=True, help="Validation images the budget search starts with (escalated automatically)."),
     click.option("--trt-version", default="10.3", show_default=True, help="TensorRT version of the calibration cache header."),
 ]
 
 
 def options_from_cli(**opts: Any):
-    """Build :class:`~segdeploy.precision.pipeline.PrecisionOptions` from the CLI values, or None when
+    """Build :class:`~segdeploy.precision.stage.PrecisionOptions` from the CLI values, or None when
     neither --int8 nor --fp16 was given (then every other precision option must be unset)."""
-    from segdeploy.precision.pipeline import PrecisionOptions
+    from segdeploy.precision.stage import PrecisionOptions
 
     if not (opts.get("int8") or opts.get("fp16")):
         stray = [n for n in ("calib", "calib_size", "val", "max_miou_drop") if opts.get(n) is not None]
@@ -70,10 +65,6 @@ def options_from_cli(**opts: Any):
             names = ", ".join("--" + n.replace("_", "-") for n in stray or ["exclude_layer"])
             raise UsageError(f"{names} given without --int8 or --fp16; add --int8 and/or --fp16")
         return None
-    if opts.get("trt_version"):
-        from segdeploy.calibration import trt_version_code
-
-        trt_version_code(opts["trt_version"])  # UsageError for a malformed version
     return PrecisionOptions(
         int8=bool(opts.get("int8")), fp16=bool(opts.get("fp16")), calib=opts.get("calib"),
         calib_size=opts.get("calib_size"), calib_method=opts.get("calib_method") or "entropy",
@@ -85,49 +76,16 @@ def options_from_cli(**opts: Any):
 
 def precision_options(f):
     """Decorator: add the precision options to a click command; the function receives them as one dict
-    keyword ``precision`` (validated before the command body runs)."""
+    keyword ``precision``; the body validates it with :func:`options_from_cli` before any work."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         precision = {n: kwargs.pop(n) for n in PARAM_NAMES if n in kwargs}
-        options_from_cli(**precision)  # fail fast, before any export work
         return f(*args, precision=precision, **kwargs)
 
     for opt in reversed(_OPTIONS):
         wrapper = opt(wrapper)
     return wrapper
-
-
-def run_from_cli(export_result: Any, loaded_model: Any, *, quiet: bool = False, as_json: bool = False, **opts: Any):
-    """Run the precision stage after `segdeploy export` and print its summary; returns the PrecisionResult
-    (None when neither --int8 nor --fp16 was given). GateError propagates (exit 3) after printing what was
-    measured (``precision_report.json`` in the export directory)."""
-    from segdeploy.errors import GateError
-    from segdeploy.precision.pipeline import lower
-
-    options = options_from_cli(**opts)
-    if options is None:
-        return None
-    module = getattr(loaded_model, "module", loaded_model)
-    out_dir = export_result.manifest_path.parent if hasattr(export_result, "manifest_path") else export_result
-    try:
-        res = lower(out_dir, module, options, progress=StepProgress(not quiet))
-    except GateError as e:
-        kept = getattr(e, "kept_out", None)
-        if kept and not as_json:
-            click.echo("layers kept in float by the budget search (best attempt):", err=True)
-            for c in kept:
-                click.echo(f"  {c.name:<48} sensitivity {c.sensitivity:7.3f}  drop after {c.drop_after:7.3f}", err=True)
-        raise
-    if not as_json:  # with --json the caller puts summary_dict(res) into its own single JSON document
-        print_precision_summary(res)
-    return res
-
-
-def summary_dict(res) -> dict:
-    """JSON-able summary of a PrecisionResult (the manifest section plus the written files)."""
-    return {"precision": res.section, "files": {k: str(v) for k, v in res.files.items()}, "notes": list(res.notes),
-            "seconds": round(res.seconds, 2)}
 
 
 def _pct(v) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -58,16 +60,17 @@ def write_images(folder, n: int, size=(32, 32), seed: int = 0, mode: str = "RGB"
 
 def make_export_dir(folder, onnx_name: str = "model.onnx"):
     """A minimal export directory: the tiny ONNX + a schema-valid manifest (no torch needed)."""
+    import tempfile
+
+    from segdeploy.exportdir import Transaction
     from segdeploy.fsutil import sha256_file
-    from segdeploy.manifest import write_manifest
     from segdeploy.spec import Preprocess, ShapeProfile
 
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx_path = make_model(folder / onnx_name)
+    onnx_path = make_model(Path(tempfile.mkdtemp(prefix="calib-model-")) / onnx_name)
     prof = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 32), (8, 3, 64, 64))
     doc = {
         "schema": "segdeploy.manifest",
-        "schema_version": 1,
+        "schema_version": 2,
         "segdeploy_version": "0.1.0",
         "source": {"format": "test", "sha256": "0" * 64},
         "model": {"in_channels": 3, "num_classes": 2, "spatial_multiple": 1, "output_selection": "tensor"},
@@ -79,5 +82,8 @@ def make_export_dir(folder, onnx_name: str = "model.onnx"):
         "verification": {"passed": True, "shapes": []},
         "versions": {},
     }
-    write_manifest(folder / "manifest.json", doc)
+    with Transaction(folder, fresh=True, command="test") as txn:
+        txn.write_bytes(onnx_name, onnx_path.read_bytes(), "onnx")
+        txn.set_manifest(doc)
+        txn.commit()
     return folder

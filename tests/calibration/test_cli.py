@@ -10,29 +10,32 @@ from calib_helpers import make_export_dir, write_images
 
 from segdeploy.calibration.trt_cache import read_ranges_json, read_trt_cache
 from segdeploy.cli import main
-from segdeploy.manifest import read_manifest
+from segdeploy.exportdir import ExportDir
 
 
 def test_calibrate_command(tmp_path, capsys, images):
     exp = make_export_dir(tmp_path / "exp")
     rc = main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "6", "--trt-version", "8.6.2", "--json"])
     assert rc == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["images"] == 6 and out["tensors"] == 4 and not out["cache_hit"] and out["trt_cache_version"] == 8602
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "segdeploy.result" and doc["ok"] and doc["published"]
+    out = doc["stages"]["calibrate"]
+    assert set(doc["files"]) == {"model.onnx", "ranges.json", "model.calib.cache"}
+    assert out["images"] == 6 and out["tensors"] == 4 and not out["statistics_cached"] and out["trt_cache_version"] == 8602
     ranges, meta = read_ranges_json(exp / "ranges.json")
     cache = read_trt_cache(exp / "model.calib.cache")
     assert list(cache.ranges) == ["input", "conv1", "relu1", "logits"]  # graph order
     assert set(ranges) == set(cache.ranges)
     for k, v in ranges.items():
         assert cache.ranges[k] == pytest.approx(v, rel=1e-6)
-    sec = read_manifest(exp)["calibration"]
+    sec = ExportDir.open(exp).manifest["calibration"]
     assert sec["method"] == {"kind": "entropy", "num_quant_bins": 128, "start_bin": 128}
     assert sec["set"]["size"] == 6 and sec["trt_cache_file"] == "model.calib.cache" and meta["set"]["seed"] == 0
-    rc = main(["calibrate", str(exp / "model.onnx"), "--calib", str(images), "--calib-size", "6",
+    rc = main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "6",
                "--calib-method", "max", "--json"])
     assert rc == 0
-    out2 = json.loads(capsys.readouterr().out)
-    assert out2["cache_hit"] and read_manifest(exp)["calibration"]["method"] == {"kind": "max"}
+    out2 = json.loads(capsys.readouterr().out)["stages"]["calibrate"]
+    assert out2["statistics_cached"] and ExportDir.open(exp).manifest["calibration"]["method"] == {"kind": "max"}
 
 
 def test_calibrate_command_errors(tmp_path, capsys, images):
@@ -44,5 +47,13 @@ def test_calibrate_command_errors(tmp_path, capsys, images):
     err = capsys.readouterr().err
     assert err.startswith("error: 2 of 2 calibration image(s)") and "--calib-gray replicate" in err
     assert not (exp / "ranges.json").exists() and not (exp / "model.calib.cache").exists()
-    assert "calibration" not in read_manifest(exp)
+    assert "calibration" not in ExportDir.open(exp).manifest
     assert main(["calibrate", str(exp), "--calib", str(gray), "--calib-gray", "replicate", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", str(exp / "model.onnx"), "--calib", str(images)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; see 'segdeploy calibrate --help'" in err and err.count("\n") == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["calibrate", str(exp), "--calib", str(empty)]) == 1
+    assert "contains no images" in capsys.readouterr().err

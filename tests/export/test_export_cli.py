@@ -13,7 +13,7 @@ import torch
 
 import tinymodels
 from segdeploy.cli import main
-from segdeploy.manifest import read_manifest
+from segdeploy.exportdir import ExportDir
 
 
 def _run(capsys, *argv):
@@ -31,12 +31,15 @@ def test_export_pt2_json(tmp_path, capsys, tiny_pt2):
     code, stdout, stderr = _run(capsys, "export", str(tiny_pt2), "--out", str(out), "--shape", "1x3x32x32",
                                 "--max-batch", "2", "--class-names", "bg,a,b", "--json")
     assert code == 0, stderr
-    res = json.loads(stdout)
+    doc = json.loads(stdout)
+    assert doc["schema"] == "segdeploy.result" and doc["ok"] and doc["exit_code"] == 0 and doc["published"]
+    assert set(doc["files"]) == {"model.onnx"} and doc["export_dir"] == str(out)
+    res = doc["stages"]["export"]
     assert res["exporter"] in ("dynamo", "torchscript")
     assert res["dynamic_axes"] == ["batch", "height", "width"]
     assert res["verification"]["passed"] and len(res["verification"]["shapes"]) == 4
     assert _artifacts(out) == ["manifest.json", "model.onnx"]
-    man = read_manifest(out)
+    man = ExportDir.open(out).manifest
     assert man["source"]["format"] == "pt2" and man["model"]["class_names"] == ["bg", "a", "b"]
     assert man["model"]["spatial_multiple"] == 4
     model = onnx.load(str(out / "model.onnx"))
@@ -106,7 +109,7 @@ def test_unwritable_output_directory(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     code, _, err = _run(capsys, "export", "--model", "tinymodels:tiny_seg", "--out", str(blocker / "sub"), "-q")
-    assert code == 1 and "cannot create output directory" in err
+    assert code == 1 and "cannot create" in err
     code, _, err = _run(capsys, "export", "--model", "tinymodels:tiny_seg", "--out", str(blocker), "-q")
     assert code == 1 and "not a directory" in err
 
@@ -130,6 +133,6 @@ def test_reexport_of_pt2_is_byte_identical(tmp_path, capsys, tiny_pt2):
     args = [str(tiny_pt2), "--shape", "1x3x32x32", "--max-batch", "2", "-q"]
     assert _run(capsys, "export", *args, "--out", str(tmp_path / "a"))[0] == 0
     assert _run(capsys, "export", *args, "--out", str(tmp_path / "b"))[0] == 0
-    assert read_manifest(tmp_path / "a")["onnx"]["exporter"] == "dynamo"
+    assert ExportDir.open(tmp_path / "a").manifest["onnx"]["exporter"] == "dynamo"
     for f in ("model.onnx", "manifest.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

@@ -7,7 +7,7 @@ import pytest
 
 from segdeploy.export import ExportOptions, export_model
 from segdeploy.export.matrix import ROWS
-from segdeploy.manifest import read_manifest
+from segdeploy.exportdir import ExportDir
 
 pytest.importorskip("segmentation_models_pytorch")
 pytest.importorskip("torchvision")
@@ -21,7 +21,7 @@ def test_matrix_row_exports_and_verifies(row, tmp_path):
         tmp_path,
         ExportOptions(shape=row.shape, min_shape=row.min_shape, max_shape=row.max_shape, max_batch=2),
     )
-    man = read_manifest(tmp_path)
+    man = ExportDir.open(tmp_path).manifest
     ver = man["verification"]
     assert ver["passed"]
     assert len(ver["shapes"]) >= 3

@@ -161,7 +161,7 @@ def test_empty_shard_and_empty_dataset(tiny_model, tiny_onnx, tmp_path):
 
 def _manifest(num_classes=K):
     return {
-        "schema": "segdeploy.manifest", "schema_version": 1, "segdeploy_version": "0.1.0",
+        "schema": "segdeploy.manifest", "schema_version": 2, "segdeploy_version": "0.1.0",
         "source": {"format": "module", "sha256": "0"},
         "model": {"in_channels": 3, "num_classes": num_classes, "spatial_multiple": 1, "output_selection": "tensor",
                   "class_names": [f"c{i}" for i in range(num_classes)]},
@@ -170,6 +170,7 @@ def _manifest(num_classes=K):
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", num_classes, "height", "width"]}],
         "preprocess": Preprocess().to_dict(), "onnx": {"file": "tiny.onnx", "opset": 17, "exporter": "x", "sha256": "0"},
         "rewrites": [], "verification": {"passed": True, "shapes": []}, "versions": {},
+        "files": {"tiny.onnx": {"kind": "onnx", "sha256": "0" * 64, "bytes": 1, "derived_from": {}}},
     }
 
 
@@ -204,10 +205,11 @@ def test_empty_shard_merges(tiny_model, tiny_onnx, tmp_path):
 
 def test_with_segdeploy_export_manifest(tiny_model, tmp_path):
     """The real pipeline: export_model writes ONNX + manifest; check picks the manifest up beside the ONNX."""
-    pipeline = pytest.importorskip("segdeploy.export.pipeline", reason="segdeploy.export not in this checkout")
-    res = pipeline.export_model(
+    from segdeploy.export import ExportOptions, export_model
+
+    res = export_model(
         tiny_model, tmp_path / "exp",
-        pipeline.ExportOptions(shape="1x3x32x32", spatial_multiple=8, exporter="torchscript",
+        ExportOptions(shape="1x3x32x32", spatial_multiple=8, exporter="torchscript",
                                class_names=("bg", "a", "b", "c")),
     )
     images, masks = make_dataset(tmp_path / "d", n=3, sizes=((30, 45), (32, 32), (17, 60)))

@@ -27,9 +27,11 @@ def test_check_json_and_report_file(setup, capsys):
     root, ref, _, images, masks = setup
     out = root / "r.json"
     rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--masks", masks,
-               "--max-miou-drop", "0.1", "--out", str(out), "--json", "--no-progress"])
+               "--max-miou-drop", "0.1", "--report", str(out), "--json", "-q"])
     assert rc == 0
-    printed = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "segdeploy.result" and doc["command"] == "check" and doc["ok"] and doc["error"] is None
+    printed = doc["stages"]["check"]
     assert printed == json.loads(out.read_text())
     assert printed["gate"]["passed"] is True and printed["metrics"]["drift"]["miou_points"] == 0.0
     assert printed["command"].startswith("segdeploy ")
@@ -39,7 +41,7 @@ def test_gate_trips_exit_3_and_report_still_written(setup, capsys):
     root, ref, pert, images, masks = setup
     out = root / "gate.json"
     rc = main(["check", "--reference", ref, "--candidate", pert, "--data", images, "--masks", masks,
-               "--min-agreement", "99.5", "--out", str(out), "--no-progress"])
+               "--min-agreement", "99.5", "--report", str(out), "-q"])
     cap = capsys.readouterr()
     assert rc == 3
     assert "error: accuracy gate failed: pixel agreement" in cap.err and "\n" not in cap.err.strip()
@@ -51,8 +53,8 @@ def test_shard_and_merge_cli(setup, capsys):
     root, ref, pert, images, masks = setup
     for i in range(2):
         assert main(["check", "--reference", ref, "--candidate", pert, "--data", images, "--masks", masks,
-                     "--shard", f"{i}/2", "--out", str(root / f"s{i}.json"), "--no-progress"]) == 0
-    assert main(["merge", str(root / "s0.json"), str(root / "s1.json"), "--out", str(root / "m.json"),
+                     "--shard", f"{i}/2", "--report", str(root / f"s{i}.json"), "-q"]) == 0
+    assert main(["merge", str(root / "s0.json"), str(root / "s1.json"), "--report", str(root / "m.json"),
                  "--max-miou-drop", "50"]) == 0
     merged = json.loads((root / "m.json").read_text())
     assert merged["dataset"]["num_evaluated"] == 5 and merged["gate"]["passed"] is True
@@ -64,14 +66,14 @@ def test_shard_and_merge_cli(setup, capsys):
 def test_usage_and_data_errors_are_one_line(setup, tmp_path, capsys):
     root, ref, _, images, masks = setup
     assert main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--shard", "0/2"]) == 2
-    assert "--shard needs --out" in capsys.readouterr().err
+    assert "--shard needs --report" in capsys.readouterr().err
     assert main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--shard", "2/2",
-                 "--out", str(tmp_path / "x.json")]) == 2
+                 "--report", str(tmp_path / "x.json")]) == 2
     capsys.readouterr()
     (tmp_path / "m").mkdir()
     out = tmp_path / "never.json"
     rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--masks", str(tmp_path / "m"),
-               "--out", str(out)])
+               "--report", str(out)])
     err = capsys.readouterr().err
     assert rc == 1 and "without a mask" in err and err.count("\n") == 1
     assert not out.exists() and list(tmp_path.glob(".never.json*")) == []  # nothing half-written
@@ -80,13 +82,12 @@ def test_usage_and_data_errors_are_one_line(setup, tmp_path, capsys):
 
 
 def test_torch_model_file_reference(setup, tiny_model, tmp_path, capsys):
-    pytest.importorskip("segdeploy.load", reason="segdeploy.load not in this checkout")
     root, ref, _, images, masks = setup
     ts = tmp_path / "ref.ts"
     torch.jit.save(torch.jit.trace(tiny_model, torch.zeros(1, 3, 8, 8)), str(ts))
     rc = main(["check", "--reference", str(ts), "--candidate", ref, "--data", images, "--masks", masks,
-               "--max-miou-drop", "0.01", "--json", "--no-progress"])
-    rep = json.loads(capsys.readouterr().out)
+               "--max-miou-drop", "0.01", "--json", "-q"])
+    rep = json.loads(capsys.readouterr().out)["stages"]["check"]
     assert rc == 0 and rep["reference"]["kind"] == "torch" and rep["metrics"]["agreement"]["pixel_accuracy"] > 0.999
 
 
@@ -100,6 +101,30 @@ def test_engine_candidate_without_tensorrt(setup, tmp_path, capsys):
     root, ref, _, images, masks = setup
     eng = tmp_path / "model.engine"
     eng.write_bytes(b"plan")
-    rc = main(["check", "--reference", ref, "--candidate", str(eng), "--data", images, "--no-progress"])
+    rc = main(["check", "--reference", ref, "--candidate", str(eng), "--data", images, "-q"])
     err = capsys.readouterr().err
     assert rc == 1 and "needs TensorRT" in err and "pip install tensorrt" in err
+
+
+def test_gate_with_json_prints_the_document_before_exit_3(setup, capsys):
+    root, ref, pert, images, masks = setup
+    rc = main(["check", "--reference", ref, "--candidate", pert, "--data", images, "--masks", masks,
+               "--min-agreement", "99.5", "--json", "-q"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert rc == 3 and doc["exit_code"] == 3 and not doc["ok"] and doc["error"]["type"] == "GateError"
+    assert doc["stages"]["check"]["gate"]["passed"] is False
+    assert cap.err.count("\n") == 1 and cap.err.startswith("error: accuracy gate failed")
+
+
+def test_report_paths_and_old_out_option(setup, tmp_path, capsys):
+    root, ref, _, images, masks = setup
+    rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--report", str(tmp_path / "no" / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--report" in err and "does not exist" in err and err.count("\n") == 1
+    rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--html", str(tmp_path)])
+    assert rc == 2 and "--html" in capsys.readouterr().err
+    # --out means an export/bundle directory everywhere; check writes reports with --report
+    rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == "error: no such option '--out'; check writes its JSON report with --report FILE\n"

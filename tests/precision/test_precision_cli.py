@@ -35,7 +35,10 @@ def test_precision_command_json(bundle, capsys):
                "--json", "-q"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    doc = json.loads(out)
+    res = json.loads(out)
+    assert res["schema"] == "segdeploy.result" and res["command"] == "precision" and res["published"]
+    assert {"model.int8.onnx", "ranges.json", "model.calib.cache"} <= set(res["files"])
+    doc = res["stages"]["precision"]
     assert doc["precision"]["int8"]["rule_check"] == "passed"
     assert doc["precision"]["int8"]["accuracy"] is None  # no validation split: not checked, and said so
     assert any("accuracy not checked" in n for n in doc["notes"])
@@ -53,3 +56,35 @@ def test_precision_command_usage_errors(bundle, capsys):
     assert "nothing to do" in capsys.readouterr().err
     assert main(["precision", str(d / "export"), str(model), "--int8"]) == 2
     assert "needs calibration images" in capsys.readouterr().err
+
+
+def test_precision_command_prints_the_summary_table(bundle, capsys):
+    d, (model, _) = bundle
+    rc = main(["precision", str(d / "export"), str(model), "--fp16", "--calib", str(d / "calib"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "fp16 kept FP32" in out and "wrote fp16" in out and "overflow check: calibration absmax" in out
+
+
+def test_exclude_layer_applies_to_fp16(bundle, capsys, tmp_path):
+    """--exclude-layer keeps the node FP32 in model.fp16.onnx too (it was silently ignored for FP16)."""
+    import shutil
+
+    import onnx
+
+    d, (model, _) = bundle
+    exp = tmp_path / "export"
+    shutil.copytree(d / "export", exp)
+    conv = next(n.name for n in onnx.load(str(exp / "model.onnx")).graph.node if n.op_type == "Conv")
+    rc = main(["precision", str(exp), str(model), "--fp16", "--exclude-layer", conv, "--json", "-q"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0, res
+    kept = res["stages"]["precision"]["precision"]["fp16"]["kept_fp32"]
+    assert {"node": conv, "op": "Conv", "reason": "kept by name"} in kept
+    g = onnx.load(str(exp / "model.fp16.onnx")).graph
+    node = next(n for n in g.node if n.name == conv)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(
+        onnx.load(str(exp / "model.fp16.onnx"))).graph.value_info}
+    assert types[node.output[0]] == onnx.TensorProto.FLOAT
+    rc = main(["precision", str(exp), str(model), "--fp16", "--exclude-layer", "no_such_node", "-q"])
+    assert rc == 2 and "names no node" in capsys.readouterr().err

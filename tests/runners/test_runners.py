@@ -86,7 +86,6 @@ def test_torch_runner_output_rules():
 
 
 def test_torch_runner_loads_a_model_file(tiny_model, tmp_path):
-    pytest.importorskip("segdeploy.load", reason="segdeploy.load not present in this checkout")
     path = tmp_path / "tiny.ts"
     torch.jit.save(torch.jit.trace(tiny_model, torch.zeros(1, 3, 8, 8)), str(path))
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The precision stage end to end: export dir -> calibrate -> INT8/FP16 -> CPU check -> manifest."""
+"""The precision stage end to end: export dir -> calibrate -> INT8/FP16 -> CPU check -> manifest, in one transaction."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from segdeploy.errors import ArtifactError, DataError, GateError, UsageError
-from segdeploy.manifest import read_manifest
-from segdeploy.precision.pipeline import PrecisionOptions, lower
+from segdeploy.exportdir import ExportDir
+from segdeploy.precision.stage import PrecisionOptions, lower
 
 from precision_helpers import TinySeg, write_images
 
@@ -41,7 +41,13 @@ def exp(base, tmp_path):
 
 
 def _leftovers(d):
-    return sorted(p.name for p in d.iterdir() if p.name.startswith("."))
+    """Hidden files in or beside the export directory other than its lock (staging, temp files)."""
+    return sorted(p.name for p in list(d.iterdir()) + list(d.parent.iterdir())
+                  if p.name.startswith(".") and p.name != f".{d.name}.lock")
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
 def test_int8_and_fp16_written_with_manifest_section(exp):
@@ -49,16 +55,20 @@ def test_int8_and_fp16_written_with_manifest_section(exp):
     lines = []
     res = lower(d, module, PrecisionOptions(int8=True, fp16=True, calib=str(data / "calib"), calib_method="max"),
                 progress=lines.append)
-    for name in ("model.int8.onnx", "model.fp16.onnx", "ranges.json", "model.calib.cache", "precision_report.json"):
+    for name in ("model.int8.onnx", "model.fp16.onnx", "ranges.json", "model.calib.cache"):
         assert (d / name).is_file(), name
-    doc = read_manifest(d)
+    doc = ExportDir.open(d).manifest
+    assert set(doc["files"]) == {"model.onnx", "model.int8.onnx", "model.fp16.onnx", "ranges.json", "model.calib.cache"}
+    assert doc["files"]["model.int8.onnx"]["derived_from"] == {
+        "model.onnx": doc["files"]["model.onnx"]["sha256"], "ranges.json": doc["files"]["ranges.json"]["sha256"]}
     sec = doc["precision"]
-    assert sec == res.section
+    assert {k: v for k, v in sec.items()} == res.section
     i8 = sec["int8"]
     assert i8["rule_check"] == "passed" and i8["quantized_layers"] == 6
     assert i8["method"]["kind"] == "max" and i8["calibration_set"]["size"] == 8
     assert {x["reason"].split(" ")[0] for x in i8["excluded_layers"]} == {"3->16", "16->4"}
-    assert i8["sha256"] and sec["ranges"]["sha256"] and sec["calib_cache"]["trt_version"] == "10.3"
+    assert i8["sha256"] == doc["files"]["model.int8.onnx"]["sha256"]
+    assert doc["calibration"]["trt_cache_version"] == 100300 and doc["calibration"]["ranges_file"] == "ranges.json"
     for kind in ("int8", "fp16"):
         acc = sec[kind]["accuracy"]
         assert set(acc["levels"]) == {"disable", "all"} and acc["images"] == 6 and acc["truth"] == "masks"
@@ -71,35 +81,31 @@ def test_int8_and_fp16_written_with_manifest_section(exp):
     from segdeploy.calibration import read_trt_cache
 
     assert read_trt_cache(d / "model.calib.cache").ranges
-    assert _leftovers(d) == [".calib_stats"]
+    assert _leftovers(d) == []
 
 
 def test_gate_failure_ships_nothing_and_keeps_good_artifacts(exp):
     _, d, data = exp
     torch.manual_seed(123)
     wrong_reference = TinySeg().eval()  # the ONNX cannot match it: no fallback recovers the drop
-    (d / "model.int8.onnx").write_bytes(b"good artifact")
-    before = (d / "manifest.json").read_bytes()
+    lower(d, TinySeg().eval(), PrecisionOptions(fp16=True))  # a good published state to keep
+    before = _snapshot(d)
     # unlabelled validation images: scored against the (wrong) reference's own predictions
     opts = PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max", max_miou_drop=1.0, budget_images=4,
                             val=str(data / "val" / "images"))
     with pytest.raises(GateError) as ei:
         lower(d, wrong_reference, opts)
     assert ei.value.exit_code == 3 and "best drop" in str(ei.value)
-    assert (d / "model.int8.onnx").read_bytes() == b"good artifact"
-    assert (d / "manifest.json").read_bytes() == before
-    assert not (d / "ranges.json").exists() and not (d / "model.calib.cache").exists()
-    report = json.loads((d / "precision_report.json").read_text())
-    assert report["result"] == "gate failed" and report["precision"]["int8"]["budget"]["best_drop_points"] > 1.0
-    assert _leftovers(d) == [".calib_stats"]
+    assert _snapshot(d) == before  # byte-identical: nothing published
+    assert ei.value.section["int8"]["budget"]["best_drop_points"] > 1.0  # the evidence travels with the error
+    assert _leftovers(d) == []
 
 
-def test_directory_in_the_way_is_an_artifact_error(exp):
+def test_junk_under_an_artifact_name_is_replaced(exp):
     module, d, data = exp
-    (d / "model.fp16.onnx").mkdir()
-    with pytest.raises(ArtifactError, match="directory is in the way"):
-        lower(d, module, PrecisionOptions(fp16=True, calib=str(data / "calib")))
-    assert "precision" not in read_manifest(d) and _leftovers(d) == [".calib_stats"]
+    (d / "model.fp16.onnx").mkdir()  # not in the file table: not part of the published set
+    lower(d, module, PrecisionOptions(fp16=True, calib=str(data / "calib")))
+    assert (d / "model.fp16.onnx").is_file() and "fp16" in ExportDir.open(d).manifest["precision"]
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
@@ -114,7 +120,7 @@ def test_unwritable_export_dir(exp):
 
 
 def test_missing_manifest_is_an_artifact_error(tmp_path):
-    with pytest.raises(ArtifactError, match="run `segdeploy export` first"):
+    with pytest.raises(ArtifactError, match="holds no manifest.json"):
         lower(tmp_path, None, PrecisionOptions(fp16=True))
 
 
@@ -180,11 +186,11 @@ def test_cli_options_parse_validate_and_pass_through(tmp_path):
 
 def test_unwritable_export_dir_even_as_root(exp, monkeypatch):
     """Same path as the chmod test, for CI running as root: the writability probe says no."""
-    import segdeploy.fsutil as fsutil
+    import segdeploy.exportdir as ed
 
     module, d, data = exp
-    real = fsutil.os.access
-    monkeypatch.setattr(fsutil.os, "access", lambda p, mode: False if os.path.samefile(p, d) else real(p, mode))
+    real = ed.os.access
+    monkeypatch.setattr(ed.os, "access", lambda p, mode: False if os.path.samefile(p, d) else real(p, mode))
     with pytest.raises(ArtifactError, match="not writable"):
         lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib")))
     assert sorted(p.name for p in d.iterdir()) == ["manifest.json", "model.onnx"]
@@ -200,35 +206,22 @@ def test_no_quantizable_layer_through_the_stage(tmp_path, base):
     _, root = base
     export_model(NoConv().eval(), tmp_path / "e", ExportOptions(shape="1x3x32x32"))
     before = sorted(p.name for p in (tmp_path / "e").iterdir())
-    with pytest.raises(UsageError, match="no quantizable layer"):
+    # the validation masks (4 classes) cannot belong to this 3-channel "model": refused before any work
+    with pytest.raises(DataError, match=r"has label\(s\) \[3\] but the model has 3 classes"):
         lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib")))
-    after = sorted(p.name for p in (tmp_path / "e").iterdir() if p.name != ".calib_stats")
-    assert after == before and "precision" not in read_manifest(tmp_path / "e")
+    with pytest.raises(UsageError, match="no quantizable layer"):
+        lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib"),
+                                                               val=str(root / "set" / "val" / "images")))
+    after = sorted(p.name for p in (tmp_path / "e").iterdir())
+    assert after == before and "precision" not in ExportDir.open(tmp_path / "e").manifest
 
 
-def test_run_from_cli_prints_the_summary_table(exp, capsys):
-    from types import SimpleNamespace
-
-    from segdeploy.precision.cli_options import run_from_cli, summary_dict
-
+def test_second_method_reuses_cached_statistics(exp, tmp_path, monkeypatch):
     module, d, data = exp
-    res = run_from_cli(SimpleNamespace(manifest_path=d / "manifest.json"), SimpleNamespace(module=module), quiet=True,
-                       int8=True, fp16=False, calib=str(data / "calib"), calib_method="entropy", percentile=99.99,
-                       seed=0, val=None, max_miou_drop=5.0, exclude_layer=(), budget_images=4, trt_version="8.6")
-    out = capsys.readouterr().out
-    assert "ORT_DISABLE_ALL" in out and "ORT_ENABLE_ALL" in out and "rule check passed" in out
-    assert "budget        5.0 points" in out and "wrote int8" in out
-    assert open(d / "model.calib.cache").readline().startswith("TRT-8600-EntropyCalibration2")
-    s = summary_dict(res)
-    assert s["precision"]["int8"]["budget"]["budget_points"] == 5.0 and s["files"]["int8"].endswith("model.int8.onnx")
-    assert run_from_cli(SimpleNamespace(manifest_path=d / "manifest.json"), module, int8=False, fp16=False) is None
-
-
-def test_second_method_reuses_cached_statistics(exp):
-    module, d, data = exp
+    monkeypatch.setenv("SEGDEPLOY_CACHE_DIR", str(tmp_path / "cache"))  # an empty statistics cache
     a = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max"))
     b = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="percentile", percentile=99.0))
     assert not a.calibration.cache_hit and b.calibration.cache_hit
-    assert read_manifest(d)["precision"]["int8"]["method"] == {"kind": "percentile", "percentile": 99.0}
+    assert ExportDir.open(d).manifest["precision"]["int8"]["method"] == {"kind": "percentile", "percentile": 99.0}
     ra, rb = a.calibration.ranges, b.calibration.ranges
     assert all(rb[k] <= ra[k] + 1e-6 for k in ra)  # a 99th percentile never exceeds the max

@@ -1,0 +1,286 @@
+"""The export stage: a prepared model -> verified ONNX (+ TensorRT plugin variant) + manifest, staged in a transaction.
+
+Contract: :func:`run` takes an open :class:`~segdeploy.exportdir.Transaction` (``fresh=True``), a
+:class:`~segdeploy.export.prepare.Prepared` model and :class:`ExportOptions`. It applies the rewrites,
+tries the exporters in order (``auto``: TorchScript first, it is several times faster; dynamo first for
+``torch.export`` programs, which the tracer cannot run), keeps the first graph that **verifies** against
+PyTorch at the profile's min, opt, max and an irregular shape, writes ``model.onnx`` (and
+``model.trt.onnx`` when TensorRT needs our plugins) into the transaction and sets its manifest. It
+publishes nothing: the caller commits. Raises ExportError (no exporter produced a graph),
+VerificationError (none verified; every attempt and its reason in the message), ModelLoadError (the
+PyTorch model itself outputs NaN/Inf).
+
+:func:`export_model` is the one-call convenience (load -> prepare -> run -> commit) used from Python; the CLI
+goes through :mod:`segdeploy.pipeline`, which chains the later stages into the same transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+import torch
+
+from segdeploy import __version__
+from segdeploy.errors import ExportError, UsageError, VerificationError
+from segdeploy.export import graph as graph_mod
+from segdeploy.export import rewrites as rw
+from segdeploy.export.exporters import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExporterFailed, export_with
+from segdeploy.export.plugin_graph import make_plugin_variant
+from segdeploy.export.prepare import Prepared
+from segdeploy.export.rewrites import RewriteApplied, RewriteRefused
+from segdeploy.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, VerificationReport, failure_message, verify_onnx
+from segdeploy.exportdir import MODEL_ONNX, TRT_ONNX, Transaction
+from segdeploy.fsutil import sha256_bytes
+from segdeploy.load import LoadedModel
+from segdeploy.manifest import SCHEMA_NAME, SCHEMA_VERSION
+from segdeploy.spec import Preprocess, ShapeProfile
+
+ONNX_FILENAME = MODEL_ONNX
+DEFAULT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything `segdeploy export` can be told (besides the model and the output directory)."""
+
+    shape: str | None = None  # opt, "NxCxHxW" or "HxW"
+    min_shape: str | None = None
+    max_shape: str | None = None
+    spatial_multiple: int | None = None
+    max_batch: int = 8
+    opset: int = DEFAULT_OPSET
+    exporter: str = "auto"  # auto | torchscript | dynamo
+    cleanup: str = "onnxslim"
+    rewrites: tuple[str, ...] | None = None  # None: all registered
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    class_names: tuple[str, ...] = ()
+    tensorrt_plugins: bool = True  # also write model.trt.onnx when TensorRT needs our plugins
+
+    def __post_init__(self) -> None:
+        if self.exporter not in ("auto",) + tuple(EXPORTERS):
+            raise UsageError(f"unknown --exporter {self.exporter!r}; use auto, torchscript or dynamo")
+        if self.opset < 13:
+            raise UsageError(f"--opset {self.opset} is too old; use 13 or newer (default {DEFAULT_OPSET})")
+        if self.max_batch < 1:
+            raise UsageError("--max-batch must be >= 1")
+        if self.spatial_multiple is not None and self.spatial_multiple < 1:
+            raise UsageError("--spatial-multiple must be >= 1")
+        if not (self.rtol > 0):
+            raise UsageError(f"--rtol must be > 0, got {self.rtol}")
+        if any(not n for n in self.class_names):
+            raise UsageError("--class-names has an empty name; write them comma-separated, e.g. background,road,car")
+
+
+@dataclass
+class Attempt:
+    exporter: str
+    outcome: str  # "verified" | "export failed" | "verification failed" | "not tried"
+    reason: str
+    verification: VerificationReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        # no timings: the manifest is byte-identical when the export is
+        d = {"exporter": self.exporter, "outcome": self.outcome, "reason": self.reason}
+        if self.verification is not None and self.outcome != "verified":
+            d["verification"] = self.verification.to_dict()
+        return d
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    exporter: str
+    attempts: list[Attempt]
+    rewrites: list[RewriteApplied]
+    verification: VerificationReport
+    profile: ShapeProfile
+    loaded: LoadedModel
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The stage's entry in the JSON result document."""
+        m = self.manifest
+        return {
+            "onnx": str(self.onnx_path),
+            "exporter": self.exporter,
+            "exporter_reason": m["onnx"]["exporter_reason"],
+            "attempts": m["onnx"]["exporter_attempts"],
+            "rewrites": m["rewrites"],
+            "dynamic_axes": m["inputs"][0]["profile"]["dynamic_axes"],
+            "static_axes": m["static_axes"],
+            "profile_narrowed": m.get("profile_narrowed", []),
+            "profile": m["inputs"][0]["profile"],
+            "num_classes": m["model"]["num_classes"],
+            "verification": m["verification"],
+            "tensorrt_plugins": bool(m.get("tensorrt_plugins")),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the artifacts (recorded in the manifest)."""
+    import onnxruntime
+
+    v = {"segdeploy": __version__, "python": platform.python_version(), "torch": torch.__version__,
+         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    for mod in ("onnxscript", "onnxslim"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - optional version info
+            pass
+    return v
+
+
+def _order(opts: ExportOptions, lm: LoadedModel) -> list[str]:
+    if opts.exporter == "auto":
+        return ["dynamo", "torchscript"] if lm.format == "pt2" else ["torchscript", "dynamo"]
+    return [opts.exporter]
+
+
+def _rewritten_copy(module, rewrites) -> tuple[Any, list[RewriteApplied], list[str]]:
+    """A copy of ``module`` with the graph rewrites applied (only torch.export programs have any)."""
+    if not any(r.graph for r in rewrites):
+        return module, [], []
+    try:
+        work = copy.deepcopy(module)
+    except Exception:  # noqa: BLE001
+        return module, [], ["the module cannot be copied, so no graph rewrite was applied"]
+    try:
+        applied = rw.apply_graph_rewrites(work, rewrites)
+    except RewriteRefused as e:
+        return module, [], [f"graph rewrite refused: {e}"]
+    return work, applied, []
+
+
+def _try_exporters(prep: Prepared, opts: ExportOptions, say: Callable[[str], None]):
+    """Export with each exporter in order until one verifies -> (name, bytes, report, opset, attempts, rewrites, notes)."""
+    lm, profile = prep.loaded, prep.profile
+    active = rw.resolve(opts.rewrites)
+    work, graph_rewrites, rewrite_notes = _rewritten_copy(lm.module, active)
+    for n in rewrite_notes:
+        say(n)
+    attempts: list[Attempt] = []
+    with tempfile.TemporaryDirectory(prefix="segdeploy-export-") as tmp:
+        for name in _order(opts, lm):
+            say(f"export with the {name} exporter (opset {opts.opset})")
+            raw_path = Path(tmp) / f"{name}.onnx"
+            try:
+                with rw.function_rewrites(active) as fn_rewrites:
+                    export_with(name, work, profile, raw_path, opts.opset)
+                model = onnx.load(str(raw_path))
+                model = graph_mod.finish_graph(model, profile, prep.probe.output_stride, opts.cleanup, lm.source_sha256)
+            except (ExporterFailed, ExportError) as e:
+                attempts.append(Attempt(name, "export failed", str(e)))
+                say(f"{name}: export failed: {e}")
+                continue
+            data = graph_mod.serialize(model)
+            report = verify_onnx(lm.module, data, profile, opts.rtol, opts.atol, progress=say)
+            if report.passed:
+                attempts.append(Attempt(name, "verified", f"verified at {len(report.shapes)} shapes", report))
+                attempts += [Attempt(o, "not tried", f"{name} already verified") for o in _order(opts, lm)[len(attempts):]]
+                return name, data, report, graph_mod.opset_of(model), attempts, graph_rewrites + fn_rewrites, rewrite_notes
+            reason = failure_message(report, name)
+            attempts.append(Attempt(name, "verification failed", reason, report))
+            say(f"{name}: {reason}")
+    detail = "; ".join(f"{a.exporter}: {a.reason}" for a in attempts)
+    if any(a.outcome == "verification failed" for a in attempts):
+        raise VerificationError(f"no exporter produced a graph that matches PyTorch ({detail})")
+    raise ExportError(f"no exporter could export the model ({detail})")
+
+
+def run(txn: Transaction, prep: Prepared, opts: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export, verify and stage ``model.onnx`` (+ ``model.trt.onnx``) and the manifest (see module docstring)."""
+    import time
+
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    lm, profile = prep.loaded, prep.profile
+    k = prep.probe.spec.num_classes
+    if opts.class_names and len(opts.class_names) != k:
+        raise UsageError(f"--class-names lists {len(opts.class_names)} names but the model outputs {k} classes; "
+                         f"give {k} names")
+    name, data, report, opset, attempts, rewrites, rewrite_notes = _try_exporters(prep, opts, say)
+    for r in rewrites:
+        say(f"rewrite {r.rewrite}: {r.target} ({r.detail})")
+    reason = "first in order" if attempts[0].exporter == name else "; ".join(
+        f"{a.exporter} {a.outcome}: {a.reason}" for a in attempts if a.exporter != name and a.outcome != "not tried")
+    say(f"exporter used: {name} ({reason})")
+    manifest = build_manifest(prep, opts, name, reason, attempts, rewrites, rewrite_notes, report, data, opset)
+    txn.write_bytes(MODEL_ONNX, data, "onnx")
+    if opts.tensorrt_plugins:
+        variant = make_plugin_variant(data, profile, opts.rtol, opts.atol)
+        if variant is not None:
+            txn.write_bytes(TRT_ONNX, variant[0], "onnx-trt", derived_from=(MODEL_ONNX,))
+            manifest["tensorrt_plugins"] = variant[1]
+            say(f"TensorRT variant with {len(variant[1]['nodes'])} plugin node(s): {TRT_ONNX}")
+    txn.set_manifest(manifest)
+    return ExportResult(txn.target / MODEL_ONNX, txn.target / "manifest.json", manifest, name, attempts, rewrites, report,
+                        profile, lm, time.perf_counter() - t0)
+
+
+def build_manifest(prep: Prepared, opts: ExportOptions, exporter, reason, attempts, rewrites, rewrite_notes, report,
+                   data: bytes, opset: int) -> dict[str, Any]:
+    """The manifest of a fresh export (the file table is added by the transaction at commit)."""
+    lm, probe, profile = prep.loaded, prep.probe, prep.profile
+    k = probe.spec.num_classes
+    out_h = "height" if probe.output_stride[0] == 1.0 else "out_height"
+    out_w = "width" if probe.output_stride[1] == 1.0 else "out_width"
+    dyn = set(profile.dynamic_axes)
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "segdeploy_version": __version__,
+        "source": {"path": Path(lm.source).name if lm.format not in ("factory", "module") else lm.source,
+                   "format": lm.format, "sha256": lm.source_sha256},
+        "model": {"in_channels": probe.spec.in_channels, "num_classes": k, "class_names": list(opts.class_names),
+                  "spatial_multiple": probe.spec.spatial_multiple, "output_selection": probe.spec.output,
+                  "output_stride": list(probe.output_stride), "probe_notes": list(probe.notes)},
+        "inputs": [{"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+                    "shape": ["batch" if "batch" in dyn else profile.opt[0], profile.channels,
+                              "height" if "height" in dyn else profile.opt[2], "width" if "width" in dyn else profile.opt[3]],
+                    "profile": profile.to_dict()}],
+        "outputs": [{"name": OUTPUT_NAME, "dtype": "float32", "layout": "NCHW",
+                     "shape": ["batch" if "batch" in dyn else profile.opt[0], k,
+                               out_h if "height" in dyn else round(profile.opt[2] * probe.output_stride[0]),
+                               out_w if "width" in dyn else round(profile.opt[3] * probe.output_stride[1])],
+                     "meaning": "per-class scores (logits); argmax over axis 1 gives the class map" if k > 1
+                     else "one score per pixel; > 0 is the foreground class"}],
+        "static_axes": prep.static_axes,
+        "profile_narrowed": prep.narrowed,
+        "preprocess": opts.preprocess.to_dict(),
+        "onnx": {"file": MODEL_ONNX, "sha256": sha256_bytes(data), "bytes": len(data), "opset": opset,
+                 "exporter": exporter, "exporter_reason": reason, "exporter_attempts": [a.to_dict() for a in attempts],
+                 "cleanup": opts.cleanup},
+        "rewrites": [r.to_dict() for r in rewrites] + [{"rewrite": "none", "target": "", "detail": n} for n in rewrite_notes],
+        "verification": report.to_dict(),
+        "versions": versions(),
+    }
+
+
+def export_model(
+    source: str | Path | torch.nn.Module | LoadedModel,
+    out_dir: str | Path,
+    options: ExportOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+    **load_kwargs: Any,
+) -> ExportResult:
+    """Export ``source`` to a verified ONNX + manifest published in ``out_dir`` (one transaction).
+
+    ``source`` is a model path, a ``pkg.module:factory`` string, an nn.Module or a LoadedModel;
+    ``load_kwargs`` go to :func:`segdeploy.load.load_model` (weights, trust_pickle, output, factory_kwargs).
+    """
+    from segdeploy.pipeline import PipelineOptions, run_pipeline
+
+    res = run_pipeline(source, out_dir, PipelineOptions(export=options or ExportOptions()), progress=progress,
+                       load_kwargs=load_kwargs)
+    return res.export

@@ -1,0 +1,115 @@
+"""The one-command path: export -> precision -> (build) in one transaction, published only if every stage passed.
+
+``run_pipeline(source, out_dir, PipelineOptions(export=..., precision=..., build=...), progress, load_kwargs)``
+
+Order (cheap preconditions before expensive stages):
+
+1. option values (validated when the options objects are built) and the data folders (calibration images
+   listed, validation split present: :func:`segdeploy.precision.stage.check_preconditions`);
+2. the output directory: locked against concurrent writers, writable, not someone else's folder
+   (:class:`~segdeploy.exportdir.Transaction`, ``fresh=True``);
+3. load the model (refusing unsafe content) and settle the profile (:func:`segdeploy.export.prepare.prepare`:
+   memory guard, PyTorch runs at the profile's extremes); then the class-name count and the validation
+   labels against the model's class count;
+4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
+   (:mod:`segdeploy.build.stage`, when asked and TensorRT is importable);
+5. commit: the complete new set replaces the old one in one step. Any error, a tripped gate (exit 3), Ctrl-C
+   or SIGKILL before that leaves the previous directory byte-identical.
+
+Returns a :class:`PipelineResult`; every stage's ``summary()`` goes into the JSON result document. On
+failure the exception carries ``.stages`` (what finished or measured before it stopped).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from segdeploy.errors import SegdeployError, UsageError
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    export: Any  # segdeploy.export.ExportOptions
+    precision: Any = None  # segdeploy.precision.stage.PrecisionOptions | None
+    build: Any = None  # segdeploy.build.stage.BuildRequest | None
+
+
+@dataclass
+class PipelineResult:
+    export_dir: Any  # segdeploy.exportdir.ExportDir (published)
+    export: Any  # ExportResult
+    precision: Any = None
+    build: Any = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def stages(self) -> dict[str, Any]:
+        out = {"export": self.export.summary()}
+        if self.precision is not None:
+            out["precision"] = self.precision.summary()
+        if self.build is not None:
+            out["build"] = self.build.summary()
+        return out
+
+
+def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
+                 progress: Callable[[str], None] | None = None, load_kwargs: dict[str, Any] | None = None) -> PipelineResult:
+    """Run the requested stages into ``out_dir`` and publish them together (see module docstring)."""
+    from segdeploy.export import stage as export_stage
+    from segdeploy.export.prepare import prepare
+    from segdeploy.exportdir import Transaction
+    from segdeploy.load import LoadedModel, load_model
+
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    stages: dict[str, Any] = {}
+    notes: list[str] = []
+    popts, eopts = options.precision, options.export
+    try:
+        if popts is not None:
+            from segdeploy.precision.stage import check_preconditions
+
+            notes += check_preconditions(popts)
+        if options.build is not None:
+            options.build.check_static()
+        with Transaction(out_dir, fresh=True, command="export", progress=say) as txn:
+            say("load model")
+            if isinstance(source, LoadedModel):
+                lm = source
+            else:
+                lm = load_model(source, **(load_kwargs or {}))
+            prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple,
+                           eopts.max_batch, say)
+            k = prep.probe.spec.num_classes
+            if eopts.class_names and len(eopts.class_names) != k:
+                raise UsageError(f"--class-names lists {len(eopts.class_names)} names but the model outputs {k} "
+                                 f"classes; give {k} names")
+            if popts is not None:
+                check_preconditions(popts, k)
+            exp = export_stage.run(txn, prep, eopts, say)
+            stages["export"] = exp.summary()
+            prec = None
+            if popts is not None:
+                from segdeploy.precision import stage as precision_stage
+
+                prec = precision_stage.run(txn, lm.module, popts, say)
+                stages["precision"] = prec.summary()
+            build = None
+            if options.build is not None:
+                from segdeploy.build import stage as build_stage
+
+                build = build_stage.run(txn, options.build, say)
+                stages["build"] = build.summary()
+            committed = txn.commit()
+    except SegdeployError as e:
+        section = getattr(e, "section", None)
+        if section is not None and "precision" not in stages:
+            stages["precision"] = {"precision": section}
+        e.stages = stages
+        raise
+    exp.manifest = committed.manifest
+    notes += txn.notes
+    return PipelineResult(committed, exp, prec, build, notes, time.perf_counter() - t0)

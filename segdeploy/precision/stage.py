@@ -1,0 +1,449 @@
+"""The precision stage: calibrate -> lower (INT8 Q/DQ and/or FP16) -> CPU accuracy check -> gate, in a transaction.
+
+Contract
+--------
+``run(txn, reference_module, options, progress=None) -> PrecisionResult``
+
+* ``txn``: an open :class:`~segdeploy.exportdir.Transaction` whose staged set holds ``model.onnx`` and its
+  manifest (a fresh export in the same transaction, or a derived transaction on a published directory).
+* ``reference_module``: the PyTorch model the accuracy is measured against; ``None`` skips the check (said
+  in the result and the manifest, never shown as passed).
+* ``options``: :class:`PrecisionOptions` (validated on construction; :func:`check_preconditions` checks the
+  data folders cheaply, before any expensive stage).
+
+Stages into the transaction (the caller commits): ``ranges.json`` + ``model.calib.cache`` through the
+calibration stage (its one writer), ``model.int8.onnx`` (Q/DQ, TensorRT rules checked by
+:func:`~segdeploy.precision.qdq.assert_trt_qdq`), ``model.fp16.onnx``, and the manifest's ``precision``
+section (merged: a run that asks only for FP16 keeps a still-valid INT8). When a gate trips
+(``max_miou_drop``) :class:`~segdeploy.errors.GateError` (exit 3) is raised with ``.section`` holding what was
+measured, and the caller publishes nothing.
+
+Budget (INT8 with ``max_miou_drop``): the sensitivity search runs on ``budget_images`` validation images;
+when its choice misses the budget on the whole split the search **escalates** (4x the images, keeping the
+layers already chosen) until it meets the budget on the whole split or has searched on all of it, so a
+budget that the float model meets is met without tuning ``--budget-images``. The cost (rounds, images,
+evaluations, seconds) is recorded.
+
+Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the sibling
+``calibration/<set>/val`` of a ``calibration/<set>/calib`` (said in the result). Validation images identical
+(by content) to calibration images are refused (DataError).
+
+``lower(export_dir, reference_module, options, progress)`` runs the stage on a published directory in its
+own transaction (``segdeploy precision``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from segdeploy.errors import DataError, GateError, UsageError
+from segdeploy.exportdir import FP16_ONNX, INT8_ONNX, MODEL_ONNX, RANGES
+
+METHODS = ("max", "percentile", "entropy", "mse")
+ESCALATION = 4
+
+
+@dataclass(frozen=True)
+class PrecisionOptions:
+    """What `segdeploy export/precision --int8/--fp16 ...` asks of the precision stage (validated on construction)."""
+
+    int8: bool = False
+    fp16: bool = False
+    calib: str | None = None
+    calib_size: int | None = None
+    calib_method: str = "entropy"
+    percentile: float = 99.99
+    seed: int = 0
+    val: str | None = None
+    max_miou_drop: float | None = None
+    trt_version: str = "10.3"
+    exclude: tuple[str, ...] = ()
+    min_channels: int = 16
+    budget_images: int = 32
+    sensitivity: str = "all_but_one"
+    batch_size: int = 8
+    check: bool = True
+    val_limit: int | None = None
+    stats_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.int8 or self.fp16):
+            raise UsageError("nothing to do: give --int8 and/or --fp16")
+        if self.int8 and not self.calib:
+            raise UsageError("--int8 needs calibration images: pass --calib DIR (e.g. calibration/shapes/calib)")
+        if self.calib_method not in METHODS:
+            raise UsageError(f"unknown --calib-method {self.calib_method!r}; choose one of {', '.join(METHODS)}")
+        if not (0.0 < self.percentile <= 100.0):
+            raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
+        if self.calib_size is not None and self.calib_size < 1:
+            raise UsageError(f"--calib-size must be >= 1, got {self.calib_size}")
+        if self.max_miou_drop is not None and not (self.max_miou_drop >= 0):
+            raise UsageError(f"--max-miou-drop must be >= 0 mIoU points, got {self.max_miou_drop}")
+        if self.budget_images < 1:
+            raise UsageError(f"--budget-images must be >= 1, got {self.budget_images}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.calib is not None and not os.path.isdir(self.calib) and not os.path.isfile(self.calib):
+            raise UsageError(f"--calib {self.calib} does not exist; pass an image folder or a list file")
+        if self.val is not None and not os.path.isdir(self.val):
+            raise UsageError(f"--val {self.val} is not a directory; pass a folder with images/ and masks/")
+        from segdeploy.calibration.trt_cache import trt_version_code
+
+        trt_version_code(self.trt_version)
+
+    def validation_dir(self) -> tuple[str | None, str | None]:
+        """(directory, note): ``val`` if given, else the documented sibling default, else (None, reason)."""
+        if self.val:
+            return self.val, None
+        if self.calib:
+            c = Path(self.calib).resolve()
+            if c.name == "calib" and (c.parent / "val").is_dir():
+                return str(c.parent / "val"), f"validation split defaulted to {c.parent / 'val'} (sibling of --calib)"
+        return None, "no validation split (--val, or a calibration/<set>/val beside --calib): accuracy not checked"
+
+    def calibrate_options(self):
+        from segdeploy.calibration.methods import Method
+        from segdeploy.calibration.stage import CalibrateOptions
+
+        return CalibrateOptions(calib=self.calib, size=self.calib_size, seed=self.seed,
+                                method=Method(self.calib_method, percentile=self.percentile),
+                                batch_size=self.batch_size, trt_version=self.trt_version, use_cache=self.stats_cache)
+
+
+@dataclass
+class PrecisionResult:
+    export_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    section: dict[str, Any] = field(default_factory=dict)  # the manifest "precision" section (this run's part)
+    calibration: Any = None  # segdeploy.calibration.CalibrationResult
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The stage's entry in the JSON result document."""
+        cal = self.calibration
+        return {"precision": self.section, "files": {k: str(v) for k, v in self.files.items()}, "notes": list(self.notes),
+                "calibration": None if cal is None else {"method": cal.method.to_dict(), "images": cal.calib_set.size,
+                                                         "tensors": len(cal.ranges), "statistics_cached": cal.cache_hit},
+                "seconds": round(self.seconds, 2)}
+
+
+def _open_val(val_dir: str):
+    from segdeploy.datasets import open_dataset
+
+    p = Path(val_dir)
+    images = p / "images" if (p / "images").is_dir() else p
+    masks = p / "masks" if (p / "masks").is_dir() else None
+    return open_dataset(images, masks)
+
+
+def check_preconditions(options: PrecisionOptions, num_classes: int | None = None) -> list[str]:
+    """Cheap checks before any expensive stage: the calibration source lists images (and at least
+    ``--calib-size``), the validation split lists images, and -- when ``num_classes`` is known -- every mask
+    value is a class or the ignore index. Returns notes; raises DataError/UsageError naming the fix."""
+    notes: list[str] = []
+    if options.calib:
+        from segdeploy.calibration.stage import check_calibration_source
+
+        check_calibration_source(options.calib, options.calib_size)
+    val_dir, note = options.validation_dir()
+    if note:
+        notes.append(note)
+    if val_dir:
+        ds = _open_val(val_dir)
+        if len(ds) == 0:
+            raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
+        if num_classes is not None and ds.has_masks:
+            _check_labels(ds, num_classes, val_dir)
+    if options.max_miou_drop is not None and not val_dir:
+        raise UsageError("--max-miou-drop needs a validation split: pass --val DIR (images/ and masks/)")
+    return notes
+
+
+def _check_labels(ds, num_classes: int, val_dir: str) -> None:
+    import numpy as np
+
+    from segdeploy.datasets.masks import read_mask
+
+    for e in ds.entries:
+        m = read_mask(e.mask_path, ds.label_map)
+        vals = np.unique(m)
+        bad = [int(v) for v in vals if v != ds.ignore_index and not (0 <= v < num_classes)]
+        if bad:
+            raise DataError(f"mask {e.mask_path} has label(s) {bad[:5]} but the model has {num_classes} classes "
+                            f"(0..{num_classes - 1}, ignore {ds.ignore_index}); fix the masks in {val_dir}")
+
+
+def _check_disjoint(val_ds, calib_files) -> None:
+    from segdeploy.fsutil import sha256_file
+
+    calib = {sha256_file(f): f for f in calib_files}
+    clash = [os.path.basename(e.image_path) for e in val_ds.entries if sha256_file(e.image_path) in calib]
+    if clash:
+        raise DataError(f"{len(clash)} validation image(s) also in the calibration set ({', '.join(clash[:5])}); "
+                        "use disjoint splits (e.g. calibration/<set>/calib and calibration/<set>/val)")
+
+
+@dataclass
+class _Context:
+    """What the lowering steps share."""
+
+    txn: Any
+    options: PrecisionOptions
+    reference: Any
+    val_ds: Any
+    val_dir: str | None
+    preprocess: Any
+    profile: Any
+    num_classes: int
+    say: Callable[[str], None]
+    section: dict[str, Any]
+    notes: list[str]
+
+    @property
+    def checking(self) -> bool:
+        return self.options.check and self.val_ds is not None and self.reference is not None
+
+
+def _calibrate(ctx: _Context):
+    from segdeploy.calibration import stage as cal_stage
+
+    opts = ctx.options
+    ctx.say(f"calibrate: {opts.calib_method} on {opts.calib}")
+    last = [-1]
+
+    def cal_progress(done: int, total: int) -> None:
+        q = (4 * done) // max(total, 1)
+        if q != last[0]:
+            last[0] = q
+            ctx.say(f"calibrate: {done}/{total} images")
+
+    cal = cal_stage.run(ctx.txn, opts.calibrate_options(), progress=cal_progress)
+    ctx.say(f"calibrate: {len(cal.ranges)} tensors ({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
+    if ctx.val_ds is not None:
+        _check_disjoint(ctx.val_ds, cal.calib_set.files)
+    return cal
+
+
+def _budget_search(ctx: _Context, fp32, cal, qopts):
+    """INT8 within the budget, escalating the evaluation set (see module docstring) -> (BudgetResult, cost dict)."""
+    from segdeploy.precision.accuracy import Evaluator, check_accuracy
+    from segdeploy.precision.budget import BudgetNotMet, search_budget
+
+    opts = ctx.options
+    total = len(ctx.val_ds) if opts.val_limit is None else min(len(ctx.val_ds), opts.val_limit)
+    n = min(opts.budget_images, total)
+    chosen: tuple[str, ...] = ()
+    rounds: list[dict[str, Any]] = []
+    kept_before: list = []
+    t0 = time.perf_counter()
+    while True:
+        ctx.say(f"budget: sensitivity on {n} of {total} validation images, target drop <= {opts.max_miou_drop}")
+        with Evaluator(ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
+                       num_classes=ctx.num_classes, limit=n, batch_size=opts.batch_size) as ev:
+            try:
+                res = search_budget(fp32, cal.ranges, ev, opts.max_miou_drop,
+                                    replace(qopts, exclude=qopts.exclude + chosen), mode=opts.sensitivity, progress=ctx.say)
+            except BudgetNotMet as e:
+                e.kept_out = kept_before + list(e.kept_out)
+                raise
+            evaluations = ev.evaluations
+        res.excluded = kept_before + list(res.excluded)
+        rounds.append({"images": n, "evaluations": evaluations, "drop_points": round(res.drop, 4),
+                       "kept_out": [c.name for c in res.excluded]})
+        if n >= total:
+            break
+        with _temp_onnx(res.model) as path:
+            full = check_accuracy(path, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
+                                  num_classes=ctx.num_classes, levels=("disable",), batch_size=opts.batch_size,
+                                  limit=opts.val_limit)
+        rounds[-1]["whole_split_drop_points"] = None if full.drop is None else round(full.drop, 4)
+        if full.drop is None or full.drop <= opts.max_miou_drop + 1e-9:
+            break
+        ctx.say(f"budget: met on {n} images but the whole split loses {full.drop:.3f} points; "
+                f"escalating to {min(total, ESCALATION * n)} images")
+        chosen = tuple(c.name for c in res.excluded)
+        kept_before = list(res.excluded)
+        n = min(total, ESCALATION * n)
+    cost = {"rounds": rounds, "evaluations": sum(r["evaluations"] for r in rounds),
+            "seconds": round(time.perf_counter() - t0, 2), "final_images": n, "split_images": total}
+    return res, cost
+
+
+class _temp_onnx:
+    """Context manager: a model written to a temporary .onnx file (removed afterwards)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self) -> str:
+        import tempfile
+
+        fd, self.path = tempfile.mkstemp(suffix=".onnx", prefix="segdeploy-candidate-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.model.SerializeToString())
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        os.unlink(self.path)
+
+
+def _int8(ctx: _Context, fp32, cal):
+    """Q/DQ model (+ budget search) -> (onnx.ModelProto, manifest entry)."""
+    from segdeploy.precision.budget import BudgetNotMet
+    from segdeploy.precision.qdq import QdqOptions, assert_trt_qdq, quantize_qdq
+
+    opts = ctx.options
+    qopts = QdqOptions(exclude=tuple(opts.exclude), min_channels=opts.min_channels)
+    entry: dict[str, Any] = {"file": INT8_ONNX, "placement": "segdeploy.precision.qdq (TensorRT rules)",
+                             "method": cal.method.to_dict(), "calibration_set": cal.calib_set.to_dict(),
+                             "trt_cache_version": opts.trt_version}
+    quantize_qdq(fp32, cal.ranges, qopts)  # fails fast (UsageError) when nothing is quantizable
+    budget = None
+    if opts.max_miou_drop is not None:
+        if not ctx.checking:
+            raise UsageError("--max-miou-drop needs a validation split with the reference model: pass --val DIR")
+        try:
+            budget, cost = _budget_search(ctx, fp32, cal, qopts)
+        except BudgetNotMet as e:
+            entry["budget"] = {"budget_points": opts.max_miou_drop, "best_drop_points": round(e.best_drop, 4),
+                               "initial_drop_points": round(e.initial_drop, 4),
+                               "kept_out": [c.to_dict() for c in e.kept_out]}
+            ctx.section["int8"] = entry
+            e.section = ctx.section
+            raise
+        entry["budget"] = dict(budget.to_dict(), cost=cost)
+    excluded = tuple(c.name for c in budget.excluded) if budget else ()
+    final = quantize_qdq(fp32, cal.ranges, replace(qopts, exclude=qopts.exclude + excluded))
+    assert_trt_qdq(final.model)
+    entry["rule_check"] = "passed"
+    entry["quantized_layers"] = len(final.quantized)
+    reasons = {c.name: f"accuracy budget (sensitivity {c.sensitivity:.3f} points)" for c in (budget.excluded if budget else [])}
+    entry["excluded_layers"] = [{"layer": s.name, "op": s.op_type, "reason": reasons.get(s.name, s.reason)}
+                                for s in final.skipped]
+    return final.model, entry
+
+
+def _fp16(ctx: _Context, fp32, cal):
+    """Strongly-typed FP16 model -> (onnx.ModelProto, manifest entry). ``--exclude-layer`` nodes stay FP32."""
+    from segdeploy.precision.fp16 import Fp16Options, convert_fp16
+
+    absmax = cal.absmax if cal is not None else None
+    conv = convert_fp16(fp32, absmax, Fp16Options(keep_nodes=tuple(ctx.options.exclude)))
+    missing = sorted(set(ctx.options.exclude) - {n.name for n in fp32.graph.node})
+    if missing:
+        raise UsageError(f"--exclude-layer names no node of the model: {', '.join(missing[:5])}; use node names from "
+                         "model.onnx (e.g. as listed in the manifest's precision section)")
+    entry = {"file": FP16_ONNX, "io_types": "float32 (Cast at the boundaries)", "kept_fp32": conv.kept_report(),
+             "overflow_check": "calibration absmax > 65504" if absmax else "not run (no --calib: only op-type rules applied)",
+             "cpu_check_caveat": "ONNX Runtime's CPU runs FP16 nodes without FP16 kernels in FP32, so this check cannot "
+                                 "show FP16 overflow; the range-based kept-FP32 list guards against it"}
+    if absmax is None:
+        ctx.notes.append("fp16: no --calib, so activations beyond the FP16 range could not be detected")
+    return conv.model, entry
+
+
+def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
+    """Accuracy of every lowered model in one pass over the validation set, then the gate."""
+    if not ctx.checking:
+        for kind in staged:
+            ctx.section[kind]["accuracy"] = None
+        return
+    from segdeploy.precision.accuracy import check_accuracy_many
+
+    opts = ctx.options
+    last = [-1]
+
+    def acc_progress(done: int, total: int) -> None:
+        q = (4 * done) // max(total, 1)
+        if q != last[0]:
+            last[0] = q
+            ctx.say(f"check: {done}/{total} images")
+
+    ctx.say(f"check: {', '.join(staged)} vs PyTorch on {ctx.val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
+    reps = check_accuracy_many(staged, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
+                               num_classes=ctx.num_classes, batch_size=opts.batch_size, limit=opts.val_limit,
+                               progress=acc_progress)
+    failed = []
+    for kind, acc in reps.items():
+        ctx.section[kind]["accuracy"] = acc.to_dict()
+        if acc.disagree:
+            ctx.notes.append(f"{kind}: {acc.notes[-1]}" if acc.notes else f"{kind}: ORT levels disagree")
+        if opts.max_miou_drop is not None and acc.drop is not None and acc.drop > opts.max_miou_drop + 1e-9:
+            failed.append(f"{kind} loses {acc.drop:.3f} mIoU points")
+    if failed:
+        n = next(iter(reps.values())).images
+        err = GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop {opts.max_miou_drop}); "
+                        "raise the budget, add calibration images, try another --calib-method, or keep more layers in "
+                        "float (--exclude-layer)")
+        err.section = ctx.section
+        raise err
+
+
+def run(txn, reference_module: Any, options: PrecisionOptions,
+        progress: Callable[[str], None] | None = None) -> PrecisionResult:
+    """Run the precision stage inside ``txn`` (see module docstring)."""
+    import onnx
+
+    from segdeploy.manifest import onnx_profile_of, preprocess_of
+
+    t0 = time.perf_counter()
+    say = progress or (lambda msg: None)
+    doc = txn.manifest
+    res = PrecisionResult(export_dir=txn.target)
+    val_dir, note = options.validation_dir()
+    if note:
+        res.notes.append(note)
+    val_ds = _open_val(val_dir) if val_dir else None
+    if val_ds is not None and reference_module is None:
+        res.notes.append("no PyTorch reference given: accuracy not checked")
+    section: dict[str, Any] = {"source_onnx": MODEL_ONNX, "source_sha256": txn.entries[MODEL_ONNX].sha256}
+    ctx = _Context(txn, options, reference_module, val_ds, val_dir, preprocess_of(doc), onnx_profile_of(doc),
+                   int(doc["model"]["num_classes"]), say, section, res.notes)
+    if val_ds is not None:
+        section["validation"] = {"source": str(val_dir),
+                                 "images": len(val_ds) if options.val_limit is None else min(len(val_ds), options.val_limit)}
+    cal = _calibrate(ctx) if options.calib else None
+    res.calibration = cal
+    fp32 = onnx.load(str(txn.staged(MODEL_ONNX)))
+    models: dict[str, Any] = {}
+    if options.int8:
+        models["int8"], section["int8"] = _int8(ctx, fp32, cal)
+    if options.fp16:
+        models["fp16"], section["fp16"] = _fp16(ctx, fp32, cal)
+    names = {"int8": INT8_ONNX, "fp16": FP16_ONNX}
+    for kind, model in models.items():
+        say(f"write: {names[kind]}")
+        deps = (MODEL_ONNX, RANGES) if cal is not None else (MODEL_ONNX,)
+        txn.write_bytes(names[kind], model.SerializeToString(), f"onnx-{kind}", derived_from=deps)
+    _check_and_gate(ctx, {k: txn.staged(names[k]) for k in models})
+    for kind in models:
+        section[kind]["sha256"] = txn.entries[names[kind]].sha256
+        res.files[kind] = txn.target / names[kind]
+    if cal is not None:
+        res.files["ranges"] = txn.target / RANGES
+        res.files["calib_cache"] = txn.target / "model.calib.cache"
+    section["notes"] = list(res.notes)
+    merged = dict(doc.get("precision") or {})
+    merged.update(section)
+    doc["precision"] = merged
+    res.section = section
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def lower(export_dir: str | os.PathLike, reference_module: Any, options: PrecisionOptions,
+          progress: Callable[[str], None] | None = None) -> PrecisionResult:
+    """Run the precision stage on a published export directory in its own transaction; publish on success."""
+    from segdeploy.exportdir import Transaction
+
+    with Transaction(export_dir, fresh=False, command="precision", progress=progress) as txn:
+        check_preconditions(options, int(txn.manifest["model"]["num_classes"]))
+        res = run(txn, reference_module, options, progress)
+        txn.commit()
+    res.notes.extend(txn.notes)
+    return res
