@@ -20,9 +20,10 @@ def pytest_collection_modifyitems(config, items):
     has_trt = importlib.util.find_spec("tensorrt") is not None
     has_cuda = _has_cuda()
     for item in items:
-        if "gpu" in item.keywords and not has_cuda:
+        # get_closest_marker, not ``in item.keywords``: keywords also hold every parent directory's name
+        if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU: none on this machine (run on a GPU host)"))
-        if "trt" in item.keywords and not has_trt:
+        if item.get_closest_marker("trt") is not None and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs TensorRT: `import tensorrt` fails here (pip install segdeploy[trt] on a GPU host)"))
 
 
