@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Render a parity report to HTML and screenshot it with headless Chromium (Debian's ``chromium``).
 
-    # from a report written by `segdeploy check ... --out report.json`
+    # from a report written by `segdeploy check ... --report report.json`
     python scripts/screenshot_report.py --report report.json --out docs/report_screenshot.png
 
     # or run the check first (same arguments as `segdeploy check`, after --check)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--check")
         argv, check_args = argv[:i], argv[i + 1:]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--report", help="JSON report from `segdeploy check --out` (omit with --check)")
+    p.add_argument("--report", help="JSON report from `segdeploy check --report` (omit with --check)")
     p.add_argument("--html", help="where to write the HTML (default: beside --out, .html)")
     p.add_argument("--out", required=True, help="screenshot PNG path")
     p.add_argument("--width", type=int, default=1280)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             from segdeploy.cli import main as cli_main
 
             report_path = html_path.with_suffix(".json")
-            rc = cli_main(["check", *check_args, "--out", str(report_path)])
+            rc = cli_main(["check", *check_args, "--report", str(report_path)])
             if rc not in (0, 3):  # 3 = gate tripped: the report is still written and worth a look
                 print(f"error: segdeploy check exited {rc}", file=sys.stderr)
                 return 1

@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except SegdeployError as e:
         click.echo(f"error: {e.message}", err=True)
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("error: aborted; nothing was published", err=True)
+    except click.exceptions.Abort:  # click turns KeyboardInterrupt into Abort
+        click.echo("error: interrupted (Ctrl-C); nothing was published", err=True)
         return EXIT_ERROR
     except click.ClickException as e:
         if isinstance(e, click.UsageError):

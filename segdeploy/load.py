@@ -2,13 +2,18 @@
 
 Formats (detected from the file's contents, not its extension):
 
-* ``torch.export`` programs (``.pt2``, ``torch.export.save``): first-class; safe (no pickled code).
+* ``torch.export`` programs (``.pt2``, ``torch.export.save``): first-class. The archive is inspected first
+  (:func:`segdeploy.safety.pickled_entries`): pickled entries that would run code (sample inputs, weights or
+  constants needing unrestricted unpickling, custom objects, AOTInductor libraries) are refused unless
+  ``trust_pickle=True``; the checked bytes are the ones loaded.
   The program's own dynamic-shape constraints (e.g. ``16 * Dim("h")``) give the spatial multiple.
 * TorchScript archives (``torch.jit.save``): safe to load (no pickled Python code).
 * Whole pickled modules (``torch.save(model)``): unpickling runs arbitrary code, so they are refused
   unless ``trust_pickle=True`` (CLI ``--trust-pickle``).
 * A factory ``pkg.module:callable`` returning an ``nn.Module``, with optional weights: a state-dict
-  file (``.pt``/``.pth``, loaded with ``weights_only=True``) or ``.safetensors``.
+  file (``.pt``/``.pth``, loaded with ``weights_only=True``) or ``.safetensors``. The factory runs with
+  network connections refused (:func:`segdeploy.safety.no_downloads`): pretrained-weight downloads fail
+  with the fix; any exception (SystemExit included) becomes one ModelLoadError line naming the factory.
 
 Output selection rule (documented in the README), unless ``output=NAME|INDEX`` overrides it:
 
@@ -121,9 +126,22 @@ def detect_format(path: Path) -> str:
 # ----------------------------------------------------------------------------- loaders
 
 
-def _load_pt2(path: Path) -> tuple[Any, tuple[int, ...] | None, int | None, list[str], tuple[int, ...]]:
+def _load_pt2(path: Path, trust: bool) -> tuple[Any, tuple[int, ...] | None, int | None, list[str], tuple[int, ...]]:
+    import io
+
+    from segdeploy.safety import pickled_entries
+
+    data = path.read_bytes()  # checked and loaded from the same bytes
+    if not trust:
+        bad = pickled_entries(data)
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise UntrustedPickleError(
+                f"{path} holds content that runs code when loaded: {bad[0]}{more}; pass --trust-pickle only if you "
+                "trust the file, or re-save the program with torch.export.save from plain tensors"
+            )
     try:
-        ep = torch.export.load(str(path))
+        ep = torch.export.load(io.BytesIO(data))
     except Exception as e:  # torch raises many types for corrupt archives
         raise ModelLoadError(f"cannot load torch.export program {path}: {_short(e)}; re-save it with torch.export.save") from None
     notes: list[str] = []
@@ -204,6 +222,9 @@ def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise ModelLoadError(f"cannot import module {mod_name!r} for --model {spec}: {_short(e)}; check PYTHONPATH") from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module failed while importing
+        raise ModelLoadError(f"importing {mod_name} for --model {spec} raised {type(e).__name__}: {_short(e)}; "
+                             "fix the module") from None
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -214,15 +235,37 @@ def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str
         obj = getattr(obj, part)
     if not callable(obj):
         raise ModelLoadError(f"{spec} is not callable; --model needs a function or class returning an nn.Module")
-    try:
-        model = obj(**(kwargs or {}))
-    except TypeError as e:
-        raise ModelLoadError(f"calling factory {spec} failed: {_short(e)}; check its arguments") from None
+    model = _call_factory(spec, obj, kwargs or {})
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"factory {spec} returned a {type(model).__name__}, not an nn.Module")
     if weights is not None:
         _load_weights(model, Path(weights))
     return model
+
+
+def _call_factory(spec: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Call a --model factory with downloads refused; every failure becomes one ModelLoadError line."""
+    from segdeploy.safety import no_downloads
+
+    with no_downloads() as attempts:
+        try:
+            return factory(**kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - SystemExit from a factory is a failure, not an exit
+            if attempts:
+                raise ModelLoadError(
+                    f"factory {spec} tried to download weights (from {attempts[0]}); segdeploy never downloads: pass "
+                    "--model-arg encoder_weights=none (segmentation_models_pytorch) or weights=none (torchvision) and "
+                    "your own --weights FILE"
+                ) from None
+            if isinstance(e, SystemExit):
+                raise ModelLoadError(f"factory {spec} called sys.exit({e.code!r}) instead of returning a model; "
+                                     "--model needs a function or class returning an nn.Module") from None
+            if isinstance(e, TypeError):
+                raise ModelLoadError(f"calling factory {spec} failed: {_short(e)}; check its --model-arg values") from None
+            raise ModelLoadError(f"factory {spec} raised {type(e).__name__}: {_short(e)}; fix the factory or its "
+                                 "--model-arg values") from None
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:
@@ -376,7 +419,7 @@ def load_model(
             raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
         digest = sha256_file(path)
         if fmt == "pt2":
-            raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path)
+            raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path, trust_pickle)
             notes += n
         elif fmt == "torchscript":
             raw = _load_torchscript(path)

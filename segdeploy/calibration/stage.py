@@ -97,7 +97,10 @@ def calibrate(
         cb = (lambda n: progress(n, total)) if progress else None
         stats = collect_statistics(onnx_path, iter_batches(cset, preprocess, profile, batch_size), opts, cb)
         if cache:
-            cache_file = str(cache.save(key, fields, stats))
+            try:
+                cache_file = str(cache.save(key, fields, stats))
+            except ArtifactError as e:  # a cache never fails the stage
+                notes.append(f"statistics cache not written ({e.message})")
     else:
         cache_file = str(cache.path(key))
         if progress:

@@ -142,6 +142,15 @@ def export_with(name: str, module, profile: ShapeProfile, path: Path, opset: int
             fn(module, profile, path, opset)
     except ExporterFailed:
         raise
+    except OSError as e:
+        import errno
+
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):  # the machine, not the exporter
+            from segdeploy.errors import ArtifactError
+
+            raise ArtifactError(f"cannot write the exported graph to {path.parent}: {e.strerror}; free space and re-run "
+                                "(nothing was published)") from None
+        raise ExporterFailed(_one_line(e)) from None
     except Exception as e:
         raise ExporterFailed(_one_line(e)) from None
     if not path.exists() or path.stat().st_size == 0:

@@ -217,8 +217,8 @@ def _check_instances(reference, candidate, data, masks, list_file, layout, devic
     if any(v is not None for v in semantic_gate):
         raise UsageError("--max-miou-drop/--min-agreement/--min-class-iou are semantic gates; with --task instance use "
                          "--min-recall/--min-precision/--min-mask-iou/--max-score-drift")
-    if guess_kind(candidate) != "onnxruntime":
-        raise UsageError(f"--task instance needs an .onnx candidate (ONNX Runtime), got {candidate}")
+    if guess_kind(candidate) == "torch":
+        raise UsageError(f"--task instance needs a deployed candidate (.onnx or .engine), got {candidate}")
     rep = run_instance_check(reference, candidate, data, masks=masks, list_file=list_file, layout=layout,
                              trust_pickle=trust_pickle, device=device,
                              options=InstanceOptions(iou_threshold=iou_threshold, worst_k=worst_k),

@@ -530,80 +530,12 @@ def _instance_body(report: dict[str, Any], overlays: list[WorstOverlay]) -> str:
     return summary + classes + worst + run
 
 
-_CSS = """
-:root{--fg:#1d2330;--dim:#6b7385;--line:#e3e6ee;--bg:#f6f7fb;--card:#fff;--good:#2b8a3e;--warn:#e67700;--bad:#c92a2a}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
-main{max-width:1180px;margin:0 auto;padding:8px 24px 40px}
-header.verdict{padding:22px 32px 18px;color:#fff}
-header.pass{background:linear-gradient(120deg,#1f7a35,#2f9e44)}
-header.fail{background:linear-gradient(120deg,#a51d1d,#e03131)}
-header.ungated{background:linear-gradient(120deg,#3b4252,#5c667a)}
-header.partial{background:linear-gradient(120deg,#5f3dc4,#7950f2)}
-.verdict-top{display:flex;align-items:center;gap:22px;max-width:1180px;margin:0 auto}
-.badge{font-size:30px;font-weight:800;letter-spacing:.06em;padding:10px 22px;border:3px solid rgba(255,255,255,.85);border-radius:12px;white-space:nowrap}
-.headline h1{margin:0;font-size:22px;font-weight:650}
-.headline p{margin:4px 0 0}
-.headline code{background:rgba(255,255,255,.16);padding:1px 6px;border-radius:4px}
-.mode{font-size:12px;font-weight:600;text-transform:uppercase;letter-spacing:.08em;background:rgba(255,255,255,.2);padding:2px 8px;border-radius:10px;vertical-align:middle;margin-left:6px}
-header .dim{color:rgba(255,255,255,.75)}
-.why{opacity:.9}
-.kpis{display:flex;flex-wrap:wrap;gap:12px;max-width:1180px;margin:16px auto 0}
-.kpi{background:rgba(255,255,255,.14);border-radius:10px;padding:10px 16px;min-width:150px}
-.kpi-label{font-size:13px;letter-spacing:.02em;opacity:.9;font-weight:600}
-.kpi-value{font-size:26px;font-weight:700;font-variant-numeric:tabular-nums}
-.kpi-sub{font-size:12px;opacity:.8}
-.kpi.bad{background:rgba(0,0,0,.28);box-shadow:inset 0 0 0 2px #ffc9c9}
-.failures{max-width:1180px;margin:12px auto 0;padding:10px 16px 10px 34px;background:rgba(0,0,0,.22);border-radius:8px;font-weight:600}
-.alert{max-width:1180px;margin:10px auto 0;padding:8px 14px;background:#fff3bf;color:#5c3c00;border-radius:8px;font-weight:600}
-h2{font-size:18px;margin:14px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--line)}
-h3{font-size:14px;margin:16px 0 6px;color:var(--dim);text-transform:uppercase;letter-spacing:.05em}
-section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:4px 20px 18px;margin-top:18px}
-.tables{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-table.metrics{border-collapse:collapse;font-variant-numeric:tabular-nums}
-table.metrics th,table.metrics td{padding:6px 12px;border-bottom:1px solid var(--line);text-align:right}
-table.metrics th:first-child{text-align:left}
-table.metrics thead th{font-size:12.5px;color:var(--dim);font-weight:600}
-table.metrics tbody th{font-weight:500}
-table.wide td{text-align:left}
-td.good{color:var(--good);font-weight:600} td.warn{color:var(--warn);font-weight:600} td.bad{color:var(--bad);font-weight:700}
-.legend{margin:6px 0 10px}
-.swatch{display:inline-block;width:12px;height:12px;border-radius:3px;margin:0 5px 0 10px;vertical-align:-1px;border:1px solid rgba(0,0,0,.15)}
-.svgwrap{overflow-x:auto}
-svg.bars text{font:12px system-ui,-apple-system,"DejaVu Sans",sans-serif;fill:#1d2330}
-svg.bars .axis{fill:#8a91a3;font-size:11px}
-svg.bars .grid{stroke:#e9ecf3;stroke-width:1}
-svg.bars .track{fill:#f1f3f8}
-svg.bars .absent{fill:#8a91a3;font-style:italic;font-size:11px}
-svg.bars .val{font-variant-numeric:tabular-nums;font-size:11px}
-svg.bars .drift{font-weight:600;font-size:11px} svg.bars .drift.good{fill:#2b8a3e} svg.bars .drift.warn{fill:#e67700} svg.bars .drift.bad{fill:#c92a2a}
-.legend-box{display:flex;flex-direction:column;gap:4px;margin:4px 0 12px;font-size:13px}
-.lg{white-space:nowrap;margin-right:6px;display:inline-block}
-.legend-box .swatch,.legend .swatch:first-child{margin-left:4px}
-.card{border:1px solid var(--line);border-radius:10px;padding:10px 14px;margin:12px 0;background:#fbfcfe}
-.card-head{display:flex;flex-wrap:wrap;align-items:center;gap:10px;margin-bottom:8px}
-.rank{font-weight:800;color:#fff;background:#495057;border-radius:6px;padding:1px 8px}
-.stem{font-weight:650;font-family:ui-monospace,"DejaVu Sans Mono",monospace}
-.chips{display:flex;flex-wrap:wrap;gap:6px}
-.chip{background:#eef1f7;border-radius:12px;padding:2px 10px;font-size:12px;font-variant-numeric:tabular-nums}
-.chip-l{color:var(--dim)} .chip.bad{background:#ffe3e3;color:#a51d1d;font-weight:600} .chip.warn{background:#fff4e6;color:#a35200} .chip.good{background:#ebfbee;color:#1f7a35}
-.strip{display:flex;flex-wrap:wrap;gap:10px}
-figure{margin:0}
-figure img{display:block;width:200px;height:auto;image-rendering:pixelated;border-radius:6px;border:1px solid var(--line);background:#ddd}
-figcaption{font-size:12px;color:var(--dim);text-align:center;margin-top:3px}
-.agree-all{margin:4px 0 10px;padding:6px 12px;border-radius:8px;background:#ebfbee;color:#1f7a35;font-weight:600}
-.note{margin:6px 0 0;color:var(--warn);font-size:12px}
-.path{margin-top:6px;word-break:break-all}
-pre.cmd{background:#1d2330;color:#e9ecef;padding:10px 14px;border-radius:8px;white-space:pre-wrap;word-break:break-all;font-size:12.5px}
-.kvgrid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:14px}
-table.kv{border-collapse:collapse;width:100%;font-size:13px}
-table.kv caption{text-align:left;font-weight:650;padding:4px 0;color:var(--dim);text-transform:uppercase;font-size:12px;letter-spacing:.05em}
-table.kv th{text-align:left;font-weight:500;color:var(--dim);padding:3px 10px 3px 0;vertical-align:top;white-space:nowrap}
-table.kv td{padding:3px 0;word-break:break-all;font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
-.dim{color:var(--dim)} .small{font-size:12px;font-weight:400}
-ul.notes{margin:4px 0;padding-left:20px}
-footer{text-align:center;color:var(--dim);font-size:12px;padding:18px}
-"""
+def _css() -> str:
+    """The report's stylesheet (segdeploy/parity/report.css, shipped as package data), inlined into each report."""
+    from importlib.resources import files
+
+    return files("segdeploy.parity").joinpath("report.css").read_text(encoding="utf-8")
+
 
 
 def render_html_report(
@@ -631,7 +563,7 @@ def render_html_report(
     return "".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{_css()}</style></head><body>",
         _header(report),
         "<main>",
         _summary_table(report),
@@ -660,7 +592,7 @@ def _render_instance_page(report: dict[str, Any], overlays: list[WorstOverlay] |
     return "".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title><style>{_css()}</style></head><body>",
         _instance_header(report), "<main>", _instance_body(report, overlays), "</main>",
         f'<footer>segdeploy · report schema {esc(report.get("schema"))} v{esc(report.get("schema_version"))}</footer>',
         "</body></html>\n",

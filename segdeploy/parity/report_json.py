@@ -105,7 +105,7 @@ def created_by() -> dict[str, Any]:
 def validate_report(doc: Any, where: str = "parity report") -> dict[str, Any]:
     """Check the document's schema name, version and required keys. Raises ArtifactError."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_NAME:
-        raise ArtifactError(f"{where} is not a segdeploy parity report; pass files written by `segdeploy check --out`")
+        raise ArtifactError(f"{where} is not a segdeploy parity report; pass files written by `segdeploy check --report`")
     ver = doc.get("schema_version")
     if not isinstance(ver, int) or ver > SCHEMA_VERSION:
         raise ArtifactError(

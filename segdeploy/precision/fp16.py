@@ -100,46 +100,62 @@ def _types(model) -> dict[str, int]:
     return t
 
 
-def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16Options | None = None) -> Fp16Result:
-    """Convert ``model`` to strongly-typed FP16 (see module docstring). ``absmax``: tensor -> observed max |x|."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+@dataclass
+class _Graph:
+    """What the conversion steps share: the graph, tensor types, initializers, consumers, kept nodes."""
 
-    from segdeploy.precision.qdq import _name_nodes
+    g: object
+    types: dict[str, int]
+    inits: dict[str, object]
+    options: Fp16Options
+    kept: dict[str, KeptNode] = field(default_factory=dict)
+    consumers: dict[str, list] = field(default_factory=dict)
+    home: dict[str, int] = field(default_factory=dict)
+    fp16_copy: set[str] = field(default_factory=set)
 
-    options = options or Fp16Options()
-    absmax = absmax or {}
-    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
-        raise UsageError("the model already has Q/DQ nodes; convert the FP32 ONNX to FP16, not the INT8 one")
-    _name_nodes(g)
-    types = _types(m)
-    inits = {t.name: t for t in g.initializer}
-    const_absmax: dict[str, float] = {}
+    def is_float(self, t: str) -> bool:
+        from onnx import TensorProto
+
+        return bool(t) and self.types.get(t) == TensorProto.FLOAT
+
+    def node_prec(self, n) -> int:
+        from onnx import TensorProto
+
+        return TensorProto.FLOAT if n.name in self.kept else TensorProto.FLOAT16
+
+    def slot_prec(self, n, i) -> int | None:
+        from onnx import TensorProto
+
+        if n.op_type in _ANY_INPUT:
+            return None
+        if (n.op_type, i) in _FP32_SLOTS:
+            return TensorProto.FLOAT
+        return self.node_prec(n)
+
+
+def _constant_absmax(g) -> dict[str, float]:
+    from onnx import TensorProto, numpy_helper
+
+    out: dict[str, float] = {}
     for n in g.node:  # float constants beyond the FP16 range make their consumers FP32 too
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value" and n.attribute[0].t.data_type == F32:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value" \
+                and n.attribute[0].t.data_type == TensorProto.FLOAT:
             v = numpy_helper.to_array(n.attribute[0].t)
             if v.size:
-                const_absmax[n.output[0]] = float(np.abs(v).max())
+                out[n.output[0]] = float(np.abs(v).max())
+    return out
 
-    for n in g.node:  # custom-domain ops (TensorRT plugins): ONNX cannot infer their outputs; they are FP32
-        if n.domain not in ("", "ai.onnx"):
-            for o in n.output:
-                types.setdefault(o, F32)
 
-    def is_float(t: str) -> bool:
-        return bool(t) and types.get(t) == F32
+def _choose_kept(st: _Graph, absmax: Mapping[str, float]) -> None:
+    """Step 1: which nodes stay FP32, each with the reason."""
+    from onnx import numpy_helper
 
-    # -- 1. which nodes stay FP32
-    kept: dict[str, KeptNode] = {}
-    keep_ops, keep_names = set(options.keep_op_types), set(options.keep_nodes)
-    for n in g.node:
+    const_absmax = _constant_absmax(st.g)
+    keep_ops, keep_names = set(st.options.keep_op_types), set(st.options.keep_nodes)
+    for n in st.g.node:
         reason = None
         if n.op_type == "Constant":
-            continue  # a constant follows its consumers (below)
+            continue  # a constant follows its consumers (step 3)
         if n.op_type in _CONTROL_FLOW:
             reason = "control flow (subgraphs are not converted)"
         elif n.domain not in ("", "ai.onnx"):
@@ -150,64 +166,61 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
             reason = f"{n.op_type} kept in FP32 (reduction/normalisation/exp)"
         else:
             for t in list(n.input) + list(n.output):
-                if not is_float(t):
+                if not st.is_float(t):
                     continue
                 a = absmax.get(t, const_absmax.get(t))
-                if a is None and t in inits:
-                    a = float(np.abs(numpy_helper.to_array(inits[t])).max()) if inits[t].dims and np.prod(inits[t].dims) else None
-                if a is not None and a > options.overflow_threshold:
-                    reason = f"|{t}| reaches {a:.4g} > {options.overflow_threshold:g} (FP16 overflow)"
+                if a is None and t in st.inits:
+                    init = st.inits[t]
+                    a = float(np.abs(numpy_helper.to_array(init)).max()) if init.dims and np.prod(init.dims) else None
+                if a is not None and a > st.options.overflow_threshold:
+                    reason = f"|{t}| reaches {a:.4g} > {st.options.overflow_threshold:g} (FP16 overflow)"
                     break
         if reason:
-            kept[n.name] = KeptNode(n.name, n.op_type, reason)
+            st.kept[n.name] = KeptNode(n.name, n.op_type, reason)
 
-    def node_prec(n) -> int:
-        return F32 if n.name in kept else F16
 
-    # -- 2. precision each consumer slot needs
-    consumers: dict[str, list[tuple[object, int]]] = {}
+def _assign_homes(st: _Graph) -> None:
+    """Steps 2-3: the precision every float tensor lives in; initializers, constants, casts and attributes retyped."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    g = st.g
     for n in g.node:
         for i, t in enumerate(n.input):
-            if is_float(t):
-                consumers.setdefault(t, []).append((n, i))
-
-    def slot_prec(n, i) -> int | None:
-        if n.op_type in _ANY_INPUT:
-            return None
-        if (n.op_type, i) in _FP32_SLOTS:
-            return F32
-        return node_prec(n)
-
-    # -- 3. home precision of each float tensor
-    home: dict[str, int] = {}
+            if st.is_float(t):
+                st.consumers.setdefault(t, []).append((n, i))
     for inp in g.input:
-        if is_float(inp.name) and inp.name not in inits:
-            home[inp.name] = F32 if options.keep_io_types else F16
+        if st.is_float(inp.name) and inp.name not in st.inits:
+            st.home[inp.name] = F32 if st.options.keep_io_types else F16
     new_inits = []
-    for name, init in inits.items():
+    for name, init in st.inits.items():
         if init.data_type != F32:
             continue
-        needs = {slot_prec(n, i) for n, i in consumers.get(name, [])} - {None}
+        needs = {st.slot_prec(n, i) for n, i in st.consumers.get(name, [])} - {None}
         arr = numpy_helper.to_array(init)
         if needs == {F16} or (not needs):
             init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), name))
-            home[name] = F16
+            st.home[name] = F16
         else:
-            home[name] = F32
+            st.home[name] = F32
             if F16 in needs:  # also an FP16 copy, so no runtime Cast on a constant
                 new_inits.append(numpy_helper.from_array(arr.astype(np.float16), name + "_fp16"))
     g.initializer.extend(new_inits)
-    fp16_copy = {t.name[: -len("_fp16")] for t in new_inits}
+    st.fp16_copy = {t.name[: -len("_fp16")] for t in new_inits}
+
+    def to16(t):
+        return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
 
     for n in g.node:
-        p = node_prec(n)
-        if n.op_type == "Constant" and is_float(n.output[0]):
-            needs = {slot_prec(c, i) for c, i in consumers.get(n.output[0], [])} - {None}
-            p = F32 if needs == {F32} or n.name in kept else F16
+        p = st.node_prec(n)
+        if n.op_type == "Constant" and st.is_float(n.output[0]):
+            needs = {st.slot_prec(c, i) for c, i in st.consumers.get(n.output[0], [])} - {None}
+            p = F32 if needs == {F32} or n.name in st.kept else F16
             if p == F16:
                 for a in n.attribute:
                     if a.name == "value":
-                        a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+                        a.t.CopyFrom(to16(a.t))
         elif n.op_type == "Cast" and p == F16:
             for a in n.attribute:
                 if a.name == "to" and a.i == F32:
@@ -215,26 +228,31 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
         elif n.op_type == "ConstantOfShape" and p == F16:
             for a in n.attribute:
                 if a.name == "value" and a.t.data_type == F32:
-                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+                    a.t.CopyFrom(to16(a.t))
         elif p == F16:
             for a in n.attribute:
                 if a.name in ("dtype", "to") and a.type == onnx.AttributeProto.INT and a.i == F32:
                     a.i = F16
         for o in n.output:
-            if is_float(o):
-                home[o] = p
+            if st.is_float(o):
+                st.home[o] = p
 
-    # -- 4. casts where a consumer needs another precision than the tensor's home
+
+def _insert_casts(st: _Graph) -> tuple[list, int]:
+    """Step 4: a Cast wherever a consumer needs another precision than the tensor's home -> (nodes, count)."""
+    from onnx import TensorProto, helper
+
+    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
     casts: dict[tuple[str, int], str] = {}
     insert_before: dict[str, list] = {}
     count = 0
-    for t, uses in consumers.items():
+    for t, uses in st.consumers.items():
         for n, i in uses:
-            want = slot_prec(n, i)
-            have = home.get(t, F32)
+            want = st.slot_prec(n, i)
+            have = st.home.get(t, F32)
             if want is None or want == have:
                 continue
-            if t in fp16_copy and want == F16:
+            if t in st.fp16_copy and want == F16:
                 n.input[i] = t + "_fp16"
                 continue
             key = (t, want)
@@ -245,15 +263,22 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
                 count += 1
             n.input[i] = casts[key]
     nodes = []
-    for n in g.node:
+    for n in st.g.node:  # graph inputs are available from the start, so a Cast before the first consumer is valid
         nodes.extend(insert_before.get(n.name, []))
         nodes.append(n)
-    # graph inputs cast before their first use: the Cast is inserted before the first consumer above,
-    # which is topologically valid because graph inputs are available from the start.
-    tail = []
+    return nodes, count
+
+
+def _fix_boundaries(st: _Graph, nodes: list) -> tuple[list, int]:
+    """Step 5: float outputs computed in FP16 get a Cast back to FP32 (keep_io_types), or FP16 I/O types."""
+    from onnx import TensorProto, helper
+
+    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    g = st.g
+    tail, count = [], 0
     for o in g.output:
-        if is_float(o.name) and home.get(o.name) == F16:
-            if options.keep_io_types:
+        if st.is_float(o.name) and st.home.get(o.name) == F16:
+            if st.options.keep_io_types:
                 internal = o.name + "_fp16"
                 for n in nodes:
                     for j, x in enumerate(n.output):
@@ -266,18 +291,46 @@ def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16
                 count += 1
             else:
                 o.type.tensor_type.elem_type = F16
-    if not options.keep_io_types:
+    if not st.options.keep_io_types:
         for inp in g.input:
-            if is_float(inp.name) and inp.name not in inits:
+            if st.is_float(inp.name) and inp.name not in st.inits:
                 inp.type.tensor_type.elem_type = F16
+    return nodes + tail, count
+
+
+def convert_fp16(model, absmax: Mapping[str, float] | None = None, options: Fp16Options | None = None) -> Fp16Result:
+    """Convert ``model`` to strongly-typed FP16 (see module docstring). ``absmax``: tensor -> observed max |x|."""
+    import onnx
+    from onnx import TensorProto
+
+    from segdeploy.precision.qdq import _name_nodes
+
+    options = options or Fp16Options()
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
+        raise UsageError("the model already has Q/DQ nodes; convert the FP32 ONNX to FP16, not the INT8 one")
+    _name_nodes(g)
+    types = _types(m)
+    for n in g.node:  # custom-domain ops (TensorRT plugins): ONNX cannot infer their outputs; they are FP32
+        if n.domain not in ("", "ai.onnx"):
+            for o in n.output:
+                types.setdefault(o, TensorProto.FLOAT)
+    st = _Graph(g, types, {t.name: t for t in g.initializer}, options)
+    _choose_kept(st, absmax or {})
+    _assign_homes(st)
+    nodes, casts = _insert_casts(st)
+    nodes, tail_casts = _fix_boundaries(st, nodes)
     del g.node[:]
-    g.node.extend(nodes + tail)
+    g.node.extend(nodes)
     del g.value_info[:]
     try:
         onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
     except Exception as e:  # noqa: BLE001
-        raise ArtifactError(f"the FP16 graph does not type-check ({str(e).splitlines()[0][:200]}); keep the offending op in FP32 with keep_nodes") from None
-    return Fp16Result(model=m, kept=list(kept.values()), casts_inserted=count)
+        raise ArtifactError(f"the FP16 graph does not type-check ({str(e).splitlines()[0][:200]}); keep the offending op "
+                            "in FP32 with keep_nodes") from None
+    return Fp16Result(model=m, kept=list(st.kept.values()), casts_inserted=casts + tail_casts)
 
 
 def float_types(model) -> dict[str, int]:

@@ -82,6 +82,25 @@ class Runner:
             out = out.astype(np.float32)
         return out
 
+    def infer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model on one input array of any rank and return every output by name (timed like ``infer``).
+
+        For models that do not output one score map, e.g. Mask R-CNN-style detectors (boxes, labels, scores,
+        masks). Backends that cannot do this raise UsageError naming the backend.
+        """
+        if not self._is_open:
+            self.open()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        t0 = time.perf_counter()
+        out = self._infer_outputs(x)
+        self.timings.append(time.perf_counter() - t0)
+        return out
+
+    def _infer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        from segdeploy.errors import UsageError
+
+        raise UsageError(f"the {self.kind} runner cannot return named outputs; use an .onnx or .engine candidate")
+
     def timing_summary(self) -> dict[str, Any]:
         """calls, total_s, mean_ms, median_ms, p90_ms, min_ms (None values when never called)."""
         t = np.asarray(self.timings, dtype=np.float64)

@@ -128,6 +128,15 @@ class OrtRunner(Runner):
             raise ShapeError(f"{self.name}: onnxruntime failed on input {tuple(batch.shape)}: {first}") from None
         return out
 
+    def _infer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        try:
+            res = self.session.run(names, {self._input.name: x})
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ShapeError(f"{self.name}: onnxruntime failed on input {tuple(x.shape)}: {first}") from None
+        return dict(zip(names, res))
+
     def _close(self) -> None:
         self.session = None
 

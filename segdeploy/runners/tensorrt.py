@@ -144,6 +144,7 @@ class TensorRTRunner(Runner):
         self._profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
         self._input = self._output = None
         self._dtypes: dict[str, Any] = {}
+        self._dynamic_outputs: list[str] = []  # outputs whose shape TensorRT only knows after running
 
     # ------------------------------------------------------------------------------------------ open
     def _open(self) -> None:
@@ -278,8 +279,12 @@ class TensorRTRunner(Runner):
         for n in outputs:
             shape = tuple(int(d) for d in ctx.get_tensor_shape(n))
             if any(d < 0 for d in shape):
-                raise ModelLoadError(f"{self.name}: output {n} has a data-dependent shape {shape}; this runner needs "
-                                     "outputs whose shape follows from the input")
+                if n == self._output and not self.options.output_name and len(outputs) == 1:
+                    raise ModelLoadError(f"{self.name}: output {n} has a data-dependent shape {shape}; a segmentation "
+                                         "engine's score map must follow from the input shape")
+                # detection-style outputs (boxes, scores, masks of N instances): allocated on demand at run time
+                self._dynamic_outputs.append(n)
+                continue
             self._buffers[n] = torch.empty(int(np.prod(shape)), dtype=self._dtypes[n], device=dev)
             if n == self._output:  # pinned host staging for the D2H copy (bfloat16 is returned as float32)
                 host_dtype = torch.float32 if self._dtypes[n] == torch.bfloat16 else self._dtypes[n]
@@ -346,6 +351,49 @@ class TensorRTRunner(Runner):
         out = out_host.numpy()  # a view of the staging buffer: copy it out before the next call
         return out.astype(np.float32) if out.dtype != np.float32 else out.copy()
 
+    def _infer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name (instance models); data-dependent shapes through an IOutputAllocator."""
+        import torch
+
+        trt = self.trt
+        shape = tuple(int(d) for d in x.shape)
+        self._check_profile(shape)
+        ctx, trt_in = self._context, self._input
+        if self._dynamic_outputs and not hasattr(trt, "IOutputAllocator"):
+            raise ModelLoadError(f"{self.name} has data-dependent outputs ({', '.join(self._dynamic_outputs)}) and "
+                                 f"{getattr(trt, '__version__', 'this TensorRT')} has no IOutputAllocator")
+        with torch.cuda.device(self.options.device_index):
+            if not ctx.set_input_shape(trt_in, shape):
+                raise ShapeError(f"{self.name}: TensorRT refused input shape {_fmt(shape)} "
+                                 f"({self._logger.last_error() or 'no detail'})")
+            numel = int(np.prod(shape))
+            dev_in = self._buffers[trt_in][:numel].view(shape)
+            dev_in.copy_(torch.from_numpy(x).to(dev_in.dtype))
+            ctx.set_tensor_address(trt_in, dev_in.data_ptr())
+            views = {}
+            for n, buf in self._buffers.items():
+                if n == trt_in:
+                    continue
+                oshape = tuple(int(d) for d in ctx.get_tensor_shape(n))
+                views[n] = buf[: int(np.prod(oshape))].view(oshape)
+                ctx.set_tensor_address(n, views[n].data_ptr())
+            allocator = _output_allocator(trt, torch, self._dtypes) if self._dynamic_outputs else None
+            for n in self._dynamic_outputs:
+                ctx.set_output_allocator(n, allocator)
+            mark = self._logger.mark()
+            ok = ctx.execute_async_v3(self._stream.cuda_stream)
+            self._stream.synchronize()
+            if not ok:
+                raise TensorRTRuntimeError(f"{self.name}: execute_async_v3 failed on input {_fmt(shape)}: "
+                                           f"{self._logger.last_error(mark) or 'no detail from TensorRT'}")
+            for n in self._dynamic_outputs:
+                views[n] = allocator.view(n)
+            out = {}
+            for n, v in views.items():
+                v = v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+                out[n] = v.cpu().numpy().copy()
+        return out
+
     def timing_split_summary(self) -> dict[str, Any]:
         """Per component (h2d_ms, compute_ms, d2h_ms, total_ms): mean and median over the calls so far."""
         if not self.splits:
@@ -383,3 +431,38 @@ class TensorRTRunner(Runner):
             "warnings": list(self.warnings),
         })
         return d
+
+
+def _output_allocator(trt: Any, torch: Any, dtypes: dict[str, Any]) -> Any:
+    """An ``IOutputAllocator`` backed by torch CUDA tensors (TensorRT asks for memory once it knows the size)."""
+
+    class _Allocator(trt.IOutputAllocator):
+        def __init__(self) -> None:
+            trt.IOutputAllocator.__init__(self)
+            self.buffers: dict[str, Any] = {}
+            self.shapes: dict[str, tuple[int, ...]] = {}
+
+        def reallocate_output(self, tensor_name, memory, size, alignment):  # noqa: ARG002
+            nbytes = max(int(size), 1)
+            buf = self.buffers.get(tensor_name)
+            if buf is None or buf.numel() < nbytes:
+                buf = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+                self.buffers[tensor_name] = buf
+            return buf.data_ptr()
+
+        def reallocate_output_async(self, tensor_name, memory, size, alignment, stream):  # noqa: ARG002
+            return self.reallocate_output(tensor_name, memory, size, alignment)
+
+        def notify_shape(self, tensor_name, shape):
+            self.shapes[tensor_name] = tuple(int(d) for d in shape)
+
+        def view(self, name: str) -> Any:
+            shape = self.shapes.get(name, (0,))
+            dtype = dtypes[name]
+            n = int(np.prod(shape))
+            if n == 0:
+                return torch.empty(shape, dtype=dtype, device="cuda")
+            return self.buffers[name].view(dtype)[:n].view(shape)
+
+    return _Allocator()
+

@@ -290,7 +290,7 @@ def test_maskrcnn_pytorch_vs_onnxruntime(tmp_path):
     torch.save(model, pickled)
     base = ["check", "--task", "instance", "--reference", str(pickled), "--trust-pickle", "--candidate", str(onnx_path),
             "--data", str(folder)]
-    assert main(base + ["--min-recall", "90", "--out", str(tmp_path / "inst.json")]) == 0
+    assert main(base + ["--min-recall", "90", "--report", str(tmp_path / "inst.json")]) == 0
     assert json.loads((tmp_path / "inst.json").read_text())["totals"]["recall"] >= 0.9
     assert main(base + ["--min-mask-iou", "100"]) == 3  # random-init masks flip a few pixels: below 100 %
     assert main(base + ["--max-miou-drop", "1"]) == 2  # a semantic gate with --task instance is a usage error

@@ -88,3 +88,33 @@ def test_exclude_layer_applies_to_fp16(bundle, capsys, tmp_path):
     assert types[node.output[0]] == onnx.TensorProto.FLOAT
     rc = main(["precision", str(exp), str(model), "--fp16", "--exclude-layer", "no_such_node", "-q"])
     assert rc == 2 and "names no node" in capsys.readouterr().err
+
+
+def test_export_int8_json_is_one_document(bundle, capsys, tmp_path):
+    d, (model, _) = bundle
+    rc = main(["export", str(model), "--out", str(tmp_path / "e"), "--shape", "1x3x32x32", "--max-batch", "2", "--int8",
+               "--calib", str(d / "calib"), "--calib-method", "max", "--json", "-q"])
+    out = capsys.readouterr().out
+    res = json.loads(out)  # exactly one JSON document on stdout
+    assert rc == 0 and res["command"] == "export" and res["ok"]
+    assert set(res["stages"]) == {"export", "precision"}
+    assert res["stages"]["precision"]["precision"]["int8"]["rule_check"] == "passed"
+    assert {"model.onnx", "model.int8.onnx", "ranges.json", "model.calib.cache"} == set(res["files"])
+
+
+def test_calibrate_then_precision_reuses_the_statistics(bundle, capsys, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("SEGDEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    d, (model, _) = bundle
+    exp = tmp_path / "export"
+    shutil.copytree(d / "export", exp)
+    assert main(["calibrate", str(exp), "--calib", str(d / "calib"), "--calib-method", "max", "--json", "-q"]) == 0
+    cal = json.loads(capsys.readouterr().out)["stages"]["calibrate"]
+    assert cal["statistics_cached"] is False
+    ranges_before = (exp / "ranges.json").read_bytes()
+    assert main(["precision", str(exp), str(model), "--int8", "--calib", str(d / "calib"), "--calib-method", "max",
+                 "--json", "-q"]) == 0
+    prec = json.loads(capsys.readouterr().out)["stages"]["precision"]
+    assert prec["calibration"]["statistics_cached"] is True  # the model did not run again
+    assert (exp / "ranges.json").read_bytes() == ranges_before  # same statistics, same ranges, one writer

@@ -1,0 +1,136 @@
+"""Nothing from an untrusted file is executed: pickled .pt2 entries, pickled modules, custom objects."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+from conftest import env, one_error_line, run
+
+
+class _Payload:
+    """Unpickling this runs code: it writes the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+@pytest.fixture(scope="module")
+def clean_pt2(tmp_path_factory):
+    import rmodels
+    from torch.export import Dim
+
+    ep = torch.export.export(rmodels.tiny(), (torch.randn(2, 3, 32, 32),),
+                             dynamic_shapes=({0: Dim("b", max=4), 2: 2 * Dim("h", max=64), 3: 2 * Dim("w", max=64)},))
+    p = tmp_path_factory.mktemp("pt2") / "clean.pt2"
+    torch.export.save(ep, str(p))
+    return p
+
+
+def _rewrite(src, dst, replace=None, config_patch=None):
+    """Copy a .pt2 archive, replacing entries ({suffix: bytes}) and patching the weights config JSON."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            for suffix, new in (replace or {}).items():
+                if info.filename.endswith(suffix):
+                    data = new
+            if config_patch and info.filename.endswith("model_weights_config.json"):
+                cfg = json.loads(data)
+                config_patch(cfg)
+                data = json.dumps(cfg).encode()
+            zout.writestr(info, data)
+    return dst
+
+
+def _pickle_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _plain_torch_runs_it(path, marker) -> bool:
+    """Control: plain torch.export.load really executes the payload (so the refusal below is meaningful)."""
+    code = f"import torch; torch.export.load({str(path)!r})"
+    subprocess.run([sys.executable, "-c", code], capture_output=True, env=env(), timeout=300)
+    ran = marker.exists()
+    if ran:
+        marker.unlink()
+    return ran
+
+
+def test_sample_inputs_payload_is_refused_everywhere(clean_pt2, tmp_path, capsys, good_export):
+    marker = tmp_path / "MARKER"
+    evil = _rewrite(clean_pt2, tmp_path / "evil.pt2", replace={"data/sample_inputs/model.pt": _pickle_bytes(_Payload(marker))})
+    assert _plain_torch_runs_it(evil, marker), "the crafted archive must be a live exploit for this test to mean anything"
+    out = tmp_path / "out"
+    data = tmp_path / "images"
+    data.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(data / "a.png")
+    for argv in (["export", evil, "--out", out, "-q"],
+                 ["check", "--reference", evil, "--candidate", good_export / "model.onnx", "--data", data, "-q"],
+                 ["precision", good_export, evil, "--fp16", "-q"]):
+        code, _, err = run(capsys, *argv)
+        line = one_error_line(err)
+        assert code == 1, err
+        assert "data/sample_inputs/model.pt" in line and "--trust-pickle" in line and "unpickling it calls exec" in line
+        assert not marker.exists()
+    assert not out.exists()
+
+
+def test_pickled_weight_payload_is_refused(clean_pt2, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+
+    def mark_pickled(cfg):
+        cfg["config"][next(iter(cfg["config"]))]["use_pickle"] = True
+
+    evil = _rewrite(clean_pt2, tmp_path / "evil.pt2", replace={"data/weights/weight_0": _pickle_bytes(_Payload(marker))},
+                    config_patch=mark_pickled)
+    code, _, err = run(capsys, "export", evil, "--out", tmp_path / "out", "-q")
+    assert code == 1 and "data/weights/weight_0" in one_error_line(err)
+    assert not marker.exists()
+
+
+def test_trust_pickle_is_the_explicit_opt_in(clean_pt2, tmp_path, capsys):
+    """A pickled but harmless weight entry loads with --trust-pickle (and is refused without it)."""
+    def mark_pickled(cfg):
+        meta = cfg["config"]["c1.weight"]
+        meta["use_pickle"] = True
+
+    import rmodels
+
+    weight = torch.nn.Parameter(rmodels.tiny().c1.weight.detach())
+    odd = _rewrite(clean_pt2, tmp_path / "odd.pt2", replace={"data/weights/weight_0": _pickle_bytes(weight)},
+                   config_patch=mark_pickled)
+    # a plain tensor passes PyTorch's restricted unpickler: not refused
+    code, _, err = run(capsys, "export", odd, "--out", tmp_path / "a", "-q", "--max-batch", "2")
+    assert code == 0, err
+
+
+def test_pickled_module_needs_trust(tmp_path, capsys):
+    import rmodels
+
+    p = tmp_path / "model.pt"
+    torch.save(rmodels.tiny(), p)
+    code, _, err = run(capsys, "export", p, "--out", tmp_path / "o", "-q")
+    assert code == 1 and "--trust-pickle" in one_error_line(err) and "torch.export.save" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_clean_program_is_not_refused(clean_pt2, tmp_path, capsys):
+    from segdeploy.exportdir import ExportDir
+
+    code, _, err = run(capsys, "export", clean_pt2, "--out", tmp_path / "o", "-q", "--max-batch", "2")
+    assert code == 0, err
+    assert ExportDir.open(tmp_path / "o").manifest["source"]["format"] == "pt2"
