@@ -79,11 +79,17 @@ def usage_line(e: click.ClickException) -> str:
 
 
 class Interrupted(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so every ``finally`` (staging cleanup, locks) runs."""
+    """Ctrl-C or SIGTERM, raised (like KeyboardInterrupt) so every ``finally`` (staging cleanup, locks) runs."""
+
+    def __init__(self, how: str):
+        super().__init__(how)
+        self.how = how
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Interrupted()
+def _on_signal(signum, frame):  # noqa: ARG001
+    import signal
+
+    raise Interrupted("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    else:  # pragma: no cover - embedded use
-        previous = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _on_signal)
     try:
         cli.main(args=argv, prog_name="segdeploy", standalone_mode=False)
     except SegdeployError as e:
@@ -115,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except (KeyboardInterrupt, Interrupted) as e:
-        how = "SIGTERM" if isinstance(e, Interrupted) else "Ctrl-C"
+        how = e.how if isinstance(e, Interrupted) else "Ctrl-C"
         click.echo(f"error: interrupted ({how}); nothing was published", err=True)
         return EXIT_ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -46,9 +46,9 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from segdeploy.errors import ArtifactError, SegdeployError
+from segdeploy.errors import ArtifactError
 from segdeploy.manifest import MANIFEST_FILENAME, REEXPORT, SCHEMA_NAME, validate_manifest
 
 MANIFEST = MANIFEST_FILENAME
@@ -497,9 +497,6 @@ class Transaction:
         self.add(name, kind, derived_from)
         return p
 
-    def write_json(self, name: str, obj: Any, kind: str, derived_from: tuple[str, ...] = ()) -> Path:
-        return self.write_bytes(name, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), kind, derived_from)
-
     def add(self, name: str, kind: str, derived_from: tuple[str, ...] = ()) -> FileEntry:
         """List a file written at :meth:`path`; ``derived_from`` names listed files it was made from."""
         if kind not in KINDS:
@@ -609,25 +606,7 @@ class Transaction:
         shutil.rmtree(old, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def transaction(target: str | os.PathLike, *, fresh: bool, command: str,
-                progress: Callable[[str], None] | None = None) -> Iterator[Transaction]:
-    """``with transaction(dir, fresh=..., command=...) as txn:`` -- see :class:`Transaction`."""
-    txn = Transaction(target, fresh=fresh, command=command, progress=progress)
-    txn.begin()
-    try:
-        yield txn
-    finally:
-        txn.abort()
-
-
-def open_export(path: str | os.PathLike) -> ExportDir:
-    """``ExportDir.open`` as a function (for readers that take a directory or its manifest)."""
-    return ExportDir.open(path)
-
-
 __all__ = [
     "CALIB_CACHE", "ENGINE_PRECISIONS", "ExportDir", "FP16_ONNX", "FileEntry", "INT8_ONNX", "KINDS", "MANIFEST",
-    "MODEL_ONNX", "RANGES", "SegdeployError", "TRT_ONNX", "Transaction", "engine_name", "is_owned_name", "open_export",
-    "transaction",
+    "MODEL_ONNX", "RANGES", "TRT_ONNX", "Transaction", "engine_name", "is_owned_name",
 ]

@@ -19,7 +19,7 @@ from segdeploy.errors import VerificationError
 from segdeploy.fsutil import sha256_bytes
 from segdeploy.spec import ShapeProfile
 
-PLUGIN_ONNX_FILENAME = "model.trt.onnx"
+from segdeploy.exportdir import TRT_ONNX as PLUGIN_ONNX_FILENAME
 
 
 def make_plugin_variant(model_bytes: bytes, profile: ShapeProfile, rtol: float, atol: float) -> tuple[bytes, dict[str, Any]] | None:

@@ -41,7 +41,6 @@ from segdeploy.load import LoadedModel
 from segdeploy.manifest import SCHEMA_NAME, SCHEMA_VERSION
 from segdeploy.spec import Preprocess, ShapeProfile
 
-ONNX_FILENAME = MODEL_ONNX
 DEFAULT_OPSET = 18
 
 

@@ -9,7 +9,7 @@ opt, max and one irregular in-range shape), and returns a :class:`VerificationRe
 * the per-pixel argmax agrees everywhere the reference's top-2 margin exceeds ``2 * tol`` (a pixel whose
   two best classes are closer than the numerical noise may flip legitimately; raw agreement is reported too).
 
-:func:`require_passed` raises :class:`~segdeploy.errors.VerificationError` naming the first failing shape.
+:func:`failure_message` names the first failing shape and its error (one line).
 """
 
 from __future__ import annotations
@@ -173,10 +173,3 @@ def failure_message(report: VerificationReport, exporter: str) -> str | None:
         if not s.passed:
             return f"{exporter} export disagrees with PyTorch at {s.label} shape {'x'.join(map(str, s.shape))}: {s.error}"
     return None
-
-
-def require_passed(report: VerificationReport, exporter: str) -> None:
-    """Raise VerificationError naming the first failing shape and its error."""
-    msg = failure_message(report, exporter)
-    if msg is not None:
-        raise VerificationError(msg)

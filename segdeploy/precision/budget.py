@@ -213,9 +213,11 @@ def search_budget(
             return BudgetResult(cand.model, excluded, drop, d0, max_drop, evaluator.evaluations - start, evaluator.images,
                                 [cost_of(n) for n in ranked])
     names = ", ".join(c.name for c in best[2][:5]) or "none"
+    tried = f"; keeping up to {len(excluded)} of {len(layers)} layers in float did not get below {drop:.2f}" \
+        if len(excluded) > len(best[2]) else ""
     raise BudgetNotMet(
         f"INT8 cannot meet --max-miou-drop {max_drop}: best drop {best[0]:.2f} points on {evaluator.images} validation "
-        f"images with {len(best[2])} layer(s) kept in float ({names}{', ...' if len(best[2]) > 5 else ''}); "
+        f"images with {len(best[2])} layer(s) kept in float ({names}{', ...' if len(best[2]) > 5 else ''}){tried}; "
         "raise the budget, add calibration images, try another --calib-method, or use --fp16",
         best[0],
         best[2],
