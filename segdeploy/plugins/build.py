@@ -48,7 +48,7 @@ class BuildOptions:
     cuda_arch: str = "native"
     tensorrt_root: Path | None = None
     build_dir: Path = Path(DEFAULT_BUILD_DIR)
-    source_dir: Path | None = None  # None: the checkout that contains this package
+    source_dir: Path | None = None  # None: the plugin sources installed with this package
     build_type: str = "Release"
     jobs: int | None = None
     host_reference: bool = False  # also build libsegdeploy_kernels_hostref.so through CMake
@@ -144,13 +144,17 @@ def normalize_arch(spec: str, supported: list[str]) -> str:
 
 
 def source_root(explicit: Path | None = None) -> Path:
-    root = Path(explicit) if explicit is not None else Path(__file__).resolve().parents[2]
-    if not (root / "CMakeLists.txt").is_file() or not (root / "segdeploy" / "plugins" / "csrc").is_dir():
-        raise ArtifactError(
-            f"no segdeploy source tree at {root} (CMakeLists.txt + segdeploy/plugins/csrc); "
-            "run from a checkout of the repository or pass --source-dir"
-        )
-    return root
+    """The plugins' CMake project: ``explicit`` (a segdeploy checkout, or a plugins directory such as a bundle's),
+    else the one shipped inside this package. Raises ArtifactError when it is not there."""
+    here = Path(__file__).resolve().parent
+    root = Path(explicit) if explicit is not None else here
+    for cand in (root, root / "segdeploy" / "plugins"):
+        if (cand / "CMakeLists.txt").is_file() and (cand / "csrc").is_dir():
+            return cand
+    raise ArtifactError(
+        f"no segdeploy source tree at {root} (CMakeLists.txt + csrc/, or segdeploy/plugins/ of a checkout); "
+        "pass --source-dir, or omit it to use the sources installed with segdeploy"
+    )
 
 
 def _writable_dir(d: Path) -> Path:
@@ -222,7 +226,7 @@ def build_plugins(options: BuildOptions = BuildOptions()) -> BuildResult:
     hostref = libdir / HOSTREF_LIB if options.host_reference else None
     notes = tuple(
         " ".join(m.group(1).split())
-        for m in re.finditer(r"CMake Warning at (?:segdeploy/|CMakeLists)[^\n]*\n((?:[ \t]+\S.*\n)+)", out)
+        for m in re.finditer(r"CMake Warning at (?:segdeploy/|trt/|CMakeLists)[^\n]*\n((?:[ \t]+\S.*\n)+)", out)
     )
     return BuildResult(bdir, kernels, plugin, hostref, chosen, trt, log_path, notes)
 

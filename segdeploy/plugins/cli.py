@@ -26,7 +26,7 @@ def plugins() -> None:
 @click.option("--build-dir", type=click.Path(path_type=Path), default=None,
               help="CMake build directory [default: build/segdeploy-plugins].")
 @click.option("--source-dir", type=click.Path(path_type=Path), default=None,
-              help="segdeploy source checkout [default: the one this package lives in].")
+              help="Plugin sources: a segdeploy checkout or a plugins directory [default: the ones installed with segdeploy].")
 @click.option("--build-type", type=click.Choice(["Release", "RelWithDebInfo", "Debug"]), default="Release",
               show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel compile jobs.")

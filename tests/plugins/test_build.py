@@ -163,8 +163,8 @@ def test_missing_source_tree_and_bad_tensorrt_root(tmp_path):
 
 def test_failed_configure_names_the_error_and_the_log(tmp_path):
     _toolchain_or_skip()
-    src = tmp_path / "src"
-    (src / "segdeploy" / "plugins" / "csrc").mkdir(parents=True)
+    src = tmp_path / "src"  # a plugins directory (as a bundle holds it) with a broken CMakeLists.txt
+    (src / "csrc").mkdir(parents=True)
     (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.18)\nproject(x LANGUAGES NONE)\n'
                                         'message(FATAL_ERROR "deliberately broken")\n')
     from segdeploy.plugins.build import PluginBuildError
