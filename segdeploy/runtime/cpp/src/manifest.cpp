@@ -1,0 +1,304 @@
+// segdeploy runtime: manifest.json -> Manifest (see include/segdeploy/manifest.h for the contract).
+#include "segdeploy/manifest.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "segdeploy/error.h"
+#include "segdeploy/json.h"
+
+namespace segdeploy {
+
+namespace {
+
+const char* const kFix = "re-run `segdeploy export` to regenerate it";
+constexpr int kSchemaVersion = 2;
+
+class Reader {
+public:
+    explicit Reader(const std::string& where) : where_(where) {}
+
+    [[noreturn]] void fail(const std::string& what) const { throw Error(where_ + ": " + what + "; " + kFix); }
+
+    const Json& get(const Json& obj, const std::string& key, const std::string& path) const {
+        const Json* v = obj.find(key);
+        if (!v) fail("lacks " + join(path, key));
+        return *v;
+    }
+
+    const Json& object(const Json& obj, const std::string& key, const std::string& path) const {
+        const Json& v = get(obj, key, path);
+        if (!v.isObject()) wrongType(v, join(path, key), "an object");
+        return v;
+    }
+
+    const Json& array(const Json& obj, const std::string& key, const std::string& path) const {
+        const Json& v = get(obj, key, path);
+        if (!v.isArray()) wrongType(v, join(path, key), "an array");
+        return v;
+    }
+
+    std::string string(const Json& obj, const std::string& key, const std::string& path) const {
+        const Json& v = get(obj, key, path);
+        if (!v.isString()) wrongType(v, join(path, key), "a string");
+        return v.asString();
+    }
+
+    int64_t integer(const Json& v, const std::string& path) const {
+        if (!v.isInteger()) wrongType(v, path, "an integer");
+        return v.asInt();
+    }
+
+    int64_t integer(const Json& obj, const std::string& key, const std::string& path) const {
+        return integer(get(obj, key, path), join(path, key));
+    }
+
+    double number(const Json& v, const std::string& path) const {
+        if (!v.isNumber()) wrongType(v, path, "a number");
+        return v.asNumber();
+    }
+
+    [[noreturn]] void wrongType(const Json& v, const std::string& path, const char* want) const {
+        std::string shown = v.dump();
+        if (shown.size() > 40) shown = shown.substr(0, 37) + "...";
+        fail(path + " must be " + want + ", not " + v.typeName() + " (" + shown + ")");
+    }
+
+    static std::string join(const std::string& path, const std::string& key) {
+        return path.empty() ? key : path + "." + key;
+    }
+
+private:
+    const std::string& where_;
+};
+
+std::string shapeText(const std::array<int64_t, 4>& s) {
+    return std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]) + "x" + std::to_string(s[3]);
+}
+
+std::array<int64_t, 4> readShape(const Reader& r, const Json& prof, const char* key, const std::string& path) {
+    const Json& a = r.array(prof, key, path);
+    std::string p = Reader::join(path, key);
+    if (a.asArray().size() != 4) r.fail(p + " must hold 4 integers N,C,H,W, not " + std::to_string(a.asArray().size()));
+    std::array<int64_t, 4> s{};
+    for (size_t i = 0; i < 4; ++i) {
+        s[i] = r.integer(a.asArray()[i], p + "[" + std::to_string(i) + "]");
+        if (s[i] <= 0 || s[i] > (int64_t(1) << 30)) r.fail(p + " " + a.dump() + " must be positive integers");
+    }
+    return s;
+}
+
+ShapeProfile readProfile(const Reader& r, const Json& input, const std::string& path) {
+    const Json& prof = r.object(input, "profile", path);
+    std::string p = Reader::join(path, "profile");
+    ShapeProfile sp;
+    sp.min = readShape(r, prof, "min", p);
+    sp.opt = readShape(r, prof, "opt", p);
+    sp.max = readShape(r, prof, "max", p);
+    sp.spatial_multiple = r.integer(prof, "spatial_multiple", p);
+    if (sp.spatial_multiple < 1) r.fail(p + ".spatial_multiple must be >= 1, got " + std::to_string(sp.spatial_multiple));
+    if (!(sp.min[1] == sp.opt[1] && sp.opt[1] == sp.max[1])) {
+        r.fail("the shape profile's channel count differs between min/opt/max (" + std::to_string(sp.min[1]) + ", " +
+               std::to_string(sp.opt[1]) + ", " + std::to_string(sp.max[1]) + ")");
+    }
+    const char* axes = "NCHW";
+    for (int a = 0; a < 4; ++a) {
+        if (!(sp.min[a] <= sp.opt[a] && sp.opt[a] <= sp.max[a])) {
+            r.fail(std::string("impossible shape profile on axis ") + axes[a] + ": need min <= opt <= max, got " +
+                   std::to_string(sp.min[a]) + ", " + std::to_string(sp.opt[a]) + ", " + std::to_string(sp.max[a]));
+        }
+    }
+    const std::array<int64_t, 4>* shapes[3] = {&sp.min, &sp.opt, &sp.max};
+    const char* names[3] = {"min", "opt", "max"};
+    for (int i = 0; i < 3; ++i) {
+        const auto& s = *shapes[i];
+        if (s[2] % sp.spatial_multiple || s[3] % sp.spatial_multiple) {
+            r.fail(std::string("profile ") + names[i] + " shape " + shapeText(s) + " is not a multiple of " +
+                   std::to_string(sp.spatial_multiple) + " in H/W");
+        }
+    }
+    return sp;
+}
+
+std::vector<double> readValues(const Reader& r, const Json& pre, const char* key) {
+    const Json& a = r.array(pre, key, "preprocess");
+    std::vector<double> out;
+    for (size_t i = 0; i < a.asArray().size(); ++i) {
+        double v = r.number(a.asArray()[i], std::string("preprocess.") + key + "[" + std::to_string(i) + "]");
+        if (!std::isfinite(v)) r.fail(std::string("preprocess.") + key + " holds a non-finite value");
+        out.push_back(v);
+    }
+    return out;
+}
+
+Preprocess readPreprocess(const Reader& r, const Json& doc) {
+    const Json& pre = r.object(doc, "preprocess", "");
+    Preprocess p;
+    p.mean = readValues(r, pre, "mean");
+    p.std = readValues(r, pre, "std");
+    if (p.mean.size() != p.std.size()) {
+        r.fail("preprocess.mean has " + std::to_string(p.mean.size()) + " values but preprocess.std has " +
+               std::to_string(p.std.size()) + "; they need the same count");
+    }
+    if (p.mean.size() != 1 && p.mean.size() != 3) {
+        r.fail("preprocess mean/std have " + std::to_string(p.mean.size()) + " values; RGB images need 1 or 3");
+    }
+    for (double s : p.std) {
+        if (s == 0.0) r.fail("preprocess.std values must be non-zero");
+    }
+    p.scale = r.number(r.get(pre, "scale", "preprocess"), "preprocess.scale");
+    if (!std::isfinite(p.scale)) r.fail("preprocess.scale must be finite");
+    std::string order = r.string(pre, "channel_order", "preprocess");
+    if (order == "RGB") p.channel_order = ChannelOrder::kRGB;
+    else if (order == "BGR") p.channel_order = ChannelOrder::kBGR;
+    else r.fail("preprocess.channel_order must be RGB or BGR, got '" + order + "'");
+    if (pre.find("resize")) {
+        std::string mode = r.string(pre, "resize", "preprocess");
+        if (mode == "pad") p.resize = ResizeMode::kPad;
+        else if (mode == "resize") p.resize = ResizeMode::kResize;
+        else r.fail("preprocess.resize must be 'pad' or 'resize', got '" + mode + "'");
+    }
+    return p;
+}
+
+std::vector<EngineEntry> readEngines(const Reader& r, const Json& doc) {
+    std::vector<EngineEntry> out;
+    const Json* engines = doc.find("engines");
+    if (!engines || engines->isNull()) return out;
+    if (!engines->isArray()) r.wrongType(*engines, "engines", "an array");
+    for (size_t i = 0; i < engines->asArray().size(); ++i) {
+        const Json& e = engines->asArray()[i];
+        std::string p = "engines[" + std::to_string(i) + "]";
+        if (!e.isObject()) r.wrongType(e, p, "an object");
+        EngineEntry entry;
+        entry.file = r.string(e, "file", p);
+        entry.precision = r.string(e, "precision", p);
+        if (const Json* pl = e.find("plugins")) {
+            // a library name, or the builder's record {"library": name, ...}, or null (no plugins)
+            if (pl->isString()) {
+                entry.plugins = pl->asString();
+            } else if (pl->isObject()) {
+                entry.plugins = r.string(*pl, "library", p + ".plugins");
+            } else if (!pl->isNull()) {
+                r.wrongType(*pl, p + ".plugins", "a string, an object or null");
+            }
+        }
+        if (const Json* t = e.find("tensorrt")) {
+            if (const Json* v = t->find("version"); v && v->isString()) entry.tensorrt_version = v->asString();
+        }
+        out.push_back(std::move(entry));
+    }
+    return out;
+}
+
+}  // namespace
+
+const EngineEntry* Manifest::engineFor(const std::string& file_name) const {
+    for (const auto& e : engines) {
+        if (e.file == file_name) return &e;
+    }
+    return nullptr;
+}
+
+Manifest manifestFromJson(const Json& doc, const std::string& where) {
+    Reader r(where);
+    if (!doc.isObject()) r.fail("is not a JSON object");
+    const Json* schema = doc.find("schema");
+    if (!schema || !schema->isString() || schema->asString() != "segdeploy.manifest") {
+        r.fail("is not a segdeploy manifest (schema=" + (schema ? schema->dump() : std::string("missing")) + ")");
+    }
+    Manifest m;
+    const Json& ver = r.get(doc, "schema_version", "");
+    int64_t v = r.integer(ver, "schema_version");
+    if (v > kSchemaVersion) {
+        throw Error(where + ": schema version " + std::to_string(v) + " is newer than this runtime understands (" +
+                    std::to_string(kSchemaVersion) + "); use the runtime sources of the segdeploy release that wrote "
+                    "the manifest (segdeploy bundle packs them)");
+    }
+    if (v < 1) r.fail("schema_version must be >= 1, got " + std::to_string(v));
+    m.schema_version = int(v);
+
+    const Json& inputs = r.array(doc, "inputs", "");
+    const Json& outputs = r.array(doc, "outputs", "");
+    if (inputs.asArray().empty() || outputs.asArray().empty()) r.fail("needs at least one input and one output");
+    const Json& in0 = inputs.asArray()[0];
+    const Json& out0 = outputs.asArray()[0];
+    if (!in0.isObject()) r.wrongType(in0, "inputs[0]", "an object");
+    if (!out0.isObject()) r.wrongType(out0, "outputs[0]", "an object");
+    m.input_name = r.string(in0, "name", "inputs[0]");
+    m.input_dtype = r.string(in0, "dtype", "inputs[0]");
+    m.output_name = r.string(out0, "name", "outputs[0]");
+    m.output_dtype = r.string(out0, "dtype", "outputs[0]");
+    if (m.input_dtype != "float32") r.fail("inputs[0].dtype is '" + m.input_dtype + "'; this runtime feeds float32 tensors");
+    if (m.output_dtype != "float32" && m.output_dtype != "float16") {
+        r.fail("outputs[0].dtype is '" + m.output_dtype + "'; this runtime reads float32 or float16 logits");
+    }
+    m.profile = readProfile(r, in0, "inputs[0]");
+    m.preprocess = readPreprocess(r, doc);
+
+    const Json& model = r.object(doc, "model", "");
+    int64_t in_ch = r.integer(model, "in_channels", "model");
+    int64_t classes = r.integer(model, "num_classes", "model");
+    if (in_ch < 1 || classes < 1) r.fail("model.in_channels and model.num_classes must be >= 1");
+    if (m.profile.opt[1] != in_ch) {
+        r.fail("the profile has " + std::to_string(m.profile.opt[1]) + " channels but model.in_channels is " +
+               std::to_string(in_ch));
+    }
+    if (in_ch != 3) {
+        throw Error(where + ": the model takes " + std::to_string(in_ch) + "-channel input; this runtime feeds "
+                    "3-channel (RGB/BGR) images, so export a 3-channel model");
+    }
+    if (classes > 65536) {
+        throw Error(where + ": the model has " + std::to_string(classes) + " classes; class maps hold at most 65536 "
+                    "(uint16), so reduce the class count");
+    }
+    m.in_channels = int(in_ch);
+    m.num_classes = int(classes);
+    if (const Json* names = model.find("class_names"); names && !names->isNull()) {
+        if (!names->isArray()) r.wrongType(*names, "model.class_names", "an array");
+        for (size_t i = 0; i < names->asArray().size(); ++i) {
+            const Json& n = names->asArray()[i];
+            if (!n.isString()) r.wrongType(n, "model.class_names[" + std::to_string(i) + "]", "a string");
+            m.class_names.push_back(n.asString());
+        }
+        if (!m.class_names.empty() && int64_t(m.class_names.size()) != classes) {
+            r.fail("model.class_names lists " + std::to_string(m.class_names.size()) + " names for " +
+                   std::to_string(classes) + " classes");
+        }
+    }
+    if (const Json* plug = doc.find("tensorrt_plugins"); plug && !plug->isNull()) {
+        if (!plug->isObject()) r.wrongType(*plug, "tensorrt_plugins", "an object");
+        m.has_plugin_graph = true;
+        m.plugin_graph_file = r.string(*plug, "file", "tensorrt_plugins");
+    }
+    m.engines = readEngines(r, doc);
+    return m;
+}
+
+Manifest parseManifest(const std::string& text, const std::string& where) {
+    Json doc = Json::parse(text, where, kFix);
+    return manifestFromJson(doc, where);
+}
+
+Manifest readManifest(const std::string& path) {
+    std::string file = path;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) file = path + "/manifest.json";
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        throw Error("cannot open manifest " + file + "; pass the manifest.json (or the export directory) written by "
+                    "`segdeploy export`");
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw Error("cannot read manifest " + file + "; check the file's permissions");
+    return parseManifest(ss.str(), file);
+}
+
+const char* toString(ChannelOrder order) { return order == ChannelOrder::kBGR ? "BGR" : "RGB"; }
+const char* toString(ResizeMode mode) { return mode == ResizeMode::kResize ? "resize" : "pad"; }
+
+}  // namespace segdeploy
