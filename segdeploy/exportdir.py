@@ -586,27 +586,31 @@ class Transaction:
         return self.committed
 
     def _publish(self) -> None:
-        t, s = self.target, self.staging
-        if not t.exists():
-            os.rename(s, t)
-            self.staging = None
-            return
-        if _exchange(s, t):
-            shutil.rmtree(s, ignore_errors=True)  # now holds the previous set
-            self.staging = None
-            return
-        old = t.parent / f".{t.name}.old-{secrets.token_hex(4)}"
-        os.rename(t, old)
-        try:
-            os.rename(s, t)
-        except OSError:
-            os.rename(old, t)
-            raise
+        publish_directory(self.staging, self.target)
         self.staging = None
-        shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_directory(staging: Path, target: Path) -> None:
+    """Replace ``target`` by ``staging`` in one step (renameat2 exchange; two renames where unsupported, undone on
+    failure and recovered by the next :class:`Transaction`). The caller holds ``target``'s :class:`DirLock`.
+    Raises OSError; on success ``staging`` no longer exists."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous set
+        return
+    old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = [
     "CALIB_CACHE", "ENGINE_PRECISIONS", "ExportDir", "FP16_ONNX", "FileEntry", "INT8_ONNX", "KINDS", "MANIFEST",
-    "MODEL_ONNX", "RANGES", "TRT_ONNX", "Transaction", "engine_name", "is_owned_name",
+    "MODEL_ONNX", "RANGES", "TRT_ONNX", "DirLock", "Transaction", "engine_name", "is_owned_name", "publish_directory",
 ]

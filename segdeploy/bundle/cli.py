@@ -1,0 +1,51 @@
+"""`segdeploy bundle EXPORT_DIR --out DIR`: the on-device bundle (see :mod:`segdeploy.bundle.stage`)."""
+
+from __future__ import annotations
+
+import click
+
+from segdeploy.cli_options import output_options
+from segdeploy.errors import SegdeployError
+from segdeploy.progress import StepProgress
+from segdeploy.result import echo_json, result_doc
+
+
+@click.command("bundle")
+@click.argument("export_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", "out_dir", required=True, help="Bundle directory (published atomically; <out>.tar.gz beside it).")
+@click.option("--target", type=click.Choice(["orin", "thor", "x86"]), default="orin", show_default=True,
+              help="Device the bundle is built on (CUDA architecture, TensorRT lines).")
+@click.option("--trt-version", default=None, help="TensorRT the device has (8.6, 10.3, 10.x, 11.x or a version; default: "
+                                                   "the target's newest JetPack line). build.sh detects it anyway.")
+@click.option("--precision", default=None, help="Engines to build on the device: comma list of fp32, fp16, int8, "
+                                                "int8-implicit (default: every ONNX variant the export holds).")
+@click.option("--samples", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Sample images for the smoke test (default: the validation images of the precision stage).")
+@click.option("--num-samples", type=int, default=4, show_default=True, help="How many sample images to bundle.")
+@click.option("--no-archive", is_flag=True, help="Do not write <out>.tar.gz.")
+@output_options
+def bundle_command(export_dir, out_dir, target, trt_version, precision, samples, num_samples, no_archive, as_json, quiet):
+    """Bundle EXPORT_DIR for building and running its engine on a Jetson (or any TensorRT host)."""
+    from segdeploy.bundle.stage import BundleOptions, make_bundle
+
+    try:
+        opts = BundleOptions(target=target, trt_version=trt_version,
+                             precisions=tuple(p.strip() for p in precision.split(",")) if precision else None,
+                             samples=samples, num_samples=num_samples, archive=not no_archive)
+        res = make_bundle(export_dir, out_dir, opts, progress=StepProgress(not quiet and not as_json))
+    except SegdeployError as e:
+        if as_json:
+            echo_json(result_doc("bundle", error=e))
+        raise
+    if as_json:
+        echo_json(result_doc("bundle", stages={"bundle": res.summary()}, notes=res.notes))
+        return
+    s = res.summary()
+    click.echo(f"bundle {s['bundle']} for {s['target']['label']} ({', '.join(s['precisions'])}; {s['files']} files, "
+               f"{s['samples']} sample images)")
+    if s["archive"]:
+        click.echo(f"  archive   {s['archive']}")
+    click.echo(f"  smoke     {', '.join(f'{p} >= {v}%' for p, v in s['thresholds'].items())} pixel agreement")
+    click.echo("  on the device: tar xzf the archive, cd into it, ./build.sh")
+    for n in res.notes:
+        click.echo(f"note: {n}")
