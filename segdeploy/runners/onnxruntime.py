@@ -7,7 +7,9 @@
   install hint (``pip install onnxruntime-gpu``) -- never a silent CPU fallback.
 * ``graph_optimization_level``: "disable" | "basic" | "extended" | "all" (ORT's ``ORT_DISABLE_ALL`` ...
   ``ORT_ENABLE_ALL``). For Q/DQ models, "disable" emulates Q/DQ in float (the faithful reference for
-  TensorRT), "extended"/"all" fuse into int8 kernels.
+  TensorRT); "extended"/"all" fuse DQ->op->Q into int8 QLinear kernels only where a QuantizeLinear follows
+  the op -- with segdeploy's TensorRT-style placement (Q/DQ on op inputs) that is rare, so most of an INT8
+  model still runs in float on the CPU (``segdeploy bench`` reports what ORT actually runs).
 * ``intra_op_num_threads``: per session (None = ORT default); no process-wide state is touched.
 
 The model must have one input (float32 NCHW); the output named "logits" is used, else the first.

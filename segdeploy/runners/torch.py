@@ -110,7 +110,7 @@ class TorchRunner(Runner):
                 if self._device.type == "cuda":
                     torch.cuda.synchronize(self._device)
                 return out.cpu().numpy()
-        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ShapeError(f"{self.name}: forward failed on input {tuple(batch.shape)}: {first}") from None
 
