@@ -35,10 +35,14 @@ REEXPORT = "re-run `segdeploy export` to regenerate it"
 _NUM = (int, float)
 _PROFILE = {"min": [int], "opt": [int], "max": [int], "spatial_multiple": int, "?dynamic_axes": [str]}
 _FILE_ENTRY = {"kind": str, "sha256": str, "bytes": int, "derived_from": ("dict-of", str)}
-_ENGINE = {
-    "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str,
-    "?tensorrt": dict, "?gpu": dict, "?profile": _PROFILE, "?recipe": dict, "?build_options": dict,
-    "?build_seconds": _NUM, "?plugins": (str, type(None)),
+_OPT_STR = (str, type(None))
+_ENGINE = {  # written by segdeploy.build.stage (engine_entry); checked against the file table like every section
+    "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str, "?bytes": int,
+    "?tensorrt": {"?version": str, "?plan_header": (list, type(None))},
+    "?gpu": {"?name": _OPT_STR, "?compute_capability": _OPT_STR},
+    "?profile": _PROFILE, "?input": str, "?recipe": dict, "?flags": dict, "?build_options": dict,
+    "?build_seconds": _NUM, "?plugins": _OPT_STR, "?plugin_creators": [str],
+    "?calibration_cache": (dict, type(None)), "?warnings": [str], "?parity": (dict, type(None)),
 }
 SCHEMA: dict[str, Any] = {
     "schema": str,

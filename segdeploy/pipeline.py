@@ -12,7 +12,9 @@ Order (cheap preconditions before expensive stages):
    memory guard, PyTorch runs at the profile's extremes); then the class-name count and the validation
    labels against the model's class count;
 4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
-   (:mod:`segdeploy.build.stage`, when asked and TensorRT is importable);
+   (:mod:`segdeploy.build.stage`, when asked: engines where TensorRT is importable, else only the trtexec
+   commands in the result), and after a build with a validation split the engines' parity against PyTorch
+   (:func:`segdeploy.build.verify.check_engines`: drift in each engine's manifest entry, ``max_miou_drop`` gates);
 5. commit: the complete new set replaces the old one in one step. Any error, a tripped gate (exit 3), Ctrl-C
    or SIGKILL before that leaves the previous directory byte-identical.
 
@@ -103,6 +105,13 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
 
                 build = build_stage.run(txn, options.build, say)
                 stages["build"] = build.summary()
+                if build.built and popts is not None:
+                    from segdeploy.build.verify import check_engines
+
+                    try:  # the engines vs PyTorch on the validation split; a tripped gate publishes nothing
+                        check_engines(txn, build, lm.module, popts, say)
+                    finally:
+                        stages["build"] = build.summary()
             committed = txn.commit()
     except SegdeployError as e:
         section = getattr(e, "section", None)

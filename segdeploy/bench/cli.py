@@ -30,7 +30,7 @@ from segdeploy.bench.targets import OPT_LEVELS, RUNNERS
 @click.option("--ort-opt-level", default="all", show_default=True, metavar="LEVEL",
               help=f"ONNX Runtime graph optimisation level: {', '.join(OPT_LEVELS)} (disable: Q/DQ emulated in float).")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled model file (runs its code).")
-@click.option("--plugin-library", type=click.Path(dir_okay=False), default=None,
+@click.option("--plugins", "plugin_library", type=click.Path(dir_okay=False), default=None,
               help="TensorRT plugin library for engines that need it.")
 @click.option("--switch-gap-ms", type=float, default=50.0, show_default=True,
               help="Pause before each target's turn, so other runtimes' spinning threads go idle (0: none).")

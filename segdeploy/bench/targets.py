@@ -281,7 +281,7 @@ def _engine_targets(path: Path, runners: list[str], ed, source: str | None) -> l
     profile = _engine_profile(ed, entry) if ed is not None else None
     notes = ()
     if entry and entry.get("plugins"):
-        notes = (f"built with the plugin library {entry['plugins']}: pass its path with --plugin-library",)
+        notes = (f"built with the plugin library {entry['plugins']}: pass its path with --plugins",)
     return [Target(label=f"{path.name} [{r}]", artifact=path, kind="engine", runner=r, precision=precision,
                    profile=profile, manifest=(ed.path / "manifest.json") if ed is not None else None,
                    source=source, notes=notes) for r in runners]

@@ -90,6 +90,8 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("export", stages=getattr(e, "stages", stages), export_dir=out_dir, error=e))
+        elif getattr(e, "engines", None):
+            _print_engine_evidence(e.engines)
         elif getattr(e, "stages", {}).get("precision"):
             _print_gate_evidence(e)
         raise
@@ -104,6 +106,15 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
         res.build.print_summary()
     for n in res.notes:
         click.echo(f"note: {n}")
+
+
+def _print_engine_evidence(engines) -> None:
+    """The engines' parity records when the engine accuracy gate tripped (segdeploy.build.verify)."""
+    for e in engines:
+        p = e.get("parity") or {}
+        if p.get("checked"):
+            click.echo(f"{e['file']}: mIoU drop {p['miou_drop_points']} points vs PyTorch on {p['images']} images "
+                       f"({'ok' if p['passed'] else 'over budget'}; nothing was published)", err=True)
 
 
 def _print_gate_evidence(e) -> None:

@@ -99,6 +99,9 @@ def _emit(command: str, report: dict, out: str | None, html: str | None, as_json
               help="ONNX Runtime execution provider for an .onnx candidate.")
 @click.option("--ort-opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
               help="ONNX Runtime graph optimisation level (candidate).")
+@click.option("--plugins", "plugin_library", type=click.Path(dir_okay=False), default=None,
+              help="segdeploy's TensorRT plugin library for an .engine candidate (default: when the manifest beside "
+                   "the engine says it needs one, the `segdeploy plugins build` output).")
 @_gate_options
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="fail: stop at the first bad image; skip: record it in the report and go on.")
@@ -115,7 +118,7 @@ def _emit(command: str, report: dict, out: str | None, html: str | None, as_json
 @click.option("--min-mask-iou", type=float, default=None, help="--task instance gate: min mean mask IoU (%) of matched pairs.")
 @click.option("--max-score-drift", type=float, default=None, help="--task instance gate: max mean |score difference|.")
 def check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
-                  batch_size, device, candidate_device, ort_opt_level, max_miou_drop,
+                  batch_size, device, candidate_device, ort_opt_level, plugin_library, max_miou_drop,
                   min_agreement, min_class_iou, on_error, worst_k, shard, out, html, as_json, quiet,
                   task, iou_threshold, min_recall, min_precision, min_mask_iou, max_score_drift):
     """Compare a deployed model with its PyTorch reference on a dataset; gate on mIoU drift.
@@ -129,7 +132,7 @@ def check_command(model, candidate, data, masks, list_file, layout, manifest, nu
         _run_check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index,
                            label_map, batch_size, device, candidate_device, ort_opt_level, max_miou_drop, min_agreement,
                            min_class_iou, on_error, worst_k, shard, out, html, as_json, quiet, task, iou_threshold,
-                           min_recall, min_precision, min_mask_iou, max_score_drift)
+                           min_recall, min_precision, min_mask_iou, max_score_drift, plugin_library)
     except SegdeployError as e:
         if as_json and not getattr(e, "reported", False):
             from segdeploy.result import echo_json
@@ -141,7 +144,7 @@ def check_command(model, candidate, data, masks, list_file, layout, manifest, nu
 def _run_check_command(model, candidate, data, masks, list_file, layout, manifest, num_classes, ignore_index, label_map,
                        batch_size, device, candidate_device, ort_opt_level, max_miou_drop, min_agreement, min_class_iou,
                        on_error, worst_k, shard, out, html, as_json, quiet, task, iou_threshold, min_recall,
-                       min_precision, min_mask_iou, max_score_drift) -> None:
+                       min_precision, min_mask_iou, max_score_drift, plugin_library=None) -> None:
     from segdeploy.datasets import open_dataset
     from segdeploy.errors import GateError
     from segdeploy.parity.check import CheckOptions, run_check
@@ -152,6 +155,10 @@ def _run_check_command(model, candidate, data, masks, list_file, layout, manifes
     model.validate()
     shard_t = _parse_shard(shard)
     _check_report_paths(out, html)
+    if plugin_library is not None and task == "instance":
+        raise UsageError("--plugins is not supported with --task instance yet; run the instance check without it")
+    if plugin_library is not None and guess_kind(candidate) != "tensorrt":
+        raise UsageError(f"--plugins applies to a TensorRT engine candidate, not {candidate}; drop it")
     reference = model.load().raw if model.factory else model.file
     if task == "instance":
         _check_instances(reference, candidate, data, masks, list_file, layout, device, model.trust_pickle, worst_k,
@@ -170,6 +177,11 @@ def _run_check_command(model, candidate, data, masks, list_file, layout, manifes
     if cand_kind == "torch":
         raise UsageError(f"--candidate {candidate} is not a deployed artifact; give an .onnx or .engine file")
     cand_opts = OrtOptions(device=candidate_device, graph_optimization_level=ort_opt_level) if cand_kind == "onnxruntime" else None
+    if cand_kind == "tensorrt":
+        from segdeploy.build.request import engine_plugin_library
+        from segdeploy.runners.tensorrt import TensorRTOptions
+
+        cand_opts = TensorRTOptions(plugin_library=engine_plugin_library(candidate, plugin_library, manifest))
     ds = open_dataset(data, masks, list_file=list_file, layout=layout, ignore_index=ignore_index, label_map=label_map)
     opts = CheckOptions(batch_size=batch_size, num_classes=num_classes, on_error=on_error, worst_k=worst_k, gate=gate,
                         shard=shard_t, reference_options=ref_opts, candidate_options=cand_opts)

@@ -165,7 +165,7 @@ class TensorRTRunner(Runner):
         needed = _manifest_plugins(self.path)
         if needed and not opts.plugin_library:
             raise UsageError(f"{self.name} needs the plugin library {needed} (its manifest says so); give the runner "
-                             "that library's path (bench: --plugin-library; build it with `segdeploy plugins build`)")
+                             "that library's path (check, bench, build: --plugins; build it with `segdeploy plugins build`)")
         if opts.plugin_library and not os.path.isfile(opts.plugin_library):
             raise UsageError(f"plugin library {opts.plugin_library} not found; build it with `segdeploy plugins build`")
         if opts.trust_host_code and not caps.engine_host_code:

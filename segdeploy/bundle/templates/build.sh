@@ -65,7 +65,9 @@ fi
 mkdir -p engines build
 if python3 -c "import segdeploy, tensorrt" >/dev/null 2>&1; then
   say "building engines with segdeploy build ($PRECISIONS)"
-  python3 -m segdeploy build model --precision "${PRECISIONS// /,}" "${PLUGIN_ARGS[@]}"
+  BUILD_ARGS=()  # implicit INT8: the cache header is re-stamped for this device's TensorRT
+  case " $PRECISIONS " in *" int8-implicit "*) BUILD_ARGS=(--rewrite-calib-header) ;; esac
+  python3 -m segdeploy build model --precision "${PRECISIONS// /,}" "${PLUGIN_ARGS[@]}" "${BUILD_ARGS[@]}"
   for p in $PRECISIONS; do cp "model/model.$p.engine" "engines/model.$p.engine"; done
 else
   TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}

@@ -1,0 +1,36 @@
+"""The build stage: TensorRT engines for an export directory (`segdeploy build`, `segdeploy export --engine`).
+
+Modules (one job each)
+----------------------
+``request``  :class:`BuildRequest` -- the options, validated cheaply (before any stage runs)
+``jobs``     which engine is built from which ONNX (pure, from the manifest)
+``stage``    ``run(txn, request)`` / ``build_directory(path, request)`` -> :class:`BuildStageResult`: engines staged
+             and listed in the manifest where TensorRT is importable, else the trtexec commands for the target
+``verify``   the final parity check of each built engine against the PyTorch reference (pipeline only)
+``cli``      ``segdeploy build EXPORT_DIR ...``
+
+Nothing here imports TensorRT at import time. The TensorRT calls themselves live in :mod:`segdeploy.trt`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "BuildRequest": "segdeploy.build.request",
+    "BuildStageResult": "segdeploy.build.stage",
+    "build_directory": "segdeploy.build.stage",
+    "run": "segdeploy.build.stage",
+    "plan_jobs": "segdeploy.build.jobs",
+    "check_engines": "segdeploy.build.verify",
+}
+
+__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "check_engines", "plan_jobs", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segdeploy.build' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,233 @@
+"""What a `segdeploy build` (or `export --engine`) is asked to do: :class:`BuildRequest`, validated cheaply.
+
+Contract
+--------
+``BuildRequest(...)`` is a frozen dataclass whose construction checks every value that needs no file system
+(precision names, ranges, the compatibility level, the TensorRT target) and raises
+:class:`~segdeploy.errors.UsageError` (exit 2) naming the CLI option. :meth:`BuildRequest.from_cli` takes the raw
+CLI values (``precision="fp32,int8"``, ``hardware_compat="same-cc"``...). :meth:`BuildRequest.check_static` adds
+the cheap file-system checks (plugin library and timing-cache paths) and, where TensorRT is *not* importable,
+what the target version cannot build whatever the model (int8-implicit on 11.x, DLA on a target without
+DLA, ...), so `export --engine` fails before the export, not after it. Nothing here imports TensorRT.
+
+:func:`default_plugin_library` is where `segdeploy plugins build` puts the plugin library by default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segdeploy.errors import UsageError
+from segdeploy.exportdir import ENGINE_PRECISIONS
+
+# CLI spelling -> segdeploy.trt.recipe.HARDWARE_COMPATIBILITY key
+HARDWARE_COMPAT_CLI = {"none": "none", "ampere+": "ampere+", "same-cc": "same-compute-capability",
+                       "same-compute-capability": "same-compute-capability"}
+PLUGIN_LIBRARY_NAME = "libsegdeploy_trt_plugins.so"
+
+
+def parse_precisions(text: str | None) -> tuple[str, ...] | None:
+    """'fp32,int8' -> ('fp32', 'int8'); None/'' -> None (the default: what the directory holds)."""
+    if text is None or not text.strip():
+        return None
+    out: list[str] = []
+    for p in (v.strip().lower() for v in text.split(",")):
+        if p not in ENGINE_PRECISIONS:
+            raise UsageError(f"--precision {p!r} is not a TensorRT precision; use a comma-separated list of "
+                             f"{', '.join(ENGINE_PRECISIONS)}")
+        if p not in out:
+            out.append(p)
+    return tuple(out)
+
+
+def default_plugin_library() -> Path | None:
+    """The library `segdeploy plugins build` writes by default, if it exists (cwd first, then the checkout)."""
+    from segdeploy.plugins.build import DEFAULT_BUILD_DIR
+
+    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for root in roots:
+        base = root / DEFAULT_BUILD_DIR
+        for cand in (base / "lib" / PLUGIN_LIBRARY_NAME, base / PLUGIN_LIBRARY_NAME):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def tensorrt_importable() -> bool:
+    """Whether a ``tensorrt`` module can be found (without importing it)."""
+    try:
+        return importlib.util.find_spec("tensorrt") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Options of the build stage (see the module docstring). ``precisions=None``: every variant the export
+    directory holds (fp32, plus fp16 / int8 when present), plus int8-implicit when ``int8_implicit``."""
+
+    precisions: tuple[str, ...] | None = None
+    int8_implicit: bool = False  # also build int8-implicit from model.calib.cache (TensorRT <= 10.x)
+    workspace_mib: int | None = None
+    optimization_level: int | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    hardware_compatibility: str | None = None  # none | ampere+ | same-compute-capability
+    version_compatible: bool = False
+    rewrite_calib_header: bool = False
+    timing_cache_dir: str | None = None  # None: segdeploy's cache dir (usercache "timing")
+    use_timing_cache: bool = True
+    plugin_library: str | None = None  # None: the default `segdeploy plugins build` output when needed
+    trt_target: str | None = None  # target of the printed trtexec commands (no TensorRT here); None = newest
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precisions is not None:
+            if not self.precisions:
+                raise UsageError("--precision is empty; give e.g. --precision fp32,int8")
+            bad = [p for p in self.precisions if p not in ENGINE_PRECISIONS]
+            if bad:
+                raise UsageError(f"--precision {bad[0]!r} is not a TensorRT precision; use a comma-separated list of "
+                                 f"{', '.join(ENGINE_PRECISIONS)}")
+        if self.hardware_compatibility is not None and self.hardware_compatibility not in HARDWARE_COMPAT_CLI.values():
+            raise UsageError(f"--hardware-compat {self.hardware_compatibility!r} is not one of none, ampere+, same-cc")
+        self.engine_options()  # ranges (workspace, opt level, DLA core) -> UsageError
+        from segdeploy.trt.versions import resolve_target
+
+        resolve_target(self.trt_target)  # UsageError naming the valid targets
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_cli(cls, *, precision: str | None = None, int8_implicit: bool = False, workspace: int | None = None,
+                 opt_level: int | None = None, dla_core: int | None = None, no_gpu_fallback: bool = False,
+                 hardware_compat: str | None = None, version_compatible: bool = False,
+                 rewrite_calib_header: bool = False, timing_cache: str | None = None, no_timing_cache: bool = False,
+                 plugin_library: str | None = None, trt_target: str | None = None,
+                 verbose: bool = False) -> BuildRequest:
+        """The request from raw CLI values (the names of `segdeploy build`'s options)."""
+        hw = None
+        if hardware_compat is not None:
+            hw = HARDWARE_COMPAT_CLI.get(hardware_compat.strip().lower())
+            if hw is None:
+                raise UsageError(f"--hardware-compat {hardware_compat!r} is not one of none, ampere+, same-cc")
+        if no_timing_cache and timing_cache is not None:
+            raise UsageError("--timing-cache and --no-timing-cache contradict each other; give one")
+        if no_gpu_fallback and dla_core is None:
+            raise UsageError("--no-gpu-fallback applies only with --dla-core N")
+        precs = parse_precisions(precision)
+        if int8_implicit and precs is not None and "int8-implicit" not in precs:
+            precs = precs + ("int8-implicit",)
+        return cls(precisions=precs, int8_implicit=int8_implicit, workspace_mib=workspace, optimization_level=opt_level,
+                   dla_core=dla_core, gpu_fallback=not no_gpu_fallback, hardware_compatibility=hw,
+                   version_compatible=version_compatible, rewrite_calib_header=rewrite_calib_header,
+                   timing_cache_dir=timing_cache, use_timing_cache=not no_timing_cache, plugin_library=plugin_library,
+                   trt_target=trt_target, verbose=verbose)
+
+    def engine_options(self) -> Any:
+        """The builder's :class:`~segdeploy.trt.recipe.EngineBuildOptions` (UsageError for bad values)."""
+        from segdeploy.trt.recipe import EngineBuildOptions
+
+        try:
+            return EngineBuildOptions(workspace_mib=self.workspace_mib, optimization_level=self.optimization_level,
+                                      dla_core=self.dla_core, gpu_fallback=self.gpu_fallback,
+                                      version_compatible=self.version_compatible,
+                                      hardware_compatibility=self.hardware_compatibility,
+                                      rewrite_calib_header=self.rewrite_calib_header)
+        except UsageError as e:  # name the CLI options
+            msg = (e.message.replace("workspace must", "--workspace must")
+                   .replace("builder optimization level must", "--opt-level must")
+                   .replace("DLA core must", "--dla-core must"))
+            raise UsageError(msg) from None
+
+    @property
+    def explicit(self) -> tuple[str, ...]:
+        """The precisions asked for by name (empty: the default set)."""
+        if self.precisions is not None:
+            return self.precisions
+        return ("int8-implicit",) if self.int8_implicit else ()
+
+    # ------------------------------------------------------------------------------------------ checks
+    def check_static(self) -> None:
+        """Cheap checks before any stage runs (see the module docstring). Raises UsageError."""
+        if self.plugin_library is not None:
+            p = Path(self.plugin_library)
+            if not p.is_file():
+                raise UsageError(f"--plugins {self.plugin_library} does not exist or is not a file; build it with "
+                                 "`segdeploy plugins build` or fix the path")
+        if self.timing_cache_dir is not None and Path(self.timing_cache_dir).exists() \
+                and not Path(self.timing_cache_dir).is_dir():
+            raise UsageError(f"--timing-cache {self.timing_cache_dir} is a file; give a directory")
+        if not tensorrt_importable():
+            self.check_target()
+
+    def check_target(self) -> None:
+        """What the trtexec target cannot build for any model (raises UnsupportedByTensorRT, a UsageError)."""
+        from segdeploy.spec import ShapeProfile
+        from segdeploy.trt.trtexec import trtexec_command
+
+        probe_profile = ShapeProfile((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), 1)
+        precisions = self.explicit or (("fp16",) if self.dla_core is not None else ())
+        for p in precisions:
+            trtexec_command("model.onnx", "input", probe_profile, p, target=self.trt_target, dla_core=self.dla_core,
+                            hardware_compatibility=self.hardware_compatibility,
+                            version_compatible=self.version_compatible,
+                            calib_cache=os.devnull if p == "int8-implicit" else None)
+        if not self.explicit and self.hardware_compatibility is not None:
+            trtexec_command("model.onnx", "input", probe_profile, "fp32", target=self.trt_target,
+                            hardware_compatibility=self.hardware_compatibility)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precisions": list(self.precisions) if self.precisions is not None else None,
+                "int8_implicit": self.int8_implicit, "workspace_mib": self.workspace_mib,
+                "optimization_level": self.optimization_level, "dla_core": self.dla_core,
+                "gpu_fallback": self.gpu_fallback, "hardware_compatibility": self.hardware_compatibility,
+                "version_compatible": self.version_compatible, "rewrite_calib_header": self.rewrite_calib_header,
+                "timing_cache": self.timing_cache_dir if self.use_timing_cache else None,
+                "plugin_library": self.plugin_library, "trt_target": self.trt_target}
+
+
+def engine_plugin_library(engine: str | os.PathLike, given: str | None = None,
+                          manifest: str | os.PathLike | None = None) -> str | None:
+    """The plugin library to load for running ``engine`` (`segdeploy check --plugins`).
+
+    ``given`` wins (UsageError when it is not a file). Otherwise the manifest (``manifest``, else the one beside
+    the engine) decides: an ``engines`` entry for this file naming a plugin library, or -- for an engine the
+    manifest does not list (a trtexec build) -- a ``tensorrt_plugins`` section, means the model needs segdeploy's
+    plugins; then the default `segdeploy plugins build` output is used. A listed engine that needs plugins when
+    none is found raises UsageError; otherwise None (no library to load).
+    """
+    import json
+
+    if given is not None:
+        if not Path(given).is_file():
+            raise UsageError(f"--plugins {given} does not exist or is not a file; build it with `segdeploy plugins "
+                             "build` or fix the path")
+        return str(given)
+    eng = Path(engine)
+    mpath = Path(manifest) if manifest is not None else eng.parent / "manifest.json"
+    if mpath.is_dir():
+        mpath = mpath / "manifest.json"
+    try:
+        doc = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    entry = next((e for e in doc.get("engines") or [] if isinstance(e, dict) and e.get("file") == eng.name), None)
+    if entry is not None:
+        needed = entry.get("plugins")
+        if not needed:
+            return None
+        found = default_plugin_library()
+        if found is None:
+            raise UsageError(f"{eng.name} needs the plugin library {needed} (its manifest entry says so); pass --plugins "
+                             "PATH (build it with `segdeploy plugins build`)")
+        return str(found)
+    if doc.get("tensorrt_plugins"):
+        found = default_plugin_library()
+        return str(found) if found is not None else None
+    return None

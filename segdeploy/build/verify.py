@@ -1,0 +1,124 @@
+"""The final check of a release pipeline: each built engine against the PyTorch reference, on the validation split.
+
+Contract
+--------
+``check_engines(txn, build, reference, precision_options, progress=None, *, open_candidate=None) -> list[dict]``
+
+* ``build``: the :class:`~segdeploy.build.stage.BuildStageResult` of a build staged in ``txn`` (its ``engines``
+  entries are the very dicts listed in ``txn.manifest["engines"]``); ``reference``: the PyTorch module the export
+  came from; ``precision_options``: the precision stage's options (they name the validation split and the
+  budget ``max_miou_drop``).
+* Runs :func:`segdeploy.parity.check.run_check` for every engine -- the reference on the CPU (as the precision
+  stage measures it), the engine with :class:`~segdeploy.runners.tensorrt.TensorRTRunner` -- and records the
+  result in the engine's manifest entry under ``parity`` (images, reference/engine mIoU, drop in points,
+  pixel agreement, budget, passed). Returns those records.
+* Nothing to check (no engine built, no validation split or reference) -> ``[]`` and a note; no CUDA GPU
+  visible -> each entry's ``parity`` says why it was not checked (``checked: false``), never shown as passed.
+* A drop beyond ``max_miou_drop`` on any engine raises :class:`~segdeploy.errors.GateError` (exit 3) after every
+  engine was measured; the caller publishes nothing.
+
+``open_candidate(engine_path, entry) -> Runner`` replaces the TensorRT runner (the CPU tests use it to drive the
+bookkeeping and the gate with a real ONNX Runtime runner; no engine is run there).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from segdeploy.errors import GateError
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _validated_manifest(txn: Any) -> dict[str, Any]:
+    """The staged manifest with the staged file table (what commit would publish), validated."""
+    from segdeploy.manifest import validate_manifest
+
+    doc = copy.deepcopy(txn.manifest)
+    doc["files"] = {n: e.to_dict() for n, e in sorted(txn.entries.items())}
+    return validate_manifest(doc, "the staged manifest")
+
+
+def _record(report: dict[str, Any], gate: Any, val_dir: str, budget: float | None) -> dict[str, Any]:
+    m = report["metrics"]
+    labelled = report["mode"] == "labelled"
+    agree = m["agreement"]
+    if labelled:
+        drop = (m.get("drift") or {}).get("miou_points")
+    else:
+        drop = None if agree.get("miou") is None else 100.0 * (1.0 - agree["miou"])
+    return {
+        "checked": True, "reference": "PyTorch (CPU)", "dataset": str(val_dir), "mode": report["mode"],
+        "images": report["dataset"]["num_evaluated"],
+        "reference_miou": (m.get("reference") or {}).get("miou"), "engine_miou": (m.get("candidate") or {}).get("miou"),
+        "miou_drop_points": None if drop is None else round(float(drop), 4),
+        "pixel_agreement": agree.get("pixel_accuracy"), "max_miou_drop": budget,
+        "passed": gate.passed, "failures": list(gate.failures),
+    }
+
+
+def check_engines(txn: Any, build: Any, reference: Any, precision_options: Any,
+                  progress: Callable[[str], None] | None = None, *,
+                  open_candidate: Callable[[Any, dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+    """Parity of every built engine vs ``reference`` (see the module docstring)."""
+    from segdeploy.datasets import open_dataset
+    from segdeploy.parity.check import CheckOptions, run_check
+    from segdeploy.parity.gate import GateOptions
+    from segdeploy.runners.torch import TorchOptions
+
+    say = progress or (lambda msg: None)
+    if not build.built or not build.engines:
+        return []
+    popts = precision_options
+    val_dir = popts.validation_dir()[0] if popts is not None else None
+    if val_dir is None or reference is None:
+        build.notes.append("engines not compared with PyTorch: no validation split (--val) or reference in this run")
+        return []
+    if open_candidate is None and not _cuda_available():
+        why = "no CUDA GPU visible to torch, which the TensorRT runner needs for its buffers"
+        for e in build.engines:
+            e["parity"] = {"checked": False, "reason": why}
+        build.notes.append(f"engines not compared with PyTorch: {why}")
+        return []
+    from pathlib import Path
+
+    p = Path(val_dir)
+    ds = open_dataset(p / "images" if (p / "images").is_dir() else p, p / "masks" if (p / "masks").is_dir() else None)
+    doc = _validated_manifest(txn)
+    budget = popts.max_miou_drop
+    records, failures = [], []
+    for entry in build.engines:
+        path = txn.staged(entry["file"])
+        if open_candidate is not None:
+            candidate = open_candidate(path, entry)
+        else:
+            from segdeploy.runners.tensorrt import TensorRTOptions, TensorRTRunner
+
+            lib = build.plugin_library if entry.get("plugins") else None
+            candidate = TensorRTRunner(path, TensorRTOptions(plugin_library=lib))
+        say(f"check: {entry['file']} vs PyTorch on {val_dir}")
+        result = run_check(reference, candidate, ds, manifest=doc,
+                           options=CheckOptions(batch_size=1, worst_k=1, gate=GateOptions(max_miou_drop=budget),
+                                                reference_options=TorchOptions(device="cpu")))
+        rec = _record(result.report, result.gate, val_dir, budget)
+        entry["parity"] = rec
+        records.append(rec)
+        if rec["passed"] is False:
+            failures.append(f"{entry['file']}: {'; '.join(rec['failures'])}")
+        say(f"check: {entry['file']} mIoU drop {rec['miou_drop_points']} points on {rec['images']} images")
+    if failures:
+        err = GateError(f"engine accuracy gate: {' / '.join(failures)} (vs PyTorch on {records[0]['images']} "
+                        f"validation images); nothing was published: raise --max-miou-drop, keep more layers in float "
+                        "(--exclude-layer), or deploy the fp16/fp32 engine")
+        err.engines = [dict(e) for e in build.engines]  # the evidence (each engine's parity record)
+        raise err
+    return records
