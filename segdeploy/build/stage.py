@@ -202,6 +202,8 @@ def _describe_commands(res: BuildStageResult, manifest: dict[str, Any], where: P
             job.onnx, input_name, profile, job.precision, target=t.key,
             plugin_library=lib if job.plugins else None, calib_cache=job.calib_cache,
             save_engine=trtexec_plan_name(job.precision), workspace_mib=request.workspace_mib,
+            # one cache per device, reused by every later build there (trtexec ignores a foreign one with a warning)
+            timing_cache="timing.cache" if request.use_timing_cache else None,
             optimization_level=request.optimization_level, dla_core=request.dla_core,
             gpu_fallback=request.gpu_fallback, version_compatible=request.version_compatible,
             hardware_compatibility=request.hardware_compatibility,

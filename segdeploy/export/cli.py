@@ -104,8 +104,10 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
         print_precision_summary(res.precision)
     if res.build is not None:
         res.build.print_summary()
+    shown = set(res.precision.section.get("notes", [])) if res.precision is not None else set()
     for n in res.notes:
-        click.echo(f"note: {n}")
+        if n not in shown:  # the precision table already printed its notes
+            click.echo(f"note: {n}")
 
 
 def _print_engine_evidence(engines) -> None:
