@@ -209,20 +209,25 @@ class _Context:
         return self.options.check and self.val_ds is not None and self.reference is not None
 
 
+def _quarters(say: Callable[[str], None], label: str) -> Callable[[int, int], None]:
+    """An images-done callback that prints ``label: done/total images`` at each quarter."""
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        q = (4 * done) // max(total, 1)
+        if q != last[0]:
+            last[0] = q
+            say(f"{label}: {done}/{total} images")
+
+    return progress
+
+
 def _calibrate(ctx: _Context):
     from segdeploy.calibration import stage as cal_stage
 
     opts = ctx.options
     ctx.say(f"calibrate: {opts.calib_method} on {opts.calib}")
-    last = [-1]
-
-    def cal_progress(done: int, total: int) -> None:
-        q = (4 * done) // max(total, 1)
-        if q != last[0]:
-            last[0] = q
-            ctx.say(f"calibrate: {done}/{total} images")
-
-    cal = cal_stage.run(ctx.txn, opts.calibrate_options(), progress=cal_progress)
+    cal = cal_stage.run(ctx.txn, opts.calibrate_options(), progress=_quarters(ctx.say, "calibrate"))
     ctx.say(f"calibrate: {len(cal.ranges)} tensors ({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
     if ctx.val_ds is not None:
         _check_disjoint(ctx.val_ds, cal.calib_set.files)
@@ -356,14 +361,7 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
     from segdeploy.precision.accuracy import check_accuracy_many
 
     opts = ctx.options
-    last = [-1]
-
-    def acc_progress(done: int, total: int) -> None:
-        q = (4 * done) // max(total, 1)
-        if q != last[0]:
-            last[0] = q
-            ctx.say(f"check: {done}/{total} images")
-
+    acc_progress = _quarters(ctx.say, "check")
     ctx.say(f"check: {', '.join(staged)} vs PyTorch on {ctx.val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
     reps = check_accuracy_many(staged, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
                                num_classes=ctx.num_classes, batch_size=opts.batch_size, limit=opts.val_limit,

@@ -300,28 +300,34 @@ class TensorRTRunner(Runner):
                 "or rebuild the engine with a profile that covers it"
             )
 
+    def _bind(self, shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
+        """Set the input shape and every preallocated tensor's address -> (device input view, output views)."""
+        ctx, trt_in = self._context, self._input
+        if not ctx.set_input_shape(trt_in, shape):
+            raise ShapeError(f"{self.name}: TensorRT refused input shape {_fmt(shape)} "
+                             f"({self._logger.last_error() or 'no detail'})")
+        dev_in = self._buffers[trt_in][: int(np.prod(shape))].view(shape)
+        ctx.set_tensor_address(trt_in, dev_in.data_ptr())
+        views = {}
+        for n, buf in self._buffers.items():
+            if n == trt_in:
+                continue
+            oshape = tuple(int(d) for d in ctx.get_tensor_shape(n))
+            views[n] = buf[: int(np.prod(oshape))].view(oshape)
+            ctx.set_tensor_address(n, views[n].data_ptr())
+        return dev_in, views
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         shape = tuple(int(d) for d in batch.shape)
         self._check_profile(shape)
-        ctx, trt_in, out_name = self._context, self._input, self._output
+        ctx, out_name = self._context, self._output
         numel = int(np.prod(shape))
         with torch.cuda.device(self.options.device_index):
-            if not ctx.set_input_shape(trt_in, shape):
-                raise ShapeError(f"{self.name}: TensorRT refused input shape {_fmt(shape)} "
-                                 f"({self._logger.last_error() or 'no detail'})")
+            dev_in, views = self._bind(shape)
             host = self._host_in[:numel].view(shape)
             host.copy_(torch.from_numpy(batch))  # casts to the engine's input type (FP16 inputs)
-            dev_in = self._buffers[trt_in][:numel].view(shape)
-            ctx.set_tensor_address(trt_in, dev_in.data_ptr())
-            views = {}
-            for n, buf in self._buffers.items():
-                if n == trt_in:
-                    continue
-                oshape = tuple(int(d) for d in ctx.get_tensor_shape(n))
-                views[n] = buf[: int(np.prod(oshape))].view(oshape)
-                ctx.set_tensor_address(n, views[n].data_ptr())
             events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
             stream = self._stream
             mark = self._logger.mark()
@@ -358,25 +364,13 @@ class TensorRTRunner(Runner):
         trt = self.trt
         shape = tuple(int(d) for d in x.shape)
         self._check_profile(shape)
-        ctx, trt_in = self._context, self._input
+        ctx = self._context
         if self._dynamic_outputs and not hasattr(trt, "IOutputAllocator"):
             raise ModelLoadError(f"{self.name} has data-dependent outputs ({', '.join(self._dynamic_outputs)}) and "
                                  f"{getattr(trt, '__version__', 'this TensorRT')} has no IOutputAllocator")
         with torch.cuda.device(self.options.device_index):
-            if not ctx.set_input_shape(trt_in, shape):
-                raise ShapeError(f"{self.name}: TensorRT refused input shape {_fmt(shape)} "
-                                 f"({self._logger.last_error() or 'no detail'})")
-            numel = int(np.prod(shape))
-            dev_in = self._buffers[trt_in][:numel].view(shape)
+            dev_in, views = self._bind(shape)
             dev_in.copy_(torch.from_numpy(x).to(dev_in.dtype))
-            ctx.set_tensor_address(trt_in, dev_in.data_ptr())
-            views = {}
-            for n, buf in self._buffers.items():
-                if n == trt_in:
-                    continue
-                oshape = tuple(int(d) for d in ctx.get_tensor_shape(n))
-                views[n] = buf[: int(np.prod(oshape))].view(oshape)
-                ctx.set_tensor_address(n, views[n].data_ptr())
             allocator = _output_allocator(trt, torch, self._dtypes) if self._dynamic_outputs else None
             for n in self._dynamic_outputs:
                 ctx.set_output_allocator(n, allocator)
