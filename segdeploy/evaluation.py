@@ -94,7 +94,7 @@ class PredictionLoop:
         self.runners = dict(runners)
         self.preprocess = preprocess
         self.profile = profile
-        self.batch_size = min(batch_size, profile.max[0]) if profile is not None else batch_size
+        self.batch_size = batch_size
         self.limit = limit
         self.on_error = on_error
         self.progress = progress
@@ -129,6 +129,8 @@ class PredictionLoop:
                 continue
             finally:
                 self.timing["load_s"] += time.perf_counter() - t0
+            if self.progress is not None:
+                self.progress(self.consumed, self.total)
             yield s
 
     def _infer(self, group: list[Any]):
@@ -177,26 +179,39 @@ class PredictionLoop:
             yield Prediction(s, maps, bad_px, bad_vals)
 
     def __iter__(self) -> Iterator[Prediction]:
-        group: list[Any] = []
-        size = None
-        total = self.total
-        for s in self._samples():
-            try:
-                sz = target_size(s.image.shape[0], s.image.shape[1], self.preprocess, self.profile)
-            except ShapeError as err:
-                self.record(s.stem, s.path, "shape", err)
-                continue
-            if group and (sz != size or len(group) >= self.batch_size):
-                yield from self._batch(group)
-                group = []
-            group.append(s)
-            size = sz
-            if self.progress is not None:
-                self.progress(self.consumed, total)
-        if group:
+        def bad_size(sample, err: ShapeError) -> None:
+            self.record(sample.stem, sample.path, "shape", err)
+
+        for group in same_size_groups(self._samples(), self.preprocess, self.profile, self.batch_size, bad_size):
             yield from self._batch(group)
         if self.progress is not None:
-            self.progress(total, total)
+            self.progress(self.total, self.total)
+
+
+def same_size_groups(samples, preprocess, profile, batch_size: int,
+                     on_bad_size: Callable[[Any, ShapeError], None] | None = None) -> Iterator[list[Any]]:
+    """Consecutive samples in groups of at most ``batch_size`` (capped at the profile's max batch) that preprocess
+    to the same input size, so batching never changes an image's input. A sample the profile cannot take goes to
+    ``on_bad_size`` (raised when None)."""
+    if profile is not None:
+        batch_size = min(batch_size, profile.max[0])
+    group: list[Any] = []
+    size = None
+    for s in samples:
+        try:
+            sz = target_size(s.image.shape[0], s.image.shape[1], preprocess, profile)
+        except ShapeError as err:
+            if on_bad_size is None:
+                raise
+            on_bad_size(s, err)
+            continue
+        if group and (sz != size or len(group) >= batch_size):
+            yield group
+            group = []
+        group.append(s)
+        size = sz
+    if group:
+        yield group
 
 
 def preprocessed_batches(dataset, preprocess, profile, batch_size: int = 8, limit: int | None = None):
@@ -205,26 +220,10 @@ def preprocessed_batches(dataset, preprocess, profile, batch_size: int = 8, limi
     Used where the same small subset is scored many times (the budget search keeps it in memory). Any bad
     image raises (DataError/ShapeError).
     """
+    samples = (dataset.load(e) for e in dataset.entries[:limit])
     out = []
-    bs = min(batch_size, profile.max[0]) if profile is not None else batch_size
-    pending: list[Any] = []
-    size = None
-
-    def flush():
-        arr, infos = to_batch([s.image for s in pending], preprocess, profile)
-        masks = [s.mask for s in pending] if all(s.mask is not None for s in pending) else None
-        out.append((arr, infos, masks, [s.stem for s in pending]))
-
-    for i, e in enumerate(dataset.entries):
-        if limit is not None and i >= limit:
-            break
-        s = dataset.load(e)
-        sz = target_size(s.image.shape[0], s.image.shape[1], preprocess, profile)
-        if pending and (sz != size or len(pending) >= bs):
-            flush()
-            pending = []
-        pending.append(s)
-        size = sz
-    if pending:
-        flush()
+    for group in same_size_groups(samples, preprocess, profile, batch_size):
+        arr, infos = to_batch([s.image for s in group], preprocess, profile)
+        masks = [s.mask for s in group] if all(s.mask is not None for s in group) else None
+        out.append((arr, infos, masks, [s.stem for s in group]))
     return out

@@ -9,8 +9,8 @@ Order (cheap preconditions before expensive stages):
 2. the output directory: locked against concurrent writers, writable, not someone else's folder
    (:class:`~segdeploy.exportdir.Transaction`, ``fresh=True``);
 3. load the model (refusing unsafe content) and settle the profile (:func:`segdeploy.export.prepare.prepare`:
-   memory guard, PyTorch runs at the profile's extremes); then the class-name count and the validation
-   labels against the model's class count;
+   memory guard, PyTorch runs at the profile's extremes); then the validation labels against the model's class
+   count, and (first thing in the export stage) the class-name count;
 4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
    (:mod:`segdeploy.build.stage`, when asked: engines where TensorRT is importable, else only the trtexec
    commands in the result), and after a build with a validation split the engines' parity against PyTorch
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from segdeploy.errors import SegdeployError, UsageError
+from segdeploy.errors import SegdeployError
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,11 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
                 lm = load_model(source, **(load_kwargs or {}))
             prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple,
                            eopts.max_batch, say)
-            k = prep.probe.spec.num_classes
-            if eopts.class_names and len(eopts.class_names) != k:
-                raise UsageError(f"--class-names lists {len(eopts.class_names)} names but the model outputs {k} "
-                                 f"classes; give {k} names")
             if popts is not None:
-                check_preconditions(popts, k)
-            exp = export_stage.run(txn, prep, eopts, say)
+                from segdeploy.precision.stage import check_labels
+
+                check_labels(popts, prep.probe.spec.num_classes)
+            exp = export_stage.run(txn, prep, eopts, say)  # checks the class-name count before exporting
             stages["export"] = exp.summary()
             prec = None
             if popts is not None:

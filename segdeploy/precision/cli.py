@@ -28,7 +28,7 @@ def precision_command(export_dir, model, precision, as_json, quiet):
     """Calibrate, lower to INT8 Q/DQ and/or FP16, and check accuracy on the CPU, for EXPORT_DIR."""
     from segdeploy.exportdir import ExportDir
     from segdeploy.export.probe import probe_model
-    from segdeploy.precision.stage import check_preconditions, lower
+    from segdeploy.precision.stage import check_labels, check_preconditions, lower
 
     try:
         model.validate()
@@ -36,13 +36,14 @@ def precision_command(export_dir, model, precision, as_json, quiet):
         if popts is None:
             raise UsageError("nothing to do: give --int8 and/or --fp16")
         ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
-        check_preconditions(popts, ed.num_classes)
+        check_preconditions(popts)
+        check_labels(popts, ed.num_classes)
         lm = model.load()
         if lm.source_sha256 != ed.source_sha256:
             raise UsageError(f"{model.source} is not the model {export_dir} was exported from (its hash differs from the "
                              "manifest's source.sha256); pass the same model, or re-export")
         probe_model(lm, ed.profile.opt)  # applies the output selection to lm.module
-        res = lower(export_dir, lm.module, popts, progress=StepProgress(not quiet))
+        res = lower(export_dir, lm.module, popts, progress=StepProgress(not quiet), checked=True)
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("precision", stages=getattr(e, "stages", None) or (

@@ -8,7 +8,7 @@ Contract
   manifest (a fresh export in the same transaction, or a derived transaction on a published directory).
 * ``reference_module``: the PyTorch model the accuracy is measured against; ``None`` skips the check (said
   in the result and the manifest, never shown as passed).
-* ``options``: :class:`PrecisionOptions` (validated on construction; :func:`check_preconditions` checks the
+* ``options``: :class:`PrecisionOptions` (validated on construction; :func:`check_preconditions` and :func:`check_labels` check the
   data folders cheaply, before any expensive stage).
 
 Stages into the transaction (the caller commits): ``ranges.json`` + ``model.calib.cache`` through the
@@ -141,10 +141,9 @@ def _open_val(val_dir: str):
     return open_dataset(images, masks)
 
 
-def check_preconditions(options: PrecisionOptions, num_classes: int | None = None) -> list[str]:
-    """Cheap checks before any expensive stage: the calibration source lists images (and at least
-    ``--calib-size``), the validation split lists images, and -- when ``num_classes`` is known -- every mask
-    value is a class or the ignore index. Returns notes; raises DataError/UsageError naming the fix."""
+def check_preconditions(options: PrecisionOptions) -> list[str]:
+    """Cheap checks before any expensive stage (listing only): the calibration source lists images (and at least
+    ``--calib-size``), the validation split lists images. Returns notes; raises DataError/UsageError naming the fix."""
     notes: list[str] = []
     if options.calib:
         from segdeploy.calibration.stage import check_calibration_source
@@ -153,22 +152,26 @@ def check_preconditions(options: PrecisionOptions, num_classes: int | None = Non
     val_dir, note = options.validation_dir()
     if note:
         notes.append(note)
-    if val_dir:
-        ds = _open_val(val_dir)
-        if len(ds) == 0:
-            raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
-        if num_classes is not None and ds.has_masks:
-            _check_labels(ds, num_classes, val_dir)
+    if val_dir and len(_open_val(val_dir)) == 0:
+        raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
     if options.max_miou_drop is not None and not val_dir:
         raise UsageError("--max-miou-drop needs a validation split: pass --val DIR (images/ and masks/)")
     return notes
 
 
-def _check_labels(ds, num_classes: int, val_dir: str) -> None:
+def check_labels(options: PrecisionOptions, num_classes: int) -> None:
+    """Once the class count is known (after the cheap probe, before exporting): every validation mask value is a
+    class or the ignore index. Decodes each mask once. Raises DataError naming the mask and the fix."""
     import numpy as np
 
     from segdeploy.datasets.masks import read_mask
 
+    val_dir, _ = options.validation_dir()
+    if not val_dir:
+        return
+    ds = _open_val(val_dir)
+    if not ds.has_masks:
+        return
     for e in ds.entries:
         m = read_mask(e.mask_path, ds.label_map)
         vals = np.unique(m)
@@ -435,12 +438,17 @@ def run(txn, reference_module: Any, options: PrecisionOptions,
 
 
 def lower(export_dir: str | os.PathLike, reference_module: Any, options: PrecisionOptions,
-          progress: Callable[[str], None] | None = None) -> PrecisionResult:
-    """Run the precision stage on a published export directory in its own transaction; publish on success."""
+          progress: Callable[[str], None] | None = None, *, checked: bool = False) -> PrecisionResult:
+    """Run the precision stage on a published export directory in its own transaction; publish on success.
+
+    ``checked``: the caller already ran :func:`check_preconditions` and :func:`check_labels` (the CLI does, before
+    loading the model), so they are not repeated."""
     from segdeploy.exportdir import Transaction
 
     with Transaction(export_dir, fresh=False, command="precision", progress=progress) as txn:
-        check_preconditions(options, int(txn.manifest["model"]["num_classes"]))
+        if not checked:
+            check_preconditions(options)
+            check_labels(options, int(txn.manifest["model"]["num_classes"]))
         res = run(txn, reference_module, options, progress)
         txn.commit()
     res.notes.extend(txn.notes)

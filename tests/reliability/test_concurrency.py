@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import CALIB, env, one_error_line, run
+from rhelpers import CALIB, env, one_error_line, run
 from segdeploy.exportdir import ExportDir, Transaction
 
 

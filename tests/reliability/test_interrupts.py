@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import CALIB, EXAMPLE, env, run_subprocess, snapshot
+from rhelpers import CALIB, EXAMPLE, env, run_subprocess, snapshot
 
 pytestmark = pytest.mark.slow
 

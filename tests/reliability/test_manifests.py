@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import one_error_line, run
+from rhelpers import one_error_line, run
 
 
 def _damage(src, dst, how):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CALIB, EXAMPLE, one_error_line, run
+from rhelpers import CALIB, EXAMPLE, one_error_line, run
 from segdeploy.exportdir import ExportDir
 
 

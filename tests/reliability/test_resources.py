@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from conftest import CALIB, EXAMPLE, one_error_line, run, run_subprocess, snapshot
+from rhelpers import CALIB, EXAMPLE, one_error_line, run, run_subprocess, snapshot
 
 
 def _limit_file_size(nbytes):

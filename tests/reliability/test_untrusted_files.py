@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import torch
 
-from conftest import env, one_error_line, run
+from rhelpers import env, one_error_line, run
 
 
 class _Payload:
