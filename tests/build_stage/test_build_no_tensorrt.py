@@ -42,6 +42,9 @@ def _by_precision(out: str) -> dict[str, list[str]]:
     return cmds
 
 
+TIMING_CACHE_FLAG = "--timingCacheFile=timing.cache"
+
+
 def test_build_without_tensorrt_prints_commands_then_one_error_line(capsys, fp32_export):
     rc, out, err = _build(capsys, fp32_export)
     assert rc == 1
@@ -51,6 +54,7 @@ def test_build_without_tensorrt_prints_commands_then_one_error_line(capsys, fp32
     assert "engine not built here" in out and str(fp32_export) in out
     (cmd,) = trtexec_lines(out)  # fp32 only: the directory holds no fp16/int8 ONNX
     assert shlex.split(cmd) == ["trtexec", "--onnx=model.onnx", "--saveEngine=model.fp32.plan", *PROFILE_FLAGS,
+                                "--timingCacheFile=timing.cache",  # one cache per device, reused by later builds
                                 "--skipInference"]  # default target 11.x: no precision flag at all
 
 
@@ -69,8 +73,8 @@ def test_commands_per_target_version(capsys, int8_export, target):
     for prec, argv in cmds.items():
         # paths relative to the export directory (run there, on the device)
         assert argv[1:3] == [f"--onnx={src[prec]}", f"--saveEngine=model.{prec}.plan"] and argv[3:6] == PROFILE_FLAGS
-        assert argv[-1] == "--skipInference"
-    flags = {p: set(a[6:-1]) for p, a in cmds.items()}
+        assert argv[-1] == "--skipInference" and argv[-2] == TIMING_CACHE_FLAG
+    flags = {p: set(a[6:-2]) for p, a in cmds.items()}
     if target == "8.6":  # weak typing: precision flags; the calibration cache for implicit INT8
         assert flags == {"fp32": set(), "fp16": {"--fp16"}, "int8": {"--int8"},
                          "int8-implicit": {"--int8", "--calib=model.calib.cache", "--optShapesCalib=input:1x3x128x128"}}
