@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from segdeploy.errors import ArtifactError
-from segdeploy.manifest import MANIFEST_FILENAME, REEXPORT, SCHEMA_NAME, validate_manifest
+from segdeploy.manifest import MANIFEST_FILENAME, REEXPORT, SCHEMA_NAME, drop_unlisted, validate_manifest
 
 MANIFEST = MANIFEST_FILENAME
 MODEL_ONNX = "model.onnx"
@@ -202,14 +202,19 @@ class ExportDir:
         return out
 
 
+def _open_at(dfd: int, where: Path, name: str, missing: str) -> int:
+    """Open ``name`` in the directory ``dfd`` (``where``) for reading; ArtifactError ``missing`` when absent."""
+    try:
+        return os.open(name, os.O_RDONLY, dir_fd=dfd)
+    except FileNotFoundError:
+        raise ArtifactError(missing) from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {where / name}: {e.strerror}; check its permissions") from None
+
+
 def _read_manifest_at(dfd: int, where: Path) -> dict[str, Any]:
     mpath = where / MANIFEST
-    try:
-        fd = os.open(MANIFEST, os.O_RDONLY, dir_fd=dfd)
-    except FileNotFoundError:
-        raise ArtifactError(f"{where} holds no {MANIFEST}; pass a `segdeploy export` directory, or {REEXPORT}") from None
-    except OSError as e:
-        raise ArtifactError(f"cannot read {mpath}: {e.strerror}; check its permissions") from None
+    fd = _open_at(dfd, where, MANIFEST, f"{where} holds no {MANIFEST}; pass a `segdeploy export` directory, or {REEXPORT}")
     with os.fdopen(fd, "rb") as f:
         raw = f.read(64 << 20)
     try:
@@ -222,12 +227,7 @@ def _read_manifest_at(dfd: int, where: Path) -> dict[str, Any]:
 
 def _verify_files_at(dfd: int, where: Path, doc: dict[str, Any]) -> None:
     for name, entry in sorted(doc["files"].items()):
-        try:
-            fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
-        except FileNotFoundError:
-            raise ArtifactError(f"{where / name} (listed in the manifest) is missing; {REEXPORT}") from None
-        except OSError as e:
-            raise ArtifactError(f"cannot read {where / name}: {e.strerror}; check its permissions") from None
+        fd = _open_at(dfd, where, name, f"{where / name} (listed in the manifest) is missing; {REEXPORT}")
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ArtifactError(f"{where / name} is not a regular file; {REEXPORT}")
@@ -540,24 +540,7 @@ class Transaction:
             if is_owned_name(n) and n not in self.entries and n not in self.carried:
                 p = self.staging / n
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        m = self.manifest
-        listed = set(self.entries)
-        if m.get("tensorrt_plugins") and m["tensorrt_plugins"]["file"] not in listed:
-            m.pop("tensorrt_plugins")
-        cal = m.get("calibration")
-        if cal and (cal["ranges_file"] not in listed or cal["trt_cache_file"] not in listed):
-            m.pop("calibration")
-        prec = m.get("precision")
-        if prec:
-            for kind in ("int8", "fp16"):
-                if prec.get(kind) and prec[kind]["file"] not in listed:
-                    prec.pop(kind)
-            if not (prec.get("int8") or prec.get("fp16")):
-                m.pop("precision")
-        if "engines" in m:
-            m["engines"] = [e for e in m["engines"] if e.get("file") in listed]
-            if not m["engines"]:
-                m.pop("engines")
+        drop_unlisted(self.manifest, set(self.entries))
 
     def commit(self) -> ExportDir:
         """Validate and publish the staged set in one step; return the published view. Raises ArtifactError."""

@@ -159,21 +159,37 @@ def _check_consistency(doc: dict[str, Any], where: str) -> None:
             raise ArtifactError(f"{where}: files[{name!r}].sha256 is not a SHA-256 digest; {REEXPORT}")
 
 
-def referenced_files(doc: dict[str, Any]) -> list[str]:
-    """Every file name the manifest's sections refer to (they must all be in the file table)."""
-    out = [doc["onnx"]["file"]]
+def _file_holders(doc: dict[str, Any]):
+    """For each part of the manifest that names files: (the files it names, how to drop that part)."""
     if doc.get("tensorrt_plugins"):
-        out.append(doc["tensorrt_plugins"]["file"])
+        yield [doc["tensorrt_plugins"]["file"]], lambda: doc.pop("tensorrt_plugins")
     cal = doc.get("calibration")
     if cal:
-        out += [cal["ranges_file"], cal["trt_cache_file"]]
+        yield [cal["ranges_file"], cal["trt_cache_file"]], lambda: doc.pop("calibration")
     prec = doc.get("precision") or {}
     for kind in ("int8", "fp16"):
         if prec.get(kind):
-            out.append(prec[kind]["file"])
-    for e in doc.get("engines") or []:
-        out.append(e["file"])
-    return out
+            yield [prec[kind]["file"]], lambda k=kind: prec.pop(k)
+    for e in list(doc.get("engines") or []):
+        yield [e["file"]], lambda e=e: doc["engines"].remove(e)
+
+
+def referenced_files(doc: dict[str, Any]) -> list[str]:
+    """Every file name the manifest's sections refer to (they must all be in the file table)."""
+    return [doc["onnx"]["file"]] + [f for files, _ in _file_holders(doc) for f in files]
+
+
+def drop_unlisted(doc: dict[str, Any], listed: set[str]) -> None:
+    """Remove the sections (and section entries) that name a file not in ``listed``; empty ``precision`` and
+    ``engines`` go too. The inverse of :func:`referenced_files`, used when a transaction drops files."""
+    for files, drop in list(_file_holders(doc)):
+        if any(f not in listed for f in files):
+            drop()
+    prec = doc.get("precision")
+    if prec is not None and not (prec.get("int8") or prec.get("fp16")):
+        doc.pop("precision")
+    if "engines" in doc and not doc["engines"]:
+        doc.pop("engines")
 
 
 def onnx_profile_of(doc: dict[str, Any]):
