@@ -409,8 +409,7 @@ class Transaction:
 
     # ---- staging helpers
     def _siblings(self, tag: str) -> list[Path]:
-        prefix = f".{self.target.name}.{tag}-"
-        return sorted(p for p in self.target.parent.iterdir() if p.name.startswith(prefix))
+        return sibling_paths(self.target, tag)
 
     def _recover(self) -> None:
         """Under the lock: finish or undo an interrupted two-rename publish; remove stale staging dirs."""
@@ -573,6 +572,12 @@ class Transaction:
         self.staging = None
 
 
+def sibling_paths(target: Path, tag: str) -> list[Path]:
+    """Hidden work paths beside ``target`` named ``.<name>.<tag>-*`` (staging, old sets), sorted."""
+    prefix = f".{target.name}.{tag}-"
+    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+
+
 def publish_directory(staging: Path, target: Path) -> None:
     """Replace ``target`` by ``staging`` in one step (renameat2 exchange; two renames where unsupported, undone on
     failure and recovered by the next :class:`Transaction`). The caller holds ``target``'s :class:`DirLock`.
@@ -595,5 +600,5 @@ def publish_directory(staging: Path, target: Path) -> None:
 
 __all__ = [
     "CALIB_CACHE", "ENGINE_PRECISIONS", "ExportDir", "FP16_ONNX", "FileEntry", "INT8_ONNX", "KINDS", "MANIFEST",
-    "MODEL_ONNX", "RANGES", "TRT_ONNX", "DirLock", "Transaction", "engine_name", "is_owned_name", "publish_directory",
+    "MODEL_ONNX", "RANGES", "TRT_ONNX", "DirLock", "Transaction", "engine_name", "is_owned_name", "publish_directory", "sibling_paths",
 ]

@@ -25,7 +25,6 @@ existing ``out`` must be an earlier bundle or empty. Raises ArtifactError / Usag
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,8 @@ import numpy as np
 from segdeploy import __version__
 from segdeploy.bundle.targets import BundleTarget, resolve
 from segdeploy.errors import ArtifactError, DataError, UsageError
-from segdeploy.exportdir import CALIB_CACHE, MANIFEST, DirLock, ExportDir, publish_directory
+from segdeploy.exportdir import CALIB_CACHE, MANIFEST, DirLock, ExportDir, publish_directory, sibling_paths
+from segdeploy.fsutil import sha256_file
 
 SCHEMA = "segdeploy.bundle"
 BUNDLE_JSON = "bundle.json"
@@ -92,14 +92,6 @@ class BundleResult:
                 "target": self.doc["target"], "precisions": self.doc["precisions"],
                 "files": len(self.doc["files"]), "samples": len(self.doc["samples"]),
                 "thresholds": self.doc["smoke_test"]["thresholds"], "notes": list(self.notes)}
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _precisions(ed: ExportDir, options: BundleOptions) -> list[str]:
@@ -232,9 +224,6 @@ def _copy_model(ed: ExportDir, dst: Path, notes: list[str]) -> dict[str, Any]:
         if entry.kind == "engine":
             continue
         shutil.copyfile(ed.path / name, dst / name)
-        if _sha(dst / name) != entry.sha256:
-            raise ArtifactError(f"{ed.path / name} changed while it was copied (sha256 differs from the manifest); "
-                                "re-run `segdeploy bundle` when no other run writes the export")
     if engines:
         notes.append(f"left out {', '.join(sorted(engines))}: engines run only on the GPU and TensorRT they were built "
                      "with; build.sh builds them on the device")
@@ -242,7 +231,7 @@ def _copy_model(ed: ExportDir, dst: Path, notes: list[str]) -> dict[str, Any]:
             manifest["files"].pop(n)
         manifest.pop("engines", None)
     (dst / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    ExportDir.open(dst)  # the bundle's model/ is a valid export directory
+    ExportDir.open(dst)  # a valid export directory, every copied file hash-checked against the manifest
     return manifest
 
 
@@ -295,8 +284,7 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
     staging = target_dir.parent / f".{target_dir.name}.staging-{secrets.token_hex(4)}"
     notes: list[str] = []
     try:
-        for stale in list(target_dir.parent.glob(f".{target_dir.name}.staging-*")) + \
-                list(target_dir.parent.glob(f".{target_dir.name}.tar.gz.tmp")):  # left by a killed run
+        for stale in sibling_paths(target_dir, "staging") + sibling_paths(target_dir, "tar.gz.tmp"):  # a killed run's
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         staging.mkdir()
         say(f"bundle for {target.label}: {', '.join(precisions)}")
@@ -319,7 +307,7 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
         os.chmod(staging / "build.sh", 0o755)
         os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
         (staging / "README.md").write_text(_readme(target, precisions, thresholds, ed, table, default_line), encoding="utf-8")
-        files = {str(p.relative_to(staging)): {"sha256": _sha(p), "bytes": p.stat().st_size}
+        files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(staging.rglob("*")) if p.is_file()}
         doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
                "target": {"key": target.key, "label": target.label, "cuda_arch": target.cuda_arch,
@@ -361,11 +349,15 @@ def _stamp_cache(src: Path, dst: Path, line: str, notes: list[str]) -> None:
 def _archive(staging: Path, target_dir: Path) -> Path:
     """``<out>.tar.gz`` (top folder named like ``out``), written to a temp name and renamed."""
     arc = target_dir.parent / f"{target_dir.name}.tar.gz"
-    tmp = target_dir.parent / f".{target_dir.name}.tar.gz.tmp"
-    with tarfile.open(tmp, "w:gz") as tar:
-        tar.add(staging, arcname=target_dir.name, filter=_tar_filter)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, arc)
+    tmp = target_dir.parent / f".{target_dir.name}.tar.gz.tmp-{os.getpid()}"
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(staging, arcname=target_dir.name, filter=_tar_filter)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, arc)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a SIGKILL's leftover is removed by the next run instead
+        raise
     return arc
 
 
