@@ -8,7 +8,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from segdeploy.errors import DataError
-from segdeploy.parity.instances.adapters import InstanceModel, RunnerInstanceModel, TorchInstanceModel, _as_chw01
+from segdeploy.parity.instances.adapters import (InstanceModel, OnnxInstanceModel, RunnerInstanceModel,
+                                                 TorchInstanceModel, _as_chw01)
 from segdeploy.parity.instances.gate import InstanceGate, evaluate_instance_gate
 from segdeploy.parity.instances.matching import InstanceAccumulator
 from segdeploy.parity.instances.model import InstanceOptions, Instances, instances_from_outputs, instances_to_class_map
@@ -137,15 +138,13 @@ def run_instance_check(
         module.eval()
     ds = data if isinstance(data, Dataset) else open_dataset(data, masks, list_file=list_file, layout=layout)
     from segdeploy.runners import Runner, open_runner
-    from segdeploy.runners.onnxruntime import OrtOptions
 
     if isinstance(candidate, Runner):
-        runner = candidate
+        cand = RunnerInstanceModel(candidate)
+    elif candidate_options is None and str(candidate).endswith(".onnx"):
+        cand = OnnxInstanceModel(candidate, providers=providers)
     else:
-        if candidate_options is None and str(candidate).endswith(".onnx"):
-            candidate_options = OrtOptions(device="cuda" if "CUDAExecutionProvider" in tuple(providers) else "cpu")
-        runner = open_runner(candidate, options=candidate_options)
-    cand = RunnerInstanceModel(runner)
+        cand = RunnerInstanceModel(open_runner(candidate, options=candidate_options))
     try:
         return compare_instances(TorchInstanceModel(module, device=device, name=name), cand, ds, options, gate=gate,
                                  class_names=class_names, command=command)
