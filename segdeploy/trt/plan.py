@@ -88,18 +88,22 @@ def parse_plan_header(data: bytes, name: str = "<plan>", size: int | None = None
 def read_plan_header(path: str | os.PathLike) -> PlanHeader:
     """Read and parse ``path``'s header. Raises ArtifactError (missing/unreadable) or NotAPlanError."""
     p = os.fspath(path)
-    name = os.path.basename(p)
+    data, size = _read_head(p, f"engine {p} not found; build it first (segdeploy build) or fix the path",
+                            f"{p} is a directory; pass the engine file (model.<precision>.engine)", "engine ")
+    return parse_plan_header(data, os.path.basename(p), size)
+
+
+def _read_head(p: str, missing: str, is_dir: str, what: str = "") -> tuple[bytes, int]:
+    """The first bytes of ``p`` (enough for a header behind a JSON prefix) and its size; one-line ArtifactErrors."""
     try:
         with open(p, "rb") as f:
-            data = f.read(max(HEADER_BYTES, 4 + _PREFIX_MAX + HEADER_BYTES))
-            size = os.fstat(f.fileno()).st_size
+            return f.read(4 + _PREFIX_MAX + HEADER_BYTES), os.fstat(f.fileno()).st_size
     except FileNotFoundError:
-        raise ArtifactError(f"engine {p} not found; build it first (segdeploy build) or fix the path") from None
+        raise ArtifactError(missing) from None
     except IsADirectoryError:
-        raise ArtifactError(f"{p} is a directory; pass the engine file (model.<precision>.engine)") from None
+        raise ArtifactError(is_dir) from None
     except OSError as e:
-        raise ArtifactError(f"cannot read engine {p}: {e.strerror or e}") from None
-    return parse_plan_header(data, name, size)
+        raise ArtifactError(f"cannot read {what}{p}: {e.strerror or e}") from None
 
 
 def ultralytics_prefix(data: bytes) -> tuple[int, dict[str, Any]] | None:
@@ -162,16 +166,7 @@ def identify_file(path: str | os.PathLike) -> dict[str, Any]:
     pickle, calibration-cache, json, onnx, unknown. Raises ArtifactError only when the file cannot be read.
     """
     p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            data = f.read(4 + _PREFIX_MAX + HEADER_BYTES)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError:
-        raise ArtifactError(f"{p} not found; fix the path") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"{p} is a directory; pass a file") from None
-    except OSError as e:
-        raise ArtifactError(f"cannot read {p}: {e.strerror or e}") from None
+    data, size = _read_head(p, f"{p} not found; fix the path", f"{p} is a directory; pass a file")
     name = os.path.basename(p)
     try:
         h = parse_plan_header(data, name, size)
