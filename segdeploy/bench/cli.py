@@ -49,9 +49,9 @@ def bench_command(artifacts, runners, shapes, warmup, iters, seconds, threads, o
     The first ARTIFACT's first runner is the baseline of every ratio.
     Exit codes: 0 ok, 1 error, 2 usage error.
     """
-    from segdeploy.bench.report import dumps, format_report, write_report
+    from segdeploy.bench.report import format_report, write_report
     from segdeploy.bench.run import BenchOptions, run_bench
-    from segdeploy.errors import UsageError
+    from segdeploy.errors import SegdeployError, UsageError
     from segdeploy.progress import StepProgress
 
     if iters is not None and seconds is not None:
@@ -62,11 +62,20 @@ def bench_command(artifacts, runners, shapes, warmup, iters, seconds, threads, o
                         plugin_library=plugin_library, seed=seed, switch_gap_ms=switch_gap_ms,
                         settle_calls=settle_calls)
     command = "segdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    doc = run_bench(list(artifacts), opts, progress=StepProgress(not quiet), command=command)
+    try:
+        doc = run_bench(list(artifacts), opts, progress=StepProgress(not quiet), command=command)
+    except SegdeployError as e:
+        if as_json:
+            from segdeploy.result import echo_json, result_doc
+
+            echo_json(result_doc("bench", error=e))
+        raise
     if report_path:
         write_report(report_path, doc)
     if as_json:
-        click.echo(dumps(doc))
+        from segdeploy.result import echo_json, result_doc
+
+        echo_json(result_doc("bench", stages={"bench": doc}))
     else:
         click.echo(format_report(doc))
         if report_path:

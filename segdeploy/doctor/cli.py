@@ -15,7 +15,7 @@ import click
 
 
 @click.command("doctor")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema segdeploy.doctor v1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the segdeploy.result document; the report (schema segdeploy.doctor v1) is stages.doctor.")
 @click.option("--plugins", type=click.Path(path_type=Path), default=None,
               help="TensorRT plugin library (file, or a build dir holding libsegdeploy_trt_plugins.so) "
                    "[default: $SEGDEPLOY_PLUGINS, then build/segdeploy-plugins].")
@@ -28,7 +28,12 @@ def doctor_command(as_json: bool, plugins: Path | None) -> None:
         from segdeploy.doctor.report import collect
 
         report = collect(plugins=plugins)
-        text = json.dumps(report, indent=2) if as_json else render_table(report)
+        if as_json:
+            from segdeploy.result import result_doc
+
+            text = json.dumps(result_doc("doctor", stages={"doctor": report}), indent=2, default=str)
+        else:
+            text = render_table(report)
     except Exception as e:  # probes never raise; anything here is a bug in doctor itself
         msg = " ".join(str(e).split())
         raise SegdeployError(f"doctor could not build its report ({type(e).__name__}: {msg}); "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -128,16 +127,21 @@ def _text(report: dict[str, Any]) -> str:
 
 @click.command("inspect")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the segdeploy.result document (the report is stages.inspect).")
 def inspect_command(file: Path, as_json: bool) -> None:
     """Show which TensorRT version built an engine FILE (no TensorRT needed), its size, sha256 and manifest entry.
 
     Exits 1 with one line when FILE is not a TensorRT engine (it says what the file is).
     """
+    from segdeploy.result import echo_json, result_doc
+
     try:
         report = inspect_engine(file)
-    except NotAPlanError:
+    except NotAPlanError as e:
         if as_json:
-            click.echo(json.dumps(identify_file(file) | {"file": str(file)}, indent=2, sort_keys=True))
+            echo_json(result_doc("inspect", stages={"inspect": identify_file(file) | {"file": str(file)}}, error=e))
         raise
-    click.echo(json.dumps(report, indent=2, sort_keys=True) if as_json else _text(report))
+    if as_json:
+        echo_json(result_doc("inspect", stages={"inspect": report}))
+    else:
+        click.echo(_text(report))

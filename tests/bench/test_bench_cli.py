@@ -28,7 +28,9 @@ def test_json_document_schema_and_ratios(tiny_model, tiny_export, tmp_path, caps
     code = run_cli(["bench", tiny_model, tiny_export, "--runner", "torch", "--runner", "ort-cpu",
                     "--threads", "1", "--json", "--report", report, *FAST])
     assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    res = json.loads(capsys.readouterr().out)  # the common result document; the bench document inside it
+    assert res["schema"] == "segdeploy.result" and res["command"] == "bench" and res["ok"]
+    doc = res["stages"]["bench"]
     assert doc == json.loads(report.read_text())
     validate_report(doc)
     assert (doc["schema"], doc["schema_version"]) == (SCHEMA_NAME, SCHEMA_VERSION) == ("segdeploy.bench", 1)
@@ -85,7 +87,7 @@ def test_seconds_mode(tiny_export, capsys):
     code = run_cli(["bench", tiny_export, "--runner", "ort-cpu", "--seconds", "0.05", "--warmup", "1", "--json", "-q",
                     "--switch-gap-ms", "0", "--settle-calls", "0"])
     assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)["stages"]["bench"]
     assert doc["settings"]["iters"] is None and doc["settings"]["seconds"] == 0.05
     assert (doc["settings"]["switch_gap_ms"], doc["settings"]["settle_calls"]) == (0.0, 0)
     assert doc["results"][0]["calls"] >= doc["settings"]["min_iters"]
@@ -167,7 +169,7 @@ def test_torch_compile_runs_next_to_eager(tiny_model, capsys):
     code = run_cli(["bench", tiny_model, "--runner", "torch", "--runner", "torch-compile", "--shape", "1x3x32x32",
                     "--json", *FAST])
     assert code == 0
-    doc = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)["stages"]["bench"]
     assert [t["runner"] for t in doc["targets"]] == ["torch", "torch-compile"]
     assert doc["targets"][1]["runner_info"]["compile"] == {"backend": "inductor", "dynamic": False}
     assert doc["results"][1]["argmax_agreement_vs_baseline"] > 0.99

@@ -11,7 +11,9 @@ from segdeploy.platform import probe
 
 def test_json(capsys):
     assert main(["doctor", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    res = json.loads(capsys.readouterr().out)
+    assert res["schema"] == "segdeploy.result" and res["command"] == "doctor" and res["ok"]
+    rep = res["stages"]["doctor"]
     assert rep["schema"] == "segdeploy.doctor" and rep["schema_version"] == 1
     assert [c["name"] for c in rep["capabilities"]][:2] == ["export", "quantize"]
 
@@ -30,7 +32,7 @@ def test_broken_probe_exit_0(monkeypatch, capsys):
 
     monkeypatch.setattr(probe, "probe_gpu", boom)
     assert main(["doctor", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    rep = json.loads(capsys.readouterr().out)["stages"]["doctor"]
     assert rep["probes"]["gpu"]["status"] == "error"
     assert rep["probes"]["gpu"]["error"] == "ValueError: nvidia-smi printed nonsense"
 
@@ -38,7 +40,7 @@ def test_broken_probe_exit_0(monkeypatch, capsys):
 def test_plugins_option(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
     assert main(["doctor", "--json", "--plugins", str(tmp_path / "missing.so")]) == 0
-    p = json.loads(capsys.readouterr().out)["probes"]["plugin_library"]
+    p = json.loads(capsys.readouterr().out)["stages"]["doctor"]["probes"]["plugin_library"]
     assert p["status"] == "error" and "not found via --plugins" in p["error"]
 
 

@@ -73,7 +73,9 @@ def test_inspect_engine_with_manifest(export_with_engine, capsys, monkeypatch):
     assert "precision fp16 from model.fp16.onnx, TensorRT 10.3.0.26, GPU Orin (nvgpu) (sm 8.7)" in out
     assert "sha256 matches the manifest" in out and "installed TensorRT: none" in out
     assert main(["inspect", str(path), "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    res = json.loads(capsys.readouterr().out)
+    assert res["schema"] == "segdeploy.result" and res["command"] == "inspect" and res["ok"]
+    rep = res["stages"]["inspect"]
     assert rep["tensorrt_version"] == "10.3.0.26" and rep["plan_header"] == [10, 3, 0, 26]
     assert rep["manifest"]["listed"] and rep["manifest"]["sha256_matches"] and rep["installed_tensorrt"] is None
 
@@ -118,6 +120,8 @@ def test_inspect_non_plans_exit_1(tmp_path, onnx_dir, capsys):
     empty.write_bytes(b"")
     assert main(["inspect", str(empty), "--json"]) == 1
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["kind"] == "empty" and "is empty" in captured.err
+    res = json.loads(captured.out)
+    assert res["exit_code"] == 1 and res["error"]["type"] == "NotAPlanError"
+    assert res["stages"]["inspect"]["kind"] == "empty" and "is empty" in captured.err
     assert main(["inspect", str(tmp_path / "missing.engine")]) == 1
     assert "missing.engine not found; fix the path" in capsys.readouterr().err
