@@ -6,7 +6,6 @@ prints where the libraries went (or JSON with --json). Errors are SegdeployError
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -32,10 +31,11 @@ def plugins() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel compile jobs.")
 @click.option("--host-reference", is_flag=True, help="Also build the CPU reference of the kernels (tests).")
 @click.option("--nvcc", default=None, help="nvcc to use [default: $CUDACXX, PATH, /usr/local/cuda/bin/nvcc].")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the segdeploy.result document (the build under stages.plugins).")
 def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, jobs, host_reference, nvcc,
                   as_json) -> None:
     """Configure and build with CMake; report where the libraries went."""
+    from segdeploy.errors import SegdeployError
     from segdeploy.plugins.build import DEFAULT_BUILD_DIR, BuildOptions, build_plugins
 
     opts = BuildOptions(
@@ -48,7 +48,14 @@ def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, j
         host_reference=host_reference,
         nvcc=nvcc,
     )
-    res = build_plugins(opts)
+    try:
+        res = build_plugins(opts)
+    except SegdeployError as e:
+        if as_json:
+            from segdeploy.result import echo_json, result_doc
+
+            echo_json(result_doc("plugins build", error=e))
+        raise
     info = {
         "build_dir": str(res.build_dir),
         "cuda_architectures": res.cuda_architectures,
@@ -60,7 +67,9 @@ def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, j
         "notes": list(res.notes),
     }
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        from segdeploy.result import echo_json, result_doc
+
+        echo_json(result_doc("plugins build", stages={"plugins": info}, notes=list(res.notes)))
         return
     click.echo(f"CUDA architectures: {res.cuda_architectures}")
     click.echo(f"kernels library:    {res.kernels_library}")

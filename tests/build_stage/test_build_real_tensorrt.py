@@ -81,7 +81,7 @@ def test_check_and_inspect_the_built_engines(capsys, release):
     rep = json.loads(stdout)["stages"]["check"]
     assert rep["candidate"]["kind"] == "tensorrt" and rep["gate"]["passed"] is True
     rc, stdout, err = _cli(capsys, "inspect", out / "model.fp16.engine", "--json")
-    rep = json.loads(stdout)
+    rep = json.loads(stdout)["stages"]["inspect"]
     assert rc == 0 and rep["installed_tensorrt"]["can_load"] is True and rep["manifest"]["sha256_matches"] is True
 
 

@@ -62,7 +62,7 @@ def test_build_stages_lists_and_describes_every_engine(capsys, monkeypatch, int8
     assert list((tmp_path / "tc").glob("trt-10.16.0.0-*.timing-cache"))  # the timing cache was saved
     # inspect reads the header and the manifest entry
     rc, out, _ = run_cli(capsys, "inspect", d / "model.int8.engine", "--json")
-    rep = json.loads(out)
+    rep = json.loads(out)["stages"]["inspect"]
     assert rc == 0 and rep["tensorrt_version"] == "10.16.0.0" and rep["manifest"]["sha256_matches"] is True
     assert rep["manifest"]["entry"]["source_onnx"] == "model.int8.onnx"
 

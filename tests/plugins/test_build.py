@@ -50,7 +50,9 @@ def test_cli_build_compiles_kernels_for_sm80_and_exports_only_the_c_abi(tmp_path
     rc = main(["plugins", "build", "--cuda-arch", "sm_80", "--build-dir", str(bdir), "--json"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    info = json.loads(out)
+    res = json.loads(out)
+    assert res["schema"] == "segdeploy.result" and res["command"] == "plugins build" and res["ok"]
+    info = res["stages"]["plugins"]
     lib = Path(info["kernels_library"])
     assert lib.is_file() and lib.parent == bdir.resolve() / "lib"
     assert info["cuda_architectures"] == "80"
