@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,10 @@ def _cmake_core(tmp_path, *args) -> subprocess.CompletedProcess:
     copy = tmp_path / "runtime"
     if not copy.exists():
         shutil.copytree(CPP, copy)
+    # python3 on PATH is the interpreter running the tests (the one with the test extra's nlohmann-json)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["cmake", "-S", str(copy), "-B", str(tmp_path / "build"), "-DSEGDEPLOY_RUNTIME_CPU_ONLY=ON", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.slow
