@@ -23,15 +23,20 @@ from segdeploy.result import echo_json, result_doc
               help="Sample images for the smoke test (default: the validation images of the precision stage).")
 @click.option("--num-samples", type=int, default=4, show_default=True, help="How many sample images to bundle.")
 @click.option("--no-archive", is_flag=True, help="Do not write <out>.tar.gz.")
+@click.option("--version-compatible", is_flag=True,
+              help="build.sh builds version-compatible engines (they load on a newer TensorRT after a JetPack upgrade; "
+                   "they carry host code, so its smoke test runs segdeploy_infer with --trust-host-code).")
 @output_options
-def bundle_command(export_dir, out_dir, target, trt_version, precision, samples, num_samples, no_archive, as_json, quiet):
+def bundle_command(export_dir, out_dir, target, trt_version, precision, samples, num_samples, no_archive,
+                   version_compatible, as_json, quiet):
     """Bundle EXPORT_DIR for building and running its engine on a Jetson (or any TensorRT host)."""
     from segdeploy.bundle.stage import BundleOptions, make_bundle
 
     try:
         opts = BundleOptions(target=target, trt_version=trt_version,
                              precisions=tuple(p.strip() for p in precision.split(",")) if precision else None,
-                             samples=samples, num_samples=num_samples, archive=not no_archive)
+                             samples=samples, num_samples=num_samples, archive=not no_archive,
+                             version_compatible=version_compatible)
         res = make_bundle(export_dir, out_dir, opts, progress=StepProgress(not quiet and not as_json))
     except SegdeployError as e:
         if as_json:

@@ -62,6 +62,7 @@ class BundleOptions:
     samples: str | None = None  # image folder; None: the validation images the precision stage used
     num_samples: int = 4
     archive: bool = True
+    version_compatible: bool = False  # engines built VERSION_COMPATIBLE; the smoke test then runs with --trust-host-code
 
     def __post_init__(self) -> None:
         t = resolve(self.target)
@@ -166,7 +167,8 @@ def _thresholds(ed: ExportDir, precisions: list[str]) -> dict[str, float]:
     return out
 
 
-def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget) -> tuple[str, dict[str, dict[str, Any]]]:
+def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget,
+                   version_compatible: bool = False) -> tuple[str, dict[str, dict[str, Any]]]:
     """The ``case`` arms of build.sh (one per TensorRT line x precision) and the same as JSON."""
     import shlex
 
@@ -185,7 +187,8 @@ def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget) -
             try:
                 cmd = trtexec_command(onnx[p], ed.input_name, ed.profile, p, target=line, plugin_library=plugins,
                                       calib_cache="build/model.calib.cache" if p == "int8-implicit" else None,
-                                      timing_cache="build/timing.cache", save_engine=f"engines/model.{p}.engine")
+                                      timing_cache="build/timing.cache", save_engine=f"engines/model.{p}.engine",
+                                      version_compatible=version_compatible)
             except (UnsupportedByTensorRT, UsageError) as e:
                 reason = e.message
                 table[key] = {"supported": False, "reason": reason}
@@ -197,7 +200,8 @@ def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget) -
     return "\n".join(arms), table
 
 
-def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str, thresholds: dict[str, float]) -> str:
+def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str, thresholds: dict[str, float],
+                     version_compatible: bool = False) -> str:
     text = (TEMPLATES / "build.sh").read_text(encoding="utf-8")
     stamp = ""
     if "int8-implicit" in precisions:
@@ -210,6 +214,7 @@ def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str
     thr = "\n".join(f'    {p}) echo {v} ;;' for p, v in thresholds.items())
     return (text.replace("@SEGDEPLOY_VERSION@", __version__).replace("@TARGET_LABEL@", target.label)
             .replace("@PRECISIONS@", " ".join(precisions)).replace("@NEEDS_PLUGINS@", "1" if ed.needs_plugins else "0")
+            .replace("@VERSION_COMPATIBLE@", "1" if version_compatible else "0")
             .replace("@DEFAULT_ARCH@", target.cuda_arch).replace("@TRTEXEC_CASES@", cases)
             .replace("@THRESHOLD_CASES@", thr)
             .replace('mkdir -p engines build\n', 'mkdir -p engines build\n' + stamp.lstrip("\n")))
@@ -302,8 +307,9 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
         shutil.copy2(Path(__file__).resolve().parents[1] / "platform" / "detect_trt.sh", staging / "tools" / "detect_trt.sh")
         samples = _references(ed, images, staging, say)
         thresholds = _thresholds(ed, precisions)
-        cases, table = _trtexec_cases(ed, precisions, target)
-        (staging / "build.sh").write_text(_render_build_sh(precisions, ed, target, cases, thresholds), encoding="utf-8")
+        cases, table = _trtexec_cases(ed, precisions, target, options.version_compatible)
+        (staging / "build.sh").write_text(_render_build_sh(precisions, ed, target, cases, thresholds,
+                                                           options.version_compatible), encoding="utf-8")
         os.chmod(staging / "build.sh", 0o755)
         os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
         (staging / "README.md").write_text(_readme(target, precisions, thresholds, ed, table, default_line), encoding="utf-8")
@@ -314,6 +320,7 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
                           "trt_lines": list(target.trt_lines), "default_trt": default_line},
                "source": {"export_dir": str(ed.path), "manifest_source_sha256": ed.source_sha256},
                "precisions": precisions, "needs_plugins": ed.needs_plugins, "samples": samples,
+               "version_compatible": options.version_compatible,
                "smoke_test": {"thresholds": thresholds, "rule": "percent of pixels equal to samples/reference/"},
                "trtexec": table, "files": files, "notes": notes}
         (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -8,11 +8,12 @@ there; docs/jetson.md gives the steps, ``cpp/include/segdeploy/segmenter.h`` the
 Layout of ``cpp/``:
 
 * ``include/segdeploy/`` -- public headers. ``segmenter.h`` (the TensorRT runner) includes no CUDA or
-  TensorRT header; the others (``json.h``, ``manifest.h``, ``image.h``, ``preprocess.h``,
-  ``postprocess.h``, ``plan.h``, ``stats.h``) are plain C++ with no third-party dependency.
-* ``src/`` -- the pure C++ core (JSON, manifest, PNG/PPM/PGM I/O with our own inflate/deflate, host
-  reference of the preprocessing and of argmax + restore), the CUDA kernels (``kernels.cu``) and the
-  TensorRT-facing code (``segmenter.cpp``).
+  TensorRT header; the others (``manifest.h``, ``image.h``, ``preprocess.h``, ``postprocess.h``,
+  ``plan.h``, ``stats.h``) are plain C++ that include no third-party header.
+* ``src/`` -- the pure C++ core (the manifest through nlohmann-json, PNG through libpng + zlib and PPM/PGM
+  image I/O, host reference of the preprocessing and of argmax + restore), the CUDA kernels
+  (``kernels.cu``) and the TensorRT-facing code (``segmenter.cpp``). Without libpng the core builds with
+  PPM/PGM only (CMakeLists.txt says how).
 * ``tools/`` -- ``segdeploy_infer``.
 
 The host reference is tested against ``segdeploy.datasets.preprocess`` in tests/runtime/.

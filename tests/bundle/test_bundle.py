@@ -161,3 +161,135 @@ def test_rebundling_replaces_an_earlier_bundle(example, tmp_path):
     assert main(["bundle", str(example), "--out", str(out), "--precision", "int8", "--no-archive", "-q"]) == 0
     assert json.loads((out / "bundle.json").read_text())["precisions"] == ["int8"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.staging")] == []
+
+
+# ------------------------------------------------------------------------------------------------ build.sh, run here
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _sandbox_bin(path: Path, tools=("sort", "tail", "sed", "grep", "tr", "mkdir", "cp", "basename", "dirname", "nproc",
+                                    "cat", "sh", "awk", "head", "env")) -> Path:
+    """A PATH directory holding only links to the named system tools (no nvcc, no python3, no cmake)."""
+    path.mkdir(parents=True)
+    for tool in tools:
+        real = shutil.which(tool)
+        assert real, f"{tool} is not installed"
+        (path / tool).symlink_to(real)
+    return path
+
+
+def _script(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + text)
+    path.chmod(0o755)
+    return path
+
+
+def _resolve_nvcc_fn(build_sh: str) -> str:
+    import re
+
+    m = re.search(r"^resolve_nvcc\(\) \{\n.*?^\}\n", build_sh, re.M | re.S)
+    assert m, "build.sh defines no resolve_nvcc()"
+    return m.group(0)
+
+
+def test_build_sh_finds_nvcc_where_jetpack_puts_it(example, tmp_path):
+    """build.sh's resolve_nvcc, run with bash in a sandbox PATH: CUDACXX (path or name; a wrong one is an error,
+    never replaced), then nvcc on PATH, $CUDA_PATH/bin, ROOT/cuda/bin (JetPack's /usr/local/cuda/bin, off PATH),
+    the newest ROOT/cuda-*/bin; a non-executable nvcc is skipped."""
+    out = tmp_path / "b"
+    assert main(["bundle", str(example), "--out", str(out), "--precision", "fp32", "--no-archive", "-q"]) == 0
+    fn = _resolve_nvcc_fn((out / "build.sh").read_text())
+    sandbox = _sandbox_bin(tmp_path / "sandbox")
+    root = tmp_path / "usr-local"
+    fake = "echo 'Cuda compilation tools, release 12.6, V12.6.68'\n"
+
+    def resolve(path_dirs=(), **env) -> tuple[int, str]:
+        full = {"PATH": ":".join([*map(str, path_dirs), str(sandbox)]), "SEGDEPLOY_CUDA_SEARCH_ROOT": str(root), **env}
+        r = subprocess.run([BASH, "-c", fn + "resolve_nvcc"], env=full, capture_output=True, text=True)
+        return r.returncode, r.stdout.strip()
+
+    assert resolve() == (1, "")  # nothing anywhere
+    for v in ("12.2", "12.10", "12.6"):  # versioned toolkits only: the newest by version, not by name
+        _script(root / f"cuda-{v}" / "bin" / "nvcc", fake)
+    _script(root / "cuda-13.0" / "bin" / "nvcc", fake).chmod(0o644)  # not executable: skipped
+    assert resolve() == (0, str(root / "cuda-12.10" / "bin" / "nvcc"))
+    jetpack = _script(root / "cuda" / "bin" / "nvcc", fake)  # JetPack: /usr/local/cuda/bin, not on PATH
+    assert resolve() == (0, str(jetpack))
+    cuda_path = _script(tmp_path / "opt" / "cuda" / "bin" / "nvcc", fake)
+    assert resolve(CUDA_PATH=str(tmp_path / "opt" / "cuda")) == (0, str(cuda_path))
+    on_path = _script(tmp_path / "pathbin" / "nvcc", fake)
+    assert resolve([on_path.parent], CUDA_PATH=str(tmp_path / "opt" / "cuda")) == (0, str(on_path))
+    assert resolve([on_path.parent], CUDACXX=str(jetpack)) == (0, str(jetpack))  # CUDACXX first
+    assert resolve([on_path.parent], CUDACXX="nvcc") == (0, str(on_path))  # a command name is looked up
+    assert resolve([on_path.parent], CUDACXX=str(tmp_path / "missing" / "nvcc"))[0] == 2
+    assert resolve(CUDACXX=str(root / "cuda-13.0" / "bin" / "nvcc"))[0] == 2  # not executable: an error, not skipped
+
+
+def _fake_device(tmp_path: Path, bundle: Path) -> dict[str, str]:
+    """Stand-ins for what build.sh drives on a device: TensorRT 10.3 for detect_trt.sh, trtexec (writes the engine),
+    cmake (records its arguments; `--build build/runtime` makes a segdeploy_infer that records its arguments and
+    reports 100 % agreement; FAIL_CONFIGURE=1 makes the runtime's configure step fail with a long log), and nvcc
+    only in ROOT/cuda/bin, off PATH, as on JetPack. Returns build.sh's environment."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    bin_dir = _sandbox_bin(tmp_path / "sandbox")
+    root = tmp_path / "usr-local"
+    _script(root / "cuda" / "bin" / "nvcc", "echo 'Cuda compilation tools, release 12.6, V12.6.68'\n")
+    python = _script(tmp_path / "fake" / "python3", 'case "$2" in *"import tensorrt;"*) echo 10.3.0.26 ;; *) exit 1 ;; esac\n')
+    trtexec = _script(tmp_path / "fake" / "trtexec", f'echo "$@" >> {calls}/trtexec\n'
+                      'for a in "$@"; do case "$a" in --saveEngine=*) : > "${a#--saveEngine=}" ;; esac; done\n')
+    infer = (f'#!/bin/sh\necho "$@" >> {calls}/segdeploy_infer\necho "agreement     100.000% (16384 of 16384 pixels)"\n'
+             ': > "$4"\n')
+    _script(bin_dir / "cmake", f'echo "CUDACXX=$CUDACXX $*" >> {calls}/cmake\n'
+            'case "$*" in\n'
+            '  "-S runtime "*) if [ "${FAIL_CONFIGURE:-0}" = 1 ]; then i=0; while [ $i -lt 60 ]; do echo "-- line $i"; i=$((i+1)); done;\n'
+            '                  echo "CMake Error: segdeploy runtime: nlohmann-json (nlohmann/json.hpp) not found"; exit 1; fi ;;\n'
+            '  "--build build/runtime"*) mkdir -p build/runtime; cat > build/runtime/segdeploy_infer <<\'EOF_INFER\'\n'
+            f'{infer}EOF_INFER\n'
+            '                           chmod +x build/runtime/segdeploy_infer ;;\n'
+            'esac\n')
+    (bin_dir / "chmod").symlink_to(shutil.which("chmod"))
+    return {"PATH": str(bin_dir), "PYTHON": str(python), "TRTEXEC": str(trtexec), "SEGDEPLOY_CUDA_SEARCH_ROOT": str(root),
+            "SEGDEPLOY_CUDA_ARCH": "87", "HOME": str(tmp_path), "JOBS": "2"}
+
+
+def test_build_sh_runs_through_with_stand_ins(example, tmp_path):
+    """The whole build.sh on this machine with stand-ins for the device's tools: nvcc found in /usr/local/cuda/bin
+    (off PATH) reaches every CMake configure step, the runner is configured before any engine is built, a
+    version-compatible bundle builds with --versionCompatible and runs its smoke test with --trust-host-code; a
+    failing CMake step shows its log's tail and ends with one error line."""
+    out = tmp_path / "b"
+    assert main(["bundle", str(example), "--out", str(out), "--precision", "fp32", "--num-samples", "2",
+                 "--version-compatible", "--no-archive", "-q"]) == 0
+    doc = json.loads((out / "bundle.json").read_text())
+    assert doc["version_compatible"] is True and "--versionCompatible" in doc["trtexec"]["10.3:fp32"]["command"]
+    env = _fake_device(tmp_path, out)
+    r = subprocess.run([BASH, str(out / "build.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    nvcc = tmp_path / "usr-local" / "cuda" / "bin" / "nvcc"
+    assert f"[build.sh] CUDA compiler {nvcc} (release 12.6)" in r.stdout and "smoke test passed" in r.stdout
+    cmake = (tmp_path / "calls" / "cmake").read_text().splitlines()
+    assert cmake[0].startswith(f"CUDACXX={nvcc} -S runtime -B build/runtime -DCMAKE_CUDA_COMPILER={nvcc}"), cmake
+    assert "-DSEGDEPLOY_REQUIRE_PNG=ON" in cmake[0] and cmake[1].startswith(f"CUDACXX={nvcc} --build build/runtime")
+    trtexec = (tmp_path / "calls" / "trtexec").read_text()
+    assert "--versionCompatible" in trtexec and "--saveEngine=engines/model.fp32.engine" in trtexec
+    runs = (tmp_path / "calls" / "segdeploy_infer").read_text().splitlines()
+    assert len(runs) == 2 and all("--trust-host-code" in run and "--compare samples/reference/" in run for run in runs)
+    # the same bundle without --version-compatible: no --trust-host-code anywhere
+    plain = tmp_path / "plain"
+    assert main(["bundle", str(example), "--out", str(plain), "--precision", "fp32", "--num-samples", "1",
+                 "--no-archive", "-q"]) == 0
+    sh = (plain / "build.sh").read_text()
+    assert "VERSION_COMPATIBLE=0" in sh and "--versionCompatible" not in sh
+    # a failing configure step: its log's tail on stdout, one error line on stderr, no engine built
+    (tmp_path / "calls" / "trtexec").unlink()
+    r = subprocess.run([BASH, str(plain / "build.sh")], env={**env, "FAIL_CONFIGURE": "1"}, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: configuring the C++ runner"), r.stderr
+    assert "nlohmann-json (nlohmann/json.hpp) not found" in r.stdout and "-- line 59" in r.stdout and "-- line 5\n" not in r.stdout
+    assert not (tmp_path / "calls" / "trtexec").exists()
+    # no nvcc anywhere: one line naming CUDACXX
+    r = subprocess.run([BASH, str(plain / "build.sh")], env={**env, "SEGDEPLOY_CUDA_SEARCH_ROOT": str(tmp_path / "none")},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nvcc not found" in r.stderr and "CUDACXX=" in r.stderr

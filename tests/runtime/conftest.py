@@ -13,8 +13,9 @@ import rt_util
 
 @pytest.fixture(scope="session")
 def harness(tmp_path_factory) -> rt_util.Harness:
-    if not rt_util.have_gxx():
-        pytest.skip("g++ is not on PATH: the C++ runtime's host code cannot be compiled here")
+    reason = rt_util.missing_dependency()
+    if reason:
+        pytest.skip(reason)
     return rt_util.Harness(rt_util.compile_harness(tmp_path_factory.mktemp("runtime-harness")))
 
 

@@ -2,11 +2,14 @@
 
 The harness (runtime_harness.cpp) is compiled from segdeploy/runtime/cpp's core sources -- the list is read
 from the ``segdeploy_runtime_core`` target of its CMakeLists.txt, so the tests build what CMake builds -- with
-the same flags CMake uses for that target (C++17, -O2, -ffp-contract=off, warnings as errors).
+the same flags CMake uses for that target (C++17, -O2, -ffp-contract=off, warnings as errors) and the same
+third-party libraries: nlohmann-json (headers; the PyPI package ``nlohmann-json`` of the test extra, else the
+system's) and libpng + zlib (``-DSEGDEPLOY_HAVE_PNG=1 -lpng -lz``; ``png=False`` builds the PPM/PGM-only core).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -31,11 +34,53 @@ def core_sources() -> list[Path]:
     return [CPP / s for s in m.group(1).split()]
 
 
-def compile_harness(out: Path, extra: list[str] | None = None, name: str = "runtime_harness") -> Path:
+SYSTEM_INCLUDES = (Path("/usr/include"), Path("/usr/local/include"))
+
+
+def json_include() -> Path | None:
+    """The directory holding nlohmann/json.hpp: the PyPI package ``nlohmann-json`` (located without importing it),
+    else a system include directory (apt nlohmann-json3-dev); None when neither has it."""
+    spec = importlib.util.find_spec("nlohmann_json")
+    if spec is not None and spec.submodule_search_locations:
+        inc = Path(list(spec.submodule_search_locations)[0]) / "include"
+        if (inc / "nlohmann" / "json.hpp").is_file():
+            return inc
+    return next((d for d in SYSTEM_INCLUDES if (d / "nlohmann" / "json.hpp").is_file()), None)
+
+
+def have_libpng() -> bool:
+    return any((d / "png.h").is_file() or (d / "libpng16" / "png.h").is_file() for d in SYSTEM_INCLUDES)
+
+
+def core_flags(png: bool = True) -> list[str]:
+    """Compiler flags for the core's third-party headers and PNG support (what CMake adds to the target)."""
+    inc = json_include()
+    assert inc is not None, "nlohmann-json not found: pip install nlohmann-json (the test extra has it)"
+    flags = [] if inc in SYSTEM_INCLUDES else ["-isystem", str(inc)]
+    return flags + (["-DSEGDEPLOY_HAVE_PNG=1"] if png else [])
+
+
+def core_libs(png: bool = True) -> list[str]:
+    return ["-lpng", "-lz"] if png else []
+
+
+def missing_dependency() -> str | None:
+    """Why the core cannot be compiled here (a skip reason), or None."""
+    if not have_gxx():
+        return "g++ is not on PATH: the C++ runtime's host code cannot be compiled here"
+    if json_include() is None:
+        return "nlohmann-json is not installed (pip install nlohmann-json, in the test extra; or apt nlohmann-json3-dev)"
+    if not have_libpng():
+        return "libpng's headers are not installed (apt install libpng-dev zlib1g-dev)"
+    return None
+
+
+def compile_harness(out: Path, extra: list[str] | None = None, name: str = "runtime_harness", png: bool = True) -> Path:
     """g++ the core + tools/infer_args.cpp + runtime_harness.cpp into ``out/name``; raise with the log on failure."""
     exe = out / name
-    cmd = ["g++", *CXXFLAGS, *(extra or []), f"-I{CPP / 'include'}", f"-I{CPP / 'src'}", f"-I{CPP / 'tools'}",
-           *map(str, core_sources()), str(CPP / "tools" / "infer_args.cpp"), str(HERE / "runtime_harness.cpp"), "-o", str(exe)]
+    cmd = ["g++", *CXXFLAGS, *(extra or []), *core_flags(png), f"-I{CPP / 'include'}", f"-I{CPP / 'src'}",
+           f"-I{CPP / 'tools'}", *map(str, core_sources()), str(CPP / "tools" / "infer_args.cpp"),
+           str(HERE / "runtime_harness.cpp"), "-o", str(exe), *core_libs(png)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise AssertionError(f"g++ failed ({' '.join(cmd)}):\n{proc.stderr[-6000:]}")

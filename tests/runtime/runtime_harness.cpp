@@ -7,13 +7,13 @@
 //   preprocess MANIFEST OUT FMT IMG... FMT rgb | bgr | rgb-strided; int32 n,c,h,w; floats; 7 int32 per image
 //   classmap MANIFEST LOGITS OUT HxW...  LOGITS: int32 n,k,h,w + floats; OUT: per image int32 h,w + uint16 labels
 //   manifest MANIFEST                  key=value lines
-//   json FILE                          canonical dump
-//   inflate IN OUT MAXOUT              zlib stream -> bytes
-//   deflate IN OUT fixed|stored        bytes -> zlib stream
-//   encode-png RAW OUT W H CHANNELS fixed|stored
+//   encode-png RAW OUT W H CHANNELS    encodePng (8-bit gray or RGB) to OUT
 //   classmap-file RAW16 OUT W H        write a uint16 class map to OUT (.png / .pgm)
 //   write-image RAW OUT W H CHANNELS   writeImage (.png / .ppm / .pgm)
 //   plan FILE                          builder version from the plan header
+//   host-code MANIFEST ENGINE 0|1      requireHostCodeTrust for ENGINE's entry, with trust_host_code 0/1
+//   failure-hint LOG PLAN_VERSION RUNTIME_VERSION PLUGINS(0|1) TRUST(0|1)   deserializeFailureHint ("-" = unknown)
+//   png-support                        1 when built with libpng, else 0
 //   stats V...                         mean p50 p90 min max count
 //   args ARG...                        segdeploy_infer's parsed arguments
 #include <cstdio>
@@ -27,7 +27,6 @@
 #include "infer_args.h"
 #include "segdeploy/error.h"
 #include "segdeploy/image.h"
-#include "segdeploy/json.h"
 #include "segdeploy/manifest.h"
 #include "segdeploy/plan.h"
 #include "segdeploy/postprocess.h"
@@ -180,36 +179,16 @@ int run(const std::vector<std::string>& a) {
         std::cout << "\nhas_plugin_graph=" << m.has_plugin_graph << "\nplugin_graph_file=" << m.plugin_graph_file << "\nengines=";
         for (size_t i = 0; i < m.engines.size(); ++i) {
             const EngineEntry& e = m.engines[i];
-            std::cout << (i ? ";" : "") << e.file << "|" << e.precision << "|" << e.plugins << "|" << e.tensorrt_version;
+            std::cout << (i ? ";" : "") << e.file << "|" << e.precision << "|" << e.plugins << "|" << e.tensorrt_version << "|"
+                      << e.version_compatible;
         }
         std::cout << "\n";
         return 0;
     }
-    if (cmd == "json") {
-        need(a, 2);
-        std::vector<uint8_t> b = readAll(a[1]);
-        Json j = Json::parse(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), a[1], "fix the JSON");
-        std::cout << j.dump() << "\n";
-        return 0;
-    }
-    if (cmd == "inflate") {
-        need(a, 4);
-        std::vector<uint8_t> b = readAll(a[1]);
-        std::vector<uint8_t> out = zlibDecompress(b.data(), b.size(), size_t(std::stoull(a[3])), a[1]);
-        writeAll(a[2], out.data(), out.size());
-        return 0;
-    }
-    if (cmd == "deflate") {
-        need(a, 4);
-        std::vector<uint8_t> b = readAll(a[1]);
-        std::vector<uint8_t> out = zlibCompress(b.data(), b.size(), a[3] == "fixed");
-        writeAll(a[2], out.data(), out.size());
-        return 0;
-    }
     if (cmd == "encode-png") {
-        need(a, 7);
+        need(a, 6);
         std::vector<uint8_t> b = readAll(a[1]);
-        std::vector<uint8_t> png = encodePng(b.data(), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]), a.size() < 7 || a[6] != "stored");
+        std::vector<uint8_t> png = encodePng(b.data(), std::stoi(a[3]), std::stoi(a[4]), std::stoi(a[5]));
         writeAll(a[2], png.data(), png.size());
         return 0;
     }
@@ -240,6 +219,27 @@ int run(const std::vector<std::string>& a) {
         std::cout << inspectPlan(b.data(), b.size(), a[1]).versionString() << "\n";
         return 0;
     }
+    if (cmd == "host-code") {
+        need(a, 4);
+        Manifest m = readManifest(a[1]);
+        requireHostCodeTrust(m.engineFor(a[2]), a[3] == "1", a[2]);
+        std::cout << "ok\n";
+        return 0;
+    }
+    if (cmd == "failure-hint") {
+        need(a, 6);
+        PlanInfo plan;
+        if (a[2] != "-") {
+            plan.version_known = true;
+            std::sscanf(a[2].c_str(), "%d.%d.%d.%d", &plan.major, &plan.minor, &plan.patch, &plan.build);
+        }
+        std::cout << deserializeFailureHint(a[1], plan, a[3], a[4] == "1", a[5] == "1") << "\n";
+        return 0;
+    }
+    if (cmd == "png-support") {
+        std::cout << pngSupported() << "\n";
+        return 0;
+    }
     if (cmd == "stats") {
         std::vector<double> v;
         for (size_t i = 1; i < a.size(); ++i) v.push_back(std::stod(a[i]));
@@ -256,7 +256,7 @@ int run(const std::vector<std::string>& a) {
             return 0;
         }
         std::cout << p.engine << "|" << p.manifest << "|" << p.image << "|" << p.output << "|" << p.plugins << "|" << p.iterations
-                  << "|" << p.warmup << "|" << p.device << "|" << p.compare << "|" << p.min_agreement << "\n";
+                  << "|" << p.warmup << "|" << p.device << "|" << p.compare << "|" << p.min_agreement << "|" << p.trust_host_code << "\n";
         return 0;
     }
     if (cmd == "agree") {  // agree MAP.png REF.png: the smoke test's comparison of two class-map files

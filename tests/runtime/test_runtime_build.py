@@ -1,7 +1,8 @@
-"""Builds of the C++ runtime that need no GPU: CMake's CPU-only core from a standalone copy of the directory,
-the CUDA sources with nvcc, the TensorRT-facing code against user-supplied TensorRT headers
-(``SEGDEPLOY_TRT_INCLUDE``, as tests/plugins/test_trt_compile.py; nothing is downloaded), and the host code
-under AddressSanitizer + UndefinedBehaviorSanitizer on broken inputs.
+"""Builds of the C++ runtime that need no GPU: CMake's CPU-only core from a standalone copy of the directory (with
+libpng, and without it), the CUDA sources with nvcc, the TensorRT-facing code against user-supplied TensorRT headers
+(``SEGDEPLOY_TRT_INCLUDE``, as tests/plugins/test_trt_compile.py; nothing is downloaded), the host code under
+AddressSanitizer + UndefinedBehaviorSanitizer on broken inputs, and -- at the source level -- that host code is
+allowed only on the caller's explicit request (--trust-host-code).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,23 +55,60 @@ def test_core_target_lists_every_pure_source():
 
 def test_pure_parts_include_no_cuda_or_tensorrt():
     pure = [*rt_util.core_sources(), *(CPP / "include" / "segdeploy").glob("*.h"), CPP / "src" / "pixel_ops.h",
-            CPP / "src" / "checksum.h", CPP / "tools" / "infer_args.cpp", CPP / "tools" / "infer_args.h"]
+            CPP / "src" / "png_io.h", CPP / "tools" / "infer_args.cpp", CPP / "tools" / "infer_args.h"]
     for path in pure:
         includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M)
         bad = [i for i in includes if i.startswith(("Nv", "cuda", "cuda_", "cufft")) or i.endswith((".cuh",))]
         assert not bad, f"{path.name} includes {bad}"
 
 
-@pytest.mark.slow
-def test_cmake_cpu_only_build_of_a_standalone_copy(tmp_path):
+def test_public_headers_need_no_third_party_library():
+    """An application includes segdeploy's headers without nlohmann-json or libpng on its include path."""
+    for path in (CPP / "include" / "segdeploy").glob("*.h"):
+        includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', path.read_text(), re.M)
+        third_party = [i for i in includes if i.startswith(("nlohmann", "png", "zlib"))]
+        assert not third_party, (path.name, third_party)
+
+
+def _cmake_core(tmp_path, *args) -> subprocess.CompletedProcess:
+    """Configure the CPU-only core from a standalone copy of the directory (what a bundle ships)."""
     for tool in ("cmake", "g++"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not on PATH")
+    reason = rt_util.missing_dependency()
+    if reason:
+        pytest.skip(reason)
     copy = tmp_path / "runtime"
-    shutil.copytree(CPP, copy)  # what a bundle ships: the directory alone
-    _run(["cmake", "-S", str(copy), "-B", str(tmp_path / "build"), "-DSEGDEPLOY_RUNTIME_CPU_ONLY=ON"])
+    if not copy.exists():
+        shutil.copytree(CPP, copy)
+    # python3 on PATH is the interpreter running the tests (the one with the test extra's nlohmann-json)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(["cmake", "-S", str(copy), "-B", str(tmp_path / "build"), "-DSEGDEPLOY_RUNTIME_CPU_ONLY=ON", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_cmake_cpu_only_build_of_a_standalone_copy(tmp_path):
+    """nlohmann-json found without being named (the PyPI package through python3 on PATH, or the system's), libpng
+    required and found; the core builds and links libpng."""
+    conf = _cmake_core(tmp_path, "-DSEGDEPLOY_REQUIRE_PNG=ON")
+    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
+    assert "segdeploy runtime: nlohmann-json" in conf.stdout and "PNG through libpng" in conf.stdout, conf.stdout
     _run(["cmake", "--build", str(tmp_path / "build"), "-j2"])
-    assert (tmp_path / "build" / "libsegdeploy_runtime_core.a").is_file()
+    lib = tmp_path / "build" / "libsegdeploy_runtime_core.a"
+    assert lib.is_file()
+    assert "png_create_read_struct" in _run(["nm", "-u", str(lib)]).stdout
+
+
+def test_cmake_without_libpng_configures_ppm_only(tmp_path):
+    """-DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON (no libpng): a PPM/PGM-only core, said at configure time; with
+    SEGDEPLOY_REQUIRE_PNG=ON (the bundle's build.sh) the configure step fails naming the package to install."""
+    inc = f"-DSEGDEPLOY_JSON_INCLUDE_DIR={rt_util.json_include()}"
+    conf = _cmake_core(tmp_path, "-DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON", inc)
+    assert conf.returncode == 0, conf.stderr[-3000:]
+    assert "libpng not found: images are read and written as PPM/PGM only" in conf.stdout, conf.stdout
+    strict = _cmake_core(tmp_path, "-DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON", "-DSEGDEPLOY_REQUIRE_PNG=ON", inc)
+    assert strict.returncode != 0 and "sudo apt install libpng-dev" in strict.stderr, strict.stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -85,8 +124,11 @@ def test_cuda_sources_compile_with_nvcc(tmp_path, arch):
     _run(["nvcc", *flags, "-c", str(CPP / "src" / "kernels.cu"), "-o", str(tmp_path / "kernels.o")])
     # the GPU pipeline + the GPU test driver link against the CUDA runtime (no TensorRT, no GPU needed to link)
     exe = tmp_path / "gpu_harness"
-    _run(["nvcc", *flags, *map(str, rt_util.core_sources()), str(CPP / "src" / "gpu_pipeline.cpp"),
-          str(tmp_path / "kernels.o"), str(rt_util.HERE / "gpu_harness.cpp"), "-o", str(exe)])
+    reason = rt_util.missing_dependency()
+    if reason:
+        pytest.skip(reason)
+    _run(["nvcc", *flags, *rt_util.core_flags(), *map(str, rt_util.core_sources()), str(CPP / "src" / "gpu_pipeline.cpp"),
+          str(tmp_path / "kernels.o"), str(rt_util.HERE / "gpu_harness.cpp"), "-o", str(exe), *rt_util.core_libs()])
     assert exe.is_file()
 
 
@@ -120,7 +162,8 @@ def test_cmake_builds_the_runtime_library_against_headers(tmp_path):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not on PATH")
     build = tmp_path / "build"
-    _run(["cmake", "-S", str(CPP), "-B", str(build), f"-DTensorRT_INCLUDE_DIR={TRT_INCLUDE}", "-DSEGDEPLOY_CUDA_ARCH=87"])
+    _run(["cmake", "-S", str(CPP), "-B", str(build), f"-DTensorRT_INCLUDE_DIR={TRT_INCLUDE}", "-DSEGDEPLOY_CUDA_ARCH=87",
+          f"-DSEGDEPLOY_JSON_INCLUDE_DIR={rt_util.json_include()}"])
     _run(["cmake", "--build", str(build), "--target", "segdeploy_runtime", "-j2"])
     assert (build / "libsegdeploy_runtime.a").is_file()
 
@@ -130,8 +173,9 @@ def test_cmake_builds_the_runtime_library_against_headers(tmp_path):
 def test_host_code_under_sanitizers(tmp_path, manifest_doc):
     """ASan + UBSan build of the harness: broken PNGs, mutated PNGs, broken manifests and JSON, and a
     preprocessing + argmax round in both modes run clean (any report aborts with a non-0/1/2 status)."""
-    if not rt_util.have_gxx():
-        pytest.skip("g++ is not on PATH")
+    reason = rt_util.missing_dependency()
+    if reason:
+        pytest.skip(reason)
     import test_runtime_image_io as io_tests
     import test_runtime_manifest as man_tests
 
@@ -160,7 +204,7 @@ def test_host_code_under_sanitizers(tmp_path, manifest_doc):
         check("manifest", tmp_path / "m.json")
     for text, _ in man_tests.BAD_JSON:
         (tmp_path / "j.json").write_bytes(text.encode("latin-1"))
-        check("json", tmp_path / "j.json")
+        check("manifest", tmp_path / "j.json")
     for mode in ("pad", "resize"):
         doc = copy.deepcopy(manifest_doc)
         doc["preprocess"]["resize"] = mode
@@ -171,9 +215,9 @@ def test_host_code_under_sanitizers(tmp_path, manifest_doc):
         rt_util.write_logits(tmp_path / "l.bin", logits)
         assert check("classmap", m, tmp_path / "l.bin", tmp_path / "c.bin", "128x128", "100x128", "128x77").returncode == 0
     assert check("resize", rt_util.VAL_IMAGES[0], tmp_path / "r.raw", 61, 200).returncode == 0
-    (tmp_path / "z.bin").write_bytes(bytes(range(256)) * 300)
-    assert check("deflate", tmp_path / "z.bin", tmp_path / "z.z", "fixed").returncode == 0
-    assert check("inflate", tmp_path / "z.z", tmp_path / "z.out", 76800).returncode == 0
+    (tmp_path / "px.raw").write_bytes(bytes(range(256)) * 300)
+    assert check("encode-png", tmp_path / "px.raw", tmp_path / "e.png", 320, 80, 3).returncode == 0
+    assert check("decode", tmp_path / "e.png", tmp_path / "e.raw").returncode == 0
 
 
 def test_docs_embedding_example_compiles(tmp_path):
@@ -207,7 +251,8 @@ def test_segdeploy_infer_links_and_fails_cleanly_without_a_gpu(tmp_path, export_
     _run(["gcc", "-shared", "-fPIC", str(tmp_path / "stub.c"), "-o", str(tmp_path / "libnvinfer.so")])
     build = tmp_path / "build"
     _run(["cmake", "-S", str(CPP), "-B", str(build), f"-DTensorRT_INCLUDE_DIR={TRT_INCLUDE}",
-          f"-DTensorRT_LIBRARY={tmp_path / 'libnvinfer.so'}", "-DSEGDEPLOY_CUDA_ARCH=87"])
+          f"-DTensorRT_LIBRARY={tmp_path / 'libnvinfer.so'}", "-DSEGDEPLOY_CUDA_ARCH=87",
+          f"-DSEGDEPLOY_JSON_INCLUDE_DIR={rt_util.json_include()}"])
     _run(["cmake", "--build", str(build), "--target", "segdeploy_infer", "-j2"])
     exe = str(build / "segdeploy_infer")
     img = str(rt_util.VAL_IMAGES[0])
@@ -215,7 +260,8 @@ def test_segdeploy_infer_links_and_fails_cleanly_without_a_gpu(tmp_path, export_
     def infer(*args):
         return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=60)
 
-    assert infer("--help").stdout.startswith("usage: segdeploy_infer")
+    usage = infer("--help").stdout
+    assert usage.startswith("usage: segdeploy_infer") and "--trust-host-code" in usage
     cases = [
         (("a", "b"), 2, "expected 4 arguments ENGINE MANIFEST IMAGE OUT, got 2"),
         ((img, export_dir, img, tmp_path / "o.png", "--iterations", "-1"), 2, "--iterations takes an integer >= 1"),
@@ -234,3 +280,41 @@ def test_segdeploy_infer_links_and_fails_cleanly_without_a_gpu(tmp_path, export_
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "CUDA cudaGetDevice failed" in proc.stderr or "TensorRT createInferRuntime failed" in proc.stderr, proc.stderr
     assert not (tmp_path / "o.png").exists()
+    # an engine the manifest records as version-compatible: refused before any GPU call without --trust-host-code
+    doc = json.loads((export_dir / "manifest.json").read_text())
+    doc["engines"] = [{"file": "fake.engine", "precision": "fp32", "flags": {"builder": ["VERSION_COMPATIBLE"]}}]
+    vc = rt_util.write_manifest(tmp_path / "vc.json", doc)
+    proc = infer(tmp_path / "fake.engine", vc, img, tmp_path / "o.png")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "pass --trust-host-code" in proc.stderr, proc.stderr
+    proc = infer(tmp_path / "fake.engine", vc, img, tmp_path / "o.png", "--trust-host-code")
+    assert proc.returncode == 1 and "trust-host-code" not in proc.stderr, proc.stderr  # on to CUDA / the runtime
+
+
+def _function_body(text: str, signature: str) -> str:
+    start = text.index(signature)
+    depth, i = 0, text.index("{", start)
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j + 1]
+    raise AssertionError(f"unbalanced braces after {signature}")
+
+
+def test_host_code_is_allowed_only_on_request():
+    """segmenter.cpp calls IRuntime::setEngineHostCodeAllowed(true) once, inside allowHostCode and behind the
+    TensorRT >= 8.6 guard; allowHostCode runs only under SegmenterOptions::trust_host_code and before the engine is
+    deserialized; the manifest's version-compatible record is checked before that; segdeploy_infer passes
+    --trust-host-code through. (The compile checks against NVIDIA's headers prove the call exists in 8.6-11.x.)"""
+    src = (CPP / "src" / "segmenter.cpp").read_text()
+    assert src.count("setEngineHostCodeAllowed(") == 1 and "setEngineHostCodeAllowed(true)" in src
+    allow = _function_body(src, "void allowHostCode(nvinfer1::IRuntime& runtime)")
+    assert re.search(r"#if NV_TENSORRT_MAJOR > 8 \|\| \(NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6\)\s*\n\s*"
+                     r"runtime\.setEngineHostCodeAllowed\(true\);\s*\n#else", allow), allow
+    load = _function_body(src, "void Segmenter::Impl::load(")
+    calls = [m.start() for m in re.finditer(r"allowHostCode\(", load)]
+    assert len(calls) == 1 and re.search(r"if \(options\.trust_host_code\) allowHostCode\(\*runtime\);", load)
+    assert calls[0] < load.index("deserializeCudaEngine(")
+    assert load.index("requireHostCodeTrust(entry, options.trust_host_code") < load.index("cudaGetDevice(")
+    assert "deserializeFailureHint(" in load and "options.trust_host_code" in load[load.index("deserializeFailureHint("):]
+    infer = (CPP / "tools" / "segdeploy_infer.cpp").read_text()
+    assert "options.trust_host_code = args.trust_host_code;" in infer

@@ -32,11 +32,14 @@ CPP = rt_util.CPP
 def gpu_harness(tmp_path_factory) -> rt_util.Harness:
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on PATH: the CUDA kernels cannot be built")
+    reason = rt_util.missing_dependency()
+    if reason:
+        pytest.skip(reason)
     out = tmp_path_factory.mktemp("gpu-harness")
     exe = out / "gpu_harness"
-    cmd = ["nvcc", "-std=c++17", "-O2", "-arch=native", "-Xcompiler=-ffp-contract=off", f"-I{CPP / 'include'}",
-           f"-I{CPP / 'src'}", *map(str, rt_util.core_sources()), str(CPP / "src" / "gpu_pipeline.cpp"),
-           str(CPP / "src" / "kernels.cu"), str(rt_util.HERE / "gpu_harness.cpp"), "-o", str(exe)]
+    cmd = ["nvcc", "-std=c++17", "-O2", "-arch=native", "-Xcompiler=-ffp-contract=off", *rt_util.core_flags(),
+           f"-I{CPP / 'include'}", f"-I{CPP / 'src'}", *map(str, rt_util.core_sources()), str(CPP / "src" / "gpu_pipeline.cpp"),
+           str(CPP / "src" / "kernels.cu"), str(rt_util.HERE / "gpu_harness.cpp"), "-o", str(exe), *rt_util.core_libs()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return rt_util.Harness(exe)
@@ -137,7 +140,9 @@ def test_segdeploy_infer_end_to_end(export_dir, tmp_path):
     engine.write_bytes(bytes(plan))
     # runner
     build = tmp_path / "build"
-    for cmd in (["cmake", "-S", str(CPP), "-B", str(build), f"-DTensorRT_ROOT={root}"], ["cmake", "--build", str(build), "-j4"]):
+    configure = ["cmake", "-S", str(CPP), "-B", str(build), f"-DTensorRT_ROOT={root}",
+                 f"-DSEGDEPLOY_JSON_INCLUDE_DIR={rt_util.json_include()}", "-DSEGDEPLOY_REQUIRE_PNG=ON"]
+    for cmd in (configure, ["cmake", "--build", str(build), "-j4"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exe = build / "segdeploy_infer"

@@ -4,9 +4,11 @@
 #   ./build.sh               plugin library (if the model needs it), engines, the C++ runner, smoke test
 #   ./build.sh --skip-smoke  everything but the smoke test
 # Environment: SEGDEPLOY_CUDA_ARCH  CUDA architecture for CMake (default: from the device tree or nvidia-smi)
+#              CUDACXX              nvcc to use (default: PATH, $CUDA_PATH/bin, /usr/local/cuda/bin, /usr/local/cuda-*/bin)
 #              TensorRT_ROOT        TensorRT prefix for CMake (default: the system's, e.g. JetPack's /usr)
 #              TRTEXEC              trtexec to use (default: PATH, then /usr/src/tensorrt/bin/trtexec)
 #              JOBS                 parallel compile jobs (default: nproc)
+# Needs: cmake >= 3.18, the CUDA toolkit, TensorRT's headers, libpng-dev, nlohmann-json3-dev (checked first).
 # Exit status: 0 built and (unless skipped) every engine passed the smoke test; 1 a step failed; 2 usage;
 #              3 an engine built but its masks disagree with the reference masks beyond the threshold.
 set -euo pipefail
@@ -14,11 +16,14 @@ cd "$(dirname "$0")"
 
 PRECISIONS="@PRECISIONS@"
 NEEDS_PLUGINS=@NEEDS_PLUGINS@
+# 1: the engines are built version-compatible (segdeploy bundle --version-compatible). Such a plan carries host code
+# that TensorRT runs only when the runner allows it; this script built the engines itself, so its smoke test does.
+VERSION_COMPATIBLE=@VERSION_COMPATIBLE@
 SKIP_SMOKE=0
 for arg in "$@"; do
   case "$arg" in
     --skip-smoke) SKIP_SMOKE=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "error: unknown option $arg; see ./build.sh --help" >&2; exit 2 ;;
   esac
 done
@@ -26,6 +31,37 @@ done
 say() { printf '[build.sh] %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+# resolve_nvcc: print the nvcc to build with. CMake looks only at $CUDACXX, PATH and $CUDA_PATH/bin, but JetPack
+# installs nvcc in /usr/local/cuda/bin without adding it to PATH. Order: $CUDACXX (a path or a command name; exit 2
+# when it names no executable: a user's setting is never replaced), nvcc on PATH, $CUDA_PATH/bin/nvcc, $ROOT/cuda/bin/nvcc, the
+# newest $ROOT/cuda-*/bin/nvcc, with ROOT=${SEGDEPLOY_CUDA_SEARCH_ROOT:-/usr/local}. Exit 1 when none is found.
+resolve_nvcc() {
+  local root=${SEGDEPLOY_CUDA_SEARCH_ROOT:-/usr/local} found
+  if [ -n "${CUDACXX:-}" ]; then
+    found=$CUDACXX
+    case "$found" in */*) ;; *) found=$(command -v "$found" 2>/dev/null) || return 2 ;; esac
+    if [ ! -x "$found" ] || [ -d "$found" ]; then return 2; fi
+    printf '%s\n' "$found"
+    return 0
+  fi
+  if found=$(command -v nvcc 2>/dev/null); then printf '%s\n' "$found"; return 0; fi
+  if [ -n "${CUDA_PATH:-}" ] && [ -x "$CUDA_PATH/bin/nvcc" ]; then printf '%s\n' "$CUDA_PATH/bin/nvcc"; return 0; fi
+  if [ -x "$root/cuda/bin/nvcc" ]; then printf '%s\n' "$root/cuda/bin/nvcc"; return 0; fi
+  found=$(for f in "$root"/cuda-*/bin/nvcc; do if [ -x "$f" ]; then printf '%s\n' "$f"; fi; done | sort -V | tail -n 1)
+  [ -n "$found" ] || return 1
+  printf '%s\n' "$found"
+}
+
+# run_logged LOG CMD...: run CMD with its output in LOG; when it fails, show the log's last lines and fail.
+run_logged() {
+  local log=$1
+  shift
+  if "$@" > "$log" 2>&1; then return 0; fi
+  say "$* failed; the last lines of $log:"
+  tail -n 40 "$log" | sed 's/^/    /'
+  return 1
+}
 
 # 1. the TensorRT version on this device (Python module, then dpkg, then NvInferVersion.h)
 TRT_VERSION=$(sh tools/detect_trt.sh) || die "no TensorRT on this device; install it (JetPack: sudo apt install nvidia-tensorrt) and re-run"
@@ -50,23 +86,43 @@ say "CUDA architecture $ARCH"
 CMAKE_TRT=()
 if [ -n "${TensorRT_ROOT:-}" ]; then CMAKE_TRT=(-DTensorRT_ROOT="$TensorRT_ROOT"); fi
 
-# 3. the plugin library (only when the model needs segdeploy's TensorRT plugins)
+# 3. the CUDA compiler, then the C++ runner's configuration: its dependencies (CUDA, TensorRT headers, libpng,
+#    nlohmann-json) are checked here, before any engine is built
+rc=0
+NVCC=$(resolve_nvcc) || rc=$?
+if [ "$rc" = 2 ]; then die "CUDACXX=$CUDACXX is not an executable file; point it at nvcc or unset it"; fi
+if [ "$rc" != 0 ]; then
+  die "nvcc not found (looked at CUDACXX, PATH, \$CUDA_PATH/bin, ${SEGDEPLOY_CUDA_SEARCH_ROOT:-/usr/local}/cuda/bin and cuda-*/bin); install the CUDA toolkit (JetPack: sudo apt install nvidia-jetpack) or set CUDACXX=/path/to/nvcc"
+fi
+export CUDACXX="$NVCC"
+say "CUDA compiler $NVCC ($("$NVCC" --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'version unknown'))"
+CMAKE_CUDA=(-DCMAKE_CUDA_COMPILER="$NVCC" -DSEGDEPLOY_CUDA_ARCH="$ARCH")
+mkdir -p engines build
+run_logged build/cmake-runtime.log cmake -S runtime -B build/runtime "${CMAKE_CUDA[@]}" "${CMAKE_TRT[@]}" \
+    -DSEGDEPLOY_REQUIRE_PNG=ON ||
+  die "configuring the C++ runner failed (see the lines above, build/cmake-runtime.log; usually a missing CUDA, TensorRT headers, libpng-dev or nlohmann-json3-dev); install what it names and re-run"
+
+# 4. the plugin library (only when the model needs segdeploy's TensorRT plugins)
 PLUGIN_ARGS=()
 if [ "$NEEDS_PLUGINS" = 1 ]; then
   say "building the plugin library"
-  cmake -S plugins -B build/plugins -DSEGDEPLOY_CUDA_ARCH="$ARCH" "${CMAKE_TRT[@]}" >/dev/null
-  cmake --build build/plugins -j "$JOBS" >/dev/null
+  run_logged build/cmake-plugins.log cmake -S plugins -B build/plugins "${CMAKE_CUDA[@]}" "${CMAKE_TRT[@]}" ||
+    die "configuring the plugin library failed (see the lines above, build/cmake-plugins.log); fix it and re-run"
+  run_logged build/build-plugins.log cmake --build build/plugins -j "$JOBS" ||
+    die "building the plugin library failed (see the lines above, build/build-plugins.log); fix it and re-run"
   PLUGIN_LIB=build/plugins/lib/libsegdeploy_trt_plugins.so
   [ -f "$PLUGIN_LIB" ] || die "the plugin library was not built (TensorRT >= 10 headers needed; set TensorRT_ROOT)"
   PLUGIN_ARGS=(--plugins "$PLUGIN_LIB")
 fi
+RUNNER_ARGS=("${PLUGIN_ARGS[@]}")
+if [ "$VERSION_COMPATIBLE" = 1 ]; then RUNNER_ARGS+=(--trust-host-code); fi
 
-# 4. the engines: segdeploy build when Python has segdeploy and TensorRT, else the trtexec commands below
-mkdir -p engines build
+# 5. the engines: segdeploy build when Python has segdeploy and TensorRT, else the trtexec commands below
 if python3 -c "import segdeploy, tensorrt" >/dev/null 2>&1; then
   say "building engines with segdeploy build ($PRECISIONS)"
   BUILD_ARGS=()  # implicit INT8: the cache header is re-stamped for this device's TensorRT
   case " $PRECISIONS " in *" int8-implicit "*) BUILD_ARGS=(--rewrite-calib-header) ;; esac
+  if [ "$VERSION_COMPATIBLE" = 1 ]; then BUILD_ARGS+=(--version-compatible); fi
   python3 -m segdeploy build model --precision "${PRECISIONS// /,}" "${PLUGIN_ARGS[@]}" "${BUILD_ARGS[@]}"
   for p in $PRECISIONS; do cp "model/model.$p.engine" "engines/model.$p.engine"; done
 else
@@ -84,14 +140,14 @@ else
   done
 fi
 
-# 5. the C++ runner (segdeploy::Segmenter + segdeploy_infer)
+# 6. the C++ runner (segdeploy::Segmenter + segdeploy_infer), configured in step 3
 say "building the C++ runner"
-cmake -S runtime -B build/runtime -DSEGDEPLOY_CUDA_ARCH="$ARCH" "${CMAKE_TRT[@]}" >/dev/null
-cmake --build build/runtime -j "$JOBS" >/dev/null
+run_logged build/build-runtime.log cmake --build build/runtime -j "$JOBS" ||
+  die "building the C++ runner failed (see the lines above, build/build-runtime.log); fix it and re-run"
 RUNNER=build/runtime/segdeploy_infer
-[ -x "$RUNNER" ] || die "segdeploy_infer was not built (libnvinfer not found?); see build/runtime"
+[ -x "$RUNNER" ] || die "segdeploy_infer was not built (libnvinfer not found? see build/cmake-runtime.log); set TensorRT_ROOT"
 
-# 6. smoke test: every engine on the bundled samples, class maps compared with the reference masks
+# 7. smoke test: every engine on the bundled samples, class maps compared with the reference masks
 [ "$SKIP_SMOKE" = 1 ] && { say "smoke test skipped"; exit 0; }
 threshold() {
   case "$1" in
@@ -105,7 +161,7 @@ for p in $PRECISIONS; do
   mkdir -p "build/smoke/$p"
   for img in samples/images/*.png; do
     stem=$(basename "$img" .png)
-    if "$RUNNER" "engines/model.$p.engine" model/manifest.json "$img" "build/smoke/$p/$stem.png" "${PLUGIN_ARGS[@]}" \
+    if "$RUNNER" "engines/model.$p.engine" model/manifest.json "$img" "build/smoke/$p/$stem.png" "${RUNNER_ARGS[@]}" \
          --compare "samples/reference/$stem.png" --min-agreement "$t" > "build/smoke/$p/$stem.log"; then
       say "$p $stem: $(grep -m1 '^agreement' "build/smoke/$p/$stem.log")"
     else

@@ -6,8 +6,10 @@
 // getTensorLocation / getNbOptimizationProfiles / getProfileShape, IExecutionContext::setInputShape /
 // getTensorShape / setTensorAddress / enqueueV3, `delete` on every TensorRT object, getInferLibVersion.
 // NV_TENSORRT_MAJOR selects code only where versions truly differ: the encoding of getInferLibVersion() (8.x:
-// major*1000+minor*100+patch, 10+: major*10000+minor*100+patch) and the plugin-creator interfaces (IPluginV3
-// creators and IPluginRegistry::getCreator exist from 10.0; segdeploy's plugins need them).
+// major*1000+minor*100+patch, 10+: major*10000+minor*100+patch), the plugin-creator interfaces (IPluginV3
+// creators and IPluginRegistry::getCreator exist from 10.0; segdeploy's plugins need them), and
+// IRuntime::setEngineHostCodeAllowed (from 8.6; called only with SegmenterOptions::trust_host_code, as trtexec does
+// for version-compatible plans).
 #include "segdeploy/segmenter.h"
 
 #include <NvInfer.h>
@@ -251,6 +253,19 @@ bool registerNvidiaPlugins(Logger& logger) {
     return true;
 }
 
+// Lets `runtime` deserialize plans that carry host code (version-compatible plans: an embedded lean runtime,
+// serialized plugin libraries). Only on the application's explicit request (SegmenterOptions::trust_host_code).
+void allowHostCode(nvinfer1::IRuntime& runtime) {
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+    runtime.setEngineHostCodeAllowed(true);
+#else
+    (void)runtime;
+    throw Error("--trust-host-code (SegmenterOptions::trust_host_code) needs TensorRT 8.6 or newer, but this runtime was "
+                "built against TensorRT " + std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) +
+                "; rebuild it against TensorRT 8.6+ or use an engine built without version compatibility");
+#endif
+}
+
 std::string findPluginLibrary(const EngineEntry* entry, const std::string& engine_path, const std::string& manifest_path) {
     std::string name = (entry && !entry->plugins.empty()) ? baseName(entry->plugins) : kPluginFileName;
     std::string manifest_dir = manifest_path;
@@ -303,6 +318,8 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
     summary.output_name = manifest.output_name;
     std::vector<uint8_t> plan = readFileBytes(engine_path, "engine", "pass the engine file built by `segdeploy build` or trtexec --saveEngine");
     summary.plan = inspectPlan(plan.data(), plan.size(), engine_path);  // file problems before any GPU call
+    const EngineEntry* entry = manifest.engineFor(baseName(engine_path));
+    requireHostCodeTrust(entry, options.trust_host_code, engine_path);
 
     checkCuda(cudaGetDevice(&device), "cudaGetDevice");
     summary.device = device;
@@ -311,7 +328,6 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
     summary.device_name = prop.name;
 
     // plugins: when given, or when the engine needs segdeploy's plugins
-    const EngineEntry* entry = manifest.engineFor(baseName(engine_path));
     bool required = entry && !entry->plugins.empty();
     bool likely = !entry && manifest.has_plugin_graph;
     std::string plugin_path = options.plugin_library;
@@ -328,6 +344,8 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
 
     runtime.reset(nvinfer1::createInferRuntime(logger));
     if (!runtime) throw Error("TensorRT createInferRuntime failed" + withLog(logger) + "; check the TensorRT installation and the GPU (nvidia-smi / tegrastats)");
+    if (options.trust_host_code) allowHostCode(*runtime);
+    summary.host_code_allowed = options.trust_host_code;
     if (!plugin_path.empty()) {
         registerPluginLibrary(plugin_path, runtime->getPluginRegistry(), logger);
         summary.plugins_loaded = true;
@@ -341,21 +359,9 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
         if (!engine) log = logger.takeErrors();
     }
     if (!engine) {
-        std::string msg = "TensorRT could not deserialize engine " + engine_path + (log.empty() ? "" : " (TensorRT: " + log + ")");
-        std::string lower = lowerCase(log);
-        std::string runtime_v = summary.tensorrt_runtime_version;
-        std::string plan_v = summary.plan.version_known ? std::to_string(summary.plan.major) + "." + std::to_string(summary.plan.minor) +
-                                                              "." + std::to_string(summary.plan.patch) : "";
-        if (!plan_v.empty() && plan_v != runtime_v) {
-            msg += "; it was built by TensorRT " + summary.plan.versionString() + " but this runtime uses TensorRT " + runtime_v +
-                   ": rebuild the engine on this device with this TensorRT (`segdeploy build` or trtexec)";
-        } else if (!summary.plugins_loaded && lower.find("plugin") != std::string::npos) {
-            msg += "; the engine uses plugins: pass the plugin library (segdeploy_infer --plugins, SegmenterOptions::plugin_library)";
-        } else {
-            msg += "; engines only run on the GPU model and TensorRT version that built them: rebuild it on this device "
-                   "(`segdeploy build` or trtexec)";
-        }
-        throw Error(msg);
+        throw Error("TensorRT could not deserialize engine " + engine_path + (log.empty() ? "" : " (TensorRT: " + log + ")") + "; " +
+                    deserializeFailureHint(log, summary.plan, summary.tensorrt_runtime_version, summary.plugins_loaded,
+                                           options.trust_host_code));
     }
 
     // I/O tensors: exactly the manifest's input and output

@@ -32,16 +32,19 @@ double parsePercent(const std::string& option, const std::string& text) {
 }  // namespace
 
 std::string inferUsage() {
-    return "usage: segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--iterations N] [--warmup N] [--device N]\n"
-           "                       [--compare REF --min-agreement PERCENT]\n"
+    return "usage: segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--trust-host-code] [--iterations N]\n"
+           "                       [--warmup N] [--device N] [--compare REF --min-agreement PERCENT]\n"
            "\n"
            "Runs a segdeploy TensorRT engine on one image and writes the class map.\n"
            "  ENGINE            serialized TensorRT plan (segdeploy build / trtexec --saveEngine)\n"
            "  MANIFEST          manifest.json of the export (or the export directory)\n"
-           "  IMAGE             8-bit image: PNG (any colour type), PPM (P6) or PGM (P5)\n"
+           "  IMAGE             8-bit image: PNG (any colour type; when built with libpng), PPM (P6) or PGM (P5)\n"
            "  OUT               class map: .png or .pgm, 8-bit gray (16-bit when a class id exceeds 255)\n"
            "  --plugins LIB     TensorRT plugin library to register (default: only when the engine needs\n"
            "                    segdeploy's plugins, found next to the engine or the manifest)\n"
+           "  --trust-host-code allow a plan that carries host code (built version-compatible: trtexec\n"
+           "                    --versionCompatible, segdeploy build --version-compatible); TensorRT then runs\n"
+           "                    code from the engine file: only for engines you built or trust (TensorRT 8.6+)\n"
            "  --iterations N    timed runs (default 1); prints mean/p50/p90 end-to-end latency\n"
            "  --warmup N        untimed runs before them (default 1)\n"
            "  --device N        CUDA device (default: the current one, normally 0)\n"
@@ -59,6 +62,10 @@ InferArgs parseInferArgs(const std::vector<std::string>& args) {
             a.help = true;
             return a;
         }
+        if (arg == "--trust-host-code") {
+            a.trust_host_code = true;
+            continue;
+        }
         if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
             std::string name = arg, value;
             bool has_value = false;
@@ -68,6 +75,7 @@ InferArgs parseInferArgs(const std::vector<std::string>& args) {
                 value = arg.substr(eq + 1);
                 has_value = true;
             }
+            if (name == "--trust-host-code") throw usageError("--trust-host-code takes no value; " + std::string(kTry));
             if (name != "--plugins" && name != "--iterations" && name != "--warmup" && name != "--device" &&
                 name != "--compare" && name != "--min-agreement") {
                 throw usageError("unknown option " + name + "; " + kTry);

@@ -1,8 +1,9 @@
 // segdeploy_infer: command-line parsing (pure C++, tested without TensorRT).
 //
-// usage: segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--iterations N] [--warmup N] [--device N]
-//                        [--compare REF --min-agreement PERCENT]
-// Options accept "--name value" and "--name=value". Errors throw segdeploy::Error with code 2 (usage).
+// usage: segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--trust-host-code] [--iterations N] [--warmup N]
+//                        [--device N] [--compare REF --min-agreement PERCENT]
+// Options with a value accept "--name value" and "--name=value"; --trust-host-code takes none. Errors throw
+// segdeploy::Error with code 2 (usage).
 #pragma once
 
 #include <string>
@@ -13,6 +14,7 @@ namespace segdeploy {
 struct InferArgs {
     std::string engine, manifest, image, output;
     std::string plugins;  //!< --plugins: plugin library to register ("" = only when needed)
+    bool trust_host_code = false;  //!< --trust-host-code: allow plans that carry host code (version-compatible)
     int iterations = 1;   //!< --iterations: timed runs (>= 1)
     int warmup = 1;       //!< --warmup: untimed runs before them (>= 0)
     int device = -1;      //!< --device: CUDA device ordinal (-1 = current)

@@ -1,7 +1,7 @@
 // segdeploy_infer: run a segdeploy TensorRT engine on one image, write the class map, print the latency.
 //
-//   segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--iterations N] [--warmup N] [--device N]
-//                   [--compare REF --min-agreement PERCENT]
+//   segdeploy_infer ENGINE MANIFEST IMAGE OUT [--plugins LIB] [--trust-host-code] [--iterations N] [--warmup N]
+//                   [--device N] [--compare REF --min-agreement PERCENT]
 //
 // Output (stdout): the engine summary, the latency over N timed iterations of Segmenter::segment (end to end:
 // image upload, GPU preprocessing, inference, GPU argmax + restore, class map download; wall clock on the host,
@@ -39,6 +39,7 @@ void printSummary(const segdeploy::Segmenter& seg, const segdeploy::Image& img) 
     std::printf("preprocess    %s, channels %s, scale %.9g\n", segdeploy::toString(m.preprocess.resize),
                 segdeploy::toString(m.preprocess.channel_order), m.preprocess.scale);
     std::printf("plugins       %s\n", s.plugins_loaded ? s.plugin_library.c_str() : "none");
+    if (s.host_code_allowed) std::printf("host code     allowed (--trust-host-code)\n");
     std::printf("image         %dx%d (WxH)\n", img.width, img.height);
 }
 
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
         segdeploy::Image image = segdeploy::readImage(args.image);
         segdeploy::SegmenterOptions options;
         options.plugin_library = args.plugins;
+        options.trust_host_code = args.trust_host_code;
         options.device = args.device;
         segdeploy::Segmenter seg(args.engine, args.manifest, options);
         printSummary(seg, image);

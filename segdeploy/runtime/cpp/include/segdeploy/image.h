@@ -1,17 +1,20 @@
-// segdeploy runtime: 8-bit images and class maps, and their files (PNG, PPM/PGM) -- no third-party code.
+// segdeploy runtime: 8-bit images and class maps, and their files (PNG through libpng, PPM/PGM).
 //
 // Reading (readImage / decodeImage) gives HxWx3 8-bit RGB exactly as segdeploy's Python side gets it
 // (segdeploy.datasets.read_image: PIL.Image.open(path).convert("RGB")):
-//  * PNG, every standard colour type and bit depth, interlaced or not; CRCs and the zlib Adler-32 are checked.
-//    Gray 1/2/4/8-bit is scaled to 0..255 (x255, x85, x17, x1) and replicated; 16-bit gray is CLAMPED to 255
-//    (Pillow's I;16 -> RGB conversion); other 16-bit images keep the high byte; alpha is dropped (no
-//    compositing); palette indices are looked up in PLTE (tRNS ignored). Ancillary chunks are skipped;
-//    EXIF orientation is not applied (as in Python).
-//  * PPM (P6) and PGM (P5) with maxval 255 (gray is replicated).
-//  Errors: segdeploy::Error "cannot read image <name>: <reason>; <fix>".
-// Writing: writeImage / writeClassMap pick the format from the extension (.png, .ppm, .pgm). PNGs are written
-// with filter 0 and one fixed-Huffman deflate block (greedy LZ77), or stored blocks with compress=false.
-// Class maps are 8-bit gray when every label < 256, else 16-bit gray (PNG: big-endian; PGM: maxval 65535).
+//  * PNG through libpng (when the runtime was built with it: pngSupported()), every standard colour type and bit
+//    depth, interlaced or not; libpng checks the CRCs and the zlib stream. Gray 1/2/4-bit is scaled to 0..255
+//    (x255, x85, x17) and replicated; 16-bit gray is CLAMPED to 255 (Pillow's I;16 -> RGB conversion); other
+//    16-bit images keep the high byte; alpha is dropped (no compositing); palette indices are looked up in PLTE
+//    (an index beyond it is black; tRNS ignored). No gamma or background handling; EXIF orientation is not
+//    applied (as in Python). Images above 2^28 pixels are refused before any pixel memory is allocated.
+//  * PPM (P6) and PGM (P5) with maxval 255 (gray is replicated) -- always available.
+//  Errors: segdeploy::Error "cannot read image <name>: <reason>; <fix>" (one line; libpng's own messages are kept).
+// Writing: writeImage / writeClassMap pick the format from the extension (.png needs libpng; .ppm, .pgm). Class
+// maps are 8-bit gray when every label < 256, else 16-bit gray (PNG: big-endian; PGM: maxval 65535). Files are
+// written to a temporary name beside the target and renamed.
+// Without libpng (CMake found none, or -DCMAKE_DISABLE_FIND_PACKAGE_PNG=ON) PNG reading and writing fail with a
+// one-line error naming the fix (install libpng-dev and rebuild, or use PPM/PGM).
 #pragma once
 
 #include <cstddef>
@@ -60,20 +63,17 @@ Image decodeImage(const uint8_t* data, size_t size, const std::string& name);
 //! Read an image file (format from its first bytes, not its name) as 8-bit RGB.
 Image readImage(const std::string& path);
 
-//! Encode an 8-bit gray (channels 1) or RGB (channels 3) image as PNG.
-std::vector<uint8_t> encodePng(const uint8_t* pixels, int width, int height, int channels, bool compress = true);
+//! True when this build reads and writes PNG (libpng was found at build time).
+bool pngSupported();
+
+//! Encode an 8-bit gray (channels 1) or RGB (channels 3) image as PNG (libpng, default compression).
+std::vector<uint8_t> encodePng(const uint8_t* pixels, int width, int height, int channels);
 //! Encode a 16-bit gray image as PNG (samples written big-endian).
-std::vector<uint8_t> encodePng16(const uint16_t* pixels, int width, int height, bool compress = true);
+std::vector<uint8_t> encodePng16(const uint16_t* pixels, int width, int height);
 
 //! Write `image` to `path` (.png, .ppm for RGB, .pgm for gray). Errors name the path and the fix.
 void writeImage(const std::string& path, const Image& image);
 //! Write a class map to `path` (.png or .pgm): 8-bit gray when all labels < 256, else 16-bit gray.
 void writeClassMap(const std::string& path, const ClassMap& map);
-
-//! zlib stream (RFC 1950) -> bytes. Fails (segdeploy::Error naming `name`) on a corrupt stream, an Adler-32
-//! mismatch, or output longer than `max_out` bytes.
-std::vector<uint8_t> zlibDecompress(const uint8_t* data, size_t size, size_t max_out, const std::string& name);
-//! bytes -> zlib stream: one fixed-Huffman block with greedy LZ77 (compress), or stored blocks.
-std::vector<uint8_t> zlibCompress(const uint8_t* data, size_t size, bool compress = true);
 
 }  // namespace segdeploy

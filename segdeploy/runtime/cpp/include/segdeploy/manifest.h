@@ -4,6 +4,11 @@
 //  * readManifest(path) / parseManifest(text, where) return a Manifest or throw segdeploy::Error with ONE line
 //    "<where>: <what is wrong>; <fix>" (e.g. "manifest.json: preprocess.std must be an array, not string; re-run
 //    `segdeploy export` to regenerate it"). `path` may also be the export directory (then DIR/manifest.json).
+//  * JSON is parsed by nlohmann-json (RFC 8259; the last of duplicate keys wins, as in Python). Syntax errors say
+//    "invalid JSON at line L, column C: <reason>" (1-based; the column counts bytes). Python's json.dumps writes
+//    NaN / Infinity / -Infinity for non-finite floats, which JSON does not allow: outside strings these literals are
+//    read as null, so a document holding them elsewhere still loads, and a field this reader uses that holds one
+//    fails its type check naming the field.
 //  * What is checked (the subset of segdeploy.manifest.validate_manifest the runtime relies on): schema name
 //    "segdeploy.manifest"; schema_version 1 or 2 (a newer one is refused: the runtime sources must come from the
 //    same segdeploy release as the export, which `segdeploy bundle` guarantees); the types of every field read
@@ -20,8 +25,6 @@
 #include <vector>
 
 namespace segdeploy {
-
-class Json;
 
 enum class ChannelOrder { kRGB, kBGR };
 enum class ResizeMode { kPad, kResize };
@@ -50,6 +53,9 @@ struct EngineEntry {
     std::string precision;         //!< fp32 | fp16 | int8 | int8-implicit
     std::string plugins;           //!< plugin library the engine needs ("plugins": name or {"library": name}); empty when none
     std::string tensorrt_version;  //!< TensorRT version that built it ("10.3.0.26"); empty when unknown
+    //! Built with BuilderFlag VERSION_COMPATIBLE ("VERSION_COMPATIBLE" in flags.builder): the plan carries host code
+    //! (a lean runtime, serialized plugins) that TensorRT runs only when the application allows it.
+    bool version_compatible = false;
 };
 
 struct Manifest {
@@ -73,8 +79,6 @@ struct Manifest {
 
 //! Parse a manifest from JSON text; `where` names it in messages (e.g. its path).
 Manifest parseManifest(const std::string& text, const std::string& where);
-//! Parse an already-parsed JSON document.
-Manifest manifestFromJson(const Json& doc, const std::string& where);
 //! Read and parse `path` (a manifest.json, or an export directory holding one).
 Manifest readManifest(const std::string& path);
 

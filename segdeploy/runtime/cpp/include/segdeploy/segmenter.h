@@ -12,7 +12,11 @@
 //    (IPluginRegistry::loadLibrary, as trtexec --dynamicPlugins), once per process and path; it stays loaded
 //    until the process ends. NVIDIA's standard plugins (libnvinfer_plugin, e.g. TensorRT 8.6's InstanceNorm) are
 //    registered only when a deserialization fails on a missing plugin, then it is retried once.
-//    The engine must be a plain serialized plan (checked before deserialization).
+//    The engine must be a plain serialized plan (checked before deserialization). A plan that carries host code
+//    (built version-compatible: BuilderFlag VERSION_COMPATIBLE, trtexec --versionCompatible) loads only with
+//    SegmenterOptions::trust_host_code (IRuntime::setEngineHostCodeAllowed, TensorRT 8.6+); when the manifest's
+//    engines entry records such a build and the option is off, construction fails first with a one-line error
+//    that names the option (plan.h: requireHostCodeTrust).
 //    Its input must be float32 NCHW with 3 channels, its output float32 or float16 [N, num_classes, H, W]; the
 //    usable shape range is the manifest's profile intersected with the engine's profile 0. Device buffers for
 //    the largest batch of that range are allocated once (input, logits, image upload, class maps); only
@@ -51,6 +55,10 @@ struct SegmenterOptions {
     //! Plugin library (libsegdeploy_trt_plugins.so) to register; empty: only when needed, looked up next to the
     //! engine and the manifest.
     std::string plugin_library;
+    //! Allow plans that carry host code (version-compatible plans: an embedded lean runtime, serialized plugins):
+    //! TensorRT then runs code from the engine file, so set it only for engines you built or trust. Needs TensorRT
+    //! 8.6 or newer. segdeploy_infer --trust-host-code.
+    bool trust_host_code = false;
     //! CUDA device ordinal; -1: the device current on the constructing thread.
     int device = -1;
     //! TensorRT and runtime messages at or above this severity go to `log` (default: warnings and errors).
@@ -70,6 +78,7 @@ struct EngineSummary {
     int64_t min_h = 0, min_w = 0, max_h = 0, max_w = 0;  //!< usable input H/W range
     bool plugins_loaded = false;
     std::string plugin_library;             //!< the path registered, when any
+    bool host_code_allowed = false;         //!< SegmenterOptions::trust_host_code was set
     std::string device_name;
     int device = 0;
 };
