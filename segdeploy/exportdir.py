@@ -502,11 +502,11 @@ class Transaction:
     def _target_handle(self):
         """The published directory's handle (never through a link), or None when it does not exist."""
         t = self.target
+        fd = None
         try:
             fd = safefs.open_dir(t.name, dir_fd=self._pfd, follow=False)
         except FileNotFoundError:
-            yield None
-            return
+            pass
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise ArtifactError(f"output path {t} exists and is not a directory; choose another --out") from None
@@ -514,7 +514,8 @@ class Transaction:
         try:
             yield fd
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     # ---- staging helpers
     def _recover(self) -> None:
@@ -567,7 +568,7 @@ class Transaction:
                 for n in sorted(self.entries):
                     self._stage_listed(tfd, n)
             for n in sorted(os.listdir(tfd)):
-                if not is_owned_name(n):
+                if not is_owned_name(n) and n not in self.entries:
                     self._carry(tfd, n)
         except OSError as e:
             raise ArtifactError(_describe_os_error(e, f"cannot stage the current files of {t}")) from None
@@ -755,12 +756,6 @@ def clean_work_dirs(parent_fd: int, target: Path, tags: Iterable[str], also: Ite
     return notes
 
 
-def sibling_paths(target: Path, tag: str) -> list[Path]:
-    """Hidden work paths beside ``target`` named ``.<name>.<tag>-*`` (staging, old sets), sorted."""
-    with safefs.dir_handle(target.parent) as pfd:
-        return [target.parent / n for n in _work_names(pfd, target.name, tag)]
-
-
 def _publish_at(pfd: int, staging: str, target: str) -> None:
     """Replace ``target`` by the marked work directory ``staging`` (both in ``pfd``) in one step.
 
@@ -883,5 +878,5 @@ def guard_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]],
 __all__ = [
     "CALIB_CACHE", "ENGINE_PRECISIONS", "ExportDir", "FP16_ONNX", "FileEntry", "INT8_ONNX", "KINDS", "MANIFEST",
     "MODEL_ONNX", "RANGES", "TRT_ONNX", "DirLock", "Transaction", "clean_work_dirs", "engine_name", "guard_outputs",
-    "is_owned_name", "publish_directory", "sibling_paths",
+    "is_owned_name", "publish_directory", "read_manifest_unvalidated",
 ]

@@ -54,8 +54,8 @@ CHUNK = 1 << 20
 # ------------------------------------------------------------------------------------------- names
 
 
-def check_name(name: object, where: str = "") -> str:
-    """``name`` when it is one plain, encodable path component; else ArtifactError naming ``where``."""
+def check_name(name: object, where: str = "", fix: str = "use a plain file name") -> str:
+    """``name`` when it is one plain, encodable path component; else ArtifactError naming ``where`` and ``fix``."""
     problem = None
     if not isinstance(name, str) or not name:
         problem = "is empty or not text"
@@ -72,7 +72,7 @@ def check_name(name: object, where: str = "") -> str:
             problem = "is not valid Unicode (a lone surrogate)"
     if problem:
         shown = f" in {where}" if where else ""
-        raise ArtifactError(f"file name {name!r}{shown} {problem}; it is not a plain file name")
+        raise ArtifactError(f"file name {name!r}{shown} {problem}, not a plain file name; {fix}")
     return name
 
 
@@ -135,7 +135,7 @@ def open_regular(dir_fd: int | None, name: str, *, shown: str | os.PathLike, fix
     ``write`` opens read-write (never creates). FileNotFoundError escapes (the caller knows what a missing file
     means); every other problem is one ArtifactError line: ``<shown> is a FIFO ..., not a regular file; <fix>``.
     """
-    check_name(name, str(shown))
+    check_name(name, os.path.dirname(str(shown)), fix or "use a plain file name")
     flags = (_READ_FLAGS & ~os.O_RDONLY) | (os.O_RDWR if write else os.O_RDONLY) | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(name, flags, dir_fd=dir_fd)

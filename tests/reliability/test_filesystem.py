@@ -320,3 +320,15 @@ def test_a_manifest_that_is_not_a_regular_file_is_one_line(exp, images, tmp_path
     line = refused(code, out, err, 1, command)
     assert f"manifest.json {kind}, not a regular file" in line, line
     assert listing(exp) == before
+
+
+@pytest.mark.parametrize("bad", ["model\u0000.onnx", "\ud800.onnx"])
+@pytest.mark.parametrize("command", ["check", "calibrate"])
+def test_a_listed_name_that_is_not_text_is_one_line(exp, images, tmp_path, capsys, command, bad):
+    doc = json.loads((exp / "manifest.json").read_text())
+    doc["files"][bad] = doc["files"]["model.onnx"]  # JSON can carry a NUL or a lone surrogate; a path cannot
+    (exp / "manifest.json").write_text(json.dumps(doc))
+    before = listing(exp)
+    code, out, err = run(capsys, *cli(tmp_path, command, exp, images))
+    assert "not a plain file name" in refused(code, out, err, 1, command)
+    assert listing(exp) == before
