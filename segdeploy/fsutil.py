@@ -1,8 +1,10 @@
-"""Atomic file writes and content hashing.
+"""Atomic file writes and content hashing (path-level wrappers of :mod:`segdeploy.safefs`).
 
 Contract: a write either leaves the complete new file at ``path`` or leaves ``path`` as it was
-(missing or the old good file). Temporary files live beside the target (same filesystem, so the final
-``os.replace`` is atomic) and are removed on any failure.
+(missing or the old good file). The temporary file is created beside the target with ``O_EXCL | O_NOFOLLOW``
+(never through a planted link, never an existing inode) and renamed over ``path`` relative to the directory
+handle (a link at ``path`` is replaced, not followed); it is removed on any failure. Hashing refuses anything
+that is not a regular file (a FIFO never blocks it) with one ArtifactError line.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from segdeploy import safefs
 from segdeploy.errors import ArtifactError
 
 
@@ -41,29 +43,14 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on error delete it."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates 0600; artifacts are ordinary files others (CI, a device) must read
-    os.chmod(tmp_path, 0o644)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+    """Yield a new temporary path beside ``path`` (0644); on success rename it over ``path``, on error delete it."""
+    with safefs.atomic_path(path, suffix) as tmp:
+        yield tmp
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-    except OSError as e:
-        raise ArtifactError(f"cannot write {path}: {e.strerror or e}; check free space and permissions") from None
+    """Write ``data`` to ``path`` atomically (0644). Raises ArtifactError."""
+    safefs.atomic_write(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -77,15 +64,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    """Hex SHA-256 of a regular file's bytes (a final link is followed: the caller names an input). A FIFO,
+    device or directory is one ArtifactError line; a missing file raises FileNotFoundError."""
+    fd = safefs.open_file(path, fix="pass a regular file", follow=True)
+    try:
+        return safefs.hash_fd(fd)[0]
+    finally:
+        os.close(fd)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -10,6 +10,7 @@ import stat
 import pytest
 
 from segdeploy import exportdir as ed_mod
+from segdeploy import safefs
 from segdeploy.errors import ArtifactError
 from segdeploy.exportdir import ExportDir, Transaction
 from segdeploy.manifest import SCHEMA_VERSION, validate_manifest
@@ -143,7 +144,7 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
     publish(out)
     before = snapshot(out)
 
-    def full(a, b):
+    def full(*args):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ed_mod, "_exchange", full)
@@ -156,22 +157,30 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
 def test_two_rename_fallback_and_recovery(tmp_path, monkeypatch):
     out = tmp_path / "exp"
     publish(out)
-    monkeypatch.setattr(ed_mod, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(ed_mod, "_exchange", lambda *args: False)
     publish(out, onnx=b"onnx-2")  # fallback path publishes too
     assert ExportDir.open(out).files["model.onnx"].bytes == 6
-    # a crash between the two renames leaves only .exp.old-*: the next writer restores it
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]  # the work marker does not stay
+    # a crash between the two renames leaves only .exp.old-* (marked as ours before it left): the next writer
+    # restores it, without the marker
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    safefs.mark_work_dir(fd)
+    os.close(fd)
     old = tmp_path / ".exp.old-dead"
     os.rename(out, old)
     with Transaction(out, fresh=False, command="test") as txn:
         assert "restored" in txn.notes[0]
     assert ExportDir.open(out).files["model.onnx"].sha256
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]
 
 
 def test_stale_staging_from_a_killed_run_is_removed(tmp_path):
     out = tmp_path / "exp"
     publish(out)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    os.close(safefs.make_work_dir(fd, ".exp.staging-deadbeef", 0o755))  # what a SIGKILLed run leaves
+    os.close(fd)
     stale = tmp_path / ".exp.staging-deadbeef"
-    stale.mkdir()
     (stale / "model.int8.onnx").write_bytes(b"x" * 1000)
     publish(out)
     assert not stale.exists()

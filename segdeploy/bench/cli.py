@@ -63,6 +63,10 @@ def bench_command(artifacts, runners, shapes, warmup, iters, seconds, threads, o
                         settle_calls=settle_calls)
     command = "segdeploy " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     try:
+        if report_path:
+            from segdeploy.exportdir import guard_outputs
+
+            guard_outputs([("--report", report_path)], [("the artifact", a) for a in artifacts])
         doc = run_bench(list(artifacts), opts, progress=StepProgress(not quiet), command=command)
     except SegdeployError as e:
         if as_json:

@@ -155,8 +155,12 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_report(path: str | os.PathLike, doc: dict[str, Any]) -> None:
-    """Validate and write atomically. Raises ArtifactError."""
+    """Validate and write atomically (new file + rename, never through a link). Refuses a path that is an export
+    directory's artifact (:func:`segdeploy.exportdir.guard_outputs`). Raises ArtifactError / UsageError."""
+    from segdeploy.exportdir import guard_outputs
+
     validate_report(doc, str(path))
+    guard_outputs([("--report", path)])
     atomic_write_json(path, doc)
 
 

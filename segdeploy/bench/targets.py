@@ -192,12 +192,11 @@ def _open_export(path: Path):
 
 
 def _beside(path: Path):
-    """The ExportDir holding ``path`` when a manifest.json sits beside it (validated), else None."""
-    from segdeploy.exportdir import MANIFEST
+    """The ExportDir holding ``path`` when a manifest.json entry sits beside it (validated: a FIFO or link there is
+    one line, never ignored), else None."""
+    from segdeploy.exportdir import ExportDir
 
-    if (path.parent / MANIFEST).is_file():
-        return _open_export(path.parent)
-    return None
+    return ExportDir.beside(path)
 
 
 def _engine_entry(ed, name: str) -> dict[str, Any] | None:

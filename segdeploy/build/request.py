@@ -200,20 +200,17 @@ def engine_plugin_library(engine: str | os.PathLike, given: str | None = None,
     plugins; then the default `segdeploy plugins build` output is used. A listed engine that needs plugins when
     none is found raises UsageError; otherwise None (no library to load).
     """
-    import json
-
     if given is not None:
         if not Path(given).is_file():
             raise UsageError(f"--plugins {given} does not exist or is not a file; build it with `segdeploy plugins "
                              "build` or fix the path")
         return str(given)
+    from segdeploy.exportdir import read_manifest_unvalidated
+
     eng = Path(engine)
-    mpath = Path(manifest) if manifest is not None else eng.parent / "manifest.json"
-    if mpath.is_dir():
-        mpath = mpath / "manifest.json"
-    try:
-        doc = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
+        doc = read_manifest_unvalidated(Path(manifest) if manifest is not None else eng.parent)
+    except OSError:
         return None
     if not isinstance(doc, dict):
         return None

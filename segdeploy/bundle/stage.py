@@ -20,14 +20,22 @@ Contract
   thresholds, the trtexec commands per TensorRT line, notes).
 
 The directory is published in one step (staged beside ``out``, swapped in; a lock refuses a second writer); an
-existing ``out`` must be an earlier bundle or empty. Raises ArtifactError / UsageError / DataError, one line each.
+existing ``out`` must be an earlier bundle or empty, and may not be (inside) the export directory
+(:func:`segdeploy.exportdir.guard_outputs`). Every file operation goes through :mod:`segdeploy.safefs`: the
+export's files are read without following links and only when regular, the staging directory carries the work
+marker until it is published, a killed run's leftovers are removed only when they are ours, and the archive is
+written to a new temporary file (never through a link) renamed into place.
+Raises ArtifactError / UsageError / DataError, one line each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +46,11 @@ import numpy as np
 from segdeploy import __version__
 from segdeploy.bundle.targets import BundleTarget, resolve
 from segdeploy.errors import ArtifactError, DataError, UsageError
-from segdeploy.exportdir import CALIB_CACHE, MANIFEST, DirLock, ExportDir, publish_directory, sibling_paths
+from segdeploy import safefs
+from segdeploy.exportdir import (CALIB_CACHE, MANIFEST, DirLock, ExportDir, clean_work_dirs, guard_outputs,
+                                 publish_directory)
 from segdeploy.fsutil import sha256_file
+from segdeploy.manifest import REEXPORT
 
 SCHEMA = "segdeploy.bundle"
 BUNDLE_JSON = "bundle.json"
@@ -225,17 +236,22 @@ def _copy_model(ed: ExportDir, dst: Path, notes: list[str]) -> dict[str, Any]:
     dst.mkdir(parents=True)
     manifest = json.loads(json.dumps(ed.manifest))
     engines = [n for n, e in ed.files.items() if e.kind == "engine"]
-    for name, entry in ed.files.items():
-        if entry.kind == "engine":
-            continue
-        shutil.copyfile(ed.path / name, dst / name)
+    with safefs.dir_handle(ed.path) as src_fd, safefs.dir_handle(dst) as dst_fd:
+        for name, entry in ed.files.items():
+            if entry.kind == "engine":
+                continue
+            fd = safefs.open_regular(src_fd, name, shown=ed.path / name, fix=REEXPORT)
+            try:
+                safefs.copy_fd_at(fd, dst_fd, name)
+            finally:
+                os.close(fd)
     if engines:
         notes.append(f"left out {', '.join(sorted(engines))}: engines run only on the GPU and TensorRT they were built "
                      "with; build.sh builds them on the device")
         for n in engines:
             manifest["files"].pop(n)
         manifest.pop("engines", None)
-    (dst / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    safefs.atomic_write(dst / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     ExportDir.open(dst)  # a valid export directory, every copied file hash-checked against the manifest
     return manifest
 
@@ -259,8 +275,6 @@ def _readme(target: BundleTarget, precisions: list[str], thresholds: dict[str, f
 def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: BundleOptions,
                 progress: Callable[[str], None] | None = None) -> BundleResult:
     """Write the bundle (see module docstring)."""
-    import secrets
-
     say = progress or (lambda msg: None)
     target = resolve(options.target)
     from segdeploy.trt.versions import resolve_target
@@ -276,8 +290,7 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
         raise DataError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)}); pass --samples DIR with a few images")
     images = images[: options.num_samples]
     target_dir = Path(os.path.abspath(out))
-    if target_dir.resolve() == ed.path.resolve() or ed.path.resolve() in target_dir.resolve().parents:
-        raise UsageError(f"--out {out} is inside the export directory; choose a separate --out")
+    guard_outputs([("--out", out)], [("the export directory", ed.path)], directory=True)
     if target_dir.exists():
         if not target_dir.is_dir():
             raise ArtifactError(f"--out {target_dir} exists and is not a directory; choose another --out")
@@ -289,9 +302,14 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
     staging = target_dir.parent / f".{target_dir.name}.staging-{secrets.token_hex(4)}"
     notes: list[str] = []
     try:
-        for stale in sibling_paths(target_dir, "staging") + sibling_paths(target_dir, "tar.gz.tmp"):  # a killed run's
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
-        staging.mkdir()
+        pfd = safefs.open_dir(target_dir.parent)
+    except OSError as e:
+        lock.release()
+        raise ArtifactError(f"cannot open {target_dir.parent}: {e.strerror or e}; choose another --out") from None
+    try:
+        notes += clean_work_dirs(pfd, target_dir, ("staging",))  # a killed run's, when they are ours
+        _remove_stale_archives(pfd, target_dir.name)
+        os.close(safefs.make_work_dir(pfd, staging.name, 0o777 & ~_umask()))
         say(f"bundle for {target.label}: {', '.join(precisions)}")
         _copy_model(ed, staging / "model", notes)
         if ed.has(CALIB_CACHE):
@@ -314,7 +332,7 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
         os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
         (staging / "README.md").write_text(_readme(target, precisions, thresholds, ed, table, default_line), encoding="utf-8")
         files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                 for p in sorted(staging.rglob("*")) if p.is_file()}
+                 for p in sorted(staging.rglob("*")) if _is_bundle_file(staging, p)}
         doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
                "target": {"key": target.key, "label": target.label, "cuda_arch": target.cuda_arch,
                           "trt_lines": list(target.trt_lines), "default_trt": default_line},
@@ -324,18 +342,40 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
                "smoke_test": {"thresholds": thresholds, "rule": "percent of pixels equal to samples/reference/"},
                "trtexec": table, "files": files, "notes": notes}
         (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        for p in staging.rglob("*"):
-            if p.is_file() and p.name not in ("build.sh", "detect_trt.sh"):
+        for p in staging.rglob("*"):  # every file here is a new inode this run wrote (no links)
+            if _is_bundle_file(staging, p) and p.name not in ("build.sh", "detect_trt.sh"):
                 os.chmod(p, 0o644)
-        archive = _archive(staging, target_dir) if options.archive else None
+        archive = _archive(pfd, staging, target_dir) if options.archive else None
         publish_directory(staging, target_dir)
     except OSError as e:
         raise ArtifactError(f"cannot write the bundle {target_dir}: {e.strerror or e}; check free space and "
                             "permissions (nothing was published)") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging.name, dir_fd=pfd, ignore_errors=True)
+        os.close(pfd)
         lock.release()
     return BundleResult(target_dir, archive, doc, notes)
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _is_bundle_file(staging: Path, p: Path) -> bool:
+    """A regular file of the bundle (not a link, not the staging directory's work marker)."""
+    return p.is_file() and not p.is_symlink() and p != staging / safefs.WORK_MARKER
+
+
+def _remove_stale_archives(pfd: int, name: str) -> None:
+    """Unlink a killed run's temporary archives ``.<name>.tar.gz.tmp-*`` (unlink never follows a link)."""
+    prefix = f".{name}.tar.gz.tmp-"
+    for n in os.listdir(pfd):
+        if n.startswith(prefix):
+            st = os.stat(n, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(n, dir_fd=pfd)
 
 
 def _stamp_cache(src: Path, dst: Path, line: str, notes: list[str]) -> None:
@@ -344,31 +384,38 @@ def _stamp_cache(src: Path, dst: Path, line: str, notes: list[str]) -> None:
     from segdeploy.trt.versions import TARGETS
 
     dst.parent.mkdir(parents=True)
-    lines = src.read_text(encoding="utf-8").splitlines()
+    raw = safefs.read_file(src, fix=REEXPORT)  # never through a link, never a FIFO
     code = TARGETS[line].calib_cache_version
     if code is None:
         notes.append(f"calib/{CALIB_CACHE} keeps its header; build.sh re-stamps it for the TensorRT it finds")
-        shutil.copyfile(src, dst)
+        safefs.atomic_write(dst, raw)
         return
-    dst.write_text("\n".join([f"TRT-{code}-{ALGORITHM}"] + lines[1:]) + "\n", encoding="utf-8")
+    lines = raw.decode("utf-8").splitlines()
+    safefs.atomic_write(dst, ("\n".join([f"TRT-{code}-{ALGORITHM}"] + lines[1:]) + "\n").encode("utf-8"))
 
 
-def _archive(staging: Path, target_dir: Path) -> Path:
-    """``<out>.tar.gz`` (top folder named like ``out``), written to a temp name and renamed."""
-    arc = target_dir.parent / f"{target_dir.name}.tar.gz"
-    tmp = target_dir.parent / f".{target_dir.name}.tar.gz.tmp-{os.getpid()}"
+def _archive(pfd: int, staging: Path, target_dir: Path) -> Path:
+    """``<out>.tar.gz`` (top folder named like ``out``), written to a new temp file (``O_EXCL | O_NOFOLLOW``: never
+    through a planted link) and renamed into place relative to the parent directory."""
+    arc = f"{target_dir.name}.tar.gz"
+    tmp = f".{target_dir.name}.tar.gz.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            tar.add(staging, arcname=target_dir.name, filter=_tar_filter)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, arc)
+        fd = safefs.create_new(pfd, tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            with tarfile.open(fileobj=f, mode="w:gz") as tar:
+                tar.add(staging, arcname=target_dir.name, filter=_tar_filter)
+        os.rename(tmp, arc, src_dir_fd=pfd, dst_dir_fd=pfd)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a SIGKILL's leftover is removed by the next run instead
+        with contextlib.suppress(OSError):  # a SIGKILL's leftover is removed by the next run instead
+            os.unlink(tmp, dir_fd=pfd)
         raise
-    return arc
+    return target_dir.parent / arc
 
 
-def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if info.name.split("/")[1:] == [safefs.WORK_MARKER]:
+        return None  # the staging directory's work marker is not part of the bundle
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mtime = 0

@@ -7,7 +7,9 @@ bytes in feed order, the preprocessing dict, the shape profile, calibration size
 bin count, tensor selection). :class:`StatsCache` stores one ``<key>.npz`` per key (histograms) with the key's
 fields inside; :meth:`StatsCache.load` returns the statistics only when the stored fields equal the
 requested ones (a renamed or hand-copied file is never reused for another model or data set), ``None``
-otherwise (miss, corrupt or foreign file). Saves are atomic (temp file + rename). An unwritable cache
+otherwise (miss, corrupt or foreign file -- or an entry that is not a regular file reached without a link: a FIFO
+or a planted link is a miss, never a hang). Reads and saves go through :mod:`segdeploy.usercache` (safefs:
+``O_NOFOLLOW``, regular files only, new file + rename). An unwritable cache
 directory raises :class:`~segdeploy.errors.ArtifactError` at construction, before any work is done.
 Another method or exclusion list only recomputes ranges from the cached histograms.
 """
@@ -24,9 +26,11 @@ from typing import Any
 import numpy as np
 
 from segdeploy.errors import ArtifactError
-from segdeploy.fsutil import atomic_write_bytes, ensure_writable_dir
+from segdeploy.fsutil import ensure_writable_dir
+from segdeploy.usercache import read_entry, write_entry
 
 CACHE_FORMAT = 1
+MAX_ENTRY_BYTES = 1 << 30  # histograms of every tensor; far above any real entry
 
 
 def key_fields(
@@ -81,11 +85,14 @@ class StatsCache:
         """The cached Statistics for ``key`` when its stored fields equal ``fields``; else None."""
         from segdeploy.calibration.collect import Statistics
 
-        p = self.path(key)
-        if not p.is_file():
+        try:
+            raw = read_entry(self.dir, self.path(key).name, limit=MAX_ENTRY_BYTES)
+        except (OSError, ArtifactError):
+            return None  # unreadable, or not a regular file: a miss (the save replaces it)
+        if raw is None:
             return None
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 arrs = {k: z[k] for k in ("names", "hist", "range_max", "absmax", "count")}
         except Exception:
@@ -99,6 +106,4 @@ class StatsCache:
         meta = {"key": key, "fields": fields, "images": stats.images}
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True)), **stats.to_arrays())
-        p = self.path(key)
-        atomic_write_bytes(p, buf.getvalue())
-        return p
+        return write_entry(self.dir, self.path(key).name, buf.getvalue())

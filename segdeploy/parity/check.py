@@ -189,8 +189,8 @@ def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[
         return ed.manifest, str(ed.path / MANIFEST)
     if isinstance(candidate, (str, os.PathLike)):
         beside = Path(candidate).parent / MANIFEST
-        if beside.is_file():
-            ed = ExportDir.open(beside.parent)
+        ed = ExportDir.beside(candidate)  # any manifest.json entry there is read (a FIFO or link: one line)
+        if ed is not None:
             name = Path(candidate).name
             if name not in ed.files:
                 notes.append(f"{name} is not listed in {beside}; its preprocessing and profile are used anyway")

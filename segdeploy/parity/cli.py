@@ -60,6 +60,16 @@ def _check_report_paths(report: str | None, html: str | None) -> None:
             raise UsageError(f"{opt} {path}: directory {parent} does not exist or is not writable; choose another {opt}")
 
 
+def _guard_check_outputs(out: str | None, html: str | None, *, candidate, model, manifest, list_file) -> None:
+    """`check` refuses, before any model runs, a --report/--html that would overwrite one of its inputs or an
+    artifact of an export directory (the one decision: :func:`segdeploy.exportdir.guard_outputs`)."""
+    from segdeploy.exportdir import guard_outputs
+
+    guard_outputs([("--report", out), ("--html", html)],
+                  [("the candidate", candidate), ("the reference model", model.file), ("the model weights", model.weights),
+                   ("the manifest", manifest), ("the list file", list_file)])
+
+
 def _emit(command: str, report: dict, out: str | None, html: str | None, as_json: bool, error=None) -> None:
     from segdeploy.parity.report_json import write_report
     from segdeploy.parity.terminal import format_report
@@ -155,6 +165,7 @@ def _run_check_command(model, candidate, data, masks, list_file, layout, manifes
     model.validate()
     shard_t = _parse_shard(shard)
     _check_report_paths(out, html)
+    _guard_check_outputs(out, html, candidate=candidate, model=model, manifest=manifest, list_file=list_file)
     if plugin_library is not None and task == "instance":
         raise UsageError("--plugins is not supported with --task instance yet; run the instance check without it")
     if plugin_library is not None and guess_kind(candidate) != "tensorrt":

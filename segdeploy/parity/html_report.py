@@ -607,9 +607,13 @@ def write_html_report(
     mask_loader: Callable[[str], np.ndarray] | None = None,
     max_side: int = 320,
 ) -> Path:
-    """Render and write the HTML report atomically; returns the path. Raises ArtifactError (nothing written)."""
+    """Render and write the HTML report atomically (new file + rename, never through a link); returns the path.
+    Refuses a path that is an export directory's artifact (:func:`segdeploy.exportdir.guard_outputs`).
+    Raises ArtifactError / UsageError (nothing written)."""
+    from segdeploy.exportdir import guard_outputs
     from segdeploy.fsutil import atomic_write_text, ensure_writable_dir
 
+    guard_outputs([("--html", out_path)])
     text = render_html_report(report, image_loader=image_loader, mask_loader=mask_loader, max_side=max_side)
     out = Path(out_path)
     if out.is_dir():

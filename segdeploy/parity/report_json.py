@@ -120,21 +120,30 @@ def validate_report(doc: Any, where: str = "parity report") -> dict[str, Any]:
 
 
 def read_report(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a report file (a regular file: a FIFO or device is one line, never a hang)."""
+    from segdeploy import safefs
+
     p = Path(path)
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        raw = safefs.read_file(p, fix="pass files written by `segdeploy check --report`", follow=True)
+        doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ArtifactError(f"parity report {p} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"cannot read parity report {p}: {e}") from None
     except json.JSONDecodeError as e:
         raise ArtifactError(f"parity report {p} is not valid JSON ({e.msg} at line {e.lineno}); re-run the check") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"cannot read parity report {p}: {e}") from None
     return validate_report(doc, str(p))
 
 
 def write_report(path: str | os.PathLike, doc: dict[str, Any]) -> None:
-    """Validate and write atomically (sorted keys). Raises ArtifactError."""
+    """Validate and write atomically (sorted keys; new file + rename, never through a link). Refuses a path
+    that is an export directory's artifact (:func:`segdeploy.exportdir.guard_outputs`). Raises ArtifactError /
+    UsageError."""
+    from segdeploy.exportdir import guard_outputs
+
     validate_report(doc, str(path))
+    guard_outputs([("--report", path)])
     atomic_write_json(path, doc)
 
 

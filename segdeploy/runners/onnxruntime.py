@@ -71,9 +71,13 @@ class OrtRunner(Runner):
         self.session = None
 
     def _open(self) -> None:
+        from segdeploy import safefs
+
         ort = _ort()
-        if not os.path.isfile(self.path):
-            raise ArtifactError(f"ONNX model {self.path} not found; run `segdeploy export` or fix the path")
+        try:  # a FIFO or device is one line here, never a hang inside onnxruntime
+            safefs.require_regular(self.path, fix="pass an ONNX model file")
+        except FileNotFoundError:
+            raise ArtifactError(f"ONNX model {self.path} not found; run `segdeploy export` or fix the path") from None
         wanted = _PROVIDERS[self.options.device]
         available = set(ort.get_available_providers())
         missing = [p for p in wanted if p not in available]

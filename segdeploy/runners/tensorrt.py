@@ -33,7 +33,6 @@ Features are detected with ``hasattr`` (TensorRT 8.6 / 10.x / 11.x), never by en
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -107,11 +106,11 @@ def import_runtime_module(runtime: str, engine_name: str) -> Any:
 
 def _manifest_plugins(engine_path: str) -> str | None:
     """The plugin library the manifest beside the engine records for it (a file name), if any."""
-    mpath = os.path.join(os.path.dirname(os.path.abspath(engine_path)), "manifest.json")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
+    from segdeploy.exportdir import read_manifest_unvalidated
+
+    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
+        doc = read_manifest_unvalidated(os.path.dirname(os.path.abspath(engine_path)))
+    except OSError:
         return None
     name = os.path.basename(engine_path)
     for e in (doc.get("engines") or []) if isinstance(doc, dict) else []:

@@ -26,7 +26,7 @@ MANIFEST = "manifest.json"
 
 def _manifest_entry(path: Path, sha: str) -> dict[str, Any] | None:
     mpath = path.parent / MANIFEST
-    if not mpath.is_file():
+    if not os.path.lexists(mpath):  # any entry is read: a FIFO or link there is reported, never waited on
         return None
     try:
         from segdeploy.exportdir import ExportDir

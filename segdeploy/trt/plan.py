@@ -94,16 +94,22 @@ def read_plan_header(path: str | os.PathLike) -> PlanHeader:
 
 
 def _read_head(p: str, missing: str, is_dir: str, what: str = "") -> tuple[bytes, int]:
-    """The first bytes of ``p`` (enough for a header behind a JSON prefix) and its size; one-line ArtifactErrors."""
+    """The first bytes of ``p`` (enough for a header behind a JSON prefix) and its size; one-line ArtifactErrors.
+    Opened through :func:`segdeploy.safefs.open_file`: a FIFO or device is refused, never waited on."""
+    from segdeploy import safefs
+
+    if os.path.isdir(p):
+        raise ArtifactError(is_dir)
     try:
-        with open(p, "rb") as f:
-            return f.read(4 + _PREFIX_MAX + HEADER_BYTES), os.fstat(f.fileno()).st_size
+        fd = safefs.open_file(p, fix="pass an engine file", follow=True)
     except FileNotFoundError:
         raise ArtifactError(missing) from None
-    except IsADirectoryError:
-        raise ArtifactError(is_dir) from None
+    try:
+        return os.pread(fd, 4 + _PREFIX_MAX + HEADER_BYTES, 0), os.fstat(fd).st_size
     except OSError as e:
         raise ArtifactError(f"cannot read {what}{p}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def ultralytics_prefix(data: bytes) -> tuple[int, dict[str, Any]] | None:

@@ -11,6 +11,8 @@ Contract (``TimingCacheFile(directory, tensorrt_version, gpu_key)``):
     corrupt (bad header, sha256 mismatch) or foreign (another TensorRT/GPU in its header) -- each of those adds a
     message to ``warnings`` and never raises.
     ``save(blob)``: atomic write (temp file + rename). Raises ArtifactError when it cannot be written.
+    Both go through :mod:`segdeploy.usercache` (safefs): an entry that is not a regular file reached without a
+    link (a FIFO, a planted link) is treated like a missing one, with a warning; a save never writes through a link.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 from pathlib import Path
 
 from segdeploy.errors import ArtifactError
-from segdeploy.fsutil import atomic_write_bytes
+from segdeploy.usercache import read_entry, write_entry
 
 FORMAT = "segdeploy.trt-timing-cache"
 SUFFIX = ".timing-cache"
@@ -52,11 +54,14 @@ class TimingCacheFile:
 
     def load(self) -> bytes:
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+            raw = read_entry(self.directory, self.path.name)
+        except ArtifactError:
+            self._warn("it is not a regular file (a link, FIFO or device)")
             return b""
         except OSError as e:
             self._warn(f"cannot read it ({e.strerror or e})")
+            return b""
+        if raw is None:
             return b""
         header, sep, blob = raw.partition(b"\n")
         try:
@@ -84,7 +89,7 @@ class TimingCacheFile:
         except OSError as e:
             raise ArtifactError(f"cannot create the timing cache directory {self.directory}: {e.strerror or e}; "
                                 "choose a writable directory") from None
-        atomic_write_bytes(self.path, json.dumps(meta, sort_keys=True).encode() + b"\n" + blob)
+        write_entry(self.directory, self.path.name, json.dumps(meta, sort_keys=True).encode() + b"\n" + blob)
 
     def _warn(self, why: str) -> None:
         self.warnings.append(f"timing cache {self.path} ignored: {why}; a new one is made")
