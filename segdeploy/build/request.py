@@ -200,7 +200,6 @@ def engine_plugin_library(engine: str | os.PathLike, given: str | None = None,
     plugins; then the default `segdeploy plugins build` output is used. A listed engine that needs plugins when
     none is found raises UsageError; otherwise None (no library to load).
     """
-    import json
 
     if given is not None:
         if not Path(given).is_file():
@@ -211,8 +210,12 @@ def engine_plugin_library(engine: str | os.PathLike, given: str | None = None,
     mpath = Path(manifest) if manifest is not None else eng.parent / "manifest.json"
     if mpath.is_dir():
         mpath = mpath / "manifest.json"
+    from segdeploy.jsonio import parse
+    from segdeploy.manifest import MAX_MANIFEST_BYTES
+
     try:
-        doc = json.loads(mpath.read_text(encoding="utf-8"))
+        with open(mpath, "rb") as f:
+            doc = parse(f.read(MAX_MANIFEST_BYTES + 1), max_bytes=MAX_MANIFEST_BYTES)
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict):

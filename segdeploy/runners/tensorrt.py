@@ -33,7 +33,6 @@ Features are detected with ``hasattr`` (TensorRT 8.6 / 10.x / 11.x), never by en
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -108,9 +107,12 @@ def import_runtime_module(runtime: str, engine_name: str) -> Any:
 def _manifest_plugins(engine_path: str) -> str | None:
     """The plugin library the manifest beside the engine records for it (a file name), if any."""
     mpath = os.path.join(os.path.dirname(os.path.abspath(engine_path)), "manifest.json")
+    from segdeploy.jsonio import parse
+    from segdeploy.manifest import MAX_MANIFEST_BYTES
+
     try:
-        with open(mpath, encoding="utf-8") as f:
-            doc = json.load(f)
+        with open(mpath, "rb") as f:
+            doc = parse(f.read(MAX_MANIFEST_BYTES + 1), max_bytes=MAX_MANIFEST_BYTES)
     except (OSError, ValueError):
         return None
     name = os.path.basename(engine_path)

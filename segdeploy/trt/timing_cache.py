@@ -23,6 +23,7 @@ from pathlib import Path
 
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import atomic_write_bytes
+from segdeploy.jsonio import parse as parse_json
 
 FORMAT = "segdeploy.trt-timing-cache"
 SUFFIX = ".timing-cache"
@@ -60,8 +61,8 @@ class TimingCacheFile:
             return b""
         header, sep, blob = raw.partition(b"\n")
         try:
-            meta = json.loads(header.decode("utf-8")) if sep else None
-        except (UnicodeDecodeError, ValueError):
+            meta = parse_json(header) if sep else None  # bounded depth (segdeploy.jsonio)
+        except ValueError:
             meta = None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             self._warn("it is not a segdeploy timing cache (corrupt or written by another tool)")
