@@ -72,6 +72,13 @@ def print_document(doc: dict[str, Any]) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):  # None (no console), closed, or a broken pipe
+        pass
+
+
 def _flush_c_stdio() -> None:
     """Flush C ``stdio`` buffers (a C extension's ``printf``) before fd 1 is switched; best effort."""
     try:
@@ -95,24 +102,26 @@ class DocumentChannel:
 
     def __enter__(self) -> "DocumentChannel":
         self._stdout = sys.stdout
-        self._stdout.flush()
+        _flush(self._stdout)
         _flush_c_stdio()
         try:
             self._fd = os.dup(1)
-            os.dup2(2, 1)
-        except OSError:  # fd 1 or 2 closed: only the Python-level switch is possible
+        except OSError:  # fd 1 closed: only the Python-level switch is possible
             self._fd = None
+        else:
+            try:
+                os.dup2(2, 1)
+            except OSError:  # fd 2 closed
+                os.close(self._fd)
+                self._fd = None
         sys.stdout = sys.stderr
         DocumentChannel.current = self
         return self
 
     def __exit__(self, *exc: Any) -> None:
         DocumentChannel.current = None
-        for stream in (sys.stdout, self._stdout):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush(sys.stdout)
+        _flush(self._stdout)  # what a library wrote through a saved reference: still to stderr
         _flush_c_stdio()
         if self._fd is not None:
             os.dup2(self._fd, 1)
