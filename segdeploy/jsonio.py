@@ -132,12 +132,11 @@ def first_unencodable(value: Any, path: str = "") -> str | None:
                 return p or "(top level)"
         elif isinstance(v, dict):
             for k, item in v.items():
-                kp = f"{p}[{k!r}]" if p else str(k).encode("utf-8", "backslashreplace").decode()
                 try:
                     k.encode("utf-8")
                 except UnicodeEncodeError:
-                    return f"{p or '(top level)'} key {k.encode('utf-8', 'backslashreplace').decode()!r}"
-                stack.append((item, kp))
+                    return f"{p or '(top level)'} key {k!r}"  # repr shows a surrogate as \udXXX
+                stack.append((item, f"{p}[{k!r}]" if p else k))
         elif isinstance(v, list):
             stack.extend((item, f"{p}[{i}]") for i, item in enumerate(v))
     return None
