@@ -67,7 +67,9 @@ from typing import Any, Callable, Iterable
 
 from segdeploy import safefs
 from segdeploy.errors import ArtifactError, UsageError
-from segdeploy.manifest import MANIFEST_FILENAME, REEXPORT, SCHEMA_NAME, drop_unlisted, validate_manifest
+from segdeploy.jsonio import parse as parse_json
+from segdeploy.manifest import (KINDS, MANIFEST_FILENAME, MAX_MANIFEST_BYTES, REEXPORT, SCHEMA_NAME, drop_unlisted,
+                                is_artifact_name, load_manifest_bytes, validate_manifest)
 
 MANIFEST = MANIFEST_FILENAME
 MODEL_ONNX = "model.onnx"
@@ -77,9 +79,6 @@ FP16_ONNX = "model.fp16.onnx"
 RANGES = "ranges.json"
 CALIB_CACHE = "model.calib.cache"
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8", "int8-implicit")
-KINDS = ("onnx", "onnx-trt", "onnx-int8", "onnx-fp16", "ranges", "calib-cache", "engine")
-
-_OWNED_RE = re.compile(r"^model(\.[A-Za-z0-9_-]+)*\.(onnx|engine)$")
 _LEGACY = ("precision_report.json", ".calib_stats", ".calib_cache")
 
 
@@ -92,8 +91,7 @@ def engine_name(precision: str) -> str:
 
 def is_owned_name(name: str) -> bool:
     """True for names segdeploy manages in an export directory (everything else is the user's)."""
-    return (name in (MANIFEST, RANGES, CALIB_CACHE, safefs.WORK_MARKER) or name in _LEGACY
-            or bool(_OWNED_RE.match(name)))
+    return name in (MANIFEST, safefs.WORK_MARKER) or name in _LEGACY or is_artifact_name(name)
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ class ExportDir:
         return out
 
 
-MANIFEST_LIMIT = 64 << 20  # bytes; a manifest is a few KiB
+MANIFEST_LIMIT = MAX_MANIFEST_BYTES  # bytes; a manifest is a few KiB
 
 
 def _open_at(dfd: int, where: Path, name: str, missing: str) -> int:
@@ -240,12 +238,7 @@ def _read_manifest_at(dfd: int, where: Path) -> dict[str, Any]:
         raw = safefs.read_fd(fd, shown=mpath, limit=MANIFEST_LIMIT, fix=REEXPORT)
     finally:
         os.close(fd)
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        detail = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8"
-        raise ArtifactError(f"{mpath} is not valid JSON ({detail}); {REEXPORT}") from None
-    return validate_manifest(doc, str(mpath))
+    return load_manifest_bytes(raw, str(mpath))
 
 
 def read_manifest_unvalidated(path: str | os.PathLike) -> Any:
@@ -262,8 +255,8 @@ def read_manifest_unvalidated(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         return None
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return parse_json(raw, max_bytes=MANIFEST_LIMIT)
+    except ValueError:
         return None
 
 
@@ -546,7 +539,7 @@ class Transaction:
         ours = False
         with contextlib.suppress(OSError, ValueError, UnicodeDecodeError, ArtifactError, AttributeError):
             raw = safefs.read_regular(tfd, MANIFEST, shown=t / MANIFEST, fix=REEXPORT, limit=MANIFEST_LIMIT)
-            ours = json.loads(raw.decode("utf-8")).get("schema") == SCHEMA_NAME
+            ours = parse_json(raw, max_bytes=MANIFEST_LIMIT).get("schema") == SCHEMA_NAME
         if not ours:
             shown = ", ".join(sorted(foreign)[:4]) + (", ..." if len(foreign) > 4 else "")
             raise ArtifactError(f"{t} is not a segdeploy export directory and holds other files ({shown}); "

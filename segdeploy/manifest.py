@@ -8,10 +8,18 @@ their own sections (``tensorrt_plugins``, ``calibration``, ``precision``, ``engi
 
 Only :mod:`segdeploy.exportdir` reads and writes manifests on disk; this module holds the schema.
 
+Contract
+--------
 Schema ``segdeploy.manifest`` version 2 (version 1 had no file table and is refused with the fix).
-:func:`validate_manifest` checks the structure *and the types* of every section it knows (a
-``profile: null`` or ``num_classes: "six"`` is an :class:`~segdeploy.errors.ArtifactError` naming the key,
-never a traceback later), that the shape profile and preprocessing are internally consistent, and that
+:func:`load_manifest_bytes` parses the bytes of a manifest file with a size cap (:data:`MAX_MANIFEST_BYTES`)
+and a nesting-depth cap (:mod:`segdeploy.jsonio`; plain ``json.loads`` would raise ``RecursionError`` on
+``[[[[...]]]]``), then validates. :func:`validate_manifest` checks the structure *and the types* of every
+section it knows (a ``profile: null`` or ``num_classes: "six"`` is an :class:`~segdeploy.errors.ArtifactError`
+naming the key, never a traceback later), value bounds (``num_classes`` 1..65535; dimensions, channels,
+batch and spatial multiples 1..2**31-1; opset 1..99; sizes >= 0; every file-table sha256 64 lowercase hex characters),
+that every string is valid Unicode (no lone surrogates), that every file-table name is an artifact name
+(:data:`ARTIFACT_NAME`: no NUL, ``/``, ``.``/``..``) of a known :data:`KINDS` kind whose ``derived_from``
+names files of the table, that the shape profile and preprocessing are internally consistent, and that
 every file a section names is in the file table. Unknown keys are allowed (forward compatible); a newer
 schema version is refused. The file is written with sorted keys and no timestamps, so equal content gives
 equal bytes.
@@ -19,9 +27,11 @@ equal bytes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from segdeploy.errors import ArtifactError, SegdeployError
+from segdeploy.jsonio import SHA256, IntRange, check_types, first_unencodable, load_bytes
 
 SCHEMA_NAME = "segdeploy.manifest"
 SCHEMA_VERSION = 2
@@ -29,15 +39,25 @@ MANIFEST_FILENAME = "manifest.json"
 
 REEXPORT = "re-run `segdeploy export` to regenerate it"
 
-# A tiny declarative type language: a Python type (or tuple of types); {"key": spec} for an object
-# (keys starting with "?" are optional); [spec] for a list of spec; ("dict-of", spec) for a mapping of
-# str -> spec. bool never passes as int/float.
+# Every artifact kind the file table may list (one definition: segdeploy.exportdir imports it).
+KINDS = ("onnx", "onnx-trt", "onnx-int8", "onnx-fp16", "ranges", "calib-cache", "engine")
+# The names a file-table entry may have: model[.<tag>...].onnx|.engine, ranges.json, model.calib.cache.
+ARTIFACT_NAME = re.compile(r"model(\.[A-Za-z0-9_-]+)*\.(onnx|engine)|ranges\.json|model\.calib\.cache")
+
+MAX_MANIFEST_BYTES = 16 << 20  # segdeploy writes a few KiB; a manifest this large is not one it wrote
+MAX_CLASSES = 65535
+_DIM = IntRange(1, 2**31 - 1)  # a tensor dimension, batch, channel count or spatial multiple
+_BYTES = IntRange(0, 2**63 - 1)
+_OPSET = IntRange(1, 99)
+
+# The schema, in the type language of segdeploy.jsonio.check_types.
 _NUM = (int, float)
-_PROFILE = {"min": [int], "opt": [int], "max": [int], "spatial_multiple": int, "?dynamic_axes": [str]}
-_FILE_ENTRY = {"kind": str, "sha256": str, "bytes": int, "derived_from": ("dict-of", str)}
+_PROFILE = {"min": [_DIM], "opt": [_DIM], "max": [_DIM], "spatial_multiple": _DIM, "?dynamic_axes": [str]}
+_SHAPE = [(str, int)]  # symbolic axis names or sizes (sizes bounded in _check_consistency)
+_FILE_ENTRY = {"kind": str, "sha256": SHA256, "bytes": _BYTES, "derived_from": ("dict-of", SHA256)}
 _OPT_STR = (str, type(None))
 _ENGINE = {  # written by segdeploy.build.stage (engine_entry); checked against the file table like every section
-    "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str, "?bytes": int,
+    "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str, "?bytes": _BYTES,
     "?tensorrt": {"?version": str, "?plan_header": (list, type(None))},
     "?gpu": {"?name": _OPT_STR, "?compute_capability": _OPT_STR},
     "?profile": _PROFILE, "?input": str, "?recipe": dict, "?flags": dict, "?build_options": dict,
@@ -49,13 +69,13 @@ SCHEMA: dict[str, Any] = {
     "schema_version": int,
     "segdeploy_version": str,
     "source": {"format": str, "sha256": str, "?path": str},
-    "model": {"in_channels": int, "num_classes": int, "?class_names": [str], "spatial_multiple": int,
-              "output_selection": str, "?output_stride": [_NUM], "?probe_notes": [str]},
-    "inputs": [{"name": str, "dtype": str, "shape": list, "?layout": str, "profile": _PROFILE}],
-    "outputs": [{"name": str, "dtype": str, "shape": list, "?layout": str}],
+    "model": {"in_channels": _DIM, "num_classes": IntRange(1, MAX_CLASSES), "?class_names": [str],
+              "spatial_multiple": _DIM, "output_selection": str, "?output_stride": [_NUM], "?probe_notes": [str]},
+    "inputs": [{"name": str, "dtype": str, "shape": _SHAPE, "?layout": str, "profile": _PROFILE}],
+    "outputs": [{"name": str, "dtype": str, "shape": _SHAPE, "?layout": str}],
     "?static_axes": [{"axis": str, "reason": str}],
     "preprocess": {"mean": [_NUM], "std": [_NUM], "scale": _NUM, "channel_order": str, "resize": str},
-    "onnx": {"file": str, "sha256": str, "opset": int, "exporter": str},
+    "onnx": {"file": str, "sha256": str, "opset": _OPSET, "exporter": str},
     "rewrites": [dict],
     "verification": {"passed": bool, "shapes": [dict]},
     "versions": ("dict-of", str),
@@ -68,40 +88,19 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def _typename(v: Any) -> str:
-    return "null" if v is None else type(v).__name__
+def is_artifact_name(name: Any) -> bool:
+    """True for a name the file table may list (see :data:`ARTIFACT_NAME`)."""
+    return isinstance(name, str) and ARTIFACT_NAME.fullmatch(name) is not None
 
 
-def _check(value: Any, spec: Any, where: str, path: str) -> None:
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            raise ArtifactError(f"{where}: {path} must be an object, not {_typename(value)}; {REEXPORT}")
-        for key, sub in spec.items():
-            optional = key.startswith("?")
-            name = key[1:] if optional else key
-            if name not in value:
-                if optional:
-                    continue
-                raise ArtifactError(f"{where} lacks {path + '.' if path else ''}{name}; {REEXPORT}")
-            _check(value[name], sub, where, f"{path}.{name}" if path else name)
-        return
-    if isinstance(spec, list):
-        if not isinstance(value, list):
-            raise ArtifactError(f"{where}: {path} must be a list, not {_typename(value)}; {REEXPORT}")
-        for i, item in enumerate(value):
-            _check(item, spec[0], where, f"{path}[{i}]")
-        return
-    if isinstance(spec, tuple) and spec and spec[0] == "dict-of":
-        if not isinstance(value, dict):
-            raise ArtifactError(f"{where}: {path} must be an object, not {_typename(value)}; {REEXPORT}")
-        for k, v in value.items():
-            _check(v, spec[1], where, f"{path}[{k!r}]")
-        return
-    types = spec if isinstance(spec, tuple) else (spec,)
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-        raise ArtifactError(f"{where}: {path} must be {want}, not {_typename(value)} ({value!r:.40}); {REEXPORT}")
+def load_manifest_bytes(raw: bytes, where: str) -> dict[str, Any]:
+    """Parse the bytes of a manifest file (size and depth bounded) and validate it; ``where`` names the file.
+
+    Raises ArtifactError in one line naming ``where``: too large, not UTF-8, not JSON, nested too deep, or
+    any :func:`validate_manifest` problem.
+    """
+    doc = load_bytes(raw, where, max_bytes=MAX_MANIFEST_BYTES, fix=REEXPORT)
+    return validate_manifest(doc, where)
 
 
 def validate_manifest(doc: Any, where: str = "manifest") -> dict[str, Any]:
@@ -121,18 +120,40 @@ def validate_manifest(doc: Any, where: str = "manifest") -> dict[str, Any]:
     if ver != SCHEMA_VERSION:
         raise ArtifactError(f"{where} has schema version {ver!r}, which this segdeploy cannot read (it lacks the "
                             f"file table of version {SCHEMA_VERSION}); {REEXPORT}")
-    _check(doc, SCHEMA, where, "")
+    bad_text = first_unencodable(doc)
+    if bad_text is not None:
+        raise ArtifactError(f"{where}: {bad_text} is not valid Unicode text (a lone surrogate); {REEXPORT}")
+    check_types(doc, SCHEMA, where, REEXPORT)
+    _check_file_table(doc["files"], where)
     _check_consistency(doc, where)
     return doc
+
+
+def _check_file_table(files: dict[str, Any], where: str) -> None:
+    """Names (artifact names only: no NUL, '/', '.', '..'), kinds, and ``derived_from`` inside the table."""
+    for name, entry in files.items():
+        if not is_artifact_name(name):
+            raise ArtifactError(f"{where}: file table entry {name!r} is not a plain file name of a segdeploy artifact "
+                                f"(model*.onnx, model*.engine, ranges.json or model.calib.cache); {REEXPORT}")
+        if entry["kind"] not in KINDS:
+            raise ArtifactError(f"{where}: files[{name!r}].kind {entry['kind']!r:.40} is not one of "
+                                f"{', '.join(KINDS)}; {REEXPORT}")
+        for dep in entry["derived_from"]:
+            if dep not in files:
+                raise ArtifactError(f"{where}: files[{name!r}].derived_from names {dep!r:.60}, which the file table "
+                                    f"does not list; {REEXPORT}")
 
 
 def _check_consistency(doc: dict[str, Any], where: str) -> None:
     from segdeploy.spec import Preprocess, ShapeProfile
 
     model = doc["model"]
-    for key in ("in_channels", "num_classes", "spatial_multiple"):
-        if model[key] < 1:
-            raise ArtifactError(f"{where}: model.{key} must be >= 1, got {model[key]}; {REEXPORT}")
+    for section in ("inputs", "outputs"):
+        for i, tensor in enumerate(doc[section]):
+            bad = [d for d in tensor["shape"] if isinstance(d, int) and not 1 <= d < 2**31]
+            if bad:
+                raise ArtifactError(f"{where}: {section}[{i}].shape has size {bad[0]!r:.40}; sizes must be in "
+                                    f"1..{2**31 - 1}; {REEXPORT}")
     names = model.get("class_names") or []
     if names and len(names) != model["num_classes"]:
         raise ArtifactError(f"{where}: model.class_names lists {len(names)} names for {model['num_classes']} "
@@ -151,12 +172,7 @@ def _check_consistency(doc: dict[str, Any], where: str) -> None:
     files = doc["files"]
     for name in referenced_files(doc):
         if name not in files:
-            raise ArtifactError(f"{where} names {name} but its file table does not list it; {REEXPORT}")
-    for name, entry in files.items():
-        if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):
-            raise ArtifactError(f"{where}: file table entry {name!r} is not a plain file name; {REEXPORT}")
-        if len(entry["sha256"]) != 64:
-            raise ArtifactError(f"{where}: files[{name!r}].sha256 is not a SHA-256 digest; {REEXPORT}")
+            raise ArtifactError(f"{where} names {name!r:.80} but its file table does not list it; {REEXPORT}")
 
 
 def _file_holders(doc: dict[str, Any]):

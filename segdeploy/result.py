@@ -14,11 +14,26 @@
 
 A failed or gated run prints the same document with ``ok: false`` and whatever the stages measured before
 they stopped (e.g. the precision accuracy that tripped the gate), then exits with the code.
+
+Contract (the document always, and nothing else on stdout)
+---------------------------------------------------------
+:class:`DocumentChannel` is entered by :func:`segdeploy.cli.main` whenever ``--json`` is among the
+arguments. While it is open, stdout is stderr: ``sys.stdout`` *and* file descriptor 1 (``dup2``, so C
+libraries and child processes are redirected too), so a model factory's ``print``, a library's progress
+text or a subprocess cannot corrupt the document. :func:`echo_json` inside it only *holds* the document;
+the entry point closes the channel (restoring fd 1 and ``sys.stdout``) and prints the held document -- or,
+when the command failed before making one (a click usage error, an unreadable shard), the document
+:func:`result_doc` builds from the error, with ``command`` null when no command was recognised -- as the
+only thing on stdout. Outside a channel (the Python API, tests calling commands directly) :func:`echo_json`
+prints at once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import sys
 from typing import Any
 
 import click
@@ -29,7 +44,7 @@ SCHEMA = "segdeploy.result"
 SCHEMA_VERSION = 1
 
 
-def result_doc(command: str, *, stages: dict[str, Any] | None = None, export_dir: Any = None, published: bool = False,
+def result_doc(command: str | None, *, stages: dict[str, Any] | None = None, export_dir: Any = None, published: bool = False,
                files: dict[str, Any] | None = None, notes: list[str] | None = None,
                error: BaseException | None = None) -> dict[str, Any]:
     if error is None:
@@ -46,4 +61,70 @@ def result_doc(command: str, *, stages: dict[str, Any] | None = None, export_dir
 
 
 def echo_json(doc: dict[str, Any]) -> None:
+    """Print the result document on stdout -- or, inside a :class:`DocumentChannel`, hand it to the channel."""
+    if DocumentChannel.current is not None:
+        DocumentChannel.current.document = doc
+        return
+    print_document(doc)
+
+
+def print_document(doc: dict[str, Any]) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):  # None (no console), closed, or a broken pipe
+        pass
+
+
+def _flush_c_stdio() -> None:
+    """Flush C ``stdio`` buffers (a C extension's ``printf``) before fd 1 is switched; best effort."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+class DocumentChannel:
+    """Context manager: stdout (``sys.stdout`` and fd 1) goes to stderr while open; see the module docstring.
+
+    ``document`` is what :func:`echo_json` was given (None when nothing was). Not reentrant; one per process.
+    """
+
+    current: "DocumentChannel | None" = None
+
+    def __init__(self) -> None:
+        self.document: dict[str, Any] | None = None
+        self._stdout = None
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DocumentChannel":
+        self._stdout = sys.stdout
+        _flush(self._stdout)
+        _flush_c_stdio()
+        try:
+            self._fd = os.dup(1)
+        except OSError:  # fd 1 closed: only the Python-level switch is possible
+            self._fd = None
+        else:
+            try:
+                os.dup2(2, 1)
+            except OSError:  # fd 2 closed
+                os.close(self._fd)
+                self._fd = None
+        sys.stdout = sys.stderr
+        DocumentChannel.current = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        DocumentChannel.current = None
+        _flush(sys.stdout)
+        _flush(self._stdout)  # what a library wrote through a saved reference: still to stderr
+        _flush_c_stdio()
+        if self._fd is not None:
+            os.dup2(self._fd, 1)
+            os.close(self._fd)
+            self._fd = None
+        sys.stdout = self._stdout

@@ -18,7 +18,8 @@ For 3-channel models listing and preprocessing are the dataset readers' own (``s
 
 Policies (see the package docstring): grayscale for a 3-channel model is refused unless ``gray="replicate"``;
 palette images are colour; RGBA only with a fully opaque alpha; images above the profile's max H/W in
-``pad`` mode, or above ``max_pixels``, are refused.
+``pad`` mode, or declaring more pixels than the shared limit (or ``max_pixels``), are refused. Every file is
+opened through :func:`segdeploy.datasets.imagefile.open_image`, the guarded opener all readers share.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from typing import Iterator
 
 import numpy as np
 
+from segdeploy.datasets.imagefile import ENV_MAX_PIXELS, ImageTooLargeError, open_image
 from segdeploy.errors import DataError, UsageError
 from segdeploy.spec import Preprocess, ShapeProfile
 
-DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 GRAY_POLICIES = ("refuse", "replicate")
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _COLOR_MODES = {"RGB", "P", "PA", "RGBA", "RGBa", "RGBX", "YCbCr", "LAB", "HSV"}
@@ -141,15 +142,11 @@ def _image_channels(mode: str) -> int | None:
 
 
 def _check_image(path: str, channels: int, gray: str, profile: ShapeProfile | None, preprocess: Preprocess | None,
-                 max_pixels: int) -> str | None:
+                 max_pixels: int | None) -> str | None:
     """None if the image is usable, else a short reason."""
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels=max_pixels) as im:
             mode, (w, h) = im.mode, im.size
-            if w * h > max_pixels:
-                return f"{w}x{h} is above the {max_pixels} pixel limit"
             c = _image_channels(mode)
             if c is None:
                 return f"mode {mode} is not RGB or grayscale"
@@ -165,6 +162,10 @@ def _check_image(path: str, channels: int, gray: str, profile: ShapeProfile | No
             if profile is not None and preprocess is not None and preprocess.resize == "pad":
                 if h > profile.max[2] or w > profile.max[3]:
                     return f"{w}x{h} exceeds the profile's max {profile.max[3]}x{profile.max[2]} (W x H) in pad mode"
+    except ImageTooLargeError as e:
+        return f"declares {e.declared}, above the {e.limit} pixel limit"
+    except UsageError:  # a bad SEGDEPLOY_MAX_IMAGE_PIXELS: not this file's fault
+        raise
     except Exception as e:  # PIL raises many types for bad files
         return f"unreadable ({type(e).__name__})"
     return None
@@ -179,13 +180,14 @@ def open_calibration_set(
     gray: str = "refuse",
     profile: ShapeProfile | None = None,
     preprocess: Preprocess | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     min_images: int = 1,
 ) -> CalibrationSet:
     """List, sample, check and hash a calibration set.
 
     ``channels`` is the model's input channel count (1 or 3). With ``profile`` and ``preprocess`` the
-    size check for ``pad`` mode runs too. Raises DataError listing every bad file, UsageError for bad options.
+    size check for ``pad`` mode runs too. ``max_pixels`` lowers the shared image pixel limit
+    (:func:`segdeploy.datasets.imagefile.max_image_pixels`, default 64 Mi pixels). Raises DataError listing every bad file, UsageError for bad options.
     """
     if gray not in GRAY_POLICIES:
         raise UsageError(f"gray policy must be one of {GRAY_POLICIES}, got {gray!r}")
@@ -206,6 +208,8 @@ def open_calibration_set(
         fix = "remove or convert them"
         if any("grayscale" in p for p in problems):
             fix += " (or allow grayscale with gray='replicate' / --calib-gray replicate)"
+        if any(" pixel limit" in p for p in problems):
+            fix += f" (or, if you trust them, raise the pixel limit with {ENV_MAX_PIXELS})"
         raise DataError(
             f"{len(problems)} of {len(chosen)} calibration image(s) in {source} cannot be used: "
             f"{'; '.join(problems[:_MAX_LISTED])}{' ...' if len(problems) > _MAX_LISTED else ''}; {fix}"
@@ -227,10 +231,8 @@ def open_calibration_set(
 
 def load_image(path: str, channels: int = 3, gray: str = "refuse") -> np.ndarray:
     """Decode one image to HxWxC uint8 (RGB for colour, C=1 for grayscale). Raises DataError."""
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
+        with open_image(path, what="calibration image") as im:
             im.load()
             c = _image_channels(im.mode)
             if channels == 1:
@@ -239,7 +241,7 @@ def load_image(path: str, channels: int = 3, gray: str = "refuse") -> np.ndarray
                 raise DataError(f"calibration image {path} is grayscale but the model takes 3 channels; convert it")
             else:
                 arr = np.asarray(im.convert("RGB"))
-    except DataError:
+    except (DataError, UsageError):
         raise
     except Exception as e:
         raise DataError(f"cannot decode calibration image {path} ({type(e).__name__}: {e}); remove or replace it") from None

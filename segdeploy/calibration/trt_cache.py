@@ -17,7 +17,6 @@ Ranges JSON (``ranges.json``): ``{"format": "segdeploy.ranges", "version": 1, "m
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
@@ -124,12 +123,14 @@ def write_ranges_json(path: str | os.PathLike, ranges: dict[str, float], meta: d
     atomic_write_json(path, doc)
 
 
+MAX_RANGES_BYTES = 64 << 20  # one entry per tensor: a few hundred KiB for the largest models
+
+
 def read_ranges_json(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, Any]]:
     """(ranges name -> amax, meta). Raises ArtifactError for a missing or malformed file."""
-    try:
-        doc = json.loads(open(path, encoding="utf-8").read())
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"cannot read ranges file {path}: {e}; re-run calibration") from None
+    from segdeploy.jsonio import read_file
+
+    doc = read_file(path, "ranges file", max_bytes=MAX_RANGES_BYTES, fix="re-run calibration")
     if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT or not isinstance(doc.get("tensors"), dict):
         raise ArtifactError(f"{path} is not a segdeploy ranges file; re-run calibration")
     try:

@@ -9,7 +9,10 @@ HxW integer array (uint8 for 8-bit PNGs, int64 otherwise) or ``None`` when the d
 Reading is lazy and streaming: the dataset holds only file paths, one image (and mask) is decoded at a
 time, so memory does not grow with the dataset size. ``ds.entries`` + ``ds.load(entry)`` let a caller
 handle a bad file per entry (the parity checker's ``--on-error skip``); plain iteration raises
-:class:`~segdeploy.errors.DataError` at the first bad file.
+:class:`~segdeploy.errors.DataError` at the first bad file. Every image and mask is opened through
+:func:`segdeploy.datasets.imagefile.open_image` (a pixel limit checked from the header: no decompression
+bombs). ``ds.subset(i, n)`` is shard ``i`` of ``n``; ``ds.fingerprint`` identifies the whole dataset's
+listing (shards of one run share it).
 
 Layouts
 -------
@@ -60,12 +63,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB (grayscale/RGBA/16-bit are converted).
 
     EXIF orientation is *not* applied (masks carry none, so applying it would misalign them).
-    Raises DataError naming the file when it is missing, unreadable or corrupt.
+    Raises DataError naming the file when it is missing, unreadable, corrupt, or declares more pixels than
+    the limit (:mod:`segdeploy.datasets.imagefile`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from segdeploy.datasets.imagefile import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             if im.mode != "RGB":
                 im = im.convert("RGB")
@@ -95,11 +101,15 @@ class Dataset:
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         label_map=None,
         description: str = "",
+        roots: tuple[str | None, str | None] = (None, None),
     ):
         self.entries: list[Entry] = sorted(entries, key=lambda e: e.stem)
         self.ignore_index = int(ignore_index)
         self.label_map = label_map
         self.description = description
+        self.roots = roots  # (images root, masks root) the listing's relative paths are taken from
+        self._whole: Dataset = self  # a subset's fingerprint is the whole dataset's
+        self._fingerprint: str | None = None
         seen: set[str] = set()
         dup = sorted({e.stem for e in self.entries if e.stem in seen or seen.add(e.stem)})
         if dup:
@@ -132,15 +142,77 @@ class Dataset:
             yield self.load(e)
 
     def subset(self, index: int, count: int) -> "Dataset":
-        """Shard ``index`` of ``count``: entries ``index, index+count, ...`` (strided, balanced)."""
+        """Shard ``index`` of ``count``: entries ``index, index+count, ...`` (strided, balanced).
+
+        The subset keeps the whole dataset's :attr:`fingerprint`."""
         if count < 1 or not 0 <= index < count:
             raise DataError(f"invalid shard {index}/{count}; need 0 <= I < N")
-        return Dataset(
+        sub = Dataset(
             self.entries[index::count],
             ignore_index=self.ignore_index,
             label_map=self.label_map,
             description=f"{self.description} shard {index}/{count}",
+            roots=self.roots,
         )
+        sub._whole = self._whole
+        return sub
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the *whole* dataset's listing, before any :meth:`subset`: every entry's stem, image
+        and mask path relative to :attr:`roots` (the base name without a root) and file size, the label map,
+        and the bytes of :data:`FINGERPRINT_SAMPLES` entries spread over the listing. Shards of one run share
+        it, so ``segdeploy merge`` can refuse shards of different datasets; it is the same on another machine
+        holding the same files under another directory. It identifies the listing, not every byte (a file
+        edited in place to the same size outside the sample goes unnoticed). Computed once (one ``stat`` per
+        file, 16 file reads), on first use."""
+        whole = self._whole
+        if whole._fingerprint is None:
+            whole._fingerprint = _listing_fingerprint(whole)
+        return whole._fingerprint
+
+
+FINGERPRINT_SAMPLES = 8  # entries whose bytes (image and mask) the fingerprint hashes, spread over the listing
+
+
+def _listing_fingerprint(ds: Dataset) -> str:
+    import hashlib
+    import json
+
+    def rel(path: str | None, root: str | None) -> str | None:
+        if path is None:
+            return None
+        return os.path.relpath(path, root) if root else os.path.basename(path)
+
+    def content(path: str | None) -> str:
+        try:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:  # type: ignore[arg-type]
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        except (OSError, TypeError):
+            return "-"
+
+    def size(path: str | None) -> int | None:
+        try:
+            return os.stat(path).st_size if path is not None else None
+        except OSError:
+            return None
+
+    images_root, masks_root = ds.roots
+    label_map = getattr(ds.label_map, "mapping", ds.label_map) or {}
+    h = hashlib.sha256(json.dumps({"listing": 1, "label_map": sorted((int(k), int(v)) for k, v in label_map.items())})
+                       .encode())
+    for e in ds.entries:
+        row = [e.stem, rel(e.image_path, images_root), size(e.image_path),
+               rel(e.mask_path, masks_root or images_root), size(e.mask_path)]
+        h.update(json.dumps(row).encode() + b"\n")
+    n = len(ds.entries)
+    for i in sorted({round(k * (n - 1) / (FINGERPRINT_SAMPLES - 1)) for k in range(FINGERPRINT_SAMPLES)} if n else ()):
+        for path in (ds.entries[i].image_path, ds.entries[i].mask_path):
+            h.update(content(path).encode() + b"\n")
+    return h.hexdigest()
 
 
 def list_images(directory: str | os.PathLike) -> dict[str, Path]:
@@ -201,7 +273,8 @@ def open_dataset(
         raise UsageError(f"unknown dataset layout {layout!r}; use 'folder' or 'voc'")
     if not entries and not allow_empty:
         raise DataError(f"dataset {desc} is empty (no images found); check the path and image extensions")
-    return Dataset(entries, ignore_index=ignore_index, label_map=label_map, description=desc)
+    return Dataset(entries, ignore_index=ignore_index, label_map=label_map, description=desc,
+                   roots=(str(images), str(masks) if masks is not None else None))
 
 
 __all__ = [

@@ -6,12 +6,13 @@
   refused with a message (convert it to a palette/grayscale PNG of class ids).
 * The ignore index (default 255, e.g. VOC's object borders) is not a class: metrics skip those pixels.
 * A :class:`LabelMap` rewrites raw values before anything else (e.g. ``"1:0,2:1,3:255"``); unmapped values
-  are kept as they are.
+  are kept as they are. Entries are integers in 0..2**31-1; a JSON label-map file is read through
+  :mod:`segdeploy.jsonio` (size and nesting bounded).
+* Every mask is opened through :func:`segdeploy.datasets.imagefile.open_image` (the pixel limit).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from segdeploy.errors import DataError, UsageError
+from segdeploy.jsonio import read_file
+
+MAX_LABEL = 2**31 - 1  # raw mask values and class ids of a label map
+MAX_LABEL_MAP_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -29,8 +34,8 @@ class LabelMap:
 
     def __post_init__(self) -> None:
         for k, v in self.mapping.items():
-            if int(k) < 0 or int(v) < 0:
-                raise UsageError(f"label map entry {k}:{v} is negative; use non-negative integers")
+            if not (0 <= int(k) <= MAX_LABEL and 0 <= int(v) <= MAX_LABEL):
+                raise UsageError(f"label map entry {k}:{v} is out of range; use integers in 0..{MAX_LABEL}")
 
     @classmethod
     def parse(cls, spec: str) -> "LabelMap":
@@ -38,15 +43,17 @@ class LabelMap:
         text = spec
         p = Path(spec)
         if p.is_file():
-            text = p.read_text(encoding="utf-8")
+            json_fix = "it must be a JSON object of raw value -> class id, e.g. {\"1\": 0}; fix --label-map"
             if p.suffix.lower() == ".json":
+                d = read_file(p, "label map", max_bytes=MAX_LABEL_MAP_BYTES, fix=json_fix, error=UsageError)
                 try:
-                    d = json.loads(text)
                     return cls({int(k): int(v) for k, v in d.items()})
                 except (ValueError, AttributeError, TypeError):
-                    raise UsageError(
-                        f"label map {p} must be a JSON object of raw value -> class id, e.g. {{\"1\": 0}}"
-                    ) from None
+                    raise UsageError(f"label map {p}: {json_fix}") from None
+            try:
+                text = p.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"cannot read label map {p} ({type(e).__name__}); fix --label-map") from None
         mapping: dict[int, int] = {}
         for tok in text.replace("\n", ",").split(","):
             tok = tok.strip()
@@ -81,12 +88,15 @@ class LabelMap:
 def read_mask(path: str | os.PathLike, label_map: LabelMap | None = None) -> np.ndarray:
     """Decode a mask file to an HxW class-index array (uint8, or int64 for 16/32-bit masks).
 
-    Raises DataError for missing/corrupt files and colour RGB masks.
+    Raises DataError for missing/corrupt files, colour RGB masks and masks declaring more pixels than the
+    limit (:mod:`segdeploy.datasets.imagefile`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from segdeploy.datasets.imagefile import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path, what="mask") as im:
             im.load()
             mode = im.mode
             if mode in ("P", "L"):

@@ -31,11 +31,17 @@ def doctor_command(as_json: bool, plugins: Path | None) -> None:
         if as_json:
             from segdeploy.result import result_doc
 
-            text = json.dumps(result_doc("doctor", stages={"doctor": report}), indent=2, default=str)
+            doc = result_doc("doctor", stages={"doctor": report})
+            json.dumps(doc, sort_keys=True, default=str)  # unserialisable: a doctor bug, reported below
         else:
             text = render_table(report)
     except Exception as e:  # probes never raise; anything here is a bug in doctor itself
         msg = " ".join(str(e).split())
         raise SegdeployError(f"doctor could not build its report ({type(e).__name__}: {msg}); "
                              "report this as a segdeploy bug with the output of `segdeploy doctor --json`") from e
-    click.echo(text)
+    if as_json:
+        from segdeploy.result import echo_json
+
+        echo_json(doc)  # the entry point prints it as the only thing on stdout
+    else:
+        click.echo(text)

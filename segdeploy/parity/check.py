@@ -463,6 +463,7 @@ def _report(acc, st: _Setup, ds, data, masks, total_entries, labelled, ref_r, ca
             ),
             "num_entries": len(ds),
             "num_entries_total": total_entries,
+            "fingerprint": ds.fingerprint,  # the whole dataset's listing: merge refuses shards of another dataset
             "num_evaluated": acc.evaluated,
             "num_skipped": len(ds) - acc.evaluated,
         },

@@ -276,18 +276,18 @@ def _check_instances(reference, candidate, data, masks, list_file, layout, devic
 def merge_command(shards, out, html, as_json, quiet, max_miou_drop, min_agreement, min_class_iou):
     """Merge `segdeploy check --shard I/N` results exactly; gate the merged result (exit 3).
 
-    Gate thresholds given here replace those recorded in the shards.
+    Gate thresholds given here replace those recorded in the shards. Shards of different datasets, checks or
+    shard counts, and missing or repeated shards, are refused (exit 1; with --json the document says why).
     """
-    from segdeploy.parity.report_json import read_report
-    from segdeploy.parity.shard import merge_reports
-
     from segdeploy.errors import GateError
     from segdeploy.parity.gate import GateResult
+    from segdeploy.parity.shard import merge_reports, read_shard
 
     _check_report_paths(out, html)
-    partials = [read_report(p) for p in shards]
+    partials = [read_shard(p) for p in shards]  # bounded parse + the checks merge relies on, naming the file
     given = GateOptions(max_miou_drop, min_agreement, min_class_iou)
-    merged = merge_reports(partials, gate=given if given.active else None, command=_command_line())
+    merged = merge_reports(partials, gate=given if given.active else None, command=_command_line(),
+                           sources=list(shards))
     g = merged["gate"]
     err = None
     try:

@@ -200,16 +200,22 @@ def class_map_png_b64(class_map: np.ndarray) -> str | None:
 
 
 def decode_png_b64(data: str, what: str = "class map") -> np.ndarray:
-    """The report's base64 palette PNG -> HxW int64 class map (palette indices). Raises ArtifactError."""
-    from PIL import Image, UnidentifiedImageError
+    """The report's base64 palette PNG -> HxW int64 class map (palette indices). Raises ArtifactError (also for a
+    PNG declaring more pixels than the shared image limit, :mod:`segdeploy.datasets.imagefile`)."""
+    from PIL import UnidentifiedImageError
+
+    from segdeploy.datasets.imagefile import ImageTooLargeError, open_image
 
     try:
         raw = base64.b64decode(data, validate=True)
-        with Image.open(io.BytesIO(raw)) as im:
+        with open_image(io.BytesIO(raw), name="in the report", what=what) as im:
             im.load()
             if im.mode not in ("P", "L"):
                 raise ArtifactError(f"{what} PNG has mode {im.mode}; expected a palette or grayscale PNG of class ids")
             return np.asarray(im, dtype=np.uint8).astype(np.int64)
+    except ImageTooLargeError as e:
+        raise ArtifactError(f"{what} in the report declares {e.declared}, more than the {e.limit}-pixel image limit; "
+                            "re-run the check") from None
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
         raise ArtifactError(f"{what} in the report is not a valid base64 PNG ({type(e).__name__}); re-run the check") from None
 

@@ -21,13 +21,13 @@ API:
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from segdeploy.errors import ArtifactError
+from segdeploy.jsonio import parse as parse_json
 
 MAGIC = b"ftrt"
 HEADER_BYTES = 28
@@ -120,8 +120,8 @@ def ultralytics_prefix(data: bytes) -> tuple[int, dict[str, Any]] | None:
     if not 2 <= n <= _PREFIX_MAX or len(data) < 4 + n:
         return None
     try:
-        meta = json.loads(data[4 : 4 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        meta = parse_json(data[4 : 4 + n])  # bounded depth: a hostile prefix is "not a prefix", not a traceback
+    except ValueError:
         return None
     if not isinstance(meta, dict):
         return None

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from segdeploy.errors import ArtifactError
+from segdeploy.jsonio import parse as parse_json
 from segdeploy.usercache import read_entry, write_entry
 
 FORMAT = "segdeploy.trt-timing-cache"
@@ -65,8 +66,8 @@ class TimingCacheFile:
             return b""
         header, sep, blob = raw.partition(b"\n")
         try:
-            meta = json.loads(header.decode("utf-8")) if sep else None
-        except (UnicodeDecodeError, ValueError):
+            meta = parse_json(header) if sep else None  # bounded depth (segdeploy.jsonio)
+        except ValueError:
             meta = None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             self._warn("it is not a segdeploy timing cache (corrupt or written by another tool)")

@@ -184,3 +184,31 @@ def test_iteration_is_lazy_streaming(tmp_path):
     assert next(it).stem == "0" and next(it).stem == "1"  # earlier items decode fine
     with pytest.raises(DataError, match="2.png"):
         next(it)
+
+
+def test_fingerprint_names_the_whole_listing(tmp_path):
+    import shutil
+
+    for d in ("im", "m"):
+        (tmp_path / "a" / d).mkdir(parents=True)
+    for i, s in enumerate(["a", "b", "c", "d"]):
+        _img(tmp_path / "a" / "im" / f"{s}.png", seed=i)
+        _mask(tmp_path / "a" / "m" / f"{s}.png", value=i)
+    ds = open_dataset(tmp_path / "a" / "im", tmp_path / "a" / "m")
+    fp = ds.fingerprint
+    assert len(fp) == 64 and ds.subset(0, 2).fingerprint == ds.subset(1, 2).fingerprint == fp  # shards share it
+    shutil.copytree(tmp_path / "a", tmp_path / "elsewhere")  # the same files under another directory
+    assert open_dataset(tmp_path / "elsewhere" / "im", tmp_path / "elsewhere" / "m").fingerprint == fp
+    assert open_dataset(tmp_path / "a" / "im").fingerprint != fp  # unlabelled
+    assert open_dataset(tmp_path / "a" / "im", tmp_path / "a" / "m", label_map="1:0").fingerprint != fp
+    _img(tmp_path / "elsewhere" / "im" / "d.png", h=9, seed=7)  # one image replaced by another of another size
+    assert open_dataset(tmp_path / "elsewhere" / "im", tmp_path / "elsewhere" / "m").fingerprint != fp
+
+
+def test_fingerprint_sees_same_named_same_sized_files_of_another_dataset(tmp_path):
+    for name, seed in (("x", 0), ("y", 1)):
+        (tmp_path / name).mkdir()
+        for i in range(3):  # uncompressed: every file of both sets has the same size
+            Image.fromarray(np.random.default_rng(seed * 10 + i).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / name / f"{i:05d}.bmp")
+    assert open_dataset(tmp_path / "x").fingerprint != open_dataset(tmp_path / "y").fingerprint

@@ -168,9 +168,9 @@ def _manifest(num_classes=K):
         "inputs": [{"name": "input", "dtype": "float32", "shape": ["batch", 3, "height", "width"],
                     "profile": ShapeProfile((1, 3, 8, 8), (1, 3, 32, 32), (4, 3, 64, 64), 1).to_dict()}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", num_classes, "height", "width"]}],
-        "preprocess": Preprocess().to_dict(), "onnx": {"file": "tiny.onnx", "opset": 17, "exporter": "x", "sha256": "0"},
+        "preprocess": Preprocess().to_dict(), "onnx": {"file": "model.onnx", "opset": 17, "exporter": "x", "sha256": "0"},
         "rewrites": [], "verification": {"passed": True, "shapes": []}, "versions": {},
-        "files": {"tiny.onnx": {"kind": "onnx", "sha256": "0" * 64, "bytes": 1, "derived_from": {}}},
+        "files": {"model.onnx": {"kind": "onnx", "sha256": "0" * 64, "bytes": 1, "derived_from": {}}},
     }
 
 

@@ -60,3 +60,16 @@ def test_merge_refuses_incomplete_or_mixed(tiny_model, tiny_onnx, pert_onnx, tmp
         merge_reports([whole])
     merged = merge_reports([p1, p0], gate=GateOptions(min_agreement=99.0))
     assert merged["gate"]["evaluated"] and merged["gate"]["passed"]
+
+
+def test_merge_refuses_shards_of_two_datasets(tiny_model, tiny_onnx, tmp_path):
+    a_images, a_masks = make_dataset(tmp_path / "a", n=4, seed=0)
+    b_images, b_masks = make_dataset(tmp_path / "b", n=4, seed=1)  # same size, same stems, other pixels
+    p0 = run_check(tiny_model, tiny_onnx, a_images, a_masks, options=CheckOptions(shard=(0, 2))).report
+    p1 = run_check(tiny_model, tiny_onnx, b_images, b_masks, options=CheckOptions(shard=(1, 2))).report
+    assert p0["dataset"]["fingerprint"] != p1["dataset"]["fingerprint"]
+    with pytest.raises(ArtifactError, match=r"b1.json \(shard 1/2\) and a0.json \(shard 0/2\) were run on different "
+                                            "datasets"):
+        merge_reports([p0, p1], sources=["a0.json", "b1.json"])
+    same = run_check(tiny_model, tiny_onnx, a_images, a_masks, options=CheckOptions(shard=(1, 2))).report
+    assert merge_reports([p0, same])["dataset"]["fingerprint"] == p0["dataset"]["fingerprint"]

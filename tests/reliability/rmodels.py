@@ -94,3 +94,38 @@ def torch_hub_download():
 
 def returns_a_dict():
     return {"model": tiny()}
+
+
+# --- factories of tests/reliability/test_json_document.py (output and warnings a command must contain) ---
+
+
+def prints_to_stdout():
+    """A chatty factory: Python print, a raw write to fd 1 and a child process, all on stdout."""
+    import os
+    import subprocess
+
+    print("factory: building the model")
+    sys.stdout.flush()
+    os.write(1, b"factory: raw write to fd 1\n")
+    subprocess.run([sys.executable, "-c", "print('factory: child process')"], check=True)
+    return tiny()
+
+
+class WarnsInForward(Tiny):
+    """Warns on every call, like a library op with a deprecated default (emitted while a command runs the model)."""
+
+    def forward(self, x):
+        import warnings
+
+        warnings.warn("upsample default will change", FutureWarning, stacklevel=1)
+        return super().forward(x)
+
+
+def warns():
+    """A factory whose code emits warnings while loading (like torch's FutureWarnings) and in forward()."""
+    import warnings
+
+    warnings.warn("this factory API is deprecated", FutureWarning, stacklevel=1)
+    warnings.warn("weights were saved by an older version", UserWarning, stacklevel=1)
+    torch.manual_seed(0)
+    return WarnsInForward().eval()
