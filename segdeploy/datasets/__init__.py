@@ -80,8 +80,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"image {path} not found; check the --data directory") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(
-            f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file, "
-            "or pass --on-error skip"
+            f"cannot read image {path} ({type(e).__name__}: {e}); replace or remove the file"
         ) from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"image {path} decoded to shape {arr.shape}, expected HxWx3; replace the file")

@@ -120,7 +120,7 @@ def read_mask(path: str | os.PathLike, label_map: LabelMap | None = None) -> np.
         raise DataError(f"mask {path} not found; check the --masks directory") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(
-            f"cannot read mask {path} ({type(e).__name__}: {e}); replace or remove the file, or pass --on-error skip"
+            f"cannot read mask {path} ({type(e).__name__}: {e}); replace or remove the file"
         ) from None
     if arr.ndim != 2:
         raise DataError(f"mask {path} decoded to shape {arr.shape}, expected HxW; save it as a single-channel PNG")

@@ -408,7 +408,12 @@ def run_check(
         cand_r.open()
         t_loop = time.perf_counter()
         open_s = t_loop - t_start
-        _score(loop, acc)
+        try:
+            _score(loop, acc)
+        except DataError as e:  # a file the shared readers cannot decode: check alone can score around it
+            if opts.on_error != "fail" or "cannot read" not in e.message:
+                raise
+            raise DataError(f"{e.message}, or pass --on-error skip to score the other images") from None
     finally:
         ref_r.close()
         cand_r.close()

@@ -283,7 +283,10 @@ def merge_command(shards, out, html, as_json, quiet, max_miou_drop, min_agreemen
     from segdeploy.parity.gate import GateResult
     from segdeploy.parity.shard import merge_reports, read_shard
 
+    from segdeploy.exportdir import guard_outputs
+
     _check_report_paths(out, html)
+    guard_outputs([("--report", out), ("--html", html)], [("a shard", p) for p in shards])
     partials = [read_shard(p) for p in shards]  # bounded parse + the checks merge relies on, naming the file
     given = GateOptions(max_miou_drop, min_agreement, min_class_iou)
     merged = merge_reports(partials, gate=given if given.active else None, command=_command_line(),

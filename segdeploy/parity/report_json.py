@@ -19,6 +19,8 @@ from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import atomic_write_json
 from segdeploy.parity.metrics import ConfusionMatrix
 
+MAX_REPORT_BYTES = 256 << 20  # worst-image class maps make reports MBs, not hundreds of MBs
+
 SCHEMA_NAME = "segdeploy.parity_report"
 SCHEMA_VERSION = 1
 
@@ -123,16 +125,17 @@ def read_report(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a report file (a regular file: a FIFO or device is one line, never a hang)."""
     from segdeploy import safefs
 
+    from segdeploy.jsonio import load_bytes
+
     p = Path(path)
     try:
-        raw = safefs.read_file(p, fix="pass files written by `segdeploy check --report`", follow=True)
-        doc = json.loads(raw.decode("utf-8"))
+        raw = safefs.read_file(p, fix="pass files written by `segdeploy check --report`", follow=True,
+                               limit=MAX_REPORT_BYTES)
     except FileNotFoundError:
         raise ArtifactError(f"parity report {p} not found") from None
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"parity report {p} is not valid JSON ({e.msg} at line {e.lineno}); re-run the check") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ArtifactError(f"cannot read parity report {p}: {e}") from None
+    doc = load_bytes(raw, f"parity report {p}", max_bytes=MAX_REPORT_BYTES, fix="re-run the check")
     return validate_report(doc, str(p))
 
 

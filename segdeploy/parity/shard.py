@@ -31,10 +31,9 @@ from segdeploy.errors import ArtifactError, SegdeployError, UsageError
 from segdeploy.jsonio import IntRange, check_types, read_file
 from segdeploy.parity.check import worst_sort_key
 from segdeploy.parity.gate import GateOptions, evaluate_gate
-from segdeploy.parity.report_json import (confusion_from_section, confusion_section, metrics_from_confusion,
+from segdeploy.parity.report_json import (MAX_REPORT_BYTES, confusion_from_section, confusion_section, metrics_from_confusion,
                                           validate_report)
 
-MAX_REPORT_BYTES = 256 << 20  # worst-image class maps make reports MBs, not hundreds of MBs
 MAX_SHARDS = 1 << 20
 RERUN = "re-run that shard's `segdeploy check --shard I/N --report FILE`"
 
