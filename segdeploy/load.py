@@ -176,7 +176,7 @@ def _read_program(path: Path, data: bytes, trust: bool, diag: Any) -> tuple[Any,
     """torch.export.load + ExportedProgram.module(), with every code-running sink restricted unless ``trust``."""
     import io
 
-    from segdeploy.safety import Refused, restricted_pt2_load
+    from segdeploy.safety import Refused, UnrestrictableTorch, restricted_pt2_load
 
     guard = None
     try:
@@ -190,6 +190,11 @@ def _read_program(path: Path, data: bytes, trust: bool, diag: Any) -> tuple[Any,
                 cause = diag.first_exception() or e
                 raise ModelLoadError(f"cannot load torch.export program {path}: {_short(cause)}; re-save it with "
                                      "torch.export.save") from None
+    except UnrestrictableTorch as r:
+        raise UntrustedPickleError(
+            f"cannot load {path} safely with PyTorch {torch.__version__}: its .pt2 loader has changed where segdeploy "
+            f"restricts it ({r.reason}); pass --trust-pickle only if you trust the file, or use a supported PyTorch"
+        ) from None
     except Refused as r:
         raise UntrustedPickleError(_runs_code(path, str(r))) from None
     if guard is not None and guard.refusal is not None:  # a refusal that torch caught and carried on after

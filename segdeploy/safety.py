@@ -30,7 +30,8 @@ Contract
 
   A refusal raises :class:`Refused` -- a ``BaseException``, so PyTorch's ``except Exception`` fallbacks
   cannot swallow it -- and is also kept in ``guard.refusal``. If one of these places cannot be found in
-  the installed PyTorch/SymPy, the block refuses on entry (never an unrestricted load).
+  the installed PyTorch/SymPy, entering the block raises :class:`UnrestrictableTorch` (never an
+  unrestricted load).
 * :func:`captured_diagnostics` records Python warnings and the records of the ``torch`` and
   ``huggingface_hub`` loggers inside the block instead of printing them (restored on exit).
 * :func:`no_downloads` makes outbound connections inside it fail fast and records them, so a factory that
@@ -214,7 +215,8 @@ class _PythonCheck:
 
     def __init__(self, namespace: dict[str, Any]):
         self.namespace = namespace
-        self.locals: set[str] = {"self"}
+        self.locals: set[str] = set()  # of the function being checked
+        self.has_self = False  # its first parameter is ``self`` (the GraphModule)
 
     def module(self, src: str) -> None:
         try:
@@ -228,24 +230,26 @@ class _PythonCheck:
 
     def function(self, fn: ast.FunctionDef) -> None:
         a = fn.args
-        for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x)):
+        params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x)]
+        self.has_self = bool(params) and params[0].arg == "self" and params[0] in (*a.posonlyargs, *a.args)
+        self.locals = set()
+        for i, arg in enumerate(params):
+            if arg.arg in _SAFE_BUILTIN_NAMES or arg.arg in self.namespace or (arg.arg == "self" and i > 0):
+                raise CodeProblem(f"has a parameter named {arg.arg}")
             self.locals.add(arg.arg)
             if arg.annotation is not None:
                 self.expr(arg.annotation, calls=False)
         for d in (*a.defaults, *(d for d in a.kw_defaults if d is not None)):
             if not isinstance(d, ast.Constant):
                 raise CodeProblem("computes a parameter default when it is defined")
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                self.locals.add(node.id)
-        for stmt in fn.body:
+        for stmt in fn.body:  # straight-line code: a name is local once assigned (earlier uses fail at run time)
             self.statement(stmt)
 
     def statement(self, stmt: ast.stmt) -> None:
         if isinstance(stmt, ast.Assign):
+            self.expr(stmt.value)
             for t in stmt.targets:
                 self.target(t)
-            self.expr(stmt.value)
         elif isinstance(stmt, (ast.Expr, ast.Return)):
             if stmt.value is not None:
                 self.expr(stmt.value)
@@ -261,14 +265,21 @@ class _PythonCheck:
                 self.target(e)
         elif isinstance(t, ast.Starred):
             self.target(t.value)
-        elif not isinstance(t, ast.Name):
+        elif isinstance(t, ast.Name):
+            # PyTorch's code generator never rebinds self, builtins or its globals; a rebinding would let a later
+            # call pass as a call of the module, getattr or an operator
+            if t.id == "self" or t.id in _SAFE_BUILTIN_NAMES or t.id in self.namespace:
+                raise CodeProblem(f"rebinds {t.id}")
+            self.locals.add(t.id)
+        else:
             raise CodeProblem(f"assigns to a {type(t).__name__}")
 
     def expr(self, e: ast.expr, calls: bool = True) -> None:
         if isinstance(e, ast.Constant):
             return
         if isinstance(e, ast.Name):
-            if e.id not in self.locals and e.id not in self.namespace and e.id not in _SAFE_BUILTIN_NAMES:
+            if e.id not in self.locals and e.id not in self.namespace and e.id not in _SAFE_BUILTIN_NAMES \
+                    and not (e.id == "self" and self.has_self):
                 raise CodeProblem(f"uses {e.id}")
             return
         if isinstance(e, ast.Attribute):
@@ -316,18 +327,18 @@ class _PythonCheck:
         if not isinstance(f, ast.Name):
             raise CodeProblem(f"calls {ast.unparse(call.func)[:60]}")
         root = f.id
-        if root == "getattr" and not chain:
-            return self.getattr_call(call)
-        if root == "self":
+        if root == "self" and self.has_self:  # a submodule: self._guards_fn(x)
             import torch
 
             if not chain or any(a.startswith("__") or hasattr(torch.fx.GraphModule, a) for a in chain):
                 raise CodeProblem(f"calls self.{'.'.join(chain)}")
             return
-        if root in self.locals:
+        if root in self.locals:  # a tensor: x.size()
             if len(chain) != 1 or chain[0] not in _SAFE_TENSOR_METHODS:
-                raise CodeProblem(f"calls {root}.{'.'.join(chain)}")
+                raise CodeProblem(f"calls {'.'.join([root, *chain])}")
             return
+        if root == "getattr" and not chain:
+            return self.getattr_call(call)
         if root not in self.namespace:
             raise CodeProblem(f"calls {'.'.join([root, *chain])}")
         obj = self.namespace[root]
@@ -406,6 +417,13 @@ class Refused(BaseException):
         self.reason = reason
 
 
+class UnrestrictableTorch(Refused):
+    """Raised on entering :func:`restricted_pt2_load` when a sink is not where this module expects it."""
+
+    def __init__(self, reason: str):
+        super().__init__("the program", reason)
+
+
 _ACTIVE = threading.local()
 
 
@@ -430,6 +448,14 @@ class LoadGuard:
     entries: dict[str, str] = field(default_factory=dict)  # digest of a payload -> record name
     program: str = "models/model.json"
     refusal: Refused | None = None
+    checked: set[tuple[str, tuple[tuple[str, int], ...]]] = field(default_factory=set)  # (source, namespace ids)
+
+    def check_python(self, src: str, namespace: dict[str, Any]) -> None:
+        """check_generated_python, once per (source, namespace objects): PyTorch recompiles the same graph often."""
+        key = (src, tuple(sorted((k, id(v)) for k, v in namespace.items())))
+        if key not in self.checked:
+            check_generated_python(src, namespace)
+            self.checked.add(key)
 
     def remember(self, name: str, data: bytes) -> None:
         self.entries[hashlib.blake2b(data, digest_size=16).hexdigest()] = name
@@ -457,7 +483,8 @@ class LoadGuard:
 
 
 def _sinks(guard: LoadGuard) -> list[tuple[Any, str, Any]]:
-    """(owner, attribute, replacement) for every place PyTorch runs file content; Refused if one is missing."""
+    """(owner, attribute, replacement) for every place PyTorch runs file content; UnrestrictableTorch if one
+    is not where this module expects it."""
     import importlib
 
     def need(module: str, attr: str | None = None, calls: tuple[Callable[..., Any], str] | None = None) -> Any:
@@ -465,11 +492,10 @@ def _sinks(guard: LoadGuard) -> list[tuple[Any, str, Any]]:
             mod = importlib.import_module(module)
             obj = getattr(mod, attr) if attr else mod
         except (ImportError, AttributeError):
-            raise guard.refuse("the program", f"this PyTorch loads .pt2 files through code segdeploy cannot restrict "
-                                              f"({module}{'.' + attr if attr else ''} not found)") from None
-        if calls is not None and calls[1] not in calls[0].__code__.co_names:
-            raise guard.refuse("the program", f"this PyTorch no longer calls {calls[1]} in {module}; segdeploy "
-                                              "cannot restrict its .pt2 loader")
+            raise UnrestrictableTorch(f"{module}{'.' + attr if attr else ''} not found") from None
+        code = getattr(calls[0], "__code__", None) if calls is not None else None
+        if calls is not None and (code is None or calls[1] not in code.co_names):
+            raise UnrestrictableTorch(f"{module}.{calls[0].__name__} no longer calls {calls[1]}")
         return obj
 
     import torch
@@ -571,9 +597,10 @@ def _checked_fx_exec(guard: LoadGuard, real: Callable[..., Any]) -> Callable[...
     def exec_with_source(src: str, globals: dict[str, Any], co_fields: Any = None) -> Any:
         if _active():
             try:
-                check_generated_python(src, globals)
+                guard.check_python(src, globals)
             except CodeProblem as e:
-                raise guard.refuse(guard.program, f"PyTorch would run part of it as Python: its generated forward code {e}") from None
+                raise guard.refuse(guard.program,
+                                   f"PyTorch would run part of it as Python: its generated forward code {e}") from None
         return real(src, globals, co_fields)
     return exec_with_source
 
@@ -584,7 +611,7 @@ def _checked_exec(guard: LoadGuard, what: str) -> Callable[..., Any]:
             if not isinstance(code, str):
                 raise guard.refuse(guard.program, f"PyTorch would run {what}, which segdeploy cannot check")
             try:
-                check_generated_python(code, globals or {})
+                guard.check_python(code, globals or {})
             except CodeProblem as e:
                 raise guard.refuse(guard.program, f"PyTorch would run part of it as Python: {what} {e}") from None
         return builtins.exec(code, globals, locals)
@@ -597,7 +624,8 @@ def _checked_sympy_eval(guard: LoadGuard) -> Callable[..., Any]:
             try:
                 check_sympy_code(code, globals, locals)
             except CodeProblem as e:
-                raise guard.refuse(guard.program, f"PyTorch would run part of it as Python: a shape expression {e}") from None
+                raise guard.refuse(guard.program,
+                                   f"PyTorch would run part of it as Python: a shape expression {e}") from None
         return builtins.eval(code, globals, locals)
     return eval_
 

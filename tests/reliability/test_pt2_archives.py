@@ -367,3 +367,70 @@ def test_the_sinks_hold_without_the_layout_check(name, hostile):
     import pickle as pickle_module
 
     assert pickle_module.loads(pickle_module.dumps([1])) == [1]  # restored after the block
+
+
+def test_a_moved_sink_refuses_instead_of_loading_unrestricted(clean_pt2, monkeypatch):
+    """Another PyTorch whose guard-code builder no longer calls exec: segdeploy cannot restrict it, so it refuses."""
+    import torch.export._unlift as unlift
+
+    from segdeploy.errors import UntrustedPickleError
+    from segdeploy.load import load_model
+
+    real = unlift._convert_guards_code_to_fn
+    monkeypatch.setattr(unlift, "_convert_guards_code_to_fn", lambda *a, **k: real(*a, **k))
+    with pytest.raises(UntrustedPickleError, match=r"no longer calls exec.*--trust-pickle"):
+        load_model(clean_pt2)
+    assert load_model(clean_pt2, trust_pickle=True).format == "pt2"
+
+
+_FORWARD_OK = ("def forward(self, x):\n    x, = fx_pytree.tree_flatten_spec(([x], {}), self._in_spec)\n"
+               "    w = self.c1.weight\n    g = self._guards_fn(x);  g = None\n"
+               "    y = torch.ops.aten.conv2d.default(x, w, None, [1, 1]);  x = w = None\n"
+               "    z = getattr(self.layers, '0')\n    return pytree.tree_unflatten((y,), self._out_spec)\n")
+
+
+@pytest.mark.parametrize("src, problem", [
+    (_FORWARD_OK, None),
+    ("def _(*args):\n  torch._assert(args[0].size()[0] <= 4, 'Guard failed: x.size()[0] <= 4')\n  return\n", None),
+    ("def forward(self, x):\n    exec('1')\n", "calls exec"),
+    ("def forward(self, x):\n    torch.os.system('id')\n", "calls torch.os.system, which is not a PyTorch operator"),
+    ("def forward(self, x):\n    self = getattr(torch, 'os');  self.system('id')\n", "rebinds self"),
+    ("def forward(self, x):\n    getattr = self.c1;  getattr('a', 'b')\n", "rebinds getattr"),
+    ("def forward(self, getattr):\n    getattr('a', 'b')\n", "has a parameter named getattr"),
+    ("def forward(self, x):\n    self.to_folder('/tmp/x')\n", "calls self.to_folder"),
+    ("def forward(self, x):\n    getattr(self, '__class__')\n", "calls getattr with a computed or special"),
+    ("def forward(self, x):\n    x.numpy().tofile('f')\n", "calls x.numpy().tofile"),
+    ("def forward(self, x):\n    y = x.__class__\n", "reads the attribute __class__"),
+    ("import os\ndef forward(self, x):\n    pass\n", "runs a top-level Import statement"),
+    ("def forward(self, x=exec('1')):\n    pass\n", "computes a parameter default"),
+    ("def forward(self, x):\n    y = [i for i in x]\n", "evaluates a ListComp expression"),
+])
+def test_generated_code_allow_list(src, problem):
+    """What PyTorch's generated forward/guard code may do: shape methods, operators, submodules, constant getattr."""
+    import torch.fx._pytree as fx_pytree
+    import torch.utils._pytree as pytree
+
+    from segdeploy.safety import CodeProblem, check_generated_python
+
+    namespace = {"torch": torch, "fx_pytree": fx_pytree, "pytree": pytree}
+    if problem is None:
+        check_generated_python(src, namespace)
+    else:
+        with pytest.raises(CodeProblem, match=problem.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+            check_generated_python(src, namespace)
+
+
+def test_shape_expressions_may_only_be_sympy_arithmetic():
+    import sympy
+    from torch.utils._sympy.functions import FloorDiv
+
+    from segdeploy.safety import Refused, restricted_pt2_load
+
+    with restricted_pt2_load() as guard:
+        e = sympy.sympify("Max(1, FloorDiv(s0, 2))*s1 + 3", locals={"FloorDiv": FloorDiv})
+        assert e.free_symbols == {sympy.Symbol("s0"), sympy.Symbol("s1")}
+        for bad in ("exec('1')", "S.__class__", "__import__('os')", "lambdify(s0, s0)", "Function('f')(s0)"):
+            with pytest.raises(Refused, match="a shape expression"):
+                sympy.sympify(bad)
+    assert guard.refusal is not None
+    assert sympy.sympify("lambdify(x, x)") is not None  # restored after the block
