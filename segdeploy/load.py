@@ -477,11 +477,15 @@ def load_model(
         if fmt == "pt2":
             raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path, trust_pickle)
             notes += n
-        elif fmt == "torchscript":
-            raw = _load_torchscript(path)
         else:
-            raw = _load_pickle(path, trust_pickle)
-            notes.append("loaded a pickled module because --trust-pickle was given")
+            from segdeploy.safety import captured_diagnostics
+
+            with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
+                raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
+            if fmt == "pickle":
+                notes.append("loaded a pickled module because --trust-pickle was given")
+            if diag.summary():
+                notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
     if fmt != "pt2" and isinstance(raw, nn.Module) and not isinstance(raw, torch.jit.ScriptModule):
         raw.eval()
     elif isinstance(raw, torch.jit.ScriptModule):

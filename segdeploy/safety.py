@@ -13,7 +13,8 @@ Contract
 * :func:`restricted_pt2_load` is the block inside which segdeploy calls ``torch.export.load`` and
   ``ExportedProgram.module()`` on an untrusted file. For its duration (in the calling thread; the
   replacements act as the originals in other threads and after the block) every place where that code
-  turns file content into running code is restricted **at the call PyTorch makes**:
+  turns file content into running code is restricted **at the call PyTorch makes** (blocks of different
+  threads, and the patch windows of :func:`no_downloads`, run one at a time):
 
   - ``torch.load`` (sample inputs; weights and constants marked ``use_pickle``) always runs PyTorch's
     weights-only unpickler, which resolves only tensor/storage/container globals; when the caller asked
@@ -631,23 +632,25 @@ def _checked_sympy_eval(guard: LoadGuard) -> Callable[..., Any]:
 
 
 _MISSING = object()
+_PATCH_LOCK = threading.RLock()  # patch windows of different threads never interleave (each restores what it saved)
 
 
 @contextlib.contextmanager
 def _patched(sinks: list[tuple[Any, str, Any]]) -> Iterator[None]:
-    saved = [(owner, attr, owner.__dict__.get(attr, _MISSING) if isinstance(owner, type) else
-              getattr(owner, attr, _MISSING)) for owner, attr, _ in sinks]
-    try:
-        for owner, attr, new in sinks:
-            setattr(owner, attr, new)
-        yield
-    finally:
-        for owner, attr, old in reversed(saved):
-            if old is _MISSING:
-                with contextlib.suppress(AttributeError):
-                    delattr(owner, attr)
-            else:
-                setattr(owner, attr, old)
+    with _PATCH_LOCK:
+        saved = [(owner, attr, owner.__dict__.get(attr, _MISSING) if isinstance(owner, type) else
+                  getattr(owner, attr, _MISSING)) for owner, attr, _ in sinks]
+        try:
+            for owner, attr, new in sinks:
+                setattr(owner, attr, new)
+            yield
+        finally:
+            for owner, attr, old in reversed(saved):
+                if old is _MISSING:
+                    with contextlib.suppress(AttributeError):
+                        delattr(owner, attr)
+                else:
+                    setattr(owner, attr, old)
 
 
 @contextlib.contextmanager
@@ -656,8 +659,7 @@ def restricted_pt2_load() -> Iterator[LoadGuard]:
     if _active():
         raise RuntimeError("restricted_pt2_load is not re-entrant")
     guard = LoadGuard()
-    sinks = _sinks(guard)  # Refused when the installed PyTorch has moved a sink
-    with _patched(sinks):
+    with _PATCH_LOCK, _patched(_sinks(guard)):  # _sinks: UnrestrictableTorch when PyTorch has moved a sink
         _ACTIVE.guard = guard
         try:
             yield guard
@@ -778,22 +780,34 @@ def _offline_hub() -> Iterator[None]:
 @contextlib.contextmanager
 def no_downloads() -> Iterator[list[str]]:
     """Refuse outbound connections inside the block; yields the list of attempted hosts."""
+    attempts: list[str] = []
+    with _PATCH_LOCK, _patched(_connection_refusals(attempts)), _offline_hub():
+        yield attempts
+
+
+def _connection_refusals(attempts: list[str]) -> list[tuple[Any, str, Any]]:
+    """Replacements for the socket entry points that record the attempt and raise DownloadAttempt."""
     import _socket
 
-    attempts: list[str] = []
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-    real_getaddrinfo, real_raw_getaddrinfo, real_raw_socket = socket.getaddrinfo, _socket.getaddrinfo, _socket.socket
+    real_raw_socket = _socket.socket
 
-    def refuse(self: Any, address: Any) -> Any:
-        if self.family == getattr(socket, "AF_UNIX", None) or _address_host(address) in _LOCAL_HOSTS:
-            return real_connect(self, address)
+    def local(sock: Any, address: Any) -> bool:
+        return sock.family == getattr(socket, "AF_UNIX", None) or _address_host(address) in _LOCAL_HOSTS
+
+    def refused(address: Any) -> DownloadAttempt:
         attempts.append(_address_host(address))
-        raise DownloadAttempt(f"segdeploy refused a network connection to {address}")
+        return DownloadAttempt(f"segdeploy refused a network connection to {address}")
 
-    def refuse_ex(self: Any, address: Any) -> Any:
-        if self.family == getattr(socket, "AF_UNIX", None) or _address_host(address) in _LOCAL_HOSTS:
+    def connect(self: Any, address: Any) -> Any:
+        if local(self, address):
+            return real_connect(self, address)
+        raise refused(address)
+
+    def connect_ex(self: Any, address: Any) -> Any:
+        if local(self, address):
             return real_connect_ex(self, address)
-        return refuse(self, address)
+        raise refused(address)
 
     def lookup(real: Callable[..., Any]) -> Callable[..., Any]:
         def refuse_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
@@ -803,23 +817,20 @@ def no_downloads() -> Iterator[list[str]]:
             raise DownloadAttempt(f"segdeploy refused to look up {host} (no downloads while loading a model)")
         return refuse_lookup
 
-    class RawSocket(real_raw_socket):  # type: ignore[misc,valid-type] - `import _socket` users
+    class RawSocket(real_raw_socket):  # type: ignore[misc,valid-type] - for `import _socket` users
         def connect(self, address: Any) -> Any:
-            if self.family == getattr(socket, "AF_UNIX", None) or _address_host(address) in _LOCAL_HOSTS:
+            if local(self, address):
                 return real_raw_socket.connect(self, address)
-            attempts.append(_address_host(address))
-            raise DownloadAttempt(f"segdeploy refused a network connection to {address}")
+            raise refused(address)
 
         def connect_ex(self, address: Any) -> Any:
-            if self.family == getattr(socket, "AF_UNIX", None) or _address_host(address) in _LOCAL_HOSTS:
+            if local(self, address):
                 return real_raw_socket.connect_ex(self, address)
-            return self.connect(address)
+            raise refused(address)
 
-    sinks = [(socket.socket, "connect", refuse), (socket.socket, "connect_ex", refuse_ex),
-             (socket, "getaddrinfo", lookup(real_getaddrinfo)), (_socket, "getaddrinfo", lookup(real_raw_getaddrinfo)),
-             (_socket, "socket", RawSocket)]
-    with _patched(sinks), _offline_hub():
-        yield attempts
+    return [(socket.socket, "connect", connect), (socket.socket, "connect_ex", connect_ex),
+            (socket, "getaddrinfo", lookup(socket.getaddrinfo)), (_socket, "getaddrinfo", lookup(_socket.getaddrinfo)),
+            (_socket, "socket", RawSocket)]
 
 
 def offline_refusal(e: BaseException) -> str | None:

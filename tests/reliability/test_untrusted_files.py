@@ -183,3 +183,13 @@ def test_hub_libraries_are_offline_while_a_factory_runs(tmp_path, capsys, monkey
                        "--shape", "1x3x32x32", "--max-batch", "2")
     assert code == 0, err
     assert "HF_HUB_OFFLINE" not in os.environ  # restored after loading
+
+
+def test_torchscript_load_warnings_do_not_print_before_the_error_line(tmp_path, capsys):
+    import rmodels
+
+    p = tmp_path / "tiny.ts"
+    torch.jit.save(torch.jit.trace(rmodels.tiny(), torch.randn(1, 3, 32, 32)), str(p))
+    code, _, err = run(capsys, "export", p, "--out", tmp_path / "o", "-q", "--shape", "1x3x32x32", "--class-names", "a,b")
+    assert code == 2 and "--class-names lists 2 names" in one_error_line(err)
+    assert len(err.strip().splitlines()) == 1, err  # torch.jit.load's FutureWarning went to the notes
