@@ -2,18 +2,25 @@
 
 Formats (detected from the file's contents, not its extension):
 
-* ``torch.export`` programs (``.pt2``, ``torch.export.save``): first-class. The archive is inspected first
-  (:func:`segdeploy.safety.pickled_entries`): pickled entries that would run code (sample inputs, weights or
-  constants needing unrestricted unpickling, custom objects, AOTInductor libraries) are refused unless
-  ``trust_pickle=True``; the checked bytes are the ones loaded.
+* ``torch.export`` programs (``.pt2``, ``torch.export.save``): first-class. The archive's layout and
+  declared sizes are checked first (:func:`segdeploy.safety.read_pt2_layout`: ambiguous layouts and zip
+  bombs are refused); then ``torch.export.load`` and ``ExportedProgram.module()`` run inside
+  :func:`segdeploy.safety.restricted_pt2_load` unless ``trust_pickle=True``: whatever PyTorch would
+  unpickle goes through its weights-only unpickler, opaque/custom objects and AOTInductor libraries are
+  refused, and the Python PyTorch generates from the program (shape expressions, guards, ``forward``) may
+  only do shape arithmetic and call PyTorch operators. A refusal is one UntrustedPickleError line naming
+  the entry and ``--trust-pickle``. PyTorch's warnings and log records while loading are captured
+  (:func:`segdeploy.safety.captured_diagnostics`) and summarised in ``notes`` or the error line.
   The program's own dynamic-shape constraints (e.g. ``16 * Dim("h")``) give the spatial multiple.
 * TorchScript archives (``torch.jit.save``): safe to load (no pickled Python code).
 * Whole pickled modules (``torch.save(model)``): unpickling runs arbitrary code, so they are refused
   unless ``trust_pickle=True`` (CLI ``--trust-pickle``).
 * A factory ``pkg.module:callable`` returning an ``nn.Module``, with optional weights: a state-dict
-  file (``.pt``/``.pth``, loaded with ``weights_only=True``) or ``.safetensors``. The factory runs with
-  network connections refused (:func:`segdeploy.safety.no_downloads`): pretrained-weight downloads fail
-  with the fix; any exception (SystemExit included) becomes one ModelLoadError line naming the factory.
+  file (``.pt``/``.pth``, loaded with ``weights_only=True``) or ``.safetensors``. The module is imported
+  and the factory called with network connections refused and the Hugging Face libraries offline
+  (:func:`segdeploy.safety.no_downloads`) and ``os._exit`` trapped (:func:`segdeploy.safety.no_process_exit`):
+  pretrained-weight downloads fail with the fix; any exception (SystemExit and ``os._exit`` included)
+  becomes one ModelLoadError line naming the factory. Factory code itself is trusted code.
 
 Output selection rule (documented in the README), unless ``output=NAME|INDEX`` overrides it:
 
@@ -28,13 +35,14 @@ classifier logits) is a :class:`~segdeploy.errors.ModelLoadError`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -127,54 +135,94 @@ def detect_format(path: Path) -> str:
 
 
 def _load_pt2(path: Path, trust: bool) -> tuple[Any, tuple[int, ...] | None, int | None, list[str], tuple[int, ...]]:
-    import io
-
-    from segdeploy.safety import pickled_entries
+    from segdeploy.safety import captured_diagnostics
 
     data = path.read_bytes()  # checked and loaded from the same bytes
-    if not trust:
-        bad = pickled_entries(data)
-        if bad:
-            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise UntrustedPickleError(
-                f"{path} holds content that runs code when loaded: {bad[0]}{more}; pass --trust-pickle only if you "
-                "trust the file, or re-save the program with torch.export.save from plain tensors"
-            )
-    try:
-        ep = torch.export.load(io.BytesIO(data))
-    except Exception as e:  # torch raises many types for corrupt archives
-        raise ModelLoadError(f"cannot load torch.export program {path}: {_short(e)}; re-save it with torch.export.save") from None
+    _check_pt2_layout(path, data, trust)
+    with captured_diagnostics() as diag:
+        ep, module = _read_program(path, data, trust, diag)
     notes: list[str] = []
-    shape = None
-    multiple = None
-    static_axes: tuple[int, ...] = ()
+    if diag.summary():
+        notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
     user_inputs = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     if len(user_inputs) != 1:
         raise ModelLoadError(f"{path} takes {len(user_inputs)} inputs; segdeploy exports models with one image input")
-    for node in ep.graph.nodes:
-        if node.op == "placeholder" and node.name == user_inputs[0]:
-            val = node.meta.get("val")
-            if val is not None:
-                dims = []
-                mults = []
-                for d in val.shape:
-                    if isinstance(d, torch.SymInt):
-                        expr = d.node.expr
-                        coeff, _ = expr.as_coeff_Mul()
-                        mults.append(int(coeff) if coeff.is_Integer else 1)
-                        hint = d.node.hint
-                        dims.append(int(hint) if hint is not None else -1)
-                    else:
-                        mults.append(None)
-                        dims.append(int(d))
-                shape = tuple(dims)
-                static_axes = tuple(i for i, m in enumerate(mults) if m is None)
-                if len(mults) == 4 and mults[2] is not None and mults[3] is not None:
-                    multiple = _lcm(mults[2], mults[3])
-                    if multiple > 1:
-                        notes.append(f"spatial multiple {multiple} read from the program's dynamic-shape constraints")
-    module = ep.module()
+    shape, multiple, static_axes = _input_constraints(ep, user_inputs[0])
+    if multiple is not None and multiple > 1:
+        notes.append(f"spatial multiple {multiple} read from the program's dynamic-shape constraints")
     return module, shape, multiple, notes, static_axes
+
+
+def _check_pt2_layout(path: Path, data: bytes, trust: bool) -> None:
+    """Refuse ambiguous archives and zip bombs (always) and compiled AOTInductor libraries (unless trusted)."""
+    from segdeploy.safety import ArchiveError, read_pt2_layout
+
+    try:
+        layout = read_pt2_layout(data)
+    except ArchiveError as e:
+        raise ModelLoadError(f"{path} is not a well-formed torch.export archive: {e}; re-save the program with "
+                             "torch.export.save") from None
+    if layout.has_aotinductor and not trust:
+        raise UntrustedPickleError(_runs_code(path, "data/aotinductor/ (compiled AOTInductor libraries: loading them "
+                                                    "runs native code)"))
+
+
+def _runs_code(path: Path, what: str) -> str:
+    return (f"{path} holds content that runs code when loaded: {what}; pass --trust-pickle only if you trust the "
+            "file, or re-save the program with torch.export.save from plain tensors")
+
+
+def _read_program(path: Path, data: bytes, trust: bool, diag: Any) -> tuple[Any, Any]:
+    """torch.export.load + ExportedProgram.module(), with every code-running sink restricted unless ``trust``."""
+    import io
+
+    from segdeploy.safety import Refused, UnrestrictableTorch, restricted_pt2_load
+
+    guard = None
+    try:
+        with (contextlib.nullcontext() if trust else restricted_pt2_load()) as guard:
+            try:
+                ep = torch.export.load(io.BytesIO(data))
+                module = ep.module()
+            except Exception as e:  # torch raises many types for corrupt archives
+                if guard is not None and guard.refusal is not None:
+                    raise guard.refusal from None
+                cause = diag.first_exception() or e
+                raise ModelLoadError(f"cannot load torch.export program {path}: {_short(cause)}; re-save it with "
+                                     "torch.export.save") from None
+    except UnrestrictableTorch as r:
+        raise UntrustedPickleError(
+            f"cannot load {path} safely with PyTorch {torch.__version__}: its .pt2 loader has changed where segdeploy "
+            f"restricts it ({r.reason}); pass --trust-pickle only if you trust the file, or use a supported PyTorch"
+        ) from None
+    except Refused as r:
+        raise UntrustedPickleError(_runs_code(path, str(r))) from None
+    if guard is not None and guard.refusal is not None:  # a refusal that torch caught and carried on after
+        raise UntrustedPickleError(_runs_code(path, str(guard.refusal)))
+    return ep, module
+
+
+def _input_constraints(ep: Any, name: str) -> tuple[tuple[int, ...] | None, int | None, tuple[int, ...]]:
+    """(example shape, spatial multiple, static axes) of the program's image input, from its placeholder."""
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or node.name != name or node.meta.get("val") is None:
+            continue
+        dims: list[int] = []
+        mults: list[int | None] = []
+        for d in node.meta["val"].shape:
+            if isinstance(d, torch.SymInt):
+                coeff, _ = d.node.expr.as_coeff_Mul()
+                mults.append(int(coeff) if coeff.is_Integer else 1)
+                hint = d.node.hint
+                dims.append(int(hint) if hint is not None else -1)
+            else:
+                mults.append(None)
+                dims.append(int(d))
+        static_axes = tuple(i for i, m in enumerate(mults) if m is None)
+        h, w = (mults[2], mults[3]) if len(mults) == 4 else (None, None)
+        multiple = _lcm(h, w) if h is not None and w is not None else None
+        return tuple(dims), multiple, static_axes
+    return None, None, ()
 
 
 def _load_torchscript(path: Path) -> Any:
@@ -214,17 +262,16 @@ def _load_pickle(path: Path, trust: bool) -> Any:
     return obj
 
 
-def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> nn.Module:
+def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> tuple[nn.Module, list[str]]:
+    """Import and call a ``pkg.module:factory`` spec under :func:`_factory_guard`; returns (model, notes)."""
     if ":" not in spec:
         raise UsageError(f"--model {spec!r} must be 'pkg.module:factory'")
     mod_name, attr = spec.split(":", 1)
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ModelLoadError(f"cannot import module {mod_name!r} for --model {spec}: {_short(e)}; check PYTHONPATH") from None
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module failed while importing
-        raise ModelLoadError(f"importing {mod_name} for --model {spec} raised {type(e).__name__}: {_short(e)}; "
-                             "fix the module") from None
+    with _factory_guard(spec, f"importing {mod_name} for --model {spec}", "fix the module"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise ModelLoadError(f"cannot import module {mod_name!r} for --model {spec}: {_short(e)}; check PYTHONPATH") from None
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -235,37 +282,45 @@ def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str
         obj = getattr(obj, part)
     if not callable(obj):
         raise ModelLoadError(f"{spec} is not callable; --model needs a function or class returning an nn.Module")
-    model = _call_factory(spec, obj, kwargs or {})
+    with _factory_guard(spec, f"factory {spec}", "fix the factory or its --model-arg values") as diag:
+        try:
+            model = obj(**(kwargs or {}))
+        except TypeError as e:
+            raise ModelLoadError(f"calling factory {spec} failed: {_short(e)}; check its --model-arg values") from None
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"factory {spec} returned a {type(model).__name__}, not an nn.Module")
     if weights is not None:
         _load_weights(model, Path(weights))
-    return model
+    notes = [f"{spec} said while loading: {diag.summary()}"] if diag.summary() else []
+    return model, notes
 
 
-def _call_factory(spec: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Call a --model factory with downloads refused; every failure becomes one ModelLoadError line."""
-    from segdeploy.safety import no_downloads
+@contextlib.contextmanager
+def _factory_guard(spec: str, doing: str, fix: str) -> Iterator[Any]:
+    """Run the user's factory code with downloads refused, ``os._exit`` trapped and warnings captured;
+    every failure (SystemExit and os._exit included) becomes one ModelLoadError line naming ``doing``."""
+    from segdeploy.safety import ProcessExit, captured_diagnostics, no_downloads, no_process_exit, offline_refusal
 
-    with no_downloads() as attempts:
+    with no_downloads() as attempts, no_process_exit(), captured_diagnostics() as diag:
         try:
-            return factory(**kwargs)
-        except KeyboardInterrupt:
+            yield diag
+        except (KeyboardInterrupt, ModelLoadError):
             raise
-        except BaseException as e:  # noqa: BLE001 - SystemExit from a factory is a failure, not an exit
-            if attempts:
+        except BaseException as e:  # noqa: BLE001 - an exit from factory code is a failure, not an exit
+            host = attempts[0] if attempts else offline_refusal(e)
+            if host:
                 raise ModelLoadError(
-                    f"factory {spec} tried to download weights (from {attempts[0]}); segdeploy never downloads: pass "
+                    f"factory {spec} tried to download weights (from {host}); segdeploy never downloads: pass "
                     "--model-arg encoder_weights=none (segmentation_models_pytorch) or weights=none (torchvision) and "
                     "your own --weights FILE"
                 ) from None
+            if isinstance(e, ProcessExit):
+                raise ModelLoadError(f"{doing} called os._exit({e.code!r}) instead of returning a model; --model needs a "
+                                     "function or class returning an nn.Module") from None
             if isinstance(e, SystemExit):
-                raise ModelLoadError(f"factory {spec} called sys.exit({e.code!r}) instead of returning a model; "
+                raise ModelLoadError(f"{doing} called sys.exit({e.code!r}) instead of returning a model; "
                                      "--model needs a function or class returning an nn.Module") from None
-            if isinstance(e, TypeError):
-                raise ModelLoadError(f"calling factory {spec} failed: {_short(e)}; check its --model-arg values") from None
-            raise ModelLoadError(f"factory {spec} raised {type(e).__name__}: {_short(e)}; fix the factory or its "
-                                 "--model-arg values") from None
+            raise ModelLoadError(f"{doing} raised {type(e).__name__}: {_short(e)}; {fix}") from None
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:
@@ -404,7 +459,8 @@ def load_model(
         digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in source.state_dict().items())).encode())
     elif factory is not None or (isinstance(source, str) and is_factory_spec(source) and not Path(source).exists()):
         spec = factory or str(source)
-        raw = _load_factory(spec, weights, factory_kwargs)
+        raw, n = _load_factory(spec, weights, factory_kwargs)
+        notes += n
         fmt = "factory"
         src = spec
         h = sha256_bytes(f"factory:{spec}:{sorted((factory_kwargs or {}).items())}".encode())
@@ -421,11 +477,15 @@ def load_model(
         if fmt == "pt2":
             raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path, trust_pickle)
             notes += n
-        elif fmt == "torchscript":
-            raw = _load_torchscript(path)
         else:
-            raw = _load_pickle(path, trust_pickle)
-            notes.append("loaded a pickled module because --trust-pickle was given")
+            from segdeploy.safety import captured_diagnostics
+
+            with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
+                raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
+            if fmt == "pickle":
+                notes.append("loaded a pickled module because --trust-pickle was given")
+            if diag.summary():
+                notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
     if fmt != "pt2" and isinstance(raw, nn.Module) and not isinstance(raw, torch.jit.ScriptModule):
         raw.eval()
     elif isinstance(raw, torch.jit.ScriptModule):

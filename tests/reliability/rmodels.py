@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -75,6 +76,28 @@ def raises_value_error():
 
 def calls_exit():
     sys.exit(0)
+
+
+def calls_os_exit():
+    os._exit(0)
+
+
+def raw_socket_download():
+    """Connects through the C socket type directly (``import _socket``), past ``socket.socket``."""
+    import _socket
+
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(("192.0.2.1", 443))  # TEST-NET-1: never routable
+    return tiny()
+
+
+def needs_hub_offline():
+    """Returns a model only while the Hugging Face libraries are told to stay offline."""
+    flags = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")}
+    if set(flags.values()) != {"1"}:
+        raise RuntimeError(f"offline flags not set: {flags}")
+    return tiny()
 
 
 def downloads():

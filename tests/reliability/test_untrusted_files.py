@@ -1,4 +1,5 @@
-"""Nothing from an untrusted file is executed: pickled .pt2 entries, pickled modules, custom objects."""
+"""Nothing from an untrusted file is executed: pickled .pt2 entries, pickled modules, custom objects; factories
+cannot end the command with status 0 or reach the network. Crafted archive layouts: test_pt2_archives.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import zipfile
 import pytest
 import torch
 
-from rhelpers import env, one_error_line, run
+from rhelpers import env, one_error_line, run, run_subprocess
 
 
 class _Payload:
@@ -102,8 +103,8 @@ def test_pickled_weight_payload_is_refused(clean_pt2, tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_trust_pickle_is_the_explicit_opt_in(clean_pt2, tmp_path, capsys):
-    """A pickled but harmless weight entry loads with --trust-pickle (and is refused without it)."""
+def test_weights_only_pickled_weight_is_not_refused(clean_pt2, tmp_path, capsys):
+    """A pickled weight entry (use_pickle) that PyTorch's weights-only unpickler accepts loads without the opt-in."""
     def mark_pickled(cfg):
         meta = cfg["config"]["c1.weight"]
         meta["use_pickle"] = True
@@ -134,3 +135,61 @@ def test_clean_program_is_not_refused(clean_pt2, tmp_path, capsys):
     code, _, err = run(capsys, "export", clean_pt2, "--out", tmp_path / "o", "-q", "--max-batch", "2")
     assert code == 0, err
     assert ExportDir.open(tmp_path / "o").manifest["source"]["format"] == "pt2"
+
+
+class _InputsPayload:
+    """Unpickles to valid sample inputs after writing the marker: the load succeeds when it is allowed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (eval, (f"(open({self.marker!r}, 'w').write('ran'), "
+                       "((__import__('torch').randn(2, 3, 32, 32),), {}))[1]",))
+
+
+def test_trust_pickle_is_the_explicit_opt_in(clean_pt2, tmp_path, capsys):
+    """Without --trust-pickle the payload is refused; with it the load is unrestricted (the payload runs)."""
+    marker = tmp_path / "MARKER"
+    odd = _rewrite(clean_pt2, tmp_path / "odd.pt2", replace={"data/sample_inputs/model.pt": _pickle_bytes(_InputsPayload(marker))})
+    code, _, err = run(capsys, "export", odd, "--out", tmp_path / "a", "-q", "--max-batch", "2")
+    assert code == 1 and "data/sample_inputs/model.pt (unpickling it calls eval)" in one_error_line(err)
+    assert not marker.exists() and not (tmp_path / "a").exists()
+    code, _, err = run(capsys, "export", odd, "--out", tmp_path / "b", "-q", "--max-batch", "2", "--trust-pickle")
+    assert code == 0, err
+    assert marker.exists()
+
+
+def test_factory_calling_os_exit_is_an_error_not_exit_0(tmp_path):
+    r = run_subprocess("export", "--model", "rmodels:calls_os_exit", "--out", tmp_path / "o", "-q")
+    line = one_error_line(r.stderr)
+    assert r.returncode == 1 and "factory rmodels:calls_os_exit called os._exit(0) instead of returning a model" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_raw_socket_download_is_refused(tmp_path, capsys):
+    code, _, err = run(capsys, "export", "--model", "rmodels:raw_socket_download", "--out", tmp_path / "o", "-q")
+    line = one_error_line(err)
+    assert code == 1 and "tried to download weights (from 192.0.2.1)" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_hub_libraries_are_offline_while_a_factory_runs(tmp_path, capsys, monkeypatch):
+    import os
+
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(k, raising=False)
+    code, _, err = run(capsys, "export", "--model", "rmodels:needs_hub_offline", "--out", tmp_path / "o", "-q",
+                       "--shape", "1x3x32x32", "--max-batch", "2")
+    assert code == 0, err
+    assert "HF_HUB_OFFLINE" not in os.environ  # restored after loading
+
+
+def test_torchscript_load_warnings_do_not_print_before_the_error_line(tmp_path, capsys):
+    import rmodels
+
+    p = tmp_path / "tiny.ts"
+    torch.jit.save(torch.jit.trace(rmodels.tiny(), torch.randn(1, 3, 32, 32)), str(p))
+    code, _, err = run(capsys, "export", p, "--out", tmp_path / "o", "-q", "--shape", "1x3x32x32", "--class-names", "a,b")
+    assert code == 2 and "--class-names lists 2 names" in one_error_line(err)
+    assert len(err.strip().splitlines()) == 1, err  # torch.jit.load's FutureWarning went to the notes
