@@ -68,25 +68,10 @@ from typing import Any, Callable, Iterable
 from segdeploy import safefs
 from segdeploy.errors import ArtifactError, UsageError
 from segdeploy.jsonio import parse as parse_json
-from segdeploy.manifest import (KINDS, MANIFEST_FILENAME, MAX_MANIFEST_BYTES, REEXPORT, SCHEMA_NAME, drop_unlisted,
-                                is_artifact_name, load_manifest_bytes, validate_manifest)
+from segdeploy.manifest import MAX_MANIFEST_BYTES, REEXPORT, SCHEMA_NAME, drop_unlisted, load_manifest_bytes, validate_manifest
+from segdeploy.vocab import LOWERED_PRECISIONS, MANIFEST, MODEL_ONNX, TRT_ONNX, FileKind, Precision, is_artifact_name
 
-MANIFEST = MANIFEST_FILENAME
-MODEL_ONNX = "model.onnx"
-TRT_ONNX = "model.trt.onnx"
-INT8_ONNX = "model.int8.onnx"
-FP16_ONNX = "model.fp16.onnx"
-RANGES = "ranges.json"
-CALIB_CACHE = "model.calib.cache"
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8", "int8-implicit")
 _LEGACY = ("precision_report.json", ".calib_stats", ".calib_cache")
-
-
-def engine_name(precision: str) -> str:
-    """File name of the engine built for ``precision`` (fp32, fp16, int8, int8-implicit)."""
-    if precision not in ENGINE_PRECISIONS:
-        raise ValueError(f"unknown engine precision {precision!r}")
-    return f"model.{precision}.engine"
 
 
 def is_owned_name(name: str) -> bool:
@@ -206,14 +191,18 @@ class ExportDir:
         return self.manifest.get(name)
 
     @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
     def needs_plugins(self) -> bool:
         return bool(self.manifest.get("tensorrt_plugins"))
 
     def onnx_variants(self) -> dict[str, Path]:
         """precision -> the ONNX TensorRT builds from: fp32 (model.trt.onnx when plugins are needed), fp16, int8."""
-        out = {"fp32": self.path / (TRT_ONNX if self.needs_plugins else MODEL_ONNX)}
+        out = {Precision.FP32: self.path / (TRT_ONNX if self.needs_plugins else MODEL_ONNX)}
         prec = self.manifest.get("precision") or {}
-        for kind in ("fp16", "int8"):
+        for kind in LOWERED_PRECISIONS:
             if prec.get(kind):
                 out[kind] = self.path / prec[kind]["file"]
         return out
@@ -633,7 +622,7 @@ class Transaction:
 
     def add(self, name: str, kind: str, derived_from: tuple[str, ...] = ()) -> FileEntry:
         """List a file written at :meth:`path`; ``derived_from`` names listed files it was made from."""
-        if kind not in KINDS:
+        if kind not in FileKind.values():
             raise ValueError(f"unknown artifact kind {kind!r}")
         deps = {}
         for d in derived_from:
@@ -869,7 +858,6 @@ def guard_outputs(outputs: Iterable[tuple[str, str | os.PathLike | None]],
 
 
 __all__ = [
-    "CALIB_CACHE", "ENGINE_PRECISIONS", "ExportDir", "FP16_ONNX", "FileEntry", "INT8_ONNX", "KINDS", "MANIFEST",
-    "MODEL_ONNX", "RANGES", "TRT_ONNX", "DirLock", "Transaction", "clean_work_dirs", "engine_name", "guard_outputs",
+    "ExportDir", "FileEntry", "DirLock", "Transaction", "clean_work_dirs", "guard_outputs",
     "is_owned_name", "publish_directory", "read_manifest_unvalidated",
 ]

@@ -18,7 +18,7 @@ section it knows (a ``profile: null`` or ``num_classes: "six"`` is an :class:`~s
 naming the key, never a traceback later), value bounds (``num_classes`` 1..65535; dimensions, channels,
 batch and spatial multiples 1..2**31-1; opset 1..99; sizes >= 0; every file-table sha256 64 lowercase hex characters),
 that every string is valid Unicode (no lone surrogates), that every file-table name is an artifact name
-(:data:`ARTIFACT_NAME`: no NUL, ``/``, ``.``/``..``) of a known :data:`KINDS` kind whose ``derived_from``
+(:data:`segdeploy.vocab.ARTIFACT_NAME`: no NUL, ``/``, ``.``/``..``) of a known :data:`KINDS` kind whose ``derived_from``
 names files of the table, that the shape profile and preprocessing are internally consistent, and that
 every file a section names is in the file table. Unknown keys are allowed (forward compatible); a newer
 schema version is refused. The file is written with sorted keys and no timestamps, so equal content gives
@@ -27,22 +27,18 @@ equal bytes.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from segdeploy.errors import ArtifactError, SegdeployError
+from segdeploy.vocab import FileKind, Precision, is_artifact_name
 from segdeploy.jsonio import SHA256, IntRange, check_types, first_unencodable, load_bytes
 
 SCHEMA_NAME = "segdeploy.manifest"
 SCHEMA_VERSION = 2
-MANIFEST_FILENAME = "manifest.json"
 
 REEXPORT = "re-run `segdeploy export` to regenerate it"
 
-# Every artifact kind the file table may list (one definition: segdeploy.exportdir imports it).
-KINDS = ("onnx", "onnx-trt", "onnx-int8", "onnx-fp16", "ranges", "calib-cache", "engine")
-# The names a file-table entry may have: model[.<tag>...].onnx|.engine, ranges.json, model.calib.cache.
-ARTIFACT_NAME = re.compile(r"model(\.[A-Za-z0-9_-]+)*\.(onnx|engine)|ranges\.json|model\.calib\.cache")
+KINDS = FileKind.values()  # every artifact kind the file table may list
 
 MAX_MANIFEST_BYTES = 16 << 20  # segdeploy writes a few KiB; a manifest this large is not one it wrote
 MAX_CLASSES = 65535
@@ -86,11 +82,6 @@ SCHEMA: dict[str, Any] = {
     "?precision": {"source_onnx": str, "?int8": {"file": str}, "?fp16": {"file": str}},
     "?engines": [_ENGINE],
 }
-
-
-def is_artifact_name(name: Any) -> bool:
-    """True for a name the file table may list (see :data:`ARTIFACT_NAME`)."""
-    return isinstance(name, str) and ARTIFACT_NAME.fullmatch(name) is not None
 
 
 def load_manifest_bytes(raw: bytes, where: str) -> dict[str, Any]:
@@ -183,7 +174,7 @@ def _file_holders(doc: dict[str, Any]):
     if cal:
         yield [cal["ranges_file"], cal["trt_cache_file"]], lambda: doc.pop("calibration")
     prec = doc.get("precision") or {}
-    for kind in ("int8", "fp16"):
+    for kind in (Precision.INT8, Precision.FP16):
         if prec.get(kind):
             yield [prec[kind]["file"]], lambda k=kind: prec.pop(k)
     for e in list(doc.get("engines") or []):
@@ -202,7 +193,7 @@ def drop_unlisted(doc: dict[str, Any], listed: set[str]) -> None:
         if any(f not in listed for f in files):
             drop()
     prec = doc.get("precision")
-    if prec is not None and not (prec.get("int8") or prec.get("fp16")):
+    if prec is not None and not (prec.get(Precision.INT8) or prec.get(Precision.FP16)):
         doc.pop("precision")
     if "engines" in doc and not doc["engines"]:
         doc.pop("engines")

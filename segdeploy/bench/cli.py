@@ -12,7 +12,8 @@ import sys
 
 import click
 
-from segdeploy.bench.targets import OPT_LEVELS, RUNNERS
+from segdeploy.bench.targets import RUNNERS
+from segdeploy.vocab import OrtLevel
 
 
 @click.command("bench")
@@ -27,8 +28,8 @@ from segdeploy.bench.targets import OPT_LEVELS, RUNNERS
 @click.option("--seconds", type=float, default=None, help="Time budget per shape instead of --iters.")
 @click.option("--threads", type=int, default=None,
               help="Intra-op threads for ONNX Runtime and torch (default: the libraries' own).")
-@click.option("--ort-opt-level", default="all", show_default=True, metavar="LEVEL",
-              help=f"ONNX Runtime graph optimisation level: {', '.join(OPT_LEVELS)} (disable: Q/DQ emulated in float).")
+@click.option("--ort-opt-level", default=OrtLevel.ALL.value, show_default=True, metavar="LEVEL",
+              help=f"ONNX Runtime graph optimisation level: {', '.join(OrtLevel.values())} (disable: Q/DQ emulated in float).")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled model file (runs its code).")
 @click.option("--plugins", "plugin_library", type=click.Path(dir_okay=False), default=None,
               help="TensorRT plugin library for engines that need it.")

@@ -25,25 +25,24 @@ import tempfile
 from typing import Any
 
 from segdeploy.errors import ModelLoadError
+from segdeploy.vocab import OrtLevel
 
 INT8_OPS = ("ConvInteger", "MatMulInteger", "MatMulIntegerToFloat", "QGemm", "DynamicQuantizeMatMul",
             "QAttention", "QOrderedMatMul")
 FLOAT_CONVS = ("Conv", "FusedConv", "NchwcConv")
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-           "all": "ORT_ENABLE_ALL"}
 
 
 def _is_int8_kernel(op: str) -> bool:
     return op.startswith("QLinear") or op in INT8_OPS
 
 
-def optimized_ops(path: str | os.PathLike, opt_level: str = "all") -> collections.Counter:
+def optimized_ops(path: str | os.PathLike, opt_level: str = OrtLevel.ALL) -> collections.Counter:
     """Node counts by op type of the graph ONNX Runtime's CPU provider runs for ``path`` at ``opt_level``."""
     import onnx
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[opt_level])
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OrtLevel(opt_level).ort_name)
     so.log_severity_level = 3
     with tempfile.TemporaryDirectory(prefix="segdeploy-ortgraph-") as tmp:
         out = os.path.join(tmp, "optimized.onnx")
@@ -57,7 +56,7 @@ def optimized_ops(path: str | os.PathLike, opt_level: str = "all") -> collection
         return collections.Counter(n.op_type for n in graph.node)
 
 
-def int8_execution(path: str | os.PathLike, opt_level: str = "all") -> dict[str, Any]:
+def int8_execution(path: str | os.PathLike, opt_level: str = OrtLevel.ALL) -> dict[str, Any]:
     """What ORT's CPU provider runs for the Q/DQ model ``path`` at ``opt_level`` (see module docstring)."""
     ops = optimized_ops(path, opt_level)
     return {
@@ -69,7 +68,7 @@ def int8_execution(path: str | os.PathLike, opt_level: str = "all") -> dict[str,
     }
 
 
-def fp16_execution(path: str | os.PathLike, opt_level: str = "all") -> dict[str, Any]:
+def fp16_execution(path: str | os.PathLike, opt_level: str = OrtLevel.ALL) -> dict[str, Any]:
     """Cast nodes in the FP16 model ``path`` before and after ORT's CPU optimisation at ``opt_level``."""
     import onnx
 
@@ -98,7 +97,7 @@ def describe_int8_execution(facts: dict[str, Any]) -> str:
     lvl = facts["opt_level"]
     q, dq = facts["quantize_linear"], facts["dequantize_linear"]
     kernels = facts["int8_kernels"]
-    if lvl == "disable":
+    if lvl == OrtLevel.DISABLE:
         return ("ONNX Runtime at --ort-opt-level disable emulates Q/DQ in float (the faithful accuracy reference for "
                 f"TensorRT): {dq} DequantizeLinear and {q} QuantizeLinear run as float ops, so this row is slower than "
                 f"FP32 by construction and is not an int8 speed measurement. {TRT_CAVEAT}")

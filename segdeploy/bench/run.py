@@ -32,6 +32,7 @@ from segdeploy.bench.targets import Target, TargetOptions, expand_targets, make_
 from segdeploy.errors import MissingDependencyError, ShapeError, UsageError
 from segdeploy.runners.base import Runner
 from segdeploy.spec import Shape, parse_shape
+from segdeploy.vocab import OrtLevel, Precision
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class BenchOptions:
     iters: int | None = 20
     seconds: float | None = None
     threads: int | None = None
-    ort_opt_level: str = "all"
+    ort_opt_level: str = OrtLevel.ALL
     trust_pickle: bool = False
     plugin_library: str | None = None
     seed: int = 0
@@ -126,11 +127,11 @@ def _check_ort_device(target: Target, runner: Runner) -> None:
 
 def _inspect_ort_cpu(target: Target, opt_level: str) -> Target:
     """INT8 (Q/DQ) or FP16 model on ONNX Runtime's CPU provider: record what ORT really executes, and say it."""
-    if target.kind != "onnx" or target.runner != "ort-cpu" or target.precision not in ("int8", "fp16"):
+    if target.kind != "onnx" or target.runner != "ort-cpu" or target.precision not in (Precision.INT8, Precision.FP16):
         return target
     from segdeploy.bench import ortgraph
 
-    if target.precision == "int8":
+    if target.precision == Precision.INT8:
         facts = ortgraph.int8_execution(target.artifact, opt_level)
         key, note = "ort_cpu_int8", ortgraph.describe_int8_execution(facts)
     else:

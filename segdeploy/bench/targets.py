@@ -34,6 +34,7 @@ from typing import Any
 from segdeploy.errors import ArtifactError, UsageError
 from segdeploy.runners import ENGINE_SUFFIXES
 from segdeploy.runners.base import Runner
+from segdeploy.vocab import OrtLevel, Precision
 
 # runner name -> (artifact kind it runs, device, backend detail)
 RUNNERS: dict[str, tuple[str, str, str]] = {
@@ -47,22 +48,20 @@ RUNNERS: dict[str, tuple[str, str, str]] = {
     "tensorrt": ("engine", "cuda", "TensorRT engine"),
 }
 KIND_WORDS = {"model": "a model file", "onnx": "an .onnx file", "engine": "a TensorRT engine"}
-OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class TargetOptions:
     """How targets are turned into runners (all runner-independent settings live here)."""
 
     threads: int | None = None  # intra-op threads for ONNX Runtime sessions (torch: see run.torch_threads)
-    ort_opt_level: str = "all"
+    ort_opt_level: str = OrtLevel.ALL
     trust_pickle: bool = False
     plugin_library: str | None = None  # TensorRT plugin library for engines that need it
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads {self.threads} is not a thread count; pass --threads 1 or more")
-        if self.ort_opt_level not in OPT_LEVELS:
-            raise UsageError(f"unknown --ort-opt-level {self.ort_opt_level!r}; use one of {', '.join(OPT_LEVELS)}")
+        object.__setattr__(self, "ort_opt_level", OrtLevel.parse(self.ort_opt_level, "--ort-opt-level"))
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def onnx_facts(path: Path) -> tuple[str, bool]:
 
     plugins = PLUGIN_DOMAIN in domains
     if ops & {"QuantizeLinear", "DequantizeLinear"} or any(o.startswith("QLinear") for o in ops):
-        return "int8", plugins
+        return Precision.INT8, plugins
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
     if not fp16:
         for n in graph.node:
@@ -175,7 +174,7 @@ def onnx_facts(path: Path) -> tuple[str, bool]:
                 fp16 = any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
                 if fp16:
                     break
-    return ("fp16" if fp16 else "fp32"), plugins
+    return (Precision.FP16 if fp16 else Precision.FP32), plugins
 
 
 def _engine_precision_from_name(path: Path) -> str:
@@ -270,7 +269,7 @@ def _onnx_targets(path: Path, runners: list[str], ed, source: str | None, exp: E
         return []
     return [Target(label=f"{path.name} [{r}]", artifact=path, kind="onnx", runner=r, precision=precision,
                    profile=ed.profile if ed is not None else None,
-                   manifest=(ed.path / "manifest.json") if ed is not None else None, source=source)
+                   manifest=ed.manifest_path if ed is not None else None, source=source)
             for r in runners]
 
 
@@ -282,7 +281,7 @@ def _engine_targets(path: Path, runners: list[str], ed, source: str | None) -> l
     if entry and entry.get("plugins"):
         notes = (f"built with the plugin library {entry['plugins']}: pass its path with --plugins",)
     return [Target(label=f"{path.name} [{r}]", artifact=path, kind="engine", runner=r, precision=precision,
-                   profile=profile, manifest=(ed.path / "manifest.json") if ed is not None else None,
+                   profile=profile, manifest=ed.manifest_path if ed is not None else None,
                    source=source, notes=notes) for r in runners]
 
 
@@ -292,22 +291,22 @@ def _model_targets(path: Path, runners: list[str]) -> list[Target]:
         ed = _beside(path)
     except ArtifactError:
         ed = None  # a model file beside someone's broken export is not ours to judge
-    return [Target(label=f"{path.name} [{r}]", artifact=path, kind="model", runner=r, precision="fp32",
+    return [Target(label=f"{path.name} [{r}]", artifact=path, kind="model", runner=r, precision=Precision.FP32,
                    profile=ed.profile if ed is not None else None,
-                   manifest=(ed.path / "manifest.json") if ed is not None else None) for r in runners]
+                   manifest=ed.manifest_path if ed is not None else None) for r in runners]
 
 
 def _expand_dir(path: Path, selected: list[str], exp: Expansion) -> list[Target]:
-    from segdeploy.exportdir import MODEL_ONNX
+    from segdeploy.vocab import MODEL_ONNX
 
     ed = _open_export(path)
     src = str(path)
     out: list[Target] = []
     n_skipped = len(exp.skipped)
     onnx_runners = _runners_for("onnx", selected)
-    files = [("fp32", ed.file(MODEL_ONNX))]
+    files = [(Precision.FP32, ed.file(MODEL_ONNX))]
     variants = ed.onnx_variants()
-    for prec in ("int8", "fp16"):
+    for prec in (Precision.INT8, Precision.FP16):
         if prec in variants:
             files.append((prec, variants[prec]))
     for _, f in files:

@@ -27,14 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segdeploy.errors import ArtifactError, UsageError
-from segdeploy.exportdir import (
-    CALIB_CACHE,
-    ENGINE_PRECISIONS,
-    FP16_ONNX,
-    INT8_ONNX,
-    MODEL_ONNX,
-    TRT_ONNX,
-)
+from segdeploy.vocab import CALIB_CACHE, FP16_ONNX, INT8_ONNX, MODEL_ONNX, ONNX_PRECISIONS, TRT_ONNX, Precision
 
 
 @dataclass(frozen=True)
@@ -72,24 +65,24 @@ def _available(manifest: dict[str, Any], listed: Collection[str]) -> dict[str, J
     out: dict[str, Job] = {}
     src = TRT_ONNX if needs else MODEL_ONNX
     if src in listed:
-        out["fp32"] = Job("fp32", src, (src,), plugins=needs)
+        out[Precision.FP32] = Job(Precision.FP32, src, (src,), plugins=needs)
     prec = manifest.get("precision") or {}
-    for kind, default_name in (("fp16", FP16_ONNX), ("int8", INT8_ONNX)):
+    for kind, default_name in ((Precision.FP16, FP16_ONNX), (Precision.INT8, INT8_ONNX)):
         name = (prec.get(kind) or {}).get("file") or default_name
         if prec.get(kind) and name in listed:
             out[kind] = Job(kind, name, (name,))
     if MODEL_ONNX in listed and CALIB_CACHE in listed:
-        out["int8-implicit"] = Job("int8-implicit", MODEL_ONNX, (MODEL_ONNX, CALIB_CACHE), calib_cache=CALIB_CACHE)
+        out[Precision.INT8_IMPLICIT] = Job(Precision.INT8_IMPLICIT, MODEL_ONNX, (MODEL_ONNX, CALIB_CACHE), calib_cache=CALIB_CACHE)
     return out
 
 
 _MAKES = {
-    "fp32": "run `segdeploy export` again",
-    "fp16": "run `segdeploy precision EXPORT_DIR MODEL_FILE --fp16` (or export with --fp16) first",
-    "int8": "run `segdeploy precision EXPORT_DIR MODEL_FILE --int8 --calib DIR` (or export with --int8) first",
-    "int8-implicit": "run `segdeploy calibrate EXPORT_DIR --calib DIR` (or export with --int8) first",
+    Precision.FP32: "run `segdeploy export` again",
+    Precision.FP16: "run `segdeploy precision EXPORT_DIR MODEL_FILE --fp16` (or export with --fp16) first",
+    Precision.INT8: "run `segdeploy precision EXPORT_DIR MODEL_FILE --int8 --calib DIR` (or export with --int8) first",
+    Precision.INT8_IMPLICIT: "run `segdeploy calibrate EXPORT_DIR --calib DIR` (or export with --int8) first",
 }
-_NEEDS = {"fp32": MODEL_ONNX, "fp16": FP16_ONNX, "int8": INT8_ONNX, "int8-implicit": CALIB_CACHE}
+_NEEDS = {Precision.FP32: MODEL_ONNX, Precision.FP16: FP16_ONNX, Precision.INT8: INT8_ONNX, Precision.INT8_IMPLICIT: CALIB_CACHE}
 
 
 def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -> JobPlan:
@@ -100,18 +93,18 @@ def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -
     plan = JobPlan()
     explicit = request.precisions
     if explicit is None:
-        wanted = [p for p in ("fp32", "fp16", "int8") if p in avail]
+        wanted = [p for p in ONNX_PRECISIONS if p in avail]
         if request.int8_implicit:
-            wanted.append("int8-implicit")
-        if request.dla_core is not None and "fp32" in wanted:
-            wanted.remove("fp32")
+            wanted.append(Precision.INT8_IMPLICIT)
+        if request.dla_core is not None and Precision.FP32 in wanted:
+            wanted.remove(Precision.FP32)
             plan.notes.append("fp32 left out: DLA runs FP16 and INT8 only")
         if needs_plugins:
-            skipped = [p for p in wanted if p != "fp32"]
+            skipped = [p for p in wanted if p != Precision.FP32]
             if skipped:
                 plan.notes.append(f"{', '.join(skipped)} left out: this model needs segdeploy's TensorRT plugins "
                                   f"({ops}) and only its FP32 graph is mapped to them (model.trt.onnx)")
-            wanted = [p for p in wanted if p == "fp32"]
+            wanted = [p for p in wanted if p == Precision.FP32]
         if not wanted:
             raise UsageError("nothing to build: with --dla-core give --precision fp16 or int8 for a directory that "
                              "holds model.fp16.onnx / model.int8.onnx" if request.dla_core is not None else
@@ -119,9 +112,8 @@ def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -
     else:
         wanted = list(explicit)
     for p in wanted:
-        if p not in ENGINE_PRECISIONS:  # BuildRequest validates; kept for direct callers
-            raise UsageError(f"unknown precision {p!r}; use one of {', '.join(ENGINE_PRECISIONS)}")
-        if needs_plugins and p != "fp32":
+        Precision.parse(p, "precision")  # BuildRequest validates; kept for direct callers
+        if needs_plugins and p != Precision.FP32:
             raise UsageError(
                 f"cannot build {p} for this model: it needs segdeploy's TensorRT plugins ({ops}) and segdeploy maps "
                 f"only the FP32 graph to plugin nodes (model.trt.onnx), so its {p} ONNX holds ops TensorRT cannot "

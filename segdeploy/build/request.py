@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from segdeploy.errors import UsageError
-from segdeploy.exportdir import ENGINE_PRECISIONS
+from segdeploy.vocab import INPUT_NAME, MODEL_ONNX, Precision
 
 # CLI spelling -> segdeploy.trt.recipe.HARDWARE_COMPATIBILITY key
 HARDWARE_COMPAT_CLI = {"none": "none", "ampere+": "ampere+", "same-cc": "same-compute-capability",
@@ -30,18 +30,9 @@ HARDWARE_COMPAT_CLI = {"none": "none", "ampere+": "ampere+", "same-cc": "same-co
 PLUGIN_LIBRARY_NAME = "libsegdeploy_trt_plugins.so"
 
 
-def parse_precisions(text: str | None) -> tuple[str, ...] | None:
-    """'fp32,int8' -> ('fp32', 'int8'); None/'' -> None (the default: what the directory holds)."""
-    if text is None or not text.strip():
-        return None
-    out: list[str] = []
-    for p in (v.strip().lower() for v in text.split(",")):
-        if p not in ENGINE_PRECISIONS:
-            raise UsageError(f"--precision {p!r} is not a TensorRT precision; use a comma-separated list of "
-                             f"{', '.join(ENGINE_PRECISIONS)}")
-        if p not in out:
-            out.append(p)
-    return tuple(out)
+def parse_precisions(text: str | None) -> tuple[Precision, ...] | None:
+    """'fp32,int8' -> (FP32, INT8); None/'' -> None (the default: what the directory holds)."""
+    return Precision.parse_list(text, "--precision")
 
 
 def default_plugin_library() -> Path | None:
@@ -89,10 +80,8 @@ class BuildRequest:
         if self.precisions is not None:
             if not self.precisions:
                 raise UsageError("--precision is empty; give e.g. --precision fp32,int8")
-            bad = [p for p in self.precisions if p not in ENGINE_PRECISIONS]
-            if bad:
-                raise UsageError(f"--precision {bad[0]!r} is not a TensorRT precision; use a comma-separated list of "
-                                 f"{', '.join(ENGINE_PRECISIONS)}")
+            for p in self.precisions:
+                Precision.parse(p, "--precision")
         if self.hardware_compatibility is not None and self.hardware_compatibility not in HARDWARE_COMPAT_CLI.values():
             raise UsageError(f"--hardware-compat {self.hardware_compatibility!r} is not one of none, ampere+, same-cc")
         self.engine_options()  # ranges (workspace, opt level, DLA core) -> UsageError
@@ -119,8 +108,8 @@ class BuildRequest:
         if no_gpu_fallback and dla_core is None:
             raise UsageError("--no-gpu-fallback applies only with --dla-core N")
         precs = parse_precisions(precision)
-        if int8_implicit and precs is not None and "int8-implicit" not in precs:
-            precs = precs + ("int8-implicit",)
+        if int8_implicit and precs is not None and Precision.INT8_IMPLICIT not in precs:
+            precs = precs + (Precision.INT8_IMPLICIT,)
         return cls(precisions=precs, int8_implicit=int8_implicit, workspace_mib=workspace, optimization_level=opt_level,
                    dla_core=dla_core, gpu_fallback=not no_gpu_fallback, hardware_compatibility=hw,
                    version_compatible=version_compatible, rewrite_calib_header=rewrite_calib_header,
@@ -148,7 +137,7 @@ class BuildRequest:
         """The precisions asked for by name (empty: the default set)."""
         if self.precisions is not None:
             return self.precisions
-        return ("int8-implicit",) if self.int8_implicit else ()
+        return (Precision.INT8_IMPLICIT,) if self.int8_implicit else ()
 
     # ------------------------------------------------------------------------------------------ checks
     def check_static(self) -> None:
@@ -170,14 +159,14 @@ class BuildRequest:
         from segdeploy.trt.trtexec import trtexec_command
 
         probe_profile = ShapeProfile((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), 1)
-        precisions = self.explicit or (("fp16",) if self.dla_core is not None else ())
+        precisions = self.explicit or ((Precision.FP16,) if self.dla_core is not None else ())
         for p in precisions:
-            trtexec_command("model.onnx", "input", probe_profile, p, target=self.trt_target, dla_core=self.dla_core,
+            trtexec_command(MODEL_ONNX, INPUT_NAME, probe_profile, p, target=self.trt_target, dla_core=self.dla_core,
                             hardware_compatibility=self.hardware_compatibility,
                             version_compatible=self.version_compatible,
-                            calib_cache=os.devnull if p == "int8-implicit" else None)
+                            calib_cache=os.devnull if p == Precision.INT8_IMPLICIT else None)
         if not self.explicit and self.hardware_compatibility is not None:
-            trtexec_command("model.onnx", "input", probe_profile, "fp32", target=self.trt_target,
+            trtexec_command(MODEL_ONNX, INPUT_NAME, probe_profile, Precision.FP32, target=self.trt_target,
                             hardware_compatibility=self.hardware_compatibility)
 
     def to_dict(self) -> dict[str, Any]:

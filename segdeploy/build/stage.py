@@ -42,7 +42,7 @@ from segdeploy.build.request import (
     default_plugin_library,
 )
 from segdeploy.errors import UsageError
-from segdeploy.exportdir import ENGINE_PRECISIONS, engine_name
+from segdeploy.vocab import Precision
 
 __all__ = ["BuildRequest", "BuildStageResult", "build_directory", "import_tensorrt", "run", "trtexec_plan_name"]
 
@@ -50,9 +50,9 @@ NO_TENSORRT_FIX = ("build on the target with the trtexec command(s) printed on s
                    "x86 CUDA machine (JetPack's python3-libnvinfer on a Jetson) and run `segdeploy build` there")
 
 
-def trtexec_plan_name(precision: str) -> str:
+def trtexec_plan_name(precision: str) -> str:  # noqa: D401 - kept: the name the printed commands use
     """The file trtexec is told to write (``model.<precision>.plan``; not an artifact name segdeploy owns)."""
-    return engine_name(precision)[: -len(".engine")] + ".plan"
+    return Precision(precision).plan_file
 
 
 def import_tensorrt() -> tuple[Any, str | None]:
@@ -289,12 +289,12 @@ def _build(res: BuildStageResult, txn: Any, jobs: list[Job], request: BuildReque
                 res.logs[job.precision] = e.log
             e.logs = res.logs  # the CLI prints them with --verbose
             raise
-        name = engine_name(job.precision)
+        name = Precision(job.precision).engine_file
         txn.write_bytes(name, out.plan, "engine", derived_from=job.derived_from)
         entry = engine_entry(name, txn.entries[name], out.info)
         kept = [e for e in manifest.get("engines") or [] if e.get("precision") != job.precision and e.get("file") != name]
         kept.append(entry)
-        order = {p: i for i, p in enumerate(ENGINE_PRECISIONS)}
+        order = {p: i for i, p in enumerate(Precision)}
         manifest["engines"] = sorted(kept, key=lambda e: (order.get(e.get("precision"), 99), e.get("file", "")))
         res.engines.append(entry)
         if out.info.get("timing_cache"):

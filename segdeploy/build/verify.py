@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from segdeploy.errors import GateError
+from segdeploy.vocab import split_dirs
 
 
 def _cuda_available() -> bool:
@@ -92,7 +93,7 @@ def check_engines(txn: Any, build: Any, reference: Any, precision_options: Any,
     from pathlib import Path
 
     p = Path(val_dir)
-    ds = open_dataset(p / "images" if (p / "images").is_dir() else p, p / "masks" if (p / "masks").is_dir() else None)
+    ds = open_dataset(*split_dirs(p))
     doc = _validated_manifest(txn)
     budget = popts.max_miou_drop
     records, failures = [], []

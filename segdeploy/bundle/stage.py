@@ -47,21 +47,20 @@ from segdeploy import __version__
 from segdeploy.bundle.targets import BundleTarget, resolve
 from segdeploy.errors import ArtifactError, DataError, UsageError
 from segdeploy import safefs
-from segdeploy.exportdir import (CALIB_CACHE, MANIFEST, DirLock, ExportDir, clean_work_dirs, guard_outputs,
-                                 publish_directory)
+from segdeploy.exportdir import DirLock, ExportDir, clean_work_dirs, guard_outputs, publish_directory
+from segdeploy.vocab import (CALIB_CACHE, GATED_ORT_LEVEL, IMAGES_DIR, MANIFEST, MODEL_ONNX, ONNX_PRECISIONS, Precision, split_dirs)
 from segdeploy.fsutil import sha256_file
 from segdeploy.manifest import REEXPORT
+from segdeploy.trt.versions import TARGETS as TRT_TARGETS
 
 SCHEMA = "segdeploy.bundle"
 BUNDLE_JSON = "bundle.json"
-TRT_LINES = ("8.6", "10.3", "10.x", "11.x")
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8", "int8-implicit")
 # smoke-test thresholds (percent of pixels equal to the reference map): FP32 engines may flip a few boundary
 # pixels (TF32, other reduction orders); FP16/INT8 get the CPU-measured agreement minus a margin for the
 # engine's own FP16 remainder and fusions.
 FP32_THRESHOLD = 99.5
 MARGIN = 1.0
-DEFAULT_THRESHOLD = {"fp16": 97.0, "int8": 95.0, "int8-implicit": 95.0}
+DEFAULT_THRESHOLD = {Precision.FP16: 97.0, Precision.INT8: 95.0, Precision.INT8_IMPLICIT: 95.0}
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -85,9 +84,10 @@ class BundleOptions:
                 raise UsageError(f"--trt-version {self.trt_version} (TensorRT {line}) does not run on {t.label}; use one of "
                                  f"{', '.join(t.trt_lines)}")
         if self.precisions is not None:
-            bad = [p for p in self.precisions if p not in ENGINE_PRECISIONS]
-            if bad or not self.precisions:
-                raise UsageError(f"--precision {','.join(bad) or '(empty)'}: use a comma list of {', '.join(ENGINE_PRECISIONS)}")
+            if not self.precisions:
+                raise UsageError(f"--precision is empty: use a comma list of {', '.join(Precision.values())}")
+            for p in self.precisions:
+                Precision.parse(p, "--precision")
         if self.num_samples < 1:
             raise UsageError(f"--num-samples must be >= 1, got {self.num_samples}")
 
@@ -109,9 +109,9 @@ class BundleResult:
 def _precisions(ed: ExportDir, options: BundleOptions) -> list[str]:
     variants = ed.onnx_variants()
     if options.precisions is None:
-        return [p for p in ("fp32", "fp16", "int8") if p in variants]
+        return [p for p in ONNX_PRECISIONS if p in variants]
     missing = [p for p in options.precisions
-               if (p == "int8-implicit" and not ed.has(CALIB_CACHE)) or (p != "int8-implicit" and p not in variants)]
+               if (p == Precision.INT8_IMPLICIT and not ed.has(CALIB_CACHE)) or (p != Precision.INT8_IMPLICIT and p not in variants)]
     if missing:
         raise UsageError(f"the export holds no {missing[0]} model; run `segdeploy precision` for it first, or leave "
                          f"{missing[0]} out of --precision")
@@ -123,11 +123,11 @@ def _sample_source(ed: ExportDir, options: BundleOptions) -> Path:
         p = Path(options.samples)
         if not p.is_dir():
             raise UsageError(f"--samples {p} is not a directory; pass a folder of sample images")
-        return p / "images" if (p / "images").is_dir() else p
+        return split_dirs(p)[0]
     val = ((ed.section("precision") or {}).get("validation") or {}).get("source")
     if val:
         p = Path(val)
-        p = p / "images" if (p / "images").is_dir() else p
+        p = split_dirs(p)[0]
         if p.is_dir():
             return p
     raise UsageError("no sample images for the smoke test: pass --samples DIR (a few images of the kind the model "
@@ -144,10 +144,10 @@ def _references(ed: ExportDir, images: list[Path], staging: Path, say: Callable[
 
     if ed.num_classes > 255:
         raise UsageError(f"the model has {ed.num_classes} classes; the bundle's 8-bit reference maps hold up to 255")
-    (staging / "samples" / "images").mkdir(parents=True)
+    (staging / "samples" / IMAGES_DIR).mkdir(parents=True)
     (staging / "samples" / "reference").mkdir(parents=True)
     ds = Dataset([Entry(p.stem, str(p)) for p in images], description="bundle samples")
-    runner = open_runner(str(ed.file("model.onnx")), kind="onnxruntime")
+    runner = open_runner(str(ed.file(MODEL_ONNX)), kind="onnxruntime")
     say(f"reference masks for {len(images)} sample image(s) with ONNX Runtime (model.onnx)")
     out = []
     try:
@@ -155,7 +155,7 @@ def _references(ed: ExportDir, images: list[Path], staging: Path, say: Callable[
             cmap = pred.maps["reference"]
             if (cmap < 0).any():
                 raise DataError(f"the FP32 model gives NaN/Inf on sample {pred.stem}; choose other --samples")
-            Image.fromarray(pred.sample.image).save(staging / "samples" / "images" / f"{pred.stem}.png")
+            Image.fromarray(pred.sample.image).save(staging / "samples" / IMAGES_DIR / f"{pred.stem}.png")
             Image.fromarray(cmap.astype(np.uint8), mode="L").save(staging / "samples" / "reference" / f"{pred.stem}.png")
             out.append({"stem": pred.stem, "image": f"samples/images/{pred.stem}.png",
                         "reference": f"samples/reference/{pred.stem}.png",
@@ -169,11 +169,11 @@ def _thresholds(ed: ExportDir, precisions: list[str]) -> dict[str, float]:
     prec = ed.section("precision") or {}
     out: dict[str, float] = {}
     for p in precisions:
-        if p == "fp32":
+        if p == Precision.FP32:
             out[p] = FP32_THRESHOLD
             continue
-        acc = (prec.get("int8" if p.startswith("int8") else p) or {}).get("accuracy") or {}
-        agree = ((acc.get("levels") or {}).get("disable") or {}).get("agreement_vs_reference")
+        acc = (prec.get(Precision.INT8 if p.startswith(Precision.INT8) else p) or {}).get("accuracy") or {}
+        agree = ((acc.get("levels") or {}).get(GATED_ORT_LEVEL) or {}).get("agreement_vs_reference")
         out[p] = round(max(90.0, 100.0 * agree - MARGIN), 2) if agree is not None else DEFAULT_THRESHOLD[p]
     return out
 
@@ -187,17 +187,17 @@ def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget,
     from segdeploy.trt.trtexec import trtexec_command
 
     onnx = {p: f"model/{v.name}" for p, v in ed.onnx_variants().items()}
-    onnx["int8-implicit"] = "model/model.onnx"
+    onnx[Precision.INT8_IMPLICIT] = "model/model.onnx"
     plugins = "build/plugins/lib/libsegdeploy_trt_plugins.so" if ed.needs_plugins else None
     arms, table = [], {}
-    for line in TRT_LINES:
+    for line in TRT_TARGETS:
         if line not in target.trt_lines:
             continue
         for p in precisions:
             key = f"{line}:{p}"
             try:
                 cmd = trtexec_command(onnx[p], ed.input_name, ed.profile, p, target=line, plugin_library=plugins,
-                                      calib_cache="build/model.calib.cache" if p == "int8-implicit" else None,
+                                      calib_cache="build/model.calib.cache" if p == Precision.INT8_IMPLICIT else None,
                                       timing_cache="build/timing.cache", save_engine=f"engines/model.{p}.engine",
                                       version_compatible=version_compatible)
             except (UnsupportedByTensorRT, UsageError) as e:
@@ -215,7 +215,7 @@ def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str
                      version_compatible: bool = False) -> str:
     text = (TEMPLATES / "build.sh").read_text(encoding="utf-8")
     stamp = ""
-    if "int8-implicit" in precisions:
+    if Precision.INT8_IMPLICIT in precisions:
         # implicit INT8 reads the cache through trtexec --calib: its header must name the TensorRT it runs on
         stamp = ('\nif [ -f calib/model.calib.cache ]; then\n'
                  '  IFS=. read -r MA MI PA _ <<EOF_V\n$TRT_VERSION\nEOF_V\n'

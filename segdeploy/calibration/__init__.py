@@ -55,8 +55,7 @@ Pieces (each usable alone)::
     TensorHistogram                                  # streaming |x| histogram, power-of-two range, exact re-binning
     Statistics                                       # .tensors: dict[str, TensorHistogram] (graph order), .absmax() dict
     # methods.py
-    Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind in METHODS
-    METHODS = ("max", "percentile", "entropy", "mse")
+    Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind: a segdeploy.vocab.CalibMethod
     compute_amax(hist: TensorHistogram, method) -> float
     compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]
     # cache.py
@@ -103,13 +102,12 @@ _EXPORTS = {
     "TensorHistogram": "segdeploy.calibration.collect",
     "Statistics": "segdeploy.calibration.collect",
     "Method": "segdeploy.calibration.methods",
-    "METHODS": "segdeploy.calibration.methods",
     "compute_amax": "segdeploy.calibration.methods",
     "compute_ranges": "segdeploy.calibration.methods",
     "statistics_key": "segdeploy.calibration.cache",
     "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",
-    "trt_version_code": "segdeploy.calibration.trt_cache",
+    "trt_version_code": "segdeploy.trt.versions",
     "write_trt_cache": "segdeploy.calibration.trt_cache",
     "read_trt_cache": "segdeploy.calibration.trt_cache",
     "TrtCache": "segdeploy.calibration.trt_cache",

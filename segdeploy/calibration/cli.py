@@ -13,6 +13,8 @@ import click
 from segdeploy.cli_options import output_options
 from segdeploy.errors import SegdeployError
 from segdeploy.result import echo_json, result_doc
+from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, CalibMethod
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
 
 
 @click.command("calibrate")
@@ -20,15 +22,15 @@ from segdeploy.result import echo_json, result_doc
 @click.option("--calib", "calib", required=True, type=click.Path(path_type=str), help="Folder of calibration images, or a list file.")
 @click.option("--calib-size", type=int, help="Sample this many images (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-@click.option("--calib-method", type=click.Choice(["entropy", "max", "percentile", "mse"]), default="entropy", show_default=True)
-@click.option("--percentile", type=float, default=99.99, show_default=True, help="For --calib-method percentile.")
+@click.option("--calib-method", type=click.Choice(CalibMethod.values()), default=DEFAULT_CALIB_METHOD.value, show_default=True)
+@click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True, help="For --calib-method percentile.")
 @click.option("--calib-gray", type=click.Choice(["refuse", "replicate"]), default="refuse", show_default=True,
               help="Grayscale images for a 3-channel model: refuse (error) or replicate to RGB.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=str),
               help="Statistics cache (default: segdeploy's cache directory); another method then does not re-run the model.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the statistics cache.")
-@click.option("--trt-version", default="10.3", show_default=True, help="TensorRT version the cache header is for (8.6.2, 10.3, ...).")
+@click.option("--trt-version", default=DEFAULT_CALIB_CACHE_VERSION, show_default=True, help="TensorRT version the cache header is for (8.6.2, 10.3, ...).")
 @output_options
 def calibrate_command(export_dir, calib, calib_size, seed, calib_method, percentile, calib_gray, batch_size,
                       cache_dir, no_cache, trt_version, as_json, quiet):

@@ -24,22 +24,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from segdeploy.errors import UsageError
+from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, CalibMethod
 
-METHODS = ("max", "percentile", "entropy", "mse")
 
 
 @dataclass(frozen=True)
 class Method:
     """A range method and its parameters."""
 
-    kind: str = "entropy"
-    percentile: float = 99.99
+    kind: str = DEFAULT_CALIB_METHOD
+    percentile: float = DEFAULT_PERCENTILE
     num_quant_bins: int = 128
     start_bin: int = 128
 
     def __post_init__(self) -> None:
-        if self.kind not in METHODS:
-            raise UsageError(f"unknown calibration method {self.kind!r}; choose one of {', '.join(METHODS)}")
+        object.__setattr__(self, "kind", CalibMethod.parse(self.kind, "--calib-method"))
         if not (0.0 < self.percentile <= 100.0):
             raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.num_quant_bins < 2 or self.start_bin < 1:
@@ -49,9 +48,9 @@ class Method:
         d = {"kind": self.kind}
         if self.kind == "percentile":
             d["percentile"] = self.percentile
-        if self.kind in ("entropy", "mse"):
+        if self.kind in (CalibMethod.ENTROPY, CalibMethod.MSE):
             d["start_bin"] = self.start_bin
-        if self.kind == "entropy":
+        if self.kind == CalibMethod.ENTROPY:
             d["num_quant_bins"] = self.num_quant_bins
         return d
 
@@ -173,7 +172,7 @@ def compute_amax(h, method: Method) -> float:
     edges = h.edges
     if method.kind == "percentile":
         a = amax_percentile(h.hist, edges, method.percentile)
-    elif method.kind == "entropy":
+    elif method.kind == CalibMethod.ENTROPY:
         a = amax_entropy(h.hist, edges, method.num_quant_bins, method.start_bin)
     else:
         a = amax_mse(h.hist, edges, method.start_bin)

@@ -19,7 +19,8 @@ from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
-from segdeploy.calibration.trt_cache import trt_version_code, write_ranges_json, write_trt_cache
+from segdeploy.calibration.trt_cache import write_ranges_json, write_trt_cache
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, trt_version_code
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import sha256_file
 from segdeploy.spec import Preprocess, ShapeProfile
@@ -62,7 +63,7 @@ def calibrate(
     profile: ShapeProfile,
     size: int | None = None,
     seed: int = 0,
-    method: Method = Method("entropy"),
+    method: Method = Method(),
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 8,
     tensors: Sequence[str] | None = None,
@@ -127,10 +128,10 @@ class CalibrateOptions:
     calib: str
     size: int | None = None
     seed: int = 0
-    method: Method = field(default_factory=lambda: Method("entropy"))
+    method: Method = field(default_factory=Method)
     gray: str = "refuse"
     batch_size: int = 8
-    trt_version: str = "10.3"
+    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
     cache_dir: str | None = None  # statistics cache; None: segdeploy's cache directory
     use_cache: bool = True
 
@@ -165,7 +166,7 @@ def run(txn, options: CalibrateOptions, progress: Callable[[int, int], None] | N
     runs it). Both files are derived from ``model.onnx``; a different result retires the INT8 model and
     engines made from the previous ranges (the transaction's file table does that at commit).
     """
-    from segdeploy.exportdir import CALIB_CACHE, MODEL_ONNX, RANGES
+    from segdeploy.vocab import CALIB_CACHE, MODEL_ONNX, RANGES
     from segdeploy.manifest import onnx_profile_of, preprocess_of
     from segdeploy.usercache import cache_subdir
 

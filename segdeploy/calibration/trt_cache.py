@@ -27,34 +27,12 @@ import numpy as np
 
 from segdeploy.errors import ArtifactError, UsageError
 from segdeploy.fsutil import atomic_write_json, atomic_write_text
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, trt_version_code
 
 ALGORITHM = "EntropyCalibration2"
 QMAX = 127.0
 _MIN_SCALE = float(np.finfo(np.float32).tiny)
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
-
-
-def trt_version_code(version: str | int) -> int:
-    """'8.6.2' -> 8602, '10.3' -> 100300, '10.13.1' -> 101301; an int code is returned as is."""
-    if isinstance(version, int):
-        return version
-    parts = str(version).strip().split(".")
-    try:
-        nums = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]") from None
-    if not 1 <= len(nums) <= 4 or (len(nums) == 1 and nums[0] < 1000):
-        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]")
-    if len(nums) == 1:
-        return nums[0]
-    major, minor, patch = (nums + [0, 0])[:3]
-    if minor > 99 or patch > 99:
-        raise UsageError(f"TensorRT version {version!r} has a component above 99")
-    if major < 10:
-        if minor > 9 or patch > 99:
-            raise UsageError(f"TensorRT version {version!r} cannot be encoded in the 8.x scheme")
-        return major * 1000 + minor * 100 + patch
-    return major * 10000 + minor * 100 + patch
 
 
 def scale_hex(amax: float) -> str:
@@ -65,7 +43,7 @@ def scale_hex(amax: float) -> str:
     return struct.pack("!f", scale).hex()
 
 
-def trt_cache_text(ranges: dict[str, float], trt_version: str | int = "10.3") -> str:
+def trt_cache_text(ranges: dict[str, float], trt_version: str | int = DEFAULT_CALIB_CACHE_VERSION) -> str:
     lines = [f"TRT-{trt_version_code(trt_version)}-{ALGORITHM}"]
     for name, amax in ranges.items():
         if "\n" in name:
@@ -74,7 +52,7 @@ def trt_cache_text(ranges: dict[str, float], trt_version: str | int = "10.3") ->
     return "\n".join(lines) + "\n"
 
 
-def write_trt_cache(path: str | os.PathLike, ranges: dict[str, float], trt_version: str | int = "10.3") -> None:
+def write_trt_cache(path: str | os.PathLike, ranges: dict[str, float], trt_version: str | int = DEFAULT_CALIB_CACHE_VERSION) -> None:
     """Atomically write a TensorRT calibration cache for ``ranges`` (tensor name -> amax)."""
     atomic_write_text(path, trt_cache_text(ranges, trt_version))
 

@@ -28,10 +28,11 @@ from typing import Iterator
 import numpy as np
 
 from segdeploy.errors import UsageError
+from segdeploy.vocab import CALIB_SPLIT, IMAGES_DIR, MASKS_DIR, VAL_SPLIT
 
 CLASS_NAMES: tuple[str, ...] = ("background", "circle", "square", "triangle", "ring", "star")
 NUM_CLASSES: int = len(CLASS_NAMES)
-SPLITS: dict[str, int] = {"train": 0, "val": 1, "calib": 2}
+SPLITS: dict[str, int] = {"train": 0, VAL_SPLIT: 1, CALIB_SPLIT: 2}
 DEFAULT_SIZE: tuple[int, int] = (128, 128)
 DEFAULT_SEED: int = 2026
 
@@ -278,8 +279,8 @@ def write_split(
         raise UsageError(f"number of shapes samples must be >= 0, got {n}")
     _check_args(0, size, split)
     root = ensure_writable_dir(out_dir)
-    img_dir = root if images_only else ensure_writable_dir(root / "images")
-    mask_dir = None if images_only else ensure_writable_dir(root / "masks")
+    img_dir = root if images_only else ensure_writable_dir(root / IMAGES_DIR)
+    mask_dir = None if images_only else ensure_writable_dir(root / MASKS_DIR)
     stems = []
     for i, image, mask in generate(n, size=size, split=split, seed=seed):
         s = stem(split, i)

@@ -9,6 +9,7 @@ from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
 from segdeploy.progress import StepProgress
 from segdeploy.result import echo_json, result_doc
+from segdeploy.vocab import Precision
 
 
 def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | None:
@@ -126,7 +127,7 @@ def _print_gate_evidence(e) -> None:
         for c in kept:
             click.echo(f"  {c.name:<48} sensitivity {c.sensitivity:7.3f}  drop after {c.drop_after:7.3f}", err=True)
     sec = e.stages["precision"].get("precision") or {}
-    for kind in ("int8", "fp16"):
+    for kind in (Precision.INT8, Precision.FP16):
         acc = (sec.get(kind) or {}).get("accuracy")
         if acc:
             click.echo(f"{kind}: mIoU drop {acc['miou_drop_points']} points at {acc['gated_level']} on {acc['images']} "

@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from segdeploy.spec import ShapeProfile
+from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
 
 EXPORTERS = ("torchscript", "dynamo")
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
 class ExporterFailed(Exception):

@@ -14,7 +14,7 @@ import onnx
 
 from segdeploy import __version__
 from segdeploy.errors import ExportError
-from segdeploy.export.exporters import INPUT_NAME, OUTPUT_NAME
+from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
 from segdeploy.spec import ShapeProfile
 
 CLEANUPS = ("onnxslim", "ort-basic", "none")

@@ -19,7 +19,7 @@ from segdeploy.errors import VerificationError
 from segdeploy.fsutil import sha256_bytes
 from segdeploy.spec import ShapeProfile
 
-from segdeploy.exportdir import TRT_ONNX as PLUGIN_ONNX_FILENAME
+from segdeploy.vocab import INPUT_NAME, TRT_ONNX
 
 
 def make_plugin_variant(model_bytes: bytes, profile: ShapeProfile, rtol: float, atol: float) -> tuple[bytes, dict[str, Any]] | None:
@@ -37,8 +37,8 @@ def make_plugin_variant(model_bytes: bytes, profile: ShapeProfile, rtol: float, 
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    ref = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    out = make_reference_evaluator(mapped_model).run(None, {"input": x})[0]
+    ref = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
+    out = make_reference_evaluator(mapped_model).run(None, {INPUT_NAME: x})[0]
     err = float(np.max(np.abs(ref.astype(np.float64) - out))) if ref.size else 0.0
     tol = rtol * float(np.max(np.abs(ref))) + atol
     if out.shape != ref.shape or not err <= tol:
@@ -47,7 +47,7 @@ def make_plugin_variant(model_bytes: bytes, profile: ShapeProfile, rtol: float, 
             f"max abs error {err:.3g} > {tol:.3g}; report this with the model"
         )
     section = {
-        "file": PLUGIN_ONNX_FILENAME,
+        "file": TRT_ONNX,
         "sha256": sha256_bytes(data),
         "nodes": [{"kind": m.kind, "plugin": m.plugin, "name": m.name, "replaces": list(m.replaced),
                    "attributes": {k: (v if not isinstance(v, np.ndarray) else v.tolist()) for k, v in m.attributes.items()}}

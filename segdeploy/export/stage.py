@@ -30,12 +30,14 @@ from segdeploy import __version__
 from segdeploy.errors import ExportError, UsageError, VerificationError
 from segdeploy.export import graph as graph_mod
 from segdeploy.export import rewrites as rw
-from segdeploy.export.exporters import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExporterFailed, export_with
+from segdeploy.export.exporters import EXPORTERS, ExporterFailed, export_with
+from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
 from segdeploy.export.plugin_graph import make_plugin_variant
 from segdeploy.export.prepare import Prepared
 from segdeploy.export.rewrites import RewriteApplied, RewriteRefused
 from segdeploy.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, VerificationReport, failure_message, verify_onnx
-from segdeploy.exportdir import MODEL_ONNX, TRT_ONNX, Transaction
+from segdeploy.exportdir import Transaction
+from segdeploy.vocab import MANIFEST, MODEL_ONNX, TRT_ONNX
 from segdeploy.fsutil import sha256_bytes
 from segdeploy.load import LoadedModel
 from segdeploy.manifest import SCHEMA_NAME, SCHEMA_VERSION
@@ -223,7 +225,7 @@ def run(txn: Transaction, prep: Prepared, opts: ExportOptions, progress: Callabl
             manifest["tensorrt_plugins"] = variant[1]
             say(f"TensorRT variant with {len(variant[1]['nodes'])} plugin node(s): {TRT_ONNX}")
     txn.set_manifest(manifest)
-    return ExportResult(txn.target / MODEL_ONNX, txn.target / "manifest.json", manifest, name, attempts, rewrites, report,
+    return ExportResult(txn.target / MODEL_ONNX, txn.target / MANIFEST, manifest, name, attempts, rewrites, report,
                         profile, lm, time.perf_counter() - t0)
 
 

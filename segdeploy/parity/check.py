@@ -179,7 +179,8 @@ def _describe_runner(r: Runner, path: Any) -> dict[str, Any]:
 def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[dict | None, str | None]:
     """The manifest dict and its path: ``manifest`` (dict, export directory or manifest.json), else the export
     directory the candidate sits in (validated with every file's hash), else (None, None)."""
-    from segdeploy.exportdir import MANIFEST, ExportDir
+    from segdeploy.exportdir import ExportDir
+    from segdeploy.vocab import MANIFEST
     from segdeploy.manifest import validate_manifest
 
     if isinstance(manifest, dict):

@@ -17,6 +17,7 @@ from segdeploy.cli_options import model_options, output_options
 from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.parity.gate import GateOptions, raise_for_gate
 from segdeploy.result import result_doc
+from segdeploy.vocab import DEFAULT_CHECK_ORT_LEVEL, OrtLevel
 
 
 def _command_line() -> str:
@@ -107,7 +108,7 @@ def _emit(command: str, report: dict, out: str | None, html: str | None, as_json
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Reference (torch) device.")
 @click.option("--candidate-device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
               help="ONNX Runtime execution provider for an .onnx candidate.")
-@click.option("--ort-opt-level", type=click.Choice(["disable", "basic", "extended", "all"]), default="all", show_default=True,
+@click.option("--ort-opt-level", type=click.Choice(OrtLevel.values()), default=DEFAULT_CHECK_ORT_LEVEL.value, show_default=True,
               help="ONNX Runtime graph optimisation level (candidate).")
 @click.option("--plugins", "plugin_library", type=click.Path(dir_okay=False), default=None,
               help="segdeploy's TensorRT plugin library for an .engine candidate (default: when the manifest beside "

@@ -32,9 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from segdeploy.errors import DataError, UsageError
+from segdeploy.vocab import GATED_ORT_LEVEL, PRECISION_CHECK_LEVELS, OrtLevel
 
-LEVELS = ("disable", "all")
-LEVEL_NAMES = {"disable": "ORT_DISABLE_ALL", "all": "ORT_ENABLE_ALL"}
 
 
 @dataclass
@@ -59,7 +58,7 @@ class Score:
     def to_dict(self) -> dict[str, Any]:
         r = lambda v, k=4: None if v is None else round(float(v), k)  # noqa: E731
         return {
-            "ort_level": LEVEL_NAMES.get(self.level, self.level),
+            "ort_level": OrtLevel(self.level).ort_name,
             "miou": r(self.miou, 6),
             "pixel_accuracy": r(self.pixel_accuracy, 6),
             "agreement_vs_reference": r(self.agreement, 6),
@@ -82,7 +81,7 @@ class AccuracyReport:
     @property
     def drop(self) -> float | None:
         """The gated drop: at ORT_DISABLE_ALL when measured, else the first level measured."""
-        s = self.levels.get("disable") or next(iter(self.levels.values()), None)
+        s = self.levels.get(GATED_ORT_LEVEL) or next(iter(self.levels.values()), None)
         return None if s is None else s.drop
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +92,7 @@ class AccuracyReport:
             "levels": {k: v.to_dict() for k, v in self.levels.items()},
             "levels_agreement": None if self.levels_agreement is None else round(self.levels_agreement, 6),
             "levels_disagree": self.disagree,
-            "gated_level": "ORT_DISABLE_ALL" if "disable" in self.levels else None,
+            "gated_level": GATED_ORT_LEVEL.ort_name if GATED_ORT_LEVEL in self.levels else None,
             "miou_drop_points": None if self.drop is None else round(self.drop, 4),
             "notes": list(self.notes),
         }
@@ -193,7 +192,7 @@ def check_accuracy_many(
     preprocess,
     profile,
     num_classes: int,
-    levels: Sequence[str] = LEVELS,
+    levels: Sequence[str] = PRECISION_CHECK_LEVELS,
     batch_size: int = 8,
     ignore_index: int | None = 255,
     disagree_tol: float = 0.5,
@@ -209,8 +208,7 @@ def check_accuracy_many(
     from segdeploy.parity.metrics import ConfusionMatrix
 
     for lv in levels:
-        if lv not in LEVEL_NAMES:
-            raise UsageError(f"unknown ONNX Runtime level {lv!r}; use one of {', '.join(LEVEL_NAMES)}")
+        OrtLevel.parse(lv, "ONNX Runtime level")
     if not candidates:
         raise UsageError("no candidate model to check")
     from segdeploy.evaluation import PredictionLoop
@@ -274,7 +272,7 @@ def check_accuracy_many(
                 )
         for lv, sc in rep.levels.items():
             if sc.invalid_pixels:
-                rep.notes.append(f"{sc.invalid_pixels} pixels had non-finite logits at {LEVEL_NAMES[lv]} (counted as misses)")
+                rep.notes.append(f"{sc.invalid_pixels} pixels had non-finite logits at {OrtLevel(lv).ort_name} (counted as misses)")
         out[c] = rep
     return out
 
@@ -324,7 +322,7 @@ class Evaluator:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def score_model(self, model, level: str = "disable") -> Score:
+    def score_model(self, model, level: str = GATED_ORT_LEVEL) -> Score:
         """Score an ``onnx.ModelProto`` (or serialized bytes / a path) at one ORT level."""
         if isinstance(model, (str, os.PathLike)):
             path = str(model)

@@ -30,6 +30,7 @@ import numpy as np
 
 from segdeploy.errors import GateError, UsageError
 from segdeploy.precision.qdq import QdqOptions, quantize_qdq
+from segdeploy.vocab import GATED_ORT_LEVEL
 
 MODES = ("all_but_one", "only_one", "both")
 
@@ -151,7 +152,7 @@ def search_budget(
                                                           quantize_residual_add=qdq_options.quantize_residual_add))
 
     def measure(model):
-        s = evaluator.score_model(model, "disable")
+        s = evaluator.score_model(model, GATED_ORT_LEVEL)
         return (s.drop if s.drop is not None else 0.0), 1.0 - s.agreement
 
     start = evaluator.evaluations

@@ -31,6 +31,8 @@ from typing import Any
 import click
 
 from segdeploy.errors import UsageError
+from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, CalibMethod
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
 
 PARAM_NAMES = (
     "int8", "fp16", "calib", "calib_size", "calib_method", "percentile", "seed", "val", "max_miou_drop",
@@ -42,15 +44,15 @@ _OPTIONS = [
     click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (strongly typed, IO float32)."),
     click.option("--calib", type=click.Path(exists=True, path_type=str), help="Calibration images: folder or list file."),
     click.option("--calib-size", type=int, help="Sample this many calibration images (default: all)."),
-    click.option("--calib-method", type=click.Choice(["max", "percentile", "entropy", "mse"]), default="entropy", show_default=True),
-    click.option("--percentile", type=float, default=99.99, show_default=True, help="For --calib-method percentile."),
+    click.option("--calib-method", type=click.Choice(CalibMethod.values()), default=DEFAULT_CALIB_METHOD.value, show_default=True),
+    click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True, help="For --calib-method percentile."),
     click.option("--seed", type=int, default=0, show_default=True, help="Calibration sampling seed."),
     click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=str),
                  help="Validation split DIR/images + DIR/masks (default: calibration/<set>/val beside --calib)."),
     click.option("--max-miou-drop", type=float, help="mIoU budget in points; INT8 falls back layers to meet it, else exit 3."),
     click.option("--exclude-layer", multiple=True, help="Node name kept in float (repeatable)."),
     click.option("--budget-images", type=int, default=32, show_default=True, help="Validation images the budget search starts with (escalated automatically)."),
-    click.option("--trt-version", default="10.3", show_default=True, help="TensorRT version of the calibration cache header."),
+    click.option("--trt-version", default=DEFAULT_CALIB_CACHE_VERSION, show_default=True, help="TensorRT version of the calibration cache header."),
 ]
 
 
@@ -67,9 +69,9 @@ def options_from_cli(**opts: Any):
         return None
     return PrecisionOptions(
         int8=bool(opts.get("int8")), fp16=bool(opts.get("fp16")), calib=opts.get("calib"),
-        calib_size=opts.get("calib_size"), calib_method=opts.get("calib_method") or "entropy",
-        percentile=opts.get("percentile", 99.99), seed=opts.get("seed", 0) or 0, val=opts.get("val"),
-        max_miou_drop=opts.get("max_miou_drop"), trt_version=opts.get("trt_version") or "10.3",
+        calib_size=opts.get("calib_size"), calib_method=opts.get("calib_method") or DEFAULT_CALIB_METHOD,
+        percentile=opts.get("percentile", DEFAULT_PERCENTILE), seed=opts.get("seed", 0) or 0, val=opts.get("val"),
+        max_miou_drop=opts.get("max_miou_drop"), trt_version=opts.get("trt_version") or DEFAULT_CALIB_CACHE_VERSION,
         exclude=tuple(opts.get("exclude_layer") or ()), budget_images=opts.get("budget_images") or 32,
     )
 

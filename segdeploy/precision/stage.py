@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from segdeploy.errors import DataError, GateError, UsageError
-from segdeploy.exportdir import FP16_ONNX, INT8_ONNX, MODEL_ONNX, RANGES
+from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX, GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision, split_dirs)
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
 
-METHODS = ("max", "percentile", "entropy", "mse")
 ESCALATION = 4
 
 
@@ -55,12 +55,12 @@ class PrecisionOptions:
     fp16: bool = False
     calib: str | None = None
     calib_size: int | None = None
-    calib_method: str = "entropy"
-    percentile: float = 99.99
+    calib_method: str = DEFAULT_CALIB_METHOD
+    percentile: float = DEFAULT_PERCENTILE
     seed: int = 0
     val: str | None = None
     max_miou_drop: float | None = None
-    trt_version: str = "10.3"
+    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
     exclude: tuple[str, ...] = ()
     min_channels: int = 16
     budget_images: int = 32
@@ -75,8 +75,7 @@ class PrecisionOptions:
             raise UsageError("nothing to do: give --int8 and/or --fp16")
         if self.int8 and not self.calib:
             raise UsageError("--int8 needs calibration images: pass --calib DIR (e.g. calibration/shapes/calib)")
-        if self.calib_method not in METHODS:
-            raise UsageError(f"unknown --calib-method {self.calib_method!r}; choose one of {', '.join(METHODS)}")
+        object.__setattr__(self, "calib_method", CalibMethod.parse(self.calib_method, "--calib-method"))
         if not (0.0 < self.percentile <= 100.0):
             raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.calib_size is not None and self.calib_size < 1:
@@ -91,7 +90,7 @@ class PrecisionOptions:
             raise UsageError(f"--calib {self.calib} does not exist; pass an image folder or a list file")
         if self.val is not None and not os.path.isdir(self.val):
             raise UsageError(f"--val {self.val} is not a directory; pass a folder with images/ and masks/")
-        from segdeploy.calibration.trt_cache import trt_version_code
+        from segdeploy.trt.versions import trt_version_code
 
         trt_version_code(self.trt_version)
 
@@ -101,8 +100,8 @@ class PrecisionOptions:
             return self.val, None
         if self.calib:
             c = Path(self.calib).resolve()
-            if c.name == "calib" and (c.parent / "val").is_dir():
-                return str(c.parent / "val"), f"validation split defaulted to {c.parent / 'val'} (sibling of --calib)"
+            if c.name == CALIB_SPLIT and (c.parent / VAL_SPLIT).is_dir():
+                return str(c.parent / VAL_SPLIT), f"validation split defaulted to {c.parent / VAL_SPLIT} (sibling of --calib)"
         return None, "no validation split (--val, or a calibration/<set>/val beside --calib): accuracy not checked"
 
     def calibrate_options(self):
@@ -135,10 +134,7 @@ class PrecisionResult:
 def _open_val(val_dir: str):
     from segdeploy.datasets import open_dataset
 
-    p = Path(val_dir)
-    images = p / "images" if (p / "images").is_dir() else p
-    masks = p / "masks" if (p / "masks").is_dir() else None
-    return open_dataset(images, masks)
+    return open_dataset(*split_dirs(val_dir))
 
 
 def check_preconditions(options: PrecisionOptions) -> list[str]:
@@ -267,7 +263,7 @@ def _budget_search(ctx: _Context, fp32, cal, qopts):
             break
         with _temp_onnx(res.model) as path:
             full = check_accuracy(path, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
-                                  num_classes=ctx.num_classes, levels=("disable",), batch_size=opts.batch_size,
+                                  num_classes=ctx.num_classes, levels=(GATED_ORT_LEVEL,), batch_size=opts.batch_size,
                                   limit=opts.val_limit)
         rounds[-1]["whole_split_drop_points"] = None if full.drop is None else round(full.drop, 4)
         if full.drop is None or full.drop <= opts.max_miou_drop + 1e-9:
@@ -321,7 +317,7 @@ def _int8(ctx: _Context, fp32, cal):
             entry["budget"] = {"budget_points": opts.max_miou_drop, "best_drop_points": round(e.best_drop, 4),
                                "initial_drop_points": round(e.initial_drop, 4),
                                "kept_out": [c.to_dict() for c in e.kept_out]}
-            ctx.section["int8"] = entry
+            ctx.section[Precision.INT8] = entry
             e.section = ctx.section
             raise
         entry["budget"] = dict(budget.to_dict(), cost=cost)
@@ -413,10 +409,10 @@ def run(txn, reference_module: Any, options: PrecisionOptions,
     fp32 = onnx.load(str(txn.staged(MODEL_ONNX)))
     models: dict[str, Any] = {}
     if options.int8:
-        models["int8"], section["int8"] = _int8(ctx, fp32, cal)
+        models[Precision.INT8], section[Precision.INT8] = _int8(ctx, fp32, cal)
     if options.fp16:
-        models["fp16"], section["fp16"] = _fp16(ctx, fp32, cal)
-    names = {"int8": INT8_ONNX, "fp16": FP16_ONNX}
+        models[Precision.FP16], section[Precision.FP16] = _fp16(ctx, fp32, cal)
+    names = {Precision.INT8: INT8_ONNX, Precision.FP16: FP16_ONNX}
     for kind, model in models.items():
         say(f"write: {names[kind]}")
         deps = (MODEL_ONNX, RANGES) if cal is not None else (MODEL_ONNX,)
@@ -427,7 +423,7 @@ def run(txn, reference_module: Any, options: PrecisionOptions,
         res.files[kind] = txn.target / names[kind]
     if cal is not None:
         res.files["ranges"] = txn.target / RANGES
-        res.files["calib_cache"] = txn.target / "model.calib.cache"
+        res.files["calib_cache"] = txn.target / CALIB_CACHE
     section["notes"] = list(res.notes)
     merged = dict(doc.get("precision") or {})
     merged.update(section)

@@ -26,8 +26,8 @@ import numpy as np
 
 from segdeploy.errors import ArtifactError, MissingDependencyError, ModelLoadError, ShapeError, UsageError
 from segdeploy.runners.base import Runner
+from segdeploy.vocab import OUTPUT_NAME, OrtLevel
 
-OPT_LEVELS = ("disable", "basic", "extended", "all")
 _PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
     "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
@@ -38,17 +38,14 @@ _PROVIDERS = {
 @dataclass(frozen=True)
 class OrtOptions:
     device: str = "cpu"
-    graph_optimization_level: str = "all"
+    graph_optimization_level: str = OrtLevel.ALL
     intra_op_num_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.device not in _PROVIDERS:
             raise UsageError(f"onnxruntime device must be one of {', '.join(_PROVIDERS)}, got {self.device!r}")
-        if self.graph_optimization_level not in OPT_LEVELS:
-            raise UsageError(
-                f"graph optimization level must be one of {', '.join(OPT_LEVELS)}, "
-                f"got {self.graph_optimization_level!r}"
-            )
+        object.__setattr__(self, "graph_optimization_level",
+                           OrtLevel.parse(self.graph_optimization_level, "graph optimization level"))
         if self.intra_op_num_threads is not None and self.intra_op_num_threads < 0:
             raise UsageError("intra_op_num_threads must be >= 0")
 
@@ -87,12 +84,7 @@ class OrtRunner(Runner):
                 "pip install onnxruntime-gpu (with CUDA/TensorRT libraries) or use device cpu"
             )
         so = ort.SessionOptions()
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.options.graph_optimization_level]
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OrtLevel(self.options.graph_optimization_level).ort_name)
         if self.options.intra_op_num_threads is not None:
             so.intra_op_num_threads = self.options.intra_op_num_threads
         so.log_severity_level = 3
@@ -110,7 +102,7 @@ class OrtRunner(Runner):
         self._input = inputs[0]
         outs = sess.get_outputs()
         names = [o.name for o in outs]
-        self._output = "logits" if "logits" in names else names[0]
+        self._output = OUTPUT_NAME if OUTPUT_NAME in names else names[0]
         self.session = sess
 
     def _check_input(self, batch: np.ndarray) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 
 from segdeploy.errors import MissingDependencyError, ModelLoadError, SegdeployError, ShapeError, UsageError
 from segdeploy.runners.base import Runner
+from segdeploy.vocab import OUTPUT_NAME
 
 INSTALL_HINT = (
     "install TensorRT (pip install tensorrt on an x86 CUDA machine, or JetPack's python3-libnvinfer on a Jetson)"
@@ -252,7 +253,7 @@ class TensorRTRunner(Runner):
         else:
             raise ModelLoadError(f"{self.name} has {len(inputs)} inputs ({', '.join(inputs)}); a segmentation engine "
                                  "needs one image input (or pass input_name)")
-        want = self.options.output_name or ("logits" if "logits" in outputs else (outputs[0] if outputs else None))
+        want = self.options.output_name or (OUTPUT_NAME if OUTPUT_NAME in outputs else (outputs[0] if outputs else None))
         if want not in outputs:
             raise ModelLoadError(f"{self.name} has no output {want!r} (outputs: {', '.join(outputs)})")
         self._output = want

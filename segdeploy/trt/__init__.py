@@ -37,7 +37,6 @@ _LAZY = {
     "EngineBuildOptions": "segdeploy.trt.recipe",
     "Recipe": "segdeploy.trt.recipe",
     "UnsupportedByTensorRT": "segdeploy.trt.recipe",
-    "PRECISIONS": "segdeploy.trt.recipe",
     "make_recipe": "segdeploy.trt.recipe",
     "build_engine": "segdeploy.trt.builder",
     "BuildResult": "segdeploy.trt.builder",

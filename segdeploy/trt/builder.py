@@ -44,6 +44,7 @@ from segdeploy.spec import ShapeProfile
 from segdeploy.trt.capabilities import Capabilities, network_flags_value, probe
 from segdeploy.trt.logger import abandon, make_logger, one_line
 from segdeploy.trt.recipe import EngineBuildOptions, Recipe, make_recipe
+from segdeploy.vocab import Precision
 
 INSTALL_HINT = (
     "install TensorRT (pip install tensorrt on an x86 CUDA machine, or JetPack's python3-libnvinfer on a Jetson)"
@@ -139,7 +140,7 @@ def build_engine(
     onnx_path: str | os.PathLike,
     input_name: str,
     profile: ShapeProfile,
-    precision: str = "fp32",
+    precision: str = Precision.FP32,
     options: EngineBuildOptions | None = None,
     *,
     plugin_library: str | os.PathLike | None = None,
@@ -158,7 +159,7 @@ def build_engine(
     plugin_path = Path(plugin_library) if plugin_library is not None else None
     if plugin_path is not None and not plugin_path.is_file():
         raise ArtifactError(f"plugin library {plugin_path} not found; build it with `segdeploy plugins build`")
-    if calib_cache is not None and precision != "int8-implicit":
+    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
         raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
     trt = trt_module if trt_module is not None else import_tensorrt()
     t_start = time.perf_counter()
@@ -171,7 +172,7 @@ def build_engine(
     caps = probe(trt)
     make_recipe(caps, precision, opts, needs_plugins=needs_plugins, has_calib_cache=calib_cache is not None)
     cache = None
-    if precision == "int8-implicit":
+    if precision == Precision.INT8_IMPLICIT:
         from segdeploy.trt.calibrator import load_calibration_cache
 
         cache = load_calibration_cache(calib_cache, caps.version, rewrite_header=opts.rewrite_calib_header)  # type: ignore[arg-type]

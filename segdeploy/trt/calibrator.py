@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from segdeploy.calibration.trt_cache import ALGORITHM, read_trt_cache, trt_version_code
+from segdeploy.calibration.trt_cache import ALGORITHM, read_trt_cache
 from segdeploy.errors import ArtifactError
-from segdeploy.trt.versions import version_from_code
+from segdeploy.trt.versions import trt_version_code, version_from_code
 
 # The option a user passes to accept a cache written for another version (the CLI wires it under this name).
 REWRITE_OPTION = "--rewrite-calib-header"

@@ -19,9 +19,9 @@ from typing import Any
 import click
 
 from segdeploy.errors import ArtifactError
+from segdeploy.vocab import MANIFEST
 from segdeploy.trt.plan import HEADER_BYTES, NotAPlanError, PlanVersionError, check_plan_version, identify_file, parse_plan_header
 
-MANIFEST = "manifest.json"
 
 
 def _manifest_entry(path: Path, sha: str) -> dict[str, Any] | None:

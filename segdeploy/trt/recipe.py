@@ -32,13 +32,13 @@ from typing import Any
 
 from segdeploy.errors import UsageError
 from segdeploy.trt.capabilities import Capabilities
+from segdeploy.vocab import CALIB_CACHE, FP16_ONNX, INT8_ONNX, MODEL_ONNX, TRT_ONNX, Precision
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-implicit")
 SOURCE_ONNX = {
-    "fp32": "model.onnx (model.trt.onnx when the model needs plugins)",
-    "fp16": "model.fp16.onnx",
-    "int8": "model.int8.onnx",
-    "int8-implicit": "model.onnx + model.calib.cache",
+    Precision.FP32: f"{MODEL_ONNX} ({TRT_ONNX} when the model needs plugins)",
+    Precision.FP16: FP16_ONNX,
+    Precision.INT8: INT8_ONNX,
+    Precision.INT8_IMPLICIT: f"{MODEL_ONNX} + {CALIB_CACHE}",
 }
 # option value -> HardwareCompatibilityLevel member name
 HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
@@ -114,8 +114,7 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
     """The recipe for ``precision`` on the TensorRT described by ``caps`` (see the module docstring)."""
     opts = options or EngineBuildOptions()
     ver = caps.describe()
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    Precision.parse(precision, "precision")
     if not caps.can_build:
         raise UnsupportedByTensorRT(
             f"{ver} is a runtime-only module (no Builder/OnnxParser) and cannot build engines; "
@@ -136,7 +135,7 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
             raise UnsupportedByTensorRT(f"{ver} cannot load plugin libraries (no IPluginRegistry.load_library); "
                                         "use TensorRT 10.x or newer")
 
-    if precision == "int8-implicit":
+    if precision == Precision.INT8_IMPLICIT:
         if not caps.implicit_int8:
             raise UnsupportedByTensorRT(
                 f"{ver} has no implicit INT8 calibration (the calibrator API and the INT8 flag were removed in "
@@ -158,11 +157,11 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         if caps.dla_cores is not None and opts.dla_core >= caps.dla_cores:  # type: ignore[operator]
             raise UsageError(f"DLA core {opts.dla_core} does not exist: this device has {caps.dla_cores} "
                              f"(cores 0..{caps.dla_cores - 1})")
-        if precision == "fp32":
+        if precision == Precision.FP32:
             raise UnsupportedByTensorRT("DLA runs FP16 and INT8 only; use precision fp16 or int8 for a DLA engine")
 
     # DLA needs the weak-typing precision flags where they exist (TensorRT 8.6 / 10.x on JetPack 6).
-    weak = precision == "int8-implicit" or not caps.strongly_typed or (dla and caps.weak_typing)
+    weak = precision == Precision.INT8_IMPLICIT or not caps.strongly_typed or (dla and caps.weak_typing)
     if caps.explicit_batch_required:
         net.append("EXPLICIT_BATCH")
     if not weak:
@@ -172,15 +171,15 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         else:
             notes.append("strongly typed: the ONNX's types decide the precision; no precision flags are set")
     else:
-        if precision == "fp16":
+        if precision == Precision.FP16:
             _need(caps.fp16_flag, f"{ver} has no FP16 flag; use a TensorRT that builds strongly typed (10.x+)")
             flags.append("FP16")
-        elif precision in ("int8", "int8-implicit"):
+        elif precision in (Precision.INT8, Precision.INT8_IMPLICIT):
             _need(caps.int8_flag, f"{ver} has no INT8 flag; use precision int8 with model.int8.onnx on TensorRT 10.x+")
             flags.append("INT8")
-        if precision == "int8" and not dla:
+        if precision == Precision.INT8 and not dla:
             notes.append("explicit Q/DQ INT8 with weak typing: the INT8 flag lets TensorRT run the Q/DQ regions in int8")
-    if precision == "int8-implicit":
+    if precision == Precision.INT8_IMPLICIT:
         if caps.strongly_typed:
             warnings.append(
                 f"implicit INT8 calibration is deprecated in {ver} (since 10.1) and removed in TensorRT 11; "
@@ -238,8 +237,8 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         builder_flags=tuple(flags),
         parser_flags=tuple(parser_flags),
         strongly_typed=not weak,
-        calibrator=precision == "int8-implicit",
-        calibration_profile=precision == "int8-implicit" and caps.calibration_profile,
+        calibrator=precision == Precision.INT8_IMPLICIT,
+        calibration_profile=precision == Precision.INT8_IMPLICIT and caps.calibration_profile,
         device="DLA" if dla else "GPU",
         dla_core=opts.dla_core,
         hardware_compatibility=hw,

@@ -31,8 +31,9 @@ from typing import Any, Iterable
 
 from segdeploy.errors import UsageError
 from segdeploy.spec import ShapeProfile
-from segdeploy.trt.recipe import HARDWARE_COMPATIBILITY, MAX_OPTIMIZATION_LEVEL, PRECISIONS, UnsupportedByTensorRT
+from segdeploy.trt.recipe import HARDWARE_COMPATIBILITY, MAX_OPTIMIZATION_LEVEL, UnsupportedByTensorRT
 from segdeploy.trt.versions import Target, resolve_target
+from segdeploy.vocab import Precision
 
 _HW_FLAG = {"none": "none", "ampere+": "ampere+", "same-compute-capability": "sameComputeCapability"}
 
@@ -62,7 +63,7 @@ def trtexec_command(
     onnx_path: str | os.PathLike,
     input_name: str,
     profile: ShapeProfile,
-    precision: str = "fp32",
+    precision: str = Precision.FP32,
     *,
     target: str | None = None,
     plugin_library: str | os.PathLike | None = None,
@@ -80,8 +81,7 @@ def trtexec_command(
 ) -> TrtexecCommand:
     """The trtexec command for ``target`` (see the module docstring)."""
     t = resolve_target(target)
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    Precision.parse(precision, "precision")
     if workspace_mib is not None and (not isinstance(workspace_mib, int) or workspace_mib <= 0):
         raise UsageError(f"workspace must be a positive number of MiB, got {workspace_mib!r}")
     if optimization_level is not None and not (isinstance(optimization_level, int)
@@ -138,17 +138,17 @@ def trtexec_command(
 
 def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int | None, input_name: str,
                      profile: ShapeProfile, notes: list[str]) -> list[str]:
-    if calib_cache is not None and precision != "int8-implicit":
+    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
         raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
     if dla_core is not None:
         if not t.dla:
             raise UnsupportedByTensorRT(f"{t.label} has no DLA support (JetPack 7 / Thor has no DLA); build for the GPU "
                                         "(no DLA core) or use target 8.6 / 10.3 on an Orin")
-        if precision == "fp32":
+        if precision == Precision.FP32:
             raise UnsupportedByTensorRT("DLA runs FP16 and INT8 only; use precision fp16 or int8 for a DLA engine")
         if not isinstance(dla_core, int) or dla_core < 0:
             raise UsageError(f"DLA core must be an integer >= 0, got {dla_core!r}")
-    if precision == "int8-implicit":
+    if precision == Precision.INT8_IMPLICIT:
         if not t.implicit_int8:
             raise UnsupportedByTensorRT(
                 f"{t.label} has no implicit INT8 (trtexec --int8/--calib and the calibrator API were removed in "
@@ -161,7 +161,7 @@ def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int 
             notes.append(f"implicit INT8 calibration is deprecated in {t.label}; precision int8 (Q/DQ) is the "
                          "supported path")
         return ["--int8", f"--calib={os.fspath(calib_cache)}", f"--optShapesCalib={shape_spec(input_name, profile.opt)}"]
-    weak = {"fp16": ["--fp16"], "int8": ["--int8"]}.get(precision, [])
+    weak = {Precision.FP16: ["--fp16"], Precision.INT8: ["--int8"]}.get(precision, [])
     if t.strongly_typed == "absent":
         return weak
     if t.strongly_typed == "always":
@@ -195,6 +195,6 @@ def _note_cache_version(t: Target, calib_cache: Any, notes: list[str]) -> None:
 
 
 def trtexec_commands(targets: Iterable[str], onnx_path: str | os.PathLike, input_name: str, profile: ShapeProfile,
-                     precision: str = "fp32", **kwargs: Any) -> list[TrtexecCommand]:
+                     precision: str = Precision.FP32, **kwargs: Any) -> list[TrtexecCommand]:
     """One command per target (same arguments); refusals propagate (UnsupportedByTensorRT)."""
     return [trtexec_command(onnx_path, input_name, profile, precision, target=t, **kwargs) for t in targets]

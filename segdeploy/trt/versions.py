@@ -62,6 +62,9 @@ TARGETS: dict[str, Target] = {
     ),
 }
 DEFAULT_TARGET = "11.x"
+# The TensorRT a calibration cache header names when none is given: JetPack 6.1/6.2's (Orin), the newest line
+# that still reads calibration caches (implicit INT8 is gone in 11).
+DEFAULT_CALIB_CACHE_VERSION = "10.3"
 
 # JetPack -> (L4T, TensorRT, CUDA). "?" marks releases NVIDIA has not pinned down in public pages.
 JETPACK: tuple[tuple[str, str, str, str], ...] = (
@@ -113,6 +116,29 @@ def resolve_target(text: str | None) -> Target:
     raise UsageError(
         f"unknown TensorRT target {text!r}; use one of {', '.join(TARGETS)} (or a version such as 8.6.2, 10.13.3, 11.4.1)"
     )
+
+
+def trt_version_code(version: str | int) -> int:
+    """'8.6.2' -> 8602, '10.3' -> 100300, '10.13.1' -> 101301; an int code is returned as is."""
+    if isinstance(version, int):
+        return version
+    parts = str(version).strip().split(".")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]") from None
+    if not 1 <= len(nums) <= 4 or (len(nums) == 1 and nums[0] < 1000):
+        raise UsageError(f"TensorRT version {version!r} is not like 8.6.2 or 10.3; pass major.minor[.patch]")
+    if len(nums) == 1:
+        return nums[0]
+    major, minor, patch = (nums + [0, 0])[:3]
+    if minor > 99 or patch > 99:
+        raise UsageError(f"TensorRT version {version!r} has a component above 99")
+    if major < 10:
+        if minor > 9 or patch > 99:
+            raise UsageError(f"TensorRT version {version!r} cannot be encoded in the 8.x scheme")
+        return major * 1000 + minor * 100 + patch
+    return major * 10000 + minor * 100 + patch
 
 
 def version_from_code(code: int) -> str:

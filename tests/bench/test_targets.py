@@ -65,11 +65,12 @@ def test_export_directory_expands_to_its_onnx_variants(int8_export, monkeypatch)
 
 def _with_engine(src, dst, tmp_path):
     """A copy of an export directory whose manifest lists an engine file (its bytes are never parsed here)."""
-    from segdeploy.exportdir import Transaction, engine_name
+    from segdeploy.exportdir import Transaction
+    from segdeploy.vocab import Precision
 
     shutil.copytree(src, dst)
     with Transaction(dst, fresh=False, command="test") as txn:
-        name = engine_name("fp16")
+        name = Precision.FP16.engine_file
         txn.write_bytes(name, b"not a real plan: only expansion is tested", "engine", derived_from=("model.onnx",))
         m = txn.manifest
         m["engines"] = [{"file": name, "sha256": txn.entries[name].sha256, "bytes": txn.entries[name].bytes,

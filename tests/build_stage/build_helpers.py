@@ -68,7 +68,8 @@ def make_plugin_export(src: Path, dst: Path) -> Path:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    from segdeploy.exportdir import TRT_ONNX, Transaction
+    from segdeploy.exportdir import Transaction
+    from segdeploy.vocab import TRT_ONNX
 
     shutil.copytree(src, dst)
     w = numpy_helper.from_array(np.full((6, 3, 3, 3), 0.1, np.float32), "w")

@@ -122,7 +122,7 @@ def test_json_document_carries_the_commands(capsys, int8_export):
 def test_usage_and_directory_errors_are_one_line(capsys, fp32_export):
     """Usage errors: every one is a single line, exit 2 (bad values) or 1 (the directory lacks the file)."""
     cases = [
-        (["--precision", "fp64"], 2, "--precision 'fp64' is not a TensorRT precision"),
+        (["--precision", "fp64"], 2, "unknown --precision 'fp64'; use one of fp32, fp16, int8, int8-implicit"),
         (["--precision", "fp16"], 1, "holds no model.fp16.onnx, which the fp16 engine is built from; run `segdeploy precision"),
         (["--opt-level", "9"], 2, "--opt-level must be 0..5"),
         (["--workspace", "0"], 2, "--workspace must be a positive number of MiB"),

@@ -144,7 +144,7 @@ def test_refusals_are_one_line(example, tmp_path, capsys):
         (["bundle", str(example), "--out", str(tmp_path / "mine")], 1, "not empty and not a segdeploy bundle"),
         (["bundle", str(example), "--out", str(tmp_path / "x"), "--target", "thor", "--trt-version", "8.6"], 2,
          "does not run on Jetson Thor"),
-        (["bundle", str(example), "--out", str(tmp_path / "x"), "--precision", "bf16"], 2, "--precision bf16"),
+        (["bundle", str(example), "--out", str(tmp_path / "x"), "--precision", "bf16"], 2, "unknown --precision 'bf16'"),
         (["bundle", str(example), "--out", str(example / "b")], 2, "inside the export directory"),
         (["bundle", str(tmp_path / "nope"), "--out", str(tmp_path / "x")], 1, "does not exist"),
     ]:

@@ -141,7 +141,7 @@ def test_all_zero_tensor_gives_zero():
 
 
 def test_bad_method_options():
-    with pytest.raises(UsageError, match="unknown calibration method"):
+    with pytest.raises(UsageError, match="unknown --calib-method"):
         Method("kl")
     with pytest.raises(UsageError, match="percentile"):
         Method("percentile", percentile=120)

@@ -8,7 +8,8 @@ import torch
 
 from segdeploy.errors import ArtifactError, MissingDependencyError, ModelLoadError, ShapeError, UsageError
 from segdeploy.runners import guess_kind, open_runner
-from segdeploy.runners.onnxruntime import OPT_LEVELS, OrtOptions
+from segdeploy.runners.onnxruntime import OrtOptions
+from segdeploy.vocab import OrtLevel
 from segdeploy.runners.torch import TorchOptions
 
 
@@ -18,7 +19,7 @@ def test_torch_and_ort_agree_at_every_opt_level(tiny_model, tiny_onnx):
         want = ref.infer(x)
         assert ref.timing_summary()["calls"] == 1
     assert want.shape == (2, 4, 24, 40) and want.dtype == np.float32
-    for level in OPT_LEVELS:
+    for level in OrtLevel:
         with open_runner(tiny_onnx, options=OrtOptions(graph_optimization_level=level)) as r:
             got = r.infer(x)
             r.infer(x[:1])
