@@ -309,14 +309,17 @@ def zip_bomb(clean_pt2, tmp_path_factory) -> Path:
     return p
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the parent (a pytest process of several GB),
+# while exec gives the child a new address space whose high-water mark starts at zero.
 _RSS_PROBE = """
-import json, resource, runpy, sys
+import json, re, runpy, sys
 sys.argv = ["segdeploy", *sys.argv[1:]]
 try:
     runpy.run_module("segdeploy", run_name="__main__")
 except SystemExit as e:
     code = e.code
-print(json.dumps({"code": code, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+hwm = int(re.search(r"VmHWM:\\s*(\\d+)", open("/proc/self/status").read()).group(1))
+print(json.dumps({"code": code, "maxrss_kib": hwm}))
 """
 
 
