@@ -13,6 +13,8 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -20,13 +22,30 @@ EXIT_GATE = 3
 
 
 class SegdeployError(Exception):
-    """Base class: a user-facing, one-line error."""
+    """Base class: a user-facing, one-line error, with the evidence that decided it.
+
+    Declared evidence (empty unless a stage fills it; the CLI prints it and puts it in the JSON document):
+
+    * ``stages`` -- stage name -> that stage's ``summary()`` (or what it measured) before the error stopped the
+      run, e.g. the precision section whose accuracy tripped the gate;
+    * ``kept_out`` -- the budget search's best attempt (layers kept in float), when the budget was not met;
+    * ``engines`` -- the engines' manifest entries with their parity records, when the engine gate tripped;
+    * ``logs`` -- precision -> TensorRT's captured build log, when a build failed;
+    * ``reported`` -- the command already printed its JSON document for this error (the entry point must not
+      print a second one).
+    """
 
     exit_code: int = EXIT_ERROR
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, stages: dict[str, Any] | None = None, kept_out: list[Any] | None = None,
+                 engines: list[dict[str, Any]] | None = None, logs: dict[str, str] | None = None):
         # Keep the message on one line: the CLI prints it as is.
         super().__init__(" ".join(str(message).split()))
+        self.stages: dict[str, Any] = dict(stages or {})
+        self.kept_out: list[Any] = list(kept_out or ())
+        self.engines: list[dict[str, Any]] = list(engines or ())
+        self.logs: dict[str, str] = dict(logs or {})
+        self.reported = False
 
     @property
     def message(self) -> str:

@@ -112,10 +112,7 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
                         stages["build"] = build.summary()
             committed = txn.commit()
     except SegdeployError as e:
-        section = getattr(e, "section", None)
-        if section is not None and "precision" not in stages:
-            stages["precision"] = {"precision": section}
-        e.stages = stages
+        e.stages = {**stages, **e.stages}  # what finished, plus what the failing stage measured
         raise
     exp.manifest = committed.manifest
     notes += txn.notes

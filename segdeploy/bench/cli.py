@@ -53,7 +53,7 @@ def bench_command(artifacts, runners, shapes, warmup, iters, seconds, threads, o
     from segdeploy.bench.report import format_report, write_report
     from segdeploy.bench.run import BenchOptions, run_bench
     from segdeploy.errors import SegdeployError, UsageError
-    from segdeploy.progress import StepProgress
+    from segdeploy.progress import Progress
 
     if iters is not None and seconds is not None:
         raise UsageError("--iters and --seconds were both given; give either --iters N or --seconds S")
@@ -68,7 +68,7 @@ def bench_command(artifacts, runners, shapes, warmup, iters, seconds, threads, o
             from segdeploy.exportdir import guard_outputs
 
             guard_outputs([("--report", report_path)], [("the artifact", a) for a in artifacts])
-        doc = run_bench(list(artifacts), opts, progress=StepProgress(not quiet), command=command)
+        doc = run_bench(list(artifacts), opts, progress=Progress(not quiet), command=command)
     except SegdeployError as e:
         if as_json:
             from segdeploy.result import echo_json, result_doc

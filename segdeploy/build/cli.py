@@ -52,7 +52,7 @@ def build_command(export_dir, precision, int8_implicit, trt_target, plugin_libra
     """
     from segdeploy.build.request import BuildRequest
     from segdeploy.build.stage import NO_TENSORRT_FIX, build_directory
-    from segdeploy.progress import StepProgress
+    from segdeploy.progress import Progress
 
     res = None
     try:
@@ -62,11 +62,11 @@ def build_command(export_dir, precision, int8_implicit, trt_target, plugin_libra
             version_compatible=version_compatible, rewrite_calib_header=rewrite_calib_header,
             timing_cache=timing_cache, no_timing_cache=no_timing_cache, plugin_library=plugin_library,
             trt_target=trt_target, verbose=verbose)
-        res = build_directory(export_dir, request, progress=StepProgress(not quiet and not as_json))
+        res = build_directory(export_dir, request, progress=Progress(not quiet and not as_json))
         if not res.built:
             raise MissingDependencyError(f"{res.reason}, so no engine was built; {NO_TENSORRT_FIX}")
     except SegdeployError as e:
-        logs = getattr(e, "logs", None) or (res.logs if res is not None else {})
+        logs = e.logs or (res.logs if res is not None else {})
         if verbose:
             for prec, log in logs.items():
                 click.echo(f"--- TensorRT log ({prec}) ---\n{log}", err=True)

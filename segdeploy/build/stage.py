@@ -287,7 +287,7 @@ def _build(res: BuildStageResult, txn: Any, jobs: list[Job], request: BuildReque
         except EngineBuildError as e:
             if request.verbose and e.log:
                 res.logs[job.precision] = e.log
-            e.logs = res.logs  # the CLI prints them with --verbose
+            e.logs.update(res.logs)  # the CLI prints them with --verbose
             raise
         name = Precision(job.precision).engine_file
         txn.write_bytes(name, out.plan, "engine", derived_from=job.derived_from)

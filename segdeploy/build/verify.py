@@ -117,9 +117,8 @@ def check_engines(txn: Any, build: Any, reference: Any, precision_options: Any,
             failures.append(f"{entry['file']}: {'; '.join(rec['failures'])}")
         say(f"check: {entry['file']} mIoU drop {rec['miou_drop_points']} points on {rec['images']} images")
     if failures:
-        err = GateError(f"engine accuracy gate: {' / '.join(failures)} (vs PyTorch on {records[0]['images']} "
+        raise GateError(f"engine accuracy gate: {' / '.join(failures)} (vs PyTorch on {records[0]['images']} "
                         f"validation images); nothing was published: raise --max-miou-drop, keep more layers in float "
-                        "(--exclude-layer), or deploy the fp16/fp32 engine")
-        err.engines = [dict(e) for e in build.engines]  # the evidence (each engine's parity record)
-        raise err
+                        "(--exclude-layer), or deploy the fp16/fp32 engine",
+                        engines=[dict(e) for e in build.engines])  # the evidence: each engine's parity record
     return records

@@ -6,7 +6,7 @@ import click
 
 from segdeploy.cli_options import output_options
 from segdeploy.errors import SegdeployError
-from segdeploy.progress import StepProgress
+from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
 
 
@@ -37,7 +37,7 @@ def bundle_command(export_dir, out_dir, target, trt_version, precision, samples,
                              precisions=tuple(p.strip() for p in precision.split(",")) if precision else None,
                              samples=samples, num_samples=num_samples, archive=not no_archive,
                              version_compatible=version_compatible)
-        res = make_bundle(export_dir, out_dir, opts, progress=StepProgress(not quiet and not as_json))
+        res = make_bundle(export_dir, out_dir, opts, progress=Progress(not quiet and not as_json))
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("bundle", error=e))

@@ -7,7 +7,7 @@ import click
 from segdeploy.cli_options import model_options, output_options
 from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
-from segdeploy.progress import StepProgress
+from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
 from segdeploy.vocab import Precision
 
@@ -74,7 +74,6 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
     from segdeploy.pipeline import PipelineOptions, run_pipeline
     from segdeploy.spec import Preprocess
 
-    stages: dict = {}
     try:
         model.validate()
         pre = Preprocess(mean=_floats(mean, "--mean") or Preprocess().mean, std=_floats(std, "--std") or Preprocess().std,
@@ -86,14 +85,14 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
                               preprocess=pre, class_names=names)
         popts = options_from_cli(**precision)
         bopts = _build_options(engine, {"trt_target": trt_target, "plugin_library": plugin_library})
-        res = run_pipeline(model.source, out_dir, PipelineOptions(eopts, popts, bopts), progress=StepProgress(not quiet),
+        res = run_pipeline(model.source, out_dir, PipelineOptions(eopts, popts, bopts), progress=Progress(not quiet),
                            load_kwargs=model.load_kwargs())
     except SegdeployError as e:
         if as_json:
-            echo_json(result_doc("export", stages=getattr(e, "stages", stages), export_dir=out_dir, error=e))
-        elif getattr(e, "engines", None):
+            echo_json(result_doc("export", stages=e.stages, export_dir=out_dir, error=e))
+        elif e.engines:
             _print_engine_evidence(e.engines)
-        elif getattr(e, "stages", {}).get("precision"):
+        elif e.stages.get("precision"):
             _print_gate_evidence(e)
         raise
     if as_json:
@@ -121,7 +120,7 @@ def _print_engine_evidence(engines) -> None:
 
 
 def _print_gate_evidence(e) -> None:
-    kept = getattr(e, "kept_out", None)
+    kept = e.kept_out
     if kept:
         click.echo("layers kept in float by the budget search (best attempt):", err=True)
         for c in kept:

@@ -145,7 +145,7 @@ def check_command(model, candidate, data, masks, list_file, layout, manifest, nu
                            min_class_iou, on_error, worst_k, shard, out, html, as_json, quiet, task, iou_threshold,
                            min_recall, min_precision, min_mask_iou, max_score_drift, plugin_library)
     except SegdeployError as e:
-        if as_json and not getattr(e, "reported", False):
+        if as_json and not e.reported:
             from segdeploy.result import echo_json
 
             echo_json(result_doc("check", error=e))

@@ -39,9 +39,8 @@ class BudgetNotMet(GateError):
     """The budget search could not reach ``max_drop`` (exit 3). ``best_drop`` and ``kept_out`` say how close it got."""
 
     def __init__(self, message: str, best_drop: float, kept_out: list, initial_drop: float):
-        super().__init__(message)
+        super().__init__(message, kept_out=kept_out)
         self.best_drop = best_drop
-        self.kept_out = kept_out
         self.initial_drop = initial_drop
 
 

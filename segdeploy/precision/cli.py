@@ -15,7 +15,7 @@ import click
 from segdeploy.cli_options import model_options, output_options
 from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
-from segdeploy.progress import StepProgress
+from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
 
 
@@ -43,12 +43,10 @@ def precision_command(export_dir, model, precision, as_json, quiet):
             raise UsageError(f"{model.source} is not the model {export_dir} was exported from (its hash differs from the "
                              "manifest's source.sha256); pass the same model, or re-export")
         probe_model(lm, ed.profile.opt)  # applies the output selection to lm.module
-        res = lower(export_dir, lm.module, popts, progress=StepProgress(not quiet), checked=True)
+        res = lower(export_dir, lm.module, popts, progress=Progress(not quiet), checked=True)
     except SegdeployError as e:
         if as_json:
-            echo_json(result_doc("precision", stages=getattr(e, "stages", None) or (
-                {"precision": {"precision": e.section}} if getattr(e, "section", None) else {}),
-                export_dir=export_dir, error=e))
+            echo_json(result_doc("precision", stages=e.stages, export_dir=export_dir, error=e))
         raise
     if as_json:
         published = ExportDir.open(export_dir, verify=False)

@@ -318,7 +318,7 @@ def _int8(ctx: _Context, fp32, cal):
                                "initial_drop_points": round(e.initial_drop, 4),
                                "kept_out": [c.to_dict() for c in e.kept_out]}
             ctx.section[Precision.INT8] = entry
-            e.section = ctx.section
+            e.stages["precision"] = {"precision": ctx.section}
             raise
         entry["budget"] = dict(budget.to_dict(), cost=cost)
     excluded = tuple(c.name for c in budget.excluded) if budget else ()
@@ -377,7 +377,7 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
         err = GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop {opts.max_miou_drop}); "
                         "raise the budget, add calibration images, try another --calib-method, or keep more layers in "
                         "float (--exclude-layer)")
-        err.section = ctx.section
+        err.stages["precision"] = {"precision": ctx.section}
         raise err
 
 

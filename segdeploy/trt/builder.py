@@ -62,7 +62,7 @@ class EngineBuildError(SegdeployError):
 
     def __init__(self, message: str, log: str = ""):
         super().__init__(message)
-        self.log = log
+        self.log = log  # this build's log; the build stage gathers them per precision in ``logs``
 
 
 @dataclass(frozen=True)

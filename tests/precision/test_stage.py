@@ -97,7 +97,7 @@ def test_gate_failure_ships_nothing_and_keeps_good_artifacts(exp):
         lower(d, wrong_reference, opts)
     assert ei.value.exit_code == 3 and "best drop" in str(ei.value)
     assert _snapshot(d) == before  # byte-identical: nothing published
-    assert ei.value.section["int8"]["budget"]["best_drop_points"] > 1.0  # the evidence travels with the error
+    assert ei.value.stages["precision"]["precision"]["int8"]["budget"]["best_drop_points"] > 1.0  # evidence travels with it
     assert _leftovers(d) == []
 
 
