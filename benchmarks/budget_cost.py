@@ -39,7 +39,8 @@ def _measure(name, model, shape, val, budget, sizes, work: Path) -> list[dict]:
 
     from segdeploy.calibration import Method, calibrate
     from segdeploy.errors import GateError
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
     from segdeploy.precision.accuracy import Evaluator
     from segdeploy.precision.budget import search_budget
 

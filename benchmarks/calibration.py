@@ -54,7 +54,8 @@ def build_model(work: Path, pt2: Path | None = None) -> tuple[Path, str]:
     pt2 = pt2 or ROOT / "examples" / "shapes_unet.pt2"
     if pt2.is_file():
         try:
-            from segdeploy.export import ExportOptions, export_model
+            from segdeploy.export import ExportOptions
+            from segdeploy.pipeline import export_model
 
             res = export_model(str(pt2), str(work / "export"), ExportOptions(shape=f"1x3x{SIZE}x{SIZE}"))
             return Path(res.onnx_path), f"{pt2.name} (trained compact U-Net) via segdeploy.export"

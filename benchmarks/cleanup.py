@@ -31,7 +31,8 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     import onnxruntime as ort
 
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
     from segdeploy.export.matrix import BY_NAME
 
     rows = []

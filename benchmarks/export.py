@@ -44,7 +44,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore")
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
     from segdeploy.export.matrix import BY_NAME, ROWS
     from segdeploy.export.verify import verify_onnx
 

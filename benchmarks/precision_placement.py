@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from _precision_common import LEVELS, run, stdout_to_stderr
 
-from segdeploy.calibration.trt_cache import write_trt_cache
+from segdeploy.trt.calib_cache import write_trt_cache
 from segdeploy.precision.qdq import QdqOptions, check_trt_qdq, quantize_qdq, summarize_violations
 
 def ours(src, amax, dst):

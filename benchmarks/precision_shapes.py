@@ -34,7 +34,8 @@ def main() -> None:
     from segdeploy.calibration import Method, calibrate
     from segdeploy.datasets import open_dataset
     from segdeploy.errors import GateError
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
     from segdeploy.manifest import onnx_profile_of, preprocess_of
     from segdeploy.precision.accuracy import Evaluator, check_accuracy_many
     from segdeploy.precision.budget import search_budget

@@ -26,13 +26,13 @@ from segdeploy.result import DocumentChannel, print_document, result_doc
 
 # command name -> "module:attribute" of a click.Command. One line per command.
 COMMANDS: dict[str, str] = {
-    "export": "segdeploy.export.cli:export_command",
+    "export": "segdeploy.pipeline.cli:export_command",
     "precision": "segdeploy.precision.cli:precision_command",
     "check": "segdeploy.parity.cli:check_command",
     "merge": "segdeploy.parity.cli:merge_command",
     "plugins": "segdeploy.plugins.cli:plugins",
     "calibrate": "segdeploy.calibration.cli:calibrate_command",
-    "build": "segdeploy.build.cli:build_command",
+    "build": "segdeploy.engine.cli:build_command",
     "inspect": "segdeploy.trt.cli:inspect_command",
     "doctor": "segdeploy.doctor.cli:doctor_command",
     "bench": "segdeploy.bench.cli:bench_command",

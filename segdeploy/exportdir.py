@@ -68,7 +68,8 @@ from typing import Any, Callable, Iterable
 from segdeploy import safefs
 from segdeploy.errors import ArtifactError, UsageError
 from segdeploy.jsonio import parse as parse_json
-from segdeploy.manifest import MAX_MANIFEST_BYTES, REEXPORT, SCHEMA_NAME, drop_unlisted, load_manifest_bytes, validate_manifest
+from segdeploy.manifest import (MAX_MANIFEST_BYTES, REEXPORT, SCHEMA_NAME, ManifestView, drop_unlisted, load_manifest_bytes,
+                                validate_manifest)
 from segdeploy.vocab import LOWERED_PRECISIONS, MANIFEST, MODEL_ONNX, TRT_ONNX, FileKind, Precision, is_artifact_name
 
 _LEGACY = ("precision_report.json", ".calib_stats", ".calib_cache")
@@ -100,7 +101,7 @@ def _hash_fd(fd: int) -> tuple[str, int]:
     return safefs.hash_fd(fd)
 
 
-class ExportDir:
+class ExportDir(ManifestView):
     """A validated, read-only view of a published export directory (see the module docstring)."""
 
     def __init__(self, path: Path, manifest: dict[str, Any]):
@@ -140,39 +141,7 @@ class ExportDir:
             return None
         return cls.open(parent, verify=verify)
 
-    # ---- typed accessors
-    @property
-    def profile(self):
-        from segdeploy.manifest import onnx_profile_of
-
-        return onnx_profile_of(self.manifest)
-
-    @property
-    def preprocess(self):
-        from segdeploy.manifest import preprocess_of
-
-        return preprocess_of(self.manifest)
-
-    @property
-    def input_name(self) -> str:
-        return self.manifest["inputs"][0]["name"]
-
-    @property
-    def output_name(self) -> str:
-        return self.manifest["outputs"][0]["name"]
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.manifest["model"]["num_classes"])
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(self.manifest["model"].get("class_names") or ())
-
-    @property
-    def source_sha256(self) -> str:
-        return self.manifest["source"]["sha256"]
-
+    # ---- typed accessors (the rest come from ManifestView)
     @property
     def files(self) -> dict[str, FileEntry]:
         return {n: FileEntry(n, e["kind"], e["sha256"], e["bytes"], dict(e["derived_from"]))
@@ -194,17 +163,13 @@ class ExportDir:
     def manifest_path(self) -> Path:
         return self.path / MANIFEST
 
-    @property
-    def needs_plugins(self) -> bool:
-        return bool(self.manifest.get("tensorrt_plugins"))
-
     def onnx_variants(self) -> dict[str, Path]:
         """precision -> the ONNX TensorRT builds from: fp32 (model.trt.onnx when plugins are needed), fp16, int8."""
         out = {Precision.FP32: self.path / (TRT_ONNX if self.needs_plugins else MODEL_ONNX)}
-        prec = self.manifest.get("precision") or {}
         for kind in LOWERED_PRECISIONS:
-            if prec.get(kind):
-                out[kind] = self.path / prec[kind]["file"]
+            entry = self.lowered(kind)
+            if entry:
+                out[kind] = self.path / entry["file"]
         return out
 
 
@@ -392,7 +357,7 @@ def _carry_link_or_copy(src: str, dst: str) -> None:
         os.close(fd)
 
 
-class Transaction:
+class Transaction(ManifestView):
     """A staged, all-or-nothing update of one export directory (see the module docstring).
 
     ``fresh=True`` (export): the new set replaces the old one entirely. ``fresh=False`` (derived stages):
@@ -649,7 +614,38 @@ class Transaction:
             os.unlink(safefs.check_name(name), dir_fd=self._sfd)
 
     def set_manifest(self, doc: dict[str, Any]) -> None:
+        """The export stage's whole new manifest (a fresh transaction)."""
         self.manifest = doc
+
+    STAGE_SECTIONS = ("tensorrt_plugins", "calibration", "precision", "engines")
+
+    def set_section(self, name: str, value: Any) -> None:
+        """Replace (or, with None, remove) a section a stage owns; the sections it names must be listed files."""
+        if name not in self.STAGE_SECTIONS:
+            raise ValueError(f"{name!r} is not a section a stage writes")
+        if value is None:
+            self.manifest.pop(name, None)
+        else:
+            self.manifest[name] = value
+
+    def put_engine(self, entry: dict[str, Any]) -> None:
+        """Add an engine entry, replacing any of the same precision or file; entries stay in precision order."""
+        kept = [e for e in self.engines if e.get("precision") != entry["precision"] and e.get("file") != entry["file"]]
+        order = {p: i for i, p in enumerate(Precision)}
+        self.manifest["engines"] = sorted(kept + [entry], key=lambda e: (order.get(e.get("precision"), 99), e.get("file", "")))
+
+    def sha256_of(self, name: str) -> str:
+        """The sha256 of a file of the new set (staged or carried over)."""
+        if name not in self.entries:
+            raise ArtifactError(f"{self.target} holds no {name}; run the stage that makes it first")
+        return self.entries[name].sha256
+
+    def staged_manifest(self) -> dict[str, Any]:
+        """The manifest as :meth:`commit` would publish it now (a validated copy with the new file table), for a
+        stage that checks the set before committing (the engine parity check)."""
+        doc = copy.deepcopy(self.manifest)
+        doc["files"] = {n: e.to_dict() for n, e in sorted(self.entries.items())}
+        return validate_manifest(doc, f"the staged {MANIFEST}")
 
     # ---- commit
     def _prune(self) -> None:

@@ -52,7 +52,7 @@ _PROFILE = {"min": [_DIM], "opt": [_DIM], "max": [_DIM], "spatial_multiple": _DI
 _SHAPE = [(str, int)]  # symbolic axis names or sizes (sizes bounded in _check_consistency)
 _FILE_ENTRY = {"kind": str, "sha256": SHA256, "bytes": _BYTES, "derived_from": ("dict-of", SHA256)}
 _OPT_STR = (str, type(None))
-_ENGINE = {  # written by segdeploy.build.stage (engine_entry); checked against the file table like every section
+_ENGINE = {  # written by segdeploy.engine.stage (engine_entry); checked against the file table like every section
     "file": str, "sha256": str, "precision": str, "source_onnx": str, "?source_sha256": str, "?bytes": _BYTES,
     "?tensorrt": {"?version": str, "?plan_header": (list, type(None))},
     "?gpu": {"?name": _OPT_STR, "?compute_capability": _OPT_STR},
@@ -211,3 +211,111 @@ def preprocess_of(doc: dict[str, Any]):
     from segdeploy.spec import Preprocess
 
     return Preprocess.from_dict(doc["preprocess"])
+
+
+class ManifestView:
+    """Typed read access to a manifest document, shared by :class:`~segdeploy.exportdir.ExportDir` (a published
+    directory) and :class:`~segdeploy.exportdir.Transaction` (the set being staged). Subclasses set ``manifest``.
+
+    Nothing outside this module and :mod:`segdeploy.exportdir` reads manifest keys: code asks these accessors
+    (``tests/test_structure.py`` enforces it). Sections a stage writes (``calibration``, ``precision``,
+    ``tensorrt_plugins``, ``engines``) are returned as the JSON-able dicts the manifest holds.
+    """
+
+    manifest: dict[str, Any]
+
+    # ---- the model and its input
+    @property
+    def profile(self):
+        """The input's :class:`~segdeploy.spec.ShapeProfile` (also TensorRT's optimization profile)."""
+        return onnx_profile_of(self.manifest)
+
+    @property
+    def preprocess(self):
+        return preprocess_of(self.manifest)
+
+    @property
+    def input_name(self) -> str:
+        return self.manifest["inputs"][0]["name"]
+
+    @property
+    def output_name(self) -> str:
+        return self.manifest["outputs"][0]["name"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest["model"]["num_classes"])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.manifest["model"].get("class_names") or ())
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """The ``model`` section: channels, classes, spatial multiple, output selection and stride, probe notes."""
+        return self.manifest["model"]
+
+    @property
+    def source_sha256(self) -> str:
+        return self.manifest["source"]["sha256"]
+
+    @property
+    def source_format(self) -> str:
+        return self.manifest["source"]["format"]
+
+    # ---- what the export recorded
+    @property
+    def onnx_info(self) -> dict[str, Any]:
+        """The ``onnx`` section: file, sha256, bytes, opset, exporter and why, attempts, clean-up."""
+        return self.manifest["onnx"]
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        return self.manifest["verification"]
+
+    @property
+    def static_axes(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("static_axes") or [])
+
+    @property
+    def profile_narrowed(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("profile_narrowed") or [])
+
+    @property
+    def rewrites(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("rewrites") or [])
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return dict(self.manifest.get("versions") or {})
+
+    # ---- sections later stages add
+    @property
+    def plugins_section(self) -> dict[str, Any] | None:
+        """``tensorrt_plugins``: the plugin-node ONNX, its nodes and CPU check (None when the model needs none)."""
+        return self.manifest.get("tensorrt_plugins") or None
+
+    @property
+    def needs_plugins(self) -> bool:
+        return self.plugins_section is not None
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.manifest.get("calibration") or None
+
+    @property
+    def precision_section(self) -> dict[str, Any] | None:
+        return self.manifest.get("precision") or None
+
+    def lowered(self, precision: str) -> dict[str, Any] | None:
+        """The ``precision`` section's entry for ``fp16`` / ``int8`` (file, sha256, accuracy, ...), or None."""
+        return (self.precision_section or {}).get(precision) or None
+
+    @property
+    def engines(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("engines") or [])
+
+    @property
+    def file_table(self) -> dict[str, dict[str, Any]]:
+        """The file table as JSON (name -> kind, sha256, bytes, derived_from), e.g. for the result document."""
+        return self.manifest["files"]

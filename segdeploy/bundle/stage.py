@@ -380,7 +380,7 @@ def _remove_stale_archives(pfd: int, name: str) -> None:
 
 def _stamp_cache(src: Path, dst: Path, line: str, notes: list[str]) -> None:
     """The calibration cache with the header of ``line``'s TensorRT (implicit INT8 needs the exact version)."""
-    from segdeploy.calibration.trt_cache import ALGORITHM
+    from segdeploy.trt.calib_cache import ALGORITHM
     from segdeploy.trt.versions import TARGETS
 
     dst.parent.mkdir(parents=True)

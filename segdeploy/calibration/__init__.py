@@ -108,11 +108,11 @@ _EXPORTS = {
     "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",
     "trt_version_code": "segdeploy.trt.versions",
-    "write_trt_cache": "segdeploy.calibration.trt_cache",
-    "read_trt_cache": "segdeploy.calibration.trt_cache",
-    "TrtCache": "segdeploy.calibration.trt_cache",
-    "write_ranges_json": "segdeploy.calibration.trt_cache",
-    "read_ranges_json": "segdeploy.calibration.trt_cache",
+    "write_trt_cache": "segdeploy.trt.calib_cache",
+    "read_trt_cache": "segdeploy.trt.calib_cache",
+    "TrtCache": "segdeploy.trt.calib_cache",
+    "write_ranges_json": "segdeploy.calibration.ranges_file",
+    "read_ranges_json": "segdeploy.calibration.ranges_file",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,7 +5,7 @@ cache first when one is asked for (ArtifactError for an unwritable directory, be
 reuses cached statistics only for the identical (model bytes, sampled files' bytes, preprocessing, profile,
 size, seed, grayscale policy, bins, tensors), else streams the set through ONNX Runtime and stores the
 statistics atomically; then computes one amax per tensor with ``method``. Nothing is written except the
-cache entry; use :mod:`segdeploy.calibration.trt_cache` to write ranges.json / the TensorRT cache.
+cache entry; use :mod:`segdeploy.calibration.ranges_file` / :mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
-from segdeploy.calibration.trt_cache import write_ranges_json, write_trt_cache
+from segdeploy.trt.calib_cache import write_trt_cache
+from segdeploy.calibration.ranges_file import write_ranges_json
 from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, trt_version_code
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import sha256_file

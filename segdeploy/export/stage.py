@@ -10,8 +10,8 @@ publishes nothing: the caller commits. Raises ExportError (no exporter produced 
 VerificationError (none verified; every attempt and its reason in the message), ModelLoadError (the
 PyTorch model itself outputs NaN/Inf).
 
-:func:`export_model` is the one-call convenience (load -> prepare -> run -> commit) used from Python; the CLI
-goes through :mod:`segdeploy.pipeline`, which chains the later stages into the same transaction.
+The one-call convenience (load -> prepare -> run -> commit), :func:`segdeploy.pipeline.export_model`, and the
+CLI sit with the pipeline, which chains the later stages into the same transaction.
 """
 
 from __future__ import annotations
@@ -266,22 +266,3 @@ def build_manifest(prep: Prepared, opts: ExportOptions, exporter, reason, attemp
         "verification": report.to_dict(),
         "versions": versions(),
     }
-
-
-def export_model(
-    source: str | Path | torch.nn.Module | LoadedModel,
-    out_dir: str | Path,
-    options: ExportOptions | None = None,
-    progress: Callable[[str], None] | None = None,
-    **load_kwargs: Any,
-) -> ExportResult:
-    """Export ``source`` to a verified ONNX + manifest published in ``out_dir`` (one transaction).
-
-    ``source`` is a model path, a ``pkg.module:factory`` string, an nn.Module or a LoadedModel;
-    ``load_kwargs`` go to :func:`segdeploy.load.load_model` (weights, trust_pickle, output, factory_kwargs).
-    """
-    from segdeploy.pipeline import PipelineOptions, run_pipeline
-
-    res = run_pipeline(source, out_dir, PipelineOptions(export=options or ExportOptions()), progress=progress,
-                       load_kwargs=load_kwargs)
-    return res.export

@@ -190,7 +190,7 @@ def _run_check_command(model, candidate, data, masks, list_file, layout, manifes
         raise UsageError(f"--candidate {candidate} is not a deployed artifact; give an .onnx or .engine file")
     cand_opts = OrtOptions(device=candidate_device, graph_optimization_level=ort_opt_level) if cand_kind == "onnxruntime" else None
     if cand_kind == "tensorrt":
-        from segdeploy.build.request import engine_plugin_library
+        from segdeploy.engine.request import engine_plugin_library
         from segdeploy.runners.tensorrt import TensorRTOptions
 
         cand_opts = TensorRTOptions(plugin_library=engine_plugin_library(candidate, plugin_library, manifest))

@@ -7,7 +7,7 @@ therefore checks the header against the installed TensorRT *before* building.
 
 Contract:
     ``load_calibration_cache(path, installed_version, rewrite_header=False) -> CalibrationCache``: parses the
-    cache (:func:`segdeploy.calibration.trt_cache.read_trt_cache`), refuses another algorithm, and refuses a
+    cache (:func:`segdeploy.trt.calib_cache.read_trt_cache`), refuses another algorithm, and refuses a
     version mismatch with :class:`CalibrationCacheMismatch` (one line: the cache's version, the installed one, and
     the two fixes) unless ``rewrite_header`` -- then the bytes handed to TensorRT carry the installed version's
     header (the file on disk is never modified) and ``.rewritten_from`` says so.
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from segdeploy.calibration.trt_cache import ALGORITHM, read_trt_cache
+from segdeploy.trt.calib_cache import ALGORITHM, read_trt_cache
 from segdeploy.errors import ArtifactError
 from segdeploy.trt.versions import trt_version_code, version_from_code
 

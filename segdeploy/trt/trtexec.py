@@ -175,7 +175,7 @@ def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int 
 
 def _note_cache_version(t: Target, calib_cache: Any, notes: list[str]) -> None:
     """Note a calibration cache written for another version than the target expects (when the file is here)."""
-    from segdeploy.calibration.trt_cache import read_trt_cache
+    from segdeploy.trt.calib_cache import read_trt_cache
     from segdeploy.errors import ArtifactError
     from segdeploy.trt.versions import version_from_code
 

@@ -114,7 +114,8 @@ def test_thor_and_int8_implicit(example, tmp_path):
 
 
 def test_plugin_model_bundles_the_plugin_sources(tmp_path, capsys):
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
     from segdeploy.zoo import create
 
     exp = tmp_path / "segnet"

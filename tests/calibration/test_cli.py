@@ -8,7 +8,8 @@ import pytest
 
 from calib_helpers import make_export_dir, write_images
 
-from segdeploy.calibration.trt_cache import read_ranges_json, read_trt_cache
+from segdeploy.trt.calib_cache import read_trt_cache
+from segdeploy.calibration.ranges_file import read_ranges_json
 from segdeploy.cli import main
 from segdeploy.exportdir import ExportDir
 

@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from segdeploy.calibration.trt_cache import read_ranges_json, read_trt_cache, write_ranges_json, write_trt_cache
+from segdeploy.trt.calib_cache import read_trt_cache, write_trt_cache
+from segdeploy.calibration.ranges_file import read_ranges_json, write_ranges_json
 from segdeploy.trt.versions import trt_version_code
 from segdeploy.errors import ArtifactError, UsageError
 

@@ -163,7 +163,8 @@ def test_detect_format_directory(tmp_path):
 def test_static_pt2_exports_static_axes_with_reason(tmp_path):
     """A .pt2 saved without dynamic shapes: its axes are exported static, said plainly, never guessed."""
     from segdeploy.errors import ShapeError
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     m = tinymodels.tiny_seg()
     p = tmp_path / "static.pt2"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from segdeploy.export import ExportOptions, export_model
+from segdeploy.export import ExportOptions
+from segdeploy.pipeline import export_model
 from segdeploy.export.matrix import ROWS
 from segdeploy.exportdir import ExportDir
 

@@ -205,7 +205,8 @@ def test_empty_shard_merges(tiny_model, tiny_onnx, tmp_path):
 
 def test_with_segdeploy_export_manifest(tiny_model, tmp_path):
     """The real pipeline: export_model writes ONNX + manifest; check picks the manifest up beside the ONNX."""
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     res = export_model(
         tiny_model, tmp_path / "exp",

@@ -14,7 +14,8 @@ from precision_helpers import TinySeg, write_images
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     d = tmp_path_factory.mktemp("pcli")
     paths = []

@@ -21,7 +21,8 @@ from precision_helpers import TinySeg, write_images
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """An export directory of TinySeg (32x32 opt) plus calibration/<set>/{calib,val} data."""
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     torch.manual_seed(0)
     module = TinySeg().eval()
@@ -197,7 +198,8 @@ def test_unwritable_export_dir_even_as_root(exp, monkeypatch):
 
 
 def test_no_quantizable_layer_through_the_stage(tmp_path, base):
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     class NoConv(torch.nn.Module):
         def forward(self, x):

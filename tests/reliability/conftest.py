@@ -18,7 +18,8 @@ from rhelpers import CALIB, EXAMPLE, run_subprocess  # noqa: E402
 @pytest.fixture(scope="session")
 def good_export(tmp_path_factory) -> Path:
     """A published export of rmodels:tiny (FP32 only), to copy and damage."""
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     import rmodels
 

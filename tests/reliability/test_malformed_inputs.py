@@ -193,7 +193,7 @@ def test_label_map_values_are_bounded():
 
 
 def test_other_json_readers_are_bounded(tmp_path):
-    from segdeploy.calibration.trt_cache import read_ranges_json
+    from segdeploy.calibration.ranges_file import read_ranges_json
     from segdeploy.trt.plan import ultralytics_prefix
 
     p = tmp_path / "ranges.json"

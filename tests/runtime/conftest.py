@@ -22,7 +22,8 @@ def harness(tmp_path_factory) -> rt_util.Harness:
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory) -> Path:
     """A real export of the shipped example model (opt 1x3x128x128; profile 1..8 x 64..256, multiple 16)."""
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     out = tmp_path_factory.mktemp("runtime-export") / "shapes"
     names = ("background", "circle", "square", "triangle", "ring", "star")

@@ -63,7 +63,7 @@ def plugin_lib(tmp_path):
 @pytest.fixture()
 def write_cache(tmp_path):
     """write_cache(version) -> path of a TensorRT calibration cache for the plain model's tensors."""
-    from segdeploy.calibration.trt_cache import write_trt_cache
+    from segdeploy.trt.calib_cache import write_trt_cache
 
     def make(version: str, name: str = "model.calib.cache"):
         p = tmp_path / name

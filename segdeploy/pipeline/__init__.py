@@ -12,9 +12,9 @@ Order (cheap preconditions before expensive stages):
    memory guard, PyTorch runs at the profile's extremes); then the validation labels against the model's class
    count, and (first thing in the export stage) the class-name count;
 4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
-   (:mod:`segdeploy.build.stage`, when asked: engines where TensorRT is importable, else only the trtexec
+   (:mod:`segdeploy.engine.stage`, when asked: engines where TensorRT is importable, else only the trtexec
    commands in the result), and after a build with a validation split the engines' parity against PyTorch
-   (:func:`segdeploy.build.verify.check_engines`: drift in each engine's manifest entry, ``max_miou_drop`` gates);
+   (:func:`segdeploy.engine.verify.check_engines`: drift in each engine's manifest entry, ``max_miou_drop`` gates);
 5. commit: the complete new set replaces the old one in one step. Any error, a tripped gate (exit 3), Ctrl-C
    or SIGKILL before that leaves the previous directory byte-identical.
 
@@ -27,16 +27,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from segdeploy.errors import SegdeployError
+
+if TYPE_CHECKING:
+    import torch
+
+    from segdeploy.export.stage import ExportOptions, ExportResult
+    from segdeploy.load import LoadedModel
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
     export: Any  # segdeploy.export.ExportOptions
     precision: Any = None  # segdeploy.precision.stage.PrecisionOptions | None
-    build: Any = None  # segdeploy.build.stage.BuildRequest | None
+    build: Any = None  # segdeploy.engine.stage.BuildRequest | None
 
 
 @dataclass
@@ -99,12 +105,12 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
                 stages["precision"] = prec.summary()
             build = None
             if options.build is not None:
-                from segdeploy.build import stage as build_stage
+                from segdeploy.engine import stage as build_stage
 
                 build = build_stage.run(txn, options.build, say)
                 stages["build"] = build.summary()
                 if build.built and popts is not None:
-                    from segdeploy.build.verify import check_engines
+                    from segdeploy.engine.verify import check_engines
 
                     try:  # the engines vs PyTorch on the validation split; a tripped gate publishes nothing
                         check_engines(txn, build, lm.module, popts, say)
@@ -117,3 +123,22 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
     exp.manifest = committed.manifest
     notes += txn.notes
     return PipelineResult(committed, exp, prec, build, notes, time.perf_counter() - t0)
+
+
+def export_model(
+    source: str | Path | torch.nn.Module | LoadedModel,
+    out_dir: str | Path,
+    options: ExportOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+    **load_kwargs: Any,
+) -> ExportResult:
+    """Export ``source`` to a verified ONNX + manifest published in ``out_dir`` (one transaction).
+
+    ``source`` is a model path, a ``pkg.module:factory`` string, an nn.Module or a LoadedModel;
+    ``load_kwargs`` go to :func:`segdeploy.load.load_model` (weights, trust_pickle, output, factory_kwargs).
+    """
+    from segdeploy.export.stage import ExportOptions
+
+    res = run_pipeline(source, out_dir, PipelineOptions(export=options or ExportOptions()), progress=progress,
+                       load_kwargs=load_kwargs)
+    return res.export

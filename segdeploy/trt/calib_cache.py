@@ -1,6 +1,6 @@
-"""TensorRT calibration cache and ranges JSON: writers and readers.
+"""TensorRT's calibration cache format: writer and reader.
 
-TensorRT calibration cache (read by TensorRT <= 10.x implicit INT8 and by ModelOpt to place Q/DQ)::
+The cache (read by TensorRT <= 10.x implicit INT8 and by ModelOpt to place Q/DQ)::
 
     TRT-<version>-EntropyCalibration2
     <tensor name>: <8 hex digits>
@@ -10,9 +10,7 @@ patch`` (10.3 -> 100300); the value is the per-tensor scale ``amax / 127`` as bi
 (``struct.pack('!f', scale).hex()``). Tensor names are the ONNX tensor names. A tensor with amax 0 gets the
 smallest positive normal float32 scale (TensorRT divides by the scale). TensorRT rejects a cache whose
 header does not match its version and algorithm, so pick ``trt_version`` for the target device.
-
-Ranges JSON (``ranges.json``): ``{"format": "segdeploy.ranges", "version": 1, "meta": {...},
-"tensors": {name: {"amax": float, "scale": amax/127}}}``.
+Calibration (:mod:`segdeploy.calibration`) writes it; the implicit-INT8 calibrator and the trtexec renderer read it.
 """
 
 from __future__ import annotations
@@ -21,12 +19,11 @@ import os
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from segdeploy.errors import ArtifactError, UsageError
-from segdeploy.fsutil import atomic_write_json, atomic_write_text
+from segdeploy.fsutil import atomic_write_text
 from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, trt_version_code
 
 ALGORITHM = "EntropyCalibration2"
@@ -85,34 +82,3 @@ def read_trt_cache(path: str | os.PathLike) -> TrtCache:
             raise ArtifactError(f"calibration cache {path} line {no} is not '<tensor>: <8 hex digits>': {ln[:80]!r}")
         scales[name] = struct.unpack("!f", bytes.fromhex(hx))[0]
     return TrtCache(int(m.group(1)), m.group(2), {k: v * QMAX for k, v in scales.items()}, scales)
-
-
-RANGES_FORMAT = "segdeploy.ranges"
-
-
-def write_ranges_json(path: str | os.PathLike, ranges: dict[str, float], meta: dict[str, Any] | None = None) -> None:
-    """Atomically write ranges as JSON (amax and scale per tensor, plus ``meta``)."""
-    doc = {
-        "format": RANGES_FORMAT,
-        "version": 1,
-        "meta": meta or {},
-        "tensors": {k: {"amax": float(v), "scale": float(v) / QMAX} for k, v in ranges.items()},
-    }
-    atomic_write_json(path, doc)
-
-
-MAX_RANGES_BYTES = 64 << 20  # one entry per tensor: a few hundred KiB for the largest models
-
-
-def read_ranges_json(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, Any]]:
-    """(ranges name -> amax, meta). Raises ArtifactError for a missing or malformed file."""
-    from segdeploy.jsonio import read_file
-
-    doc = read_file(path, "ranges file", max_bytes=MAX_RANGES_BYTES, fix="re-run calibration")
-    if not isinstance(doc, dict) or doc.get("format") != RANGES_FORMAT or not isinstance(doc.get("tensors"), dict):
-        raise ArtifactError(f"{path} is not a segdeploy ranges file; re-run calibration")
-    try:
-        ranges = {k: float(v["amax"]) for k, v in doc["tensors"].items()}
-    except (TypeError, KeyError, ValueError):
-        raise ArtifactError(f"{path} has a tensor entry without a numeric amax; re-run calibration") from None
-    return ranges, doc.get("meta", {})

@@ -18,12 +18,12 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "BuildRequest": "segdeploy.build.request",
-    "BuildStageResult": "segdeploy.build.stage",
-    "build_directory": "segdeploy.build.stage",
-    "run": "segdeploy.build.stage",
-    "plan_jobs": "segdeploy.build.jobs",
-    "check_engines": "segdeploy.build.verify",
+    "BuildRequest": "segdeploy.engine.request",
+    "BuildStageResult": "segdeploy.engine.stage",
+    "build_directory": "segdeploy.engine.stage",
+    "run": "segdeploy.engine.stage",
+    "plan_jobs": "segdeploy.engine.jobs",
+    "check_engines": "segdeploy.engine.verify",
 }
 
 __all__ = ["BuildRequest", "BuildStageResult", "build_directory", "check_engines", "plan_jobs", "run"]
@@ -32,5 +32,5 @@ __all__ = ["BuildRequest", "BuildStageResult", "build_directory", "check_engines
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'segdeploy.build' has no attribute {name!r}")
+        raise AttributeError(f"module 'segdeploy.engine' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

@@ -3,7 +3,7 @@
 Where TensorRT is importable the engines are built and published with the manifest's ``engines`` entries (exit 0).
 Where it is not, the trtexec command(s) for ``--trt-target`` are printed on stdout (and carried in the ``--json``
 document), the directory is left untouched, and the command exits 1 with one ``error:`` line naming what is
-missing. Library: :func:`segdeploy.build.stage.build_directory`.
+missing. Library: :func:`segdeploy.engine.stage.build_directory`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def build_command(export_dir, precision, int8_implicit, trt_target, plugin_libra
     Without TensorRT on this machine: print the equivalent trtexec command(s) for --trt-target, change
     nothing, and exit 1. Exit codes: 0 built, 1 error (or no TensorRT), 2 usage error.
     """
-    from segdeploy.build.request import BuildRequest
-    from segdeploy.build.stage import NO_TENSORRT_FIX, build_directory
+    from segdeploy.engine.request import BuildRequest
+    from segdeploy.engine.stage import NO_TENSORRT_FIX, build_directory
     from segdeploy.progress import Progress
 
     res = None

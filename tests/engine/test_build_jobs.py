@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from segdeploy.build.jobs import plan_jobs
-from segdeploy.build.request import BuildRequest, parse_precisions
+from segdeploy.engine.jobs import plan_jobs
+from segdeploy.engine.request import BuildRequest, parse_precisions
 from segdeploy.errors import ArtifactError, UsageError
 
 BASE = ["model.onnx"]

@@ -86,7 +86,7 @@ _NEEDS = {Precision.FP32: MODEL_ONNX, Precision.FP16: FP16_ONNX, Precision.INT8:
 
 
 def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -> JobPlan:
-    """The build jobs for ``request`` (a :class:`~segdeploy.build.request.BuildRequest`); see the module docstring."""
+    """The build jobs for ``request`` (a :class:`~segdeploy.engine.request.BuildRequest`); see the module docstring."""
     avail = _available(manifest, listed)
     needs_plugins = bool(manifest.get("tensorrt_plugins"))
     ops = ", ".join(plugin_ops(manifest)) or "plugin ops"

@@ -6,8 +6,8 @@ Contract
 
 * ``txn``: an open :class:`~segdeploy.exportdir.Transaction` whose staged set holds the export (a fresh export in
   the same transaction -- :mod:`segdeploy.pipeline` -- or a derived transaction, :func:`build_directory`).
-* ``request``: a :class:`~segdeploy.build.request.BuildRequest`; which engines come from which ONNX is
-  :func:`segdeploy.build.jobs.plan_jobs`.
+* ``request``: a :class:`~segdeploy.engine.request.BuildRequest`; which engines come from which ONNX is
+  :func:`segdeploy.engine.jobs.plan_jobs`.
 * TensorRT importable (``import tensorrt``, or ``trt_module``): each job is built by
   :func:`segdeploy.trt.builder.build_engine`; the plain plan is staged as ``model.<precision>.engine`` (kind
   ``engine``, derived from its ONNX (+ ``model.calib.cache``), so a later change of that ONNX retires it) and
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segdeploy.build.jobs import Job, plan_jobs
-from segdeploy.build.request import (
+from segdeploy.engine.jobs import Job, plan_jobs
+from segdeploy.engine.request import (
     PLUGIN_LIBRARY_NAME,
     BuildRequest,
     default_plugin_library,
@@ -266,12 +266,10 @@ def engine_entry(name: str, file_entry: Any, info: dict[str, Any]) -> dict[str, 
 
 def _build(res: BuildStageResult, txn: Any, jobs: list[Job], request: BuildRequest, trt: Any,
            say: Callable[[str], None]) -> None:
-    from segdeploy.manifest import onnx_profile_of
     from segdeploy.trt.builder import EngineBuildError, build_engine
 
-    manifest = txn.manifest
-    input_name = manifest["inputs"][0]["name"]
-    profile = onnx_profile_of(manifest)
+    input_name = txn.input_name
+    profile = txn.profile
     options = request.engine_options()
     lib = _plugin_library(request, jobs, res)
     res.plugin_library = str(lib) if lib is not None else None
@@ -292,10 +290,7 @@ def _build(res: BuildStageResult, txn: Any, jobs: list[Job], request: BuildReque
         name = Precision(job.precision).engine_file
         txn.write_bytes(name, out.plan, "engine", derived_from=job.derived_from)
         entry = engine_entry(name, txn.entries[name], out.info)
-        kept = [e for e in manifest.get("engines") or [] if e.get("precision") != job.precision and e.get("file") != name]
-        kept.append(entry)
-        order = {p: i for i, p in enumerate(Precision)}
-        manifest["engines"] = sorted(kept, key=lambda e: (order.get(e.get("precision"), 99), e.get("file", "")))
+        txn.put_engine(entry)
         res.engines.append(entry)
         if out.info.get("timing_cache"):
             res.timing_cache = out.info["timing_cache"]

@@ -4,7 +4,7 @@ Contract
 --------
 ``check_engines(txn, build, reference, precision_options, progress=None, *, open_candidate=None) -> list[dict]``
 
-* ``build``: the :class:`~segdeploy.build.stage.BuildStageResult` of a build staged in ``txn`` (its ``engines``
+* ``build``: the :class:`~segdeploy.engine.stage.BuildStageResult` of a build staged in ``txn`` (its ``engines``
   entries are the very dicts listed in ``txn.manifest["engines"]``); ``reference``: the PyTorch module the export
   came from; ``precision_options``: the precision stage's options (they name the validation split and the
   budget ``max_miou_drop``).
@@ -23,7 +23,6 @@ bookkeeping and the gate with a real ONNX Runtime runner; no engine is run there
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -38,15 +37,6 @@ def _cuda_available() -> bool:
         return bool(torch.cuda.is_available())
     except Exception:
         return False
-
-
-def _validated_manifest(txn: Any) -> dict[str, Any]:
-    """The staged manifest with the staged file table (what commit would publish), validated."""
-    from segdeploy.manifest import validate_manifest
-
-    doc = copy.deepcopy(txn.manifest)
-    doc["files"] = {n: e.to_dict() for n, e in sorted(txn.entries.items())}
-    return validate_manifest(doc, "the staged manifest")
 
 
 def _record(report: dict[str, Any], gate: Any, val_dir: str, budget: float | None) -> dict[str, Any]:
@@ -94,7 +84,7 @@ def check_engines(txn: Any, build: Any, reference: Any, precision_options: Any,
 
     p = Path(val_dir)
     ds = open_dataset(*split_dirs(p))
-    doc = _validated_manifest(txn)
+    doc = txn.staged_manifest()
     budget = popts.max_miou_drop
     records, failures = [], []
     for entry in build.engines:

@@ -29,7 +29,7 @@ def _build_options(engine: bool, engine_opts: dict):
         if any(v for v in engine_opts.values()):
             raise UsageError("--trt-target/--plugins given without --engine; add --engine")
         return None
-    from segdeploy.build.stage import BuildRequest
+    from segdeploy.engine.stage import BuildRequest
 
     return BuildRequest.from_cli(**engine_opts)
 
@@ -111,7 +111,7 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
 
 
 def _print_engine_evidence(engines) -> None:
-    """The engines' parity records when the engine accuracy gate tripped (segdeploy.build.verify)."""
+    """The engines' parity records when the engine accuracy gate tripped (segdeploy.engine.verify)."""
     for e in engines:
         p = e.get("parity") or {}
         if p.get("checked"):

@@ -124,9 +124,9 @@ class ShiftedRunner:
 
 @pytest.mark.slow
 def test_engine_parity_is_recorded_and_gated(monkeypatch, int8_export, copy_export, small_val):
-    from segdeploy.build.request import BuildRequest
-    from segdeploy.build.stage import run
-    from segdeploy.build.verify import check_engines
+    from segdeploy.engine.request import BuildRequest
+    from segdeploy.engine.stage import run
+    from segdeploy.engine.verify import check_engines
     from segdeploy.errors import GateError
     from segdeploy.exportdir import Transaction
     from segdeploy.load import load_model
@@ -171,8 +171,8 @@ def test_engine_parity_is_recorded_and_gated(monkeypatch, int8_export, copy_expo
 
 
 def test_parity_skipped_without_validation_or_engines(tmp_path):
-    from segdeploy.build.stage import BuildStageResult
-    from segdeploy.build.verify import check_engines
+    from segdeploy.engine.stage import BuildStageResult
+    from segdeploy.engine.verify import check_engines
     from segdeploy.precision.stage import PrecisionOptions
 
     not_built = BuildStageResult(export_dir=tmp_path, built=False)

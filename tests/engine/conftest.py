@@ -26,7 +26,8 @@ CALIB = ROOT / "calibration" / "shapes" / "calib"
 
 @pytest.fixture(scope="session")
 def fp32_export(tmp_path_factory) -> Path:
-    from segdeploy.export import ExportOptions, export_model
+    from segdeploy.export import ExportOptions
+    from segdeploy.pipeline import export_model
 
     out = tmp_path_factory.mktemp("build_fp32") / "shapes"
     export_model(EXAMPLE, out, ExportOptions(shape="1x3x128x128"))

@@ -155,7 +155,7 @@ def test_failures_publish_nothing(capsys, monkeypatch, int8_export, copy_export)
 
 
 def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
-    from segdeploy.build import stage
+    from segdeploy.engine import stage
 
     d = make_plugin_export(fp32_export, tmp_path / "plug" / "shapes")
     lib = tmp_path / "libsegdeploy_trt_plugins.so"
@@ -188,8 +188,8 @@ def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
 
 def test_check_plugins_option_resolution(fp32_export, tmp_path, monkeypatch):
     """`segdeploy check --plugins`: given path wins; else the manifest beside the engine decides."""
-    from segdeploy.build import request
-    from segdeploy.build.request import engine_plugin_library
+    from segdeploy.engine import request
+    from segdeploy.engine.request import engine_plugin_library
     from segdeploy.errors import UsageError
 
     lib = tmp_path / "lib.so"
