@@ -13,6 +13,7 @@ from segdeploy import exportdir as ed_mod
 from segdeploy import safefs
 from segdeploy.errors import ArtifactError
 from segdeploy.exportdir import ExportDir, Transaction
+from segdeploy.exportdir import staging as staging_mod  # the publish step (renameat2 exchange) lives here
 from segdeploy.manifest import SCHEMA_VERSION, validate_manifest
 
 DOC = {
@@ -147,7 +148,7 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ed_mod, "_exchange", full)
+    monkeypatch.setattr(staging_mod, "_exchange", full)
     with pytest.raises(ArtifactError, match="no space left on the device") as ei:
         publish(out, onnx=b"onnx-2")
     assert "\n" not in ei.value.message
@@ -157,7 +158,7 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
 def test_two_rename_fallback_and_recovery(tmp_path, monkeypatch):
     out = tmp_path / "exp"
     publish(out)
-    monkeypatch.setattr(ed_mod, "_exchange", lambda *args: False)
+    monkeypatch.setattr(staging_mod, "_exchange", lambda *args: False)
     publish(out, onnx=b"onnx-2")  # fallback path publishes too
     assert ExportDir.open(out).files["model.onnx"].bytes == 6
     assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]  # the work marker does not stay
