@@ -35,6 +35,8 @@ directories of ours holding it. A published directory never keeps the marker.
 
 from __future__ import annotations
 
+import os  # noqa: F401 - tests/precision/test_stage.py patches segdeploy.exportdir.os.access (the os module's own)
+
 from segdeploy.exportdir.lock import DirLock
 from segdeploy.exportdir.outputs import guard_outputs
 from segdeploy.exportdir.staging import StagedDirectory, clean_work_dirs, publish_directory
