@@ -20,6 +20,7 @@ import functools
 import re
 from typing import Any
 
+
 class CodeProblem(ValueError):
     """Code PyTorch is about to run does something other than shape arithmetic or operator calls."""
 

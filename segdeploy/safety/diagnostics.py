@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
+
 class _Capture(logging.Handler):
     def __init__(self, records: list[logging.LogRecord]):
         super().__init__(logging.WARNING)

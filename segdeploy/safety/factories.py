@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 from segdeploy.safety.patching import MISSING, PATCH_LOCK, patched
 
+
 class DownloadAttempt(OSError):
     """Raised inside :func:`no_downloads` instead of connecting."""
 

@@ -49,6 +49,7 @@ from segdeploy.safety.archive import AOTI_DIR, ArchiveError
 from segdeploy.safety.codecheck import CodeProblem, check_generated_python, check_sympy_code
 from segdeploy.safety.patching import PATCH_LOCK, patched
 
+
 class Refused(BaseException):
     """Raised at a sink inside :func:`restricted_pt2_load`: ``entry`` would run code (``reason`` says how)."""
 
