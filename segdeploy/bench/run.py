@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from segdeploy.bench.measure import MeasureOptions, measure
 from segdeploy.bench.targets import Target, TargetOptions, expand_targets, make_runner
 from segdeploy.errors import MissingDependencyError, ShapeError, UsageError
+from segdeploy.progress import Progress
 from segdeploy.runners.base import Runner
 from segdeploy.spec import Shape, parse_shape
 from segdeploy.vocab import OrtLevel, Precision
@@ -159,7 +160,7 @@ def _preimport(kinds: set[str]) -> None:
 
 
 def run_bench(artifacts: list[Any], options: BenchOptions | None = None,
-              progress: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:
+              progress: Progress | None = None, command: str | None = None) -> dict[str, Any]:
     """Run the benchmark (see module docstring) and return the report document."""
     from segdeploy.bench.report import build_report
 
