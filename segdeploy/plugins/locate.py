@@ -14,9 +14,10 @@ Contract
 * :func:`locate_library(given=None, *, needed_by=None) <locate_library>` -> the library to load or None:
   ``given`` (checked), else the search above. ``needed_by`` (the start of a sentence: "this model needs ...")
   turns "not found" into a UsageError that goes on with where it looked and the fix.
+* :func:`manifest_hint` -- what the manifest beside an engine says about the plugin library it needs (through
+  :func:`segdeploy.manifest.engine_plugins_hint`, the one reader of that optional key of hand-written manifests).
 * :func:`library_for_engine` -- the library to load to run one engine (`segdeploy check`): ``given`` wins, else
-  the manifest beside the engine decides whether one is needed (through
-  :func:`segdeploy.manifest.engine_plugins_hint`, which reads the one optional key of hand-written manifests).
+  the manifest hint decides whether one is needed.
 
 Nothing here loads the library (``doctor`` and the runners do) or imports TensorRT.
 """
@@ -26,9 +27,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from segdeploy.errors import UsageError
+
+if TYPE_CHECKING:
+    from segdeploy.manifest import EnginePluginsHint
 
 PLUGIN_LIBRARY = "libsegdeploy_trt_plugins.so"
 PLUGINS_ENV = "SEGDEPLOY_PLUGINS"
@@ -130,6 +134,21 @@ def locate_library(given: str | os.PathLike | None = None, *, needed_by: str | N
     return search.path if needed_by is None else search.require(needed_by)
 
 
+def manifest_hint(engine: str | os.PathLike, manifest: str | os.PathLike | None = None) -> EnginePluginsHint:
+    """What the manifest (``manifest``: a directory or manifest file, else the one beside ``engine``) says about the
+    plugin library ``engine`` needs; hand-written manifests are read too (nothing else of them is trusted).
+    No manifest (or not JSON): "not listed, no plugins"."""
+    from segdeploy.exportdir import read_manifest_unvalidated
+    from segdeploy.manifest import engine_plugins_hint
+
+    eng = Path(engine)
+    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
+        doc = read_manifest_unvalidated(Path(manifest) if manifest is not None else eng.absolute().parent)
+    except OSError:
+        doc = None
+    return engine_plugins_hint(doc, eng.name)
+
+
 def library_for_engine(engine: str | os.PathLike, given: str | os.PathLike | None = None,
                        manifest: str | os.PathLike | None = None) -> str | None:
     """The plugin library to load for running ``engine`` (`segdeploy check --plugins`).
@@ -142,21 +161,13 @@ def library_for_engine(engine: str | os.PathLike, given: str | os.PathLike | Non
     """
     if given is not None:
         return str(check_given(given))
-    from segdeploy.exportdir import read_manifest_unvalidated
-    from segdeploy.manifest import engine_plugins_hint
-
-    eng = Path(engine)
-    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
-        doc = read_manifest_unvalidated(Path(manifest) if manifest is not None else eng.parent)
-    except OSError:
-        return None
-    hint = engine_plugins_hint(doc, eng.name)
+    name = Path(engine).name
+    hint = manifest_hint(engine, manifest)
     if hint.listed:
         if not hint.library:
             return None
-        found = locate_library(needed_by=f"{eng.name} needs the plugin library {hint.library} (its manifest entry "
-                                         "says so)")
-        return str(found)
+        return str(locate_library(needed_by=f"{name} needs the plugin library {hint.library} (its manifest entry "
+                                            "says so)"))
     if hint.model_needs_plugins:
         found = locate_library()
         return str(found) if found is not None else None
@@ -164,4 +175,4 @@ def library_for_engine(engine: str | os.PathLike, given: str | os.PathLike | Non
 
 
 __all__ = ["DEFAULT_BUILD_DIR", "PLUGIN_LIBRARY", "PLUGINS_ENV", "LibrarySearch", "check_given", "find_library",
-           "library_for_engine", "locate_library"]
+           "library_for_engine", "locate_library", "manifest_hint"]

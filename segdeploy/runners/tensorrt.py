@@ -106,18 +106,6 @@ def import_runtime_module(runtime: str, engine_name: str) -> Any:
         ) from None
 
 
-def _manifest_plugins(engine_path: str) -> str | None:
-    """The plugin library the manifest beside the engine records for it (a file name), if any."""
-    from segdeploy.exportdir import read_manifest_unvalidated
-    from segdeploy.manifest import engine_plugins_hint
-
-    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
-        doc = read_manifest_unvalidated(os.path.dirname(os.path.abspath(engine_path)))
-    except OSError:
-        return None
-    return engine_plugins_hint(doc, os.path.basename(engine_path)).library
-
-
 def _plugin_library(engine_path: str, name: str, given: str | None) -> str | None:
     """``given``, else -- when the manifest beside the engine says it needs one -- the located plugin library
     (:func:`segdeploy.plugins.locate.locate_library`: $SEGDEPLOY_PLUGINS, the `segdeploy plugins build` output)."""
@@ -125,11 +113,11 @@ def _plugin_library(engine_path: str, name: str, given: str | None) -> str | Non
         if not os.path.isfile(given):
             raise UsageError(f"plugin library {given} not found; build it with `segdeploy plugins build`")
         return given
-    needed = _manifest_plugins(engine_path)
+    from segdeploy.plugins.locate import locate_library, manifest_hint
+
+    needed = manifest_hint(engine_path).library
     if not needed:
         return None
-    from segdeploy.plugins.locate import locate_library
-
     return str(locate_library(needed_by=f"{name} needs the plugin library {needed} (its manifest says so)"))
 
 

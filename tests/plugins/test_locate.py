@@ -100,3 +100,19 @@ def test_engine_plugins_hint_reads_hand_written_manifests():
     for junk in (None, [], "x", {"engines": "x"}, {"engines": [1, {"file": "a.engine", "plugins": 3}]}):
         h = engine_plugins_hint(junk, "a.engine")
         assert h.library is None and not h.model_needs_plugins
+
+
+def test_manifest_hint_reads_the_manifest_beside_the_engine_or_the_one_given(tmp_path):
+    import json
+
+    from segdeploy.plugins.locate import manifest_hint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps({"engines": [{"file": "m.engine", "plugins": PLUGIN_LIBRARY}]}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text("not json")
+    assert manifest_hint(tmp_path / "a" / "m.engine").library == PLUGIN_LIBRARY
+    assert manifest_hint(tmp_path / "elsewhere" / "m.engine", manifest=tmp_path / "a").library == PLUGIN_LIBRARY
+    for engine in (tmp_path / "b" / "m.engine", tmp_path / "none" / "m.engine"):
+        h = manifest_hint(engine)
+        assert not h.listed and h.library is None and not h.model_needs_plugins
