@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib
 import os
 import time
@@ -189,8 +190,7 @@ def build_directory(path: str | os.PathLike, options: BuildRequest, progress: Pr
     trt, why = _tensorrt(trt_module)
     if trt is None:
         return describe_directory(ExportDir.open(path), options, why)  # validated, read-only
-    stage_run = lambda txn, opts, prog: run(txn, opts, prog, trt_module=trt)  # noqa: E731
-    res = _run_stage(path, stage_run, options, as_progress(progress), command="build")
+    res = _run_stage(path, functools.partial(run, trt_module=trt), options, as_progress(progress), command="build")
     res.seconds = time.perf_counter() - t0
     return res
 
