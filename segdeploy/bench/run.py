@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from segdeploy.bench.measure import MeasureOptions, measure
 from segdeploy.bench.targets import Target, TargetOptions, expand_targets, make_runner

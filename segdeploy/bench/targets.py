@@ -273,8 +273,8 @@ def _engine_targets(path: Path, runners: list[str], ed, source: str | None) -> l
     profile = _engine_profile(ed, entry) if ed is not None else None
     notes = ()
     if entry and entry.get("plugins"):
-        notes = (f"built with the plugin library {entry['plugins']}: loaded from --plugins, else ${PLUGINS_ENV} or the "
-                 "`segdeploy plugins build` output",)
+        notes = ((f"built with the plugin library {entry['plugins']}: loaded from --plugins, else ${PLUGINS_ENV} or "
+                  "the `segdeploy plugins build` output"),)
     return [Target(label=f"{path.name} [{r}]", artifact=path, kind="engine", runner=r, precision=precision,
                    profile=profile, manifest=ed.manifest_path if ed is not None else None,
                    source=source, notes=notes) for r in runners]

@@ -35,8 +35,9 @@ option                      BuildRequest field
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -84,35 +85,36 @@ class BuildArgs:
 
 # parameter -> (option name, click keyword arguments); in the order --help shows them
 _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "precision": (("--precision",), dict(default=None, metavar="LIST", help=(
+    "precision": (("--precision",), {"default": None, "metavar": "LIST", "help": (
         "Engines to build, comma-separated: fp32, fp16, int8, int8-implicit "
-        "(default: fp32 + every fp16/int8 ONNX the directory holds)."))),
-    "int8_implicit": (("--int8-implicit",), dict(is_flag=True, help=(
-        "Also build int8-implicit: model.onnx + model.calib.cache (TensorRT 8.6/10.x; removed in 11)."))),
-    "trt_target": (("--trt-target",), dict(default=None, metavar="V", help=(
+        "(default: fp32 + every fp16/int8 ONNX the directory holds).")}),
+    "int8_implicit": (("--int8-implicit",), {"is_flag": True, "help": (
+        "Also build int8-implicit: model.onnx + model.calib.cache (TensorRT 8.6/10.x; removed in 11).")}),
+    "trt_target": (("--trt-target",), {"default": None, "metavar": "V", "help": (
         "Without TensorRT here: the TensorRT version of the printed trtexec commands "
-        "(8.6, 10.3, 10.x, 11.x, or e.g. 10.13.3; default 11.x)."))),
-    "plugin_library": (("--plugins",), dict(
-        default=None, type=click.Path(dir_okay=False, path_type=str), help=(
+        "(8.6, 10.3, 10.x, 11.x, or e.g. 10.13.3; default 11.x).")}),
+    "plugin_library": (("--plugins",), {
+        "default": None, "type": click.Path(dir_okay=False, path_type=str), "help": (
             "segdeploy's TensorRT plugin library (default, when the model needs it: $SEGDEPLOY_PLUGINS, then the "
-            "`segdeploy plugins build` output)."))),
-    "workspace": (("--workspace",), dict(type=int, default=None, metavar="MiB", help="Builder workspace limit in MiB.")),
-    "opt_level": (("--opt-level",), dict(type=int, default=None, metavar="N",
-                                         help="Builder optimization level 0-5 (TensorRT default 3).")),
-    "dla_core": (("--dla-core",), dict(type=int, default=None, metavar="N",
-                                       help="Build for DLA core N (Jetson Orin; fp16/int8 only).")),
-    "no_gpu_fallback": (("--no-gpu-fallback",), dict(
-        is_flag=True, help="With --dla-core: fail instead of running DLA-incapable layers on the GPU.")),
-    "hardware_compat": (("--hardware-compat",), dict(default=None, type=click.Choice(["none", "ampere+", "same-cc"]),
-                                                     help="Hardware compatibility level of the engine.")),
-    "version_compatible": (("--version-compatible",), dict(is_flag=True, help=(
-        "Version-compatible engine (loads on newer TensorRT; carries code: load only trusted plans)."))),
-    "rewrite_calib_header": (("--rewrite-calib-header",), dict(
-        is_flag=True, help="int8-implicit: accept a calibration cache written for another TensorRT version.")),
-    "timing_cache": (("--timing-cache",), dict(default=None, type=click.Path(file_okay=False, path_type=str),
-                                               help="Timing-cache directory (default: segdeploy's cache directory).")),
-    "no_timing_cache": (("--no-timing-cache",), dict(is_flag=True, help="Build without a timing cache.")),
-    "verbose": (("--verbose",), dict(is_flag=True, help="Keep TensorRT's full log (printed on stderr).")),
+            "`segdeploy plugins build` output).")}),
+    "workspace": (("--workspace",), {"type": int, "default": None, "metavar": "MiB",
+                                     "help": "Builder workspace limit in MiB."}),
+    "opt_level": (("--opt-level",), {"type": int, "default": None, "metavar": "N",
+                                     "help": "Builder optimization level 0-5 (TensorRT default 3)."}),
+    "dla_core": (("--dla-core",), {"type": int, "default": None, "metavar": "N",
+                                   "help": "Build for DLA core N (Jetson Orin; fp16/int8 only)."}),
+    "no_gpu_fallback": (("--no-gpu-fallback",), {
+        "is_flag": True, "help": "With --dla-core: fail instead of running DLA-incapable layers on the GPU."}),
+    "hardware_compat": (("--hardware-compat",), {"default": None, "type": click.Choice(["none", "ampere+", "same-cc"]),
+                                                 "help": "Hardware compatibility level of the engine."}),
+    "version_compatible": (("--version-compatible",), {"is_flag": True, "help": (
+        "Version-compatible engine (loads on newer TensorRT; carries code: load only trusted plans).")}),
+    "rewrite_calib_header": (("--rewrite-calib-header",), {
+        "is_flag": True, "help": "int8-implicit: accept a calibration cache written for another TensorRT version."}),
+    "timing_cache": (("--timing-cache",), {"default": None, "type": click.Path(file_okay=False, path_type=str),
+                                           "help": "Timing-cache directory (default: segdeploy's cache directory)."}),
+    "no_timing_cache": (("--no-timing-cache",), {"is_flag": True, "help": "Build without a timing cache."}),
+    "verbose": (("--verbose",), {"is_flag": True, "help": "Keep TensorRT's full log (printed on stderr)."}),
 }
 OPTION_NAMES = {name: decls[0] for name, (decls, _) in _OPTIONS.items()}  # parameter -> "--option"
 
@@ -132,7 +134,7 @@ def engine_build_options(exclude: tuple[str, ...] = (), help_prefix: str = "") -
 
         for name in reversed(kept):
             decls, attrs = _OPTIONS[name]
-            attrs = dict(attrs, help=help_prefix + attrs["help"]) if help_prefix else attrs
+            attrs = {**attrs, "help": help_prefix + attrs["help"]} if help_prefix else attrs
             wrapper = click.option(*decls, name, **attrs)(wrapper)
         return wrapper
 

@@ -19,5 +19,12 @@ from segdeploy.plugins.locate import (
     locate_library,
 )
 
-__all__ = ["DEFAULT_BUILD_DIR", "PLUGIN_LIBRARY", "PLUGINS_ENV", "LibrarySearch", "find_library", "library_for_engine",
-           "locate_library"]
+__all__ = [
+    "DEFAULT_BUILD_DIR",
+    "PLUGINS_ENV",
+    "PLUGIN_LIBRARY",
+    "LibrarySearch",
+    "find_library",
+    "library_for_engine",
+    "locate_library",
+]

@@ -25,9 +25,10 @@ Nothing here loads the library (``doctor`` and the runners do) or imports Tensor
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from segdeploy.errors import UsageError
 
@@ -174,5 +175,14 @@ def library_for_engine(engine: str | os.PathLike, given: str | os.PathLike | Non
     return None
 
 
-__all__ = ["DEFAULT_BUILD_DIR", "PLUGIN_LIBRARY", "PLUGINS_ENV", "LibrarySearch", "check_given", "find_library",
-           "library_for_engine", "locate_library", "manifest_hint"]
+__all__ = [
+    "DEFAULT_BUILD_DIR",
+    "PLUGINS_ENV",
+    "PLUGIN_LIBRARY",
+    "LibrarySearch",
+    "check_given",
+    "find_library",
+    "library_for_engine",
+    "locate_library",
+    "manifest_hint",
+]

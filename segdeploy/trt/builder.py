@@ -156,7 +156,9 @@ class BuildResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able build record (everything but the plan bytes)."""
-        opt = lambda x: x.to_dict() if x is not None else None  # noqa: E731
+        def opt(x: Any) -> dict[str, Any] | None:
+            return x.to_dict() if x is not None else None
+
         return {
             "precision": self.precision, "source_onnx": self.source_onnx, "source_sha256": self.source_sha256,
             "tensorrt": {"version": self.tensorrt_version, "module": self.tensorrt_module,
@@ -349,7 +351,7 @@ def _build(trt: Any, caps: Capabilities, logger: Any, job: _Job, gpu: GpuInfo,
         plugins = _load_plugins(trt, builder, caps, job.plugin_path, job.summary, logger)  # type: ignore[arg-type]
     elif job.plugin_path is not None:
         warnings.append(f"{job.onnx_path.name} has no plugin nodes; the plugin library was not loaded")
-    network, parser, net_value, parse_s = _network(trt, builder, caps, recipe, job, logger)
+    network, _parser, net_value, parse_s = _network(trt, builder, caps, recipe, job, logger)  # _parser: kept alive
     config, keep = _configure(trt, builder, network, recipe, job, shape_inputs, logger)
     tc_file, tc_use = None, None
     if timing_cache_dir is not None:
