@@ -117,6 +117,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "verbose": (("--verbose",), {"is_flag": True, "help": "Keep TensorRT's full log (printed on stderr)."}),
 }
 OPTION_NAMES = {name: decls[0] for name, (decls, _) in _OPTIONS.items()}  # parameter -> "--option"
+# click's parameter names carry a prefix, so the group never collides with a command's own parameters (`export`'s
+# precision group passes ``precision``, this group's --precision is ``engine_build_precision`` until parsed)
+_DEST = "engine_build_"
 
 
 def engine_build_options(exclude: tuple[str, ...] = (), help_prefix: str = "") -> Callable[[Callable], Callable]:
@@ -129,13 +132,13 @@ def engine_build_options(exclude: tuple[str, ...] = (), help_prefix: str = "") -
     def deco(f: Callable) -> Callable:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in kept}
+            values = {name: kwargs.pop(_DEST + name) for name in kept}
             return f(*args, build=BuildArgs(**values), **kwargs)
 
         for name in reversed(kept):
             decls, attrs = _OPTIONS[name]
             attrs = {**attrs, "help": help_prefix + attrs["help"]} if help_prefix else attrs
-            wrapper = click.option(*decls, name, **attrs)(wrapper)
+            wrapper = click.option(*decls, _DEST + name, **attrs)(wrapper)
         return wrapper
 
     return deco

@@ -99,6 +99,20 @@ def test_reuse_on_a_command_with_an_optional_build():
         engine_build_options(exclude=("--fp16",))
 
 
+def test_no_collision_with_a_command_parameter_of_the_same_name():
+    """`export` has a precision group passing ``precision=``; this group's --precision must not collide with it."""
+    seen = {}
+
+    @click.command()
+    @click.option("--fp16", "precision", is_flag=True)
+    @engine_build_options()
+    def cmd(precision, build):
+        seen.update(precision=precision, build=build)
+
+    assert CliRunner().invoke(cmd, ["--fp16", "--precision", "int8"], catch_exceptions=False).exit_code == 0
+    assert seen["precision"] is True and seen["build"].precision == "int8"
+
+
 def test_segdeploy_build_uses_the_group():
     from segdeploy.engine.cli import build_command
 
