@@ -8,6 +8,7 @@ from segdeploy.cli_options import output_options
 from segdeploy.errors import SegdeployError
 from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
+from segdeploy.trt.cli_options import TARGET_HELP, trt_target_option
 
 
 @click.command("bundle")
@@ -15,8 +16,9 @@ from segdeploy.result import echo_json, result_doc
 @click.option("--out", "out_dir", required=True, help="Bundle directory (published atomically; <out>.tar.gz beside it).")
 @click.option("--target", type=click.Choice(["orin", "thor", "x86"]), default="orin", show_default=True,
               help="Device the bundle is built on (CUDA architecture, TensorRT lines).")
-@click.option("--trt-version", default=None, help="TensorRT the device has (8.6, 10.3, 10.x, 11.x or a version; default: "
-                                                   "the target's newest JetPack line). build.sh detects it anyway.")
+@trt_target_option(f"TensorRT of the README's commands and the calibration cache's header: {TARGET_HELP} "
+                   "(when the device can have it; thor: JetPack 7.1's 10.13). build.sh detects the device's anyway.",
+                   legacy_alias=True)
 @click.option("--precision", default=None, help="Engines to build on the device: comma list of fp32, fp16, int8, "
                                                 "int8-implicit (default: every ONNX variant the export holds).")
 @click.option("--samples", default=None, type=click.Path(file_okay=False, path_type=str),
@@ -27,13 +29,13 @@ from segdeploy.result import echo_json, result_doc
               help="build.sh builds version-compatible engines (they load on a newer TensorRT after a JetPack upgrade; "
                    "they carry host code, so its smoke test runs segdeploy_infer with --trust-host-code).")
 @output_options
-def bundle_command(export_dir, out_dir, target, trt_version, precision, samples, num_samples, no_archive,
+def bundle_command(export_dir, out_dir, target, trt_target, precision, samples, num_samples, no_archive,
                    version_compatible, as_json, quiet):
     """Bundle EXPORT_DIR for building and running its engine on a Jetson (or any TensorRT host)."""
     from segdeploy.bundle.stage import BundleOptions, make_bundle
 
     try:
-        opts = BundleOptions(target=target, trt_version=trt_version,
+        opts = BundleOptions(target=target, trt_target=trt_target,
                              precisions=tuple(p.strip() for p in precision.split(",")) if precision else None,
                              samples=samples, num_samples=num_samples, archive=not no_archive,
                              version_compatible=version_compatible)

@@ -8,14 +8,18 @@ Contract
 * ``model/`` -- the export's files exactly as its manifest lists them (sha256-checked while copying), except
   engines, which only run on the GPU they were built on (their entries are dropped from the bundle's manifest,
   so ``model/`` is itself a valid export directory for ``segdeploy build`` on the device);
-* ``calib/model.calib.cache`` -- when the export has one, with the header for ``--trt-version`` (build.sh
-  re-stamps it for the TensorRT it finds, for implicit INT8 on TensorRT 8.6/10.x);
+* ``calib/model.calib.cache`` -- when the export has one, with the header of the bundle's target TensorRT
+  (``--trt-target``, :func:`segdeploy.bundle.targets.trt_target_for`; kept as it is for a range such as 10.x).
+  build.sh re-stamps it for the TensorRT it finds (``trt_code``: shell arithmetic, held equal to
+  :func:`segdeploy.trt.versions.trt_version_code` by a test) into ``build/model.calib.cache``, which implicit INT8
+  reads on TensorRT 8.6/10.x;
 * ``plugins/`` -- segdeploy's plugin sources + CMake project, only when the model needs them;
 * ``runtime/`` -- the C++ runtime (``segdeploy::Segmenter`` + ``segdeploy_infer``), built on the device;
 * ``samples/images/`` + ``samples/reference/`` -- sample images and their reference class maps (the FP32 ONNX
   on ONNX Runtime with the manifest's preprocessing, which the export verified against PyTorch), 8-bit PNG;
 * ``tools/detect_trt.sh``, ``build.sh`` (plugins -> engines (``segdeploy build`` where Python has segdeploy and
-  TensorRT, else the exact trtexec command for the detected TensorRT line) -> runner -> smoke test against
+  TensorRT, else the trtexec command for the detected TensorRT line: the recipe of that line rendered by
+  :mod:`segdeploy.trt.trtexec`, the cache header stamped at run time) -> runner -> smoke test against
   the reference maps with per-precision thresholds), ``README.md``, ``bundle.json`` (every file's sha256, the
   thresholds, the trtexec commands per TensorRT line, notes).
 
@@ -46,14 +50,14 @@ from typing import Any, Callable
 import numpy as np
 
 from segdeploy import __version__, safefs
-from segdeploy.bundle.targets import BundleTarget, resolve
+from segdeploy.bundle.targets import BundleTarget, resolve, trt_target_for
 from segdeploy.errors import ArtifactError, DataError, UsageError
 from segdeploy.exportdir import ExportDir, StagedDirectory, guard_outputs
 from segdeploy.fsutil import sha256_file
 from segdeploy.manifest import REEXPORT
+from segdeploy.plugins.locate import PLUGIN_LIBRARY
 from segdeploy.progress import Progress, as_progress
-from segdeploy.trt.versions import TARGETS as TRT_TARGETS
-from segdeploy.trt.versions import resolve_target
+from segdeploy.trt.versions import Target, line_targets
 from segdeploy.vocab import CALIB_CACHE, IMAGES_DIR, MODEL_ONNX, ONNX_PRECISIONS, Precision, split_dirs
 
 SCHEMA = "segdeploy.bundle"
@@ -71,7 +75,7 @@ PACKAGE = Path(__file__).resolve().parents[1]  # segdeploy/: the plugin, runtime
 @dataclass(frozen=True)
 class BundleOptions:
     target: str = "orin"
-    trt_version: str | None = None  # the TensorRT line the bundle's defaults are for (default: the target's)
+    trt_target: str | None = None  # the TensorRT the README's commands and calib/ are for (None: trt_target_for)
     precisions: tuple[str, ...] | None = None  # None: every ONNX variant the export holds
     samples: str | None = None  # image folder; None: the validation images the precision stage used
     num_samples: int = 4
@@ -79,12 +83,9 @@ class BundleOptions:
     version_compatible: bool = False  # engines built VERSION_COMPATIBLE; the smoke test then runs with --trust-host-code
 
     def __post_init__(self) -> None:
-        t = resolve(self.target)
-        if self.trt_version is not None:
-            line = resolve_target(self.trt_version).key
-            if line not in t.trt_lines:
-                raise UsageError(f"--trt-version {self.trt_version} (TensorRT {line}) does not run on {t.label}; use one of "
-                                 f"{', '.join(t.trt_lines)}")
+        device = resolve(self.target)
+        if self.trt_target is not None:
+            trt_target_for(device, self.trt_target)  # UsageError: unknown, or not one this device can have
         if self.precisions is not None:
             if not self.precisions:
                 raise UsageError(f"--precision is empty: use a comma list of {', '.join(Precision.values())}")
@@ -180,55 +181,47 @@ def _thresholds(ed: ExportDir, precisions: list[str]) -> dict[str, float]:
 
 def _trtexec_cases(ed: ExportDir, precisions: list[str], target: BundleTarget,
                    version_compatible: bool = False) -> tuple[str, dict[str, dict[str, Any]]]:
-    """The ``case`` arms of build.sh (one per TensorRT line x precision) and the same as JSON."""
+    """The ``case`` arms of build.sh (one per TensorRT line x precision) and the same as JSON: each the recipe of
+    that line rendered as trtexec flags (refusals become arms that die with the recipe's reason)."""
     import shlex
 
-    from segdeploy.trt.recipe import UnsupportedByTensorRT
+    from segdeploy.trt.recipe import CacheHeader, EngineBuildOptions, UnsupportedByTensorRT
     from segdeploy.trt.trtexec import trtexec_command
 
     onnx = {p: f"model/{v.name}" for p, v in ed.onnx_variants().items()}
-    onnx[Precision.INT8_IMPLICIT] = "model/model.onnx"
-    plugins = "build/plugins/lib/libsegdeploy_trt_plugins.so" if ed.needs_plugins else None
+    onnx[Precision.INT8_IMPLICIT] = f"model/{MODEL_ONNX}"
+    plugins = f"build/plugins/lib/{PLUGIN_LIBRARY}" if ed.needs_plugins else None
+    options = EngineBuildOptions(version_compatible=version_compatible)
     arms, table = [], {}
-    for line in TRT_TARGETS:
-        if line not in target.trt_lines:
-            continue
+    for line in [t for t in line_targets() if t.line in target.trt_lines]:
         for p in precisions:
-            key = f"{line}:{p}"
-            try:
+            key = f"{line.line}:{p}"
+            implicit = p == Precision.INT8_IMPLICIT
+            try:  # build.sh stamps build/model.calib.cache with the detected TensorRT's header before trtexec runs
                 cmd = trtexec_command(onnx[p], ed.input_name, ed.profile, p, target=line, plugin_library=plugins,
-                                      calib_cache="build/model.calib.cache" if p == Precision.INT8_IMPLICIT else None,
+                                      calib_cache=f"build/{CALIB_CACHE}" if implicit else None,
+                                      calib_header=CacheHeader(stamped=True) if implicit else None,
                                       timing_cache="build/timing.cache", save_engine=f"engines/model.{p}.engine",
-                                      version_compatible=version_compatible)
+                                      options=options, trtexec="trtexec")
             except (UnsupportedByTensorRT, UsageError) as e:
-                reason = e.message
-                table[key] = {"supported": False, "reason": reason}
-                arms.append(f'      "{key}") die {shlex.quote(reason)} ;;')
+                table[key] = {"supported": False, "reason": e.message}
+                arms.append(f'      "{key}") die {shlex.quote(e.message)} ;;')
                 continue
-            argv = ['"$TRTEXEC"'] + [shlex.quote(a) for a in cmd.argv[1:]]
-            table[key] = {"supported": True, "command": cmd.shell(), "notes": list(cmd.notes)}
-            arms.append(f'      "{key}") {" ".join(argv)} ;;')
+            command = " ".join(['"$TRTEXEC"'] + [shlex.quote(a) for a in cmd.argv[1:]])
+            table[key] = {"supported": True, "command": command, "notes": list(cmd.notes)}
+            arms.append(f'      "{key}") {command} ;;')
     return "\n".join(arms), table
 
 
 def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str, thresholds: dict[str, float],
                      version_compatible: bool = False) -> str:
     text = (TEMPLATES / "build.sh").read_text(encoding="utf-8")
-    stamp = ""
-    if Precision.INT8_IMPLICIT in precisions:
-        # implicit INT8 reads the cache through trtexec --calib: its header must name the TensorRT it runs on
-        stamp = ('\nif [ -f calib/model.calib.cache ]; then\n'
-                 '  IFS=. read -r MA MI PA _ <<EOF_V\n$TRT_VERSION\nEOF_V\n'
-                 '  if [ "$MA" -ge 10 ]; then CODE=$((MA * 10000 + MI * 100 + PA)); else CODE=$((MA * 1000 + MI * 100 + PA)); fi\n'
-                 '  { echo "TRT-$CODE-EntropyCalibration2"; tail -n +2 calib/model.calib.cache; } > build/model.calib.cache\n'
-                 'fi\n')
     thr = "\n".join(f'    {p}) echo {v} ;;' for p, v in thresholds.items())
     return (text.replace("@SEGDEPLOY_VERSION@", __version__).replace("@TARGET_LABEL@", target.label)
             .replace("@PRECISIONS@", " ".join(precisions)).replace("@NEEDS_PLUGINS@", "1" if ed.needs_plugins else "0")
             .replace("@VERSION_COMPATIBLE@", "1" if version_compatible else "0")
             .replace("@DEFAULT_ARCH@", target.cuda_arch).replace("@TRTEXEC_CASES@", cases)
-            .replace("@THRESHOLD_CASES@", thr)
-            .replace('mkdir -p engines build\n', 'mkdir -p engines build\n' + stamp.lstrip("\n")))
+            .replace("@THRESHOLD_CASES@", thr))
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -254,7 +247,7 @@ class _Plan:
     ed: ExportDir
     options: BundleOptions
     target: BundleTarget
-    default_line: str  # the TensorRT line of the README's commands and the calibration cache's header
+    trt: Target  # the TensorRT of the README's commands and the calibration cache's header
     precisions: list[str]
     images: list[Path]
     out: Path  # absolute
@@ -285,7 +278,7 @@ def _plan(export_dir: str | os.PathLike, out: str | os.PathLike, options: Bundle
     """Check the options, the export and ``out`` (cheap, before any work). Raises UsageError / ArtifactError /
     DataError."""
     target = resolve(options.target)
-    default_line = resolve_target(options.trt_version).key if options.trt_version else target.default_trt
+    trt = trt_target_for(target, options.trt_target)
     ed = ExportDir.open(export_dir)
     precisions = _precisions(ed, options)
     images = _sample_images(ed, options)
@@ -298,7 +291,7 @@ def _plan(export_dir: str | os.PathLike, out: str | os.PathLike, options: Bundle
             raise ArtifactError(f"--out {target_dir} exists and is not a directory; choose another --out")
         if os.listdir(target_dir) and not (target_dir / BUNDLE_JSON).is_file():
             raise ArtifactError(f"{target_dir} is not empty and not a segdeploy bundle; choose an empty or new --out")
-    return _Plan(ed, options, target, default_line, precisions, images, target_dir)
+    return _Plan(ed, options, target, trt, precisions, images, target_dir)
 
 
 def _sample_images(ed: ExportDir, options: BundleOptions) -> list[Path]:
@@ -319,7 +312,7 @@ def _stage_files(plan: _Plan, staging: Path, notes: list[str], progress: Progres
         notes.append(f"left out {', '.join(left_out)}: engines run only on the GPU and TensorRT they were built "
                      "with; build.sh builds them on the device")
     if ed.has(CALIB_CACHE):
-        _stamp_cache(ed.file(CALIB_CACHE), staging / "calib" / CALIB_CACHE, plan.default_line, notes)
+        _stamp_cache(ed.file(CALIB_CACHE), staging / "calib" / CALIB_CACHE, plan.trt, notes)
     if ed.needs_plugins:
         (staging / "plugins").mkdir()
         shutil.copy2(PACKAGE / "plugins" / "CMakeLists.txt", staging / "plugins" / "CMakeLists.txt")
@@ -341,13 +334,13 @@ def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: li
                                                        options.version_compatible), encoding="utf-8")
     os.chmod(staging / "build.sh", 0o755)
     os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
-    (staging / "README.md").write_text(_readme(target, plan.precisions, thresholds, ed, table, plan.default_line),
+    (staging / "README.md").write_text(_readme(target, plan.precisions, thresholds, ed, table, plan.trt.line),
                                        encoding="utf-8")
     files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
              for p in sorted(staging.rglob("*")) if _is_bundle_file(staging, p)}
     doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
            "target": {"key": target.key, "label": target.label, "cuda_arch": target.cuda_arch,
-                      "trt_lines": list(target.trt_lines), "default_trt": plan.default_line},
+                      "trt_lines": list(target.trt_lines), "default_trt": plan.trt.line, "trt": plan.trt.to_dict()},
            "source": {"export_dir": str(ed.path), "manifest_source_sha256": ed.source_sha256},
            "precisions": plan.precisions, "needs_plugins": ed.needs_plugins, "samples": samples,
            "version_compatible": options.version_compatible,
@@ -375,16 +368,16 @@ def _remove_stale_archives(pfd: int, name: str) -> None:
                 os.unlink(n, dir_fd=pfd)
 
 
-def _stamp_cache(src: Path, dst: Path, line: str, notes: list[str]) -> None:
-    """The calibration cache with the header of ``line``'s TensorRT (implicit INT8 needs the exact version)."""
+def _stamp_cache(src: Path, dst: Path, trt: Target, notes: list[str]) -> None:
+    """The calibration cache with the header of the target TensorRT (implicit INT8 needs the exact version)."""
     from segdeploy.trt.calib_cache import ALGORITHM
-    from segdeploy.trt.versions import TARGETS
 
     dst.parent.mkdir(parents=True)
     raw = safefs.read_file(src, fix=REEXPORT)  # never through a link, never a FIFO
-    code = TARGETS[line].calib_cache_version
+    code = trt.calib_cache_code
     if code is None:
-        notes.append(f"calib/{CALIB_CACHE} keeps its header; build.sh re-stamps it for the TensorRT it finds")
+        notes.append(f"calib/{CALIB_CACHE} keeps its header ({trt.label} is not one version); build.sh re-stamps it "
+                     "for the TensorRT it finds")
         safefs.atomic_write(dst, raw)
         return
     lines = raw.decode("utf-8").splitlines()

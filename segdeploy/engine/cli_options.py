@@ -91,8 +91,9 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "int8_implicit": (("--int8-implicit",), {"is_flag": True, "help": (
         "Also build int8-implicit: model.onnx + model.calib.cache (TensorRT 8.6/10.x; removed in 11).")}),
     "trt_target": (("--trt-target",), {"default": None, "metavar": "V", "help": (
-        "Without TensorRT here: the TensorRT version of the printed trtexec commands "
-        "(8.6, 10.3, 10.x, 11.x, or e.g. 10.13.3; default 11.x).")}),
+        "Without TensorRT here: the TensorRT of the printed trtexec commands: a version (10.13.3), a JetPack "
+        "release (jetpack-6.2) or a line (8.6, 10.3, 10.x, 11.x); default: the installed TensorRT, else "
+        "JetPack 6.2's 10.3.0.")}),
     "plugin_library": (("--plugins",), {
         "default": None, "type": click.Path(dir_okay=False, path_type=str), "help": (
             "segdeploy's TensorRT plugin library (default, when the model needs it: $SEGDEPLOY_PLUGINS, then the "

@@ -7,8 +7,13 @@ Contract
 :class:`~segdeploy.errors.UsageError` (exit 2) naming the CLI option. :meth:`BuildRequest.from_cli` takes the raw
 CLI values (``precision="fp32,int8"``, ``hardware_compat="same-cc"``...). :meth:`BuildRequest.check_static` adds
 the cheap file-system checks (plugin library and timing-cache paths) and, where TensorRT is *not* importable,
-what the target version cannot build whatever the model (int8-implicit on 11.x, DLA on a target without
-DLA, ...), so `export --engine` fails before the export, not after it. Nothing here imports TensorRT.
+what the target version cannot build whatever the model (int8-implicit on 11.x or on a range such as 10.x whose
+calibration-cache header is unknown, DLA on a target without DLA, ...): the recipe
+(:func:`segdeploy.trt.recipe.make_recipe`, the one rule engine) for the target's capabilities
+(:func:`segdeploy.trt.capabilities.for_target`), so `export --engine` fails before the export, not after it.
+:meth:`BuildRequest.target` is the resolved :class:`~segdeploy.trt.versions.Target` (``--trt-target``, else the
+TensorRT installed here, else segdeploy's default). Nothing here imports TensorRT (the default target asks
+whether a ``tensorrt`` module is installed).
 
 The plugin library is found by :mod:`segdeploy.plugins.locate` (the one locator).
 """
@@ -16,14 +21,13 @@ The plugin library is found by :mod:`segdeploy.plugins.locate` (the one locator)
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segdeploy.errors import UsageError
 from segdeploy.plugins.locate import check_given, library_for_engine
-from segdeploy.vocab import INPUT_NAME, MODEL_ONNX, Precision
+from segdeploy.vocab import Precision
 
 # CLI spelling -> segdeploy.trt.recipe.HARDWARE_COMPATIBILITY key
 HARDWARE_COMPAT_CLI = {"none": "none", "ampere+": "ampere+", "same-cc": "same-compute-capability",
@@ -60,7 +64,7 @@ class BuildRequest:
     timing_cache_dir: str | None = None  # None: segdeploy's cache dir (usercache "timing")
     use_timing_cache: bool = True
     plugin_library: str | None = None  # None: the default `segdeploy plugins build` output when needed
-    trt_target: str | None = None  # target of the printed trtexec commands (no TensorRT here); None = newest
+    trt_target: str | None = None  # target of the printed trtexec commands (no TensorRT here); None = the default
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -72,9 +76,8 @@ class BuildRequest:
         if self.hardware_compatibility is not None and self.hardware_compatibility not in HARDWARE_COMPAT_CLI.values():
             raise UsageError(f"--hardware-compat {self.hardware_compatibility!r} is not one of none, ampere+, same-cc")
         self.engine_options()  # ranges (workspace, opt level, DLA core) -> UsageError
-        from segdeploy.trt.versions import resolve_target
-
-        resolve_target(self.trt_target)  # UsageError naming the valid targets
+        if self.trt_target is not None:
+            self.target()  # UsageError naming the valid targets
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -102,6 +105,12 @@ class BuildRequest:
                    version_compatible=version_compatible, rewrite_calib_header=rewrite_calib_header,
                    timing_cache_dir=timing_cache, use_timing_cache=not no_timing_cache, plugin_library=plugin_library,
                    trt_target=trt_target, verbose=verbose)
+
+    def target(self) -> Any:
+        """The :class:`~segdeploy.trt.versions.Target` of the printed commands (see the module docstring)."""
+        from segdeploy.trt.versions import resolve_target
+
+        return resolve_target(self.trt_target)
 
     def engine_options(self) -> Any:
         """The builder's :class:`~segdeploy.trt.recipe.EngineBuildOptions` (UsageError for bad values)."""
@@ -138,20 +147,16 @@ class BuildRequest:
             self.check_target()
 
     def check_target(self) -> None:
-        """What the trtexec target cannot build for any model (raises UnsupportedByTensorRT, a UsageError)."""
-        from segdeploy.spec import ShapeProfile
-        from segdeploy.trt.trtexec import trtexec_command
+        """What the target cannot build for any model: the recipe for each precision asked for (raises
+        UnsupportedByTensorRT, a UsageError)."""
+        from segdeploy.trt.capabilities import for_target
+        from segdeploy.trt.recipe import CacheHeader, make_recipe
 
-        probe_profile = ShapeProfile((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), 1)
-        precisions = self.explicit or ((Precision.FP16,) if self.dla_core is not None else ())
+        caps = for_target(self.target())
+        opts = self.engine_options()
+        precisions = self.explicit or ((Precision.FP16,) if self.dla_core is not None else (Precision.FP32,))
         for p in precisions:
-            trtexec_command(MODEL_ONNX, INPUT_NAME, probe_profile, p, target=self.trt_target, dla_core=self.dla_core,
-                            hardware_compatibility=self.hardware_compatibility,
-                            version_compatible=self.version_compatible,
-                            calib_cache=os.devnull if p == Precision.INT8_IMPLICIT else None)
-        if not self.explicit and self.hardware_compatibility is not None:
-            trtexec_command(MODEL_ONNX, INPUT_NAME, probe_profile, Precision.FP32, target=self.trt_target,
-                            hardware_compatibility=self.hardware_compatibility)
+            make_recipe(caps, p, opts, calib_cache=CacheHeader() if p == Precision.INT8_IMPLICIT else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"precisions": list(self.precisions) if self.precisions is not None else None,

@@ -15,9 +15,11 @@ Contract
   of the same precision is replaced). The result holds its own copy of each entry. The caller commits; any error
   (EngineBuildError, UnsupportedByTensorRT, a missing plugin library...) propagates and nothing is published.
 * TensorRT not importable: nothing is built or staged. The result says ``built: false``, why, and carries the
-  trtexec command per job for ``options.trt_target`` (:mod:`segdeploy.trt.trtexec`), with paths relative to the
-  export directory (run them there, on the device). trtexec writes ``model.<precision>.plan``: not a name
-  segdeploy owns, so later segdeploy runs keep it untouched (and never retire it).
+  trtexec command per job for the target (``options.target()``: ``--trt-target``, else segdeploy's default) --
+  the rendering of the same recipe the builder would use (:mod:`segdeploy.trt.trtexec`) -- with paths relative to
+  the export directory (run them there, on the device; a ``--plugins`` path is made absolute, the default plugin
+  library is ``./libsegdeploy_trt_plugins.so``). trtexec writes ``model.<precision>.plan``: not a name segdeploy
+  owns, so later segdeploy runs keep it untouched (and never retire it).
 
 ``describe_directory(export_dir, options, reason) -> BuildStageResult``: the trtexec commands for a published
 :class:`~segdeploy.exportdir.ExportDir` (read-only: no lock, no staging, nothing written).
@@ -33,7 +35,6 @@ finds (``$SEGDEPLOY_PLUGINS``, the `segdeploy plugins build` output).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import importlib
 import os
@@ -141,7 +142,10 @@ class BuildStageResult:
     def _print_commands(self, w: Callable[[str], None]) -> None:
         t = self.target or {}
         w(f"engine not built here: {self.reason}")
-        w(f"to build on the target ({t.get('label', 'TensorRT')}), run in the export directory {self.export_dir} "
+        where = f"{t.get('label', 'TensorRT')}" + (f", {t['jetpack']}" if t.get("jetpack") else "")
+        if t.get("origin") == "default":
+            where += "; segdeploy's default target: --trt-target names yours"
+        w(f"to build on the target ({where}), run in the export directory {self.export_dir} "
           "(or its copy on the device; an engine runs only on the GPU model and TensorRT version that built it):")
         seen: set[str] = set()
         for c in self.commands:
@@ -222,43 +226,33 @@ def _run_stage(export_dir: str | os.PathLike, stage_run: Callable[..., BuildStag
 def _describe_commands(res: BuildStageResult, view: ExportDir | Transaction, where: Path,
                        options: BuildRequest) -> None:
     """One trtexec command per job (paths relative to the export directory ``where``)."""
-    from segdeploy.trt.versions import resolve_target
-
-    t = resolve_target(options.trt_target)
-    res.target = {"target": t.key, "label": t.label, "example_version": t.example_version, "jetpack": t.jetpack}
+    t = options.target()
+    res.target = t.to_dict()
     lib = None
     if any(j.plugins for j in res.jobs):
-        lib = options.plugin_library or PLUGIN_LIBRARY
+        # a given library exists here: absolute, so the command works from the export directory; the default is the
+        # library built on the device next to the commands (./: dlopen does not search the current directory)
+        lib = os.path.abspath(options.plugin_library) if options.plugin_library else f"./{PLUGIN_LIBRARY}"
         if options.plugin_library is None:
             res.notes.append(f"the model needs segdeploy's TensorRT plugins: build {PLUGIN_LIBRARY} on the device "
-                             "(`segdeploy plugins build`) and put its path in --dynamicPlugins")
-    if options.rewrite_calib_header and any(j.calib_cache for j in res.jobs):
-        res.notes.append("--rewrite-calib-header applies only when segdeploy builds; trtexec reads model.calib.cache as "
-                         "it is (re-run `segdeploy calibrate --trt-version V` for the target's header)")
+                             "(`segdeploy plugins build`) and put it in the export directory, or fix the path in "
+                             "--dynamicPlugins")
     for job in res.jobs:
         res.commands.append(_command(job, view, where, options, t, lib if job.plugins else None))
 
 
 def _command(job: Job, view: ExportDir | Transaction, where: Path, options: BuildRequest, target: Any,
              lib: str | None) -> dict[str, Any]:
-    from segdeploy.trt.trtexec import note_cache_version, trtexec_command
+    from segdeploy.trt.calibrator import read_cache_header
+    from segdeploy.trt.trtexec import trtexec_command
 
+    header = read_cache_header(where / job.calib_cache) if job.calib_cache else None  # the header check needs the file
     cmd = trtexec_command(
-        job.onnx, view.input_name, view.profile, job.precision, target=target.key,
-        plugin_library=lib, calib_cache=job.calib_cache, save_engine=trtexec_plan_name(job.precision),
-        workspace_mib=options.workspace_mib,
+        job.onnx, view.input_name, view.profile, job.precision, target=target, plugin_library=lib,
+        calib_cache=job.calib_cache, calib_header=header, save_engine=trtexec_plan_name(job.precision),
         # one cache per device, reused by every later build there (trtexec ignores a foreign one with a warning)
-        timing_cache="timing.cache" if options.use_timing_cache else None,
-        optimization_level=options.optimization_level, dla_core=options.dla_core,
-        gpu_fallback=options.gpu_fallback, version_compatible=options.version_compatible,
-        hardware_compatibility=options.hardware_compatibility,
+        timing_cache="timing.cache" if options.use_timing_cache else None, options=options.engine_options(),
     )
-    notes = list(cmd.notes)
-    if job.calib_cache:  # the header check needs the real file (the command names it relative)
-        extra: list[str] = []
-        note_cache_version(target, str(where / job.calib_cache), extra)
-        notes += [n for n in extra if n not in notes]
-    cmd = dataclasses.replace(cmd, notes=tuple(notes))
     return dict(cmd.to_dict(), precision=job.precision, onnx=job.onnx, save_engine=trtexec_plan_name(job.precision))
 
 
@@ -312,6 +306,9 @@ def _build(res: BuildStageResult, txn: Transaction, options: BuildRequest, trt: 
     res.plugin_library = str(lib) if lib is not None else None
     tc_dir = _timing_cache_dir(options, res)
     res.tensorrt = str(getattr(trt, "__version__", "unknown"))
+    if options.trt_target is not None:
+        res.notes.append(f"--trt-target {options.trt_target} not used: TensorRT {res.tensorrt} is installed here and "
+                         "builds the engines for itself")
     for job in res.jobs:
         progress.step(f"build: {job.precision} engine from {job.onnx} (TensorRT {res.tensorrt})")
         built = _build_one(res, txn, job, options, trt, lib if job.plugins else None, tc_dir)

@@ -1,8 +1,9 @@
 """TensorRT runner: run a serialized engine (plan) behind the common Runner interface.
 
 ``TensorRTRunner(engine_path, TensorRTOptions(...))`` -- construction imports the TensorRT module (the full
-``tensorrt`` by default; the lean runtime ``tensorrt_lean_bindings`` / ``tensorrt_lean`` with ``runtime="lean"``,
-which runs version-compatible plans only) and raises :class:`~segdeploy.errors.MissingDependencyError` with the
+``tensorrt`` by default; with ``runtime="lean"`` the lean runtime -- module ``tensorrt_lean`` (``pip install
+tensorrt-lean``, JetPack's ``python3-libnvinfer-lean``), else the bindings-only wheel's ``tensorrt_lean_bindings``
+-- which runs version-compatible plans only) and raises :class:`~segdeploy.errors.MissingDependencyError` with the
 install hint when it is missing. Never a fake result.
 
 ``open()``, in this order:
@@ -20,6 +21,10 @@ install hint when it is missing. Never a fake result.
 5. ``deserialize_cuda_engine``; None -> :class:`~segdeploy.errors.ModelLoadError` with TensorRT's error;
 6. one execution context, a non-default CUDA stream, pinned host staging and device buffers sized for the
    optimization profile's max shape.
+
+Every CUDA operation of a call runs on the runner's stream -- the copies, ``execute_async_v3`` and the memory an
+``IOutputAllocator`` hands TensorRT for data-dependent outputs (torch's caching allocator ties a block to the stream
+that allocated it; memory allocated on another stream could be reused there while TensorRT still writes it).
 
 ``infer(batch)`` (float32 NCHW numpy): the shape must lie in the engine's optimization profile, else
 :class:`~segdeploy.errors.ShapeError` naming the profile; ``set_input_shape``, H2D copy, ``set_tensor_address``
@@ -47,9 +52,11 @@ from segdeploy.vocab import OUTPUT_NAME
 INSTALL_HINT = (
     "install TensorRT (pip install tensorrt on an x86 CUDA machine, or JetPack's python3-libnvinfer on a Jetson)"
 )
-LEAN_HINT = "pip install tensorrt-lean-cu12-bindings tensorrt-lean-cu12-libs (CUDA 12; -cu13- for CUDA 13)"
+LEAN_HINT = ("pip install tensorrt-lean (module tensorrt_lean; JetPack: sudo apt install python3-libnvinfer-lean), or "
+             "the bindings-only wheels tensorrt-lean-cu12-bindings + tensorrt-lean-cu12-libs (module "
+             "tensorrt_lean_bindings; -cu13- for CUDA 13)")
 RUNTIMES = ("auto", "full", "lean")
-LEAN_MODULES = ("tensorrt_lean_bindings", "tensorrt_lean")
+LEAN_MODULES = ("tensorrt_lean", "tensorrt_lean_bindings")  # the documented module first
 _DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
            "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
 
@@ -365,15 +372,16 @@ class TensorRTRunner(Runner):
         if self._dynamic_outputs and not hasattr(trt, "IOutputAllocator"):
             raise ModelLoadError(f"{self.name} has data-dependent outputs ({', '.join(self._dynamic_outputs)}) and "
                                  f"{getattr(trt, '__version__', 'this TensorRT')} has no IOutputAllocator")
-        with torch.cuda.device(self.options.device_index):
+        stream = self._stream
+        with torch.cuda.device(self.options.device_index), torch.cuda.stream(stream):
             dev_in, views = self._bind(shape)
             dev_in.copy_(torch.from_numpy(x).to(dev_in.dtype))
-            allocator = _output_allocator(trt, torch, self._dtypes) if self._dynamic_outputs else None
+            allocator = _output_allocator(trt, torch, self._dtypes, stream) if self._dynamic_outputs else None
             for n in self._dynamic_outputs:
                 ctx.set_output_allocator(n, allocator)
             mark = self._logger.mark()
-            ok = ctx.execute_async_v3(self._stream.cuda_stream)
-            self._stream.synchronize()
+            ok = ctx.execute_async_v3(stream.cuda_stream)
+            stream.synchronize()
             if not ok:
                 raise TensorRTRuntimeError(f"{self.name}: execute_async_v3 failed on input {_fmt(shape)}: "
                                            f"{self._logger.last_error(mark) or 'no detail from TensorRT'}")
@@ -425,8 +433,9 @@ class TensorRTRunner(Runner):
         return d
 
 
-def _output_allocator(trt: Any, torch: Any, dtypes: dict[str, Any]) -> Any:
-    """An ``IOutputAllocator`` backed by torch CUDA tensors (TensorRT asks for memory once it knows the size)."""
+def _output_allocator(trt: Any, torch: Any, dtypes: dict[str, Any], stream: Any) -> Any:
+    """An ``IOutputAllocator`` backed by torch CUDA tensors (TensorRT asks for memory once it knows the size), each
+    allocated on ``stream`` -- the stream TensorRT writes them on (see the module docstring)."""
 
     class _Allocator(trt.IOutputAllocator):
         def __init__(self) -> None:
@@ -438,7 +447,8 @@ def _output_allocator(trt: Any, torch: Any, dtypes: dict[str, Any]) -> Any:
             nbytes = max(int(size), 1)
             buf = self.buffers.get(tensor_name)
             if buf is None or buf.numel() < nbytes:
-                buf = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+                with torch.cuda.stream(stream):  # whatever stream is current when TensorRT calls back
+                    buf = torch.empty(nbytes, dtype=torch.uint8, device=stream.device)
                 self.buffers[tensor_name] = buf
             return buf.data_ptr()
 
@@ -453,7 +463,8 @@ def _output_allocator(trt: Any, torch: Any, dtypes: dict[str, Any]) -> Any:
             dtype = dtypes[name]
             n = int(np.prod(shape))
             if n == 0:
-                return torch.empty(shape, dtype=dtype, device="cuda")
+                with torch.cuda.stream(stream):
+                    return torch.empty(shape, dtype=dtype, device=stream.device)
             return self.buffers[name].view(dtype)[:n].view(shape)
 
     return _Allocator()

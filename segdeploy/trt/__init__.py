@@ -12,15 +12,15 @@ Contract
 
 Modules (one job each)
 ----------------------
-``capabilities``  probe a module -> frozen :class:`Capabilities`
-``recipe``        precision + :class:`EngineBuildOptions` -> :class:`Recipe` for the installed version
+``capabilities``  probe a module (or a target version: ``for_target``) -> frozen :class:`Capabilities`
+``recipe``        precision + :class:`EngineBuildOptions` -> :class:`Recipe`: the one rule engine
 ``builder``       :func:`build_engine` -> :class:`BuildResult` (plain plan bytes + typed build facts; ``to_dict()``)
 ``logger``        capturing ILogger (failures as one line, full log for verbose)
 ``timing_cache``  timing-cache file keyed by TensorRT version + GPU (atomic, foreign/corrupt ignored)
-``calibrator``    calibration-cache header check + cache-only IInt8EntropyCalibrator2 (TensorRT <= 10.x)
+``calibrator``    calibration-cache header read + cache-only IInt8EntropyCalibrator2 (TensorRT <= 10.x)
 ``plan``          read a plan header without TensorRT; identify other files; :func:`check_plan_version`
-``trtexec``       the equivalent trtexec command per TARGET version (8.6 | 10.3 | 10.x | 11.x)
-``versions``      the target table (JetPack <-> TensorRT, cache version codes)
+``trtexec``       the recipe rendered as a trtexec command, for a TARGET version
+``versions``      targets: a version, a JetPack release or a line -> :class:`Target`; the default; cache codes
 ``cli``           ``segdeploy inspect FILE [--json]``
 
 The engine runner is :class:`segdeploy.runners.tensorrt.TensorRTRunner`.
@@ -34,6 +34,8 @@ from typing import Any
 _LAZY = {
     "Capabilities": "segdeploy.trt.capabilities",
     "probe": "segdeploy.trt.capabilities",
+    "for_target": "segdeploy.trt.capabilities",
+    "CacheHeader": "segdeploy.trt.recipe",
     "EngineBuildOptions": "segdeploy.trt.recipe",
     "Recipe": "segdeploy.trt.recipe",
     "UnsupportedByTensorRT": "segdeploy.trt.recipe",
@@ -52,9 +54,10 @@ _LAZY = {
     "trtexec_commands": "segdeploy.trt.trtexec",
     "TrtexecCommand": "segdeploy.trt.trtexec",
     "resolve_target": "segdeploy.trt.versions",
-    "TARGETS": "segdeploy.trt.versions",
+    "default_target": "segdeploy.trt.versions",
+    "Target": "segdeploy.trt.versions",
     "load_calibration_cache": "segdeploy.trt.calibrator",
-    "CalibrationCacheMismatch": "segdeploy.trt.calibrator",
+    "CalibrationCacheMismatch": "segdeploy.trt.recipe",
     "TimingCacheFile": "segdeploy.trt.timing_cache",
 }
 

@@ -6,9 +6,10 @@ timing_cache_dir, shape_inputs, verbose, trt_module, device_index) -> BuildResul
 Steps (each failure is one line, :class:`EngineBuildError` unless stated):
 
 1. import ``tensorrt`` (MissingDependencyError with the install hint), probe its capabilities, make the recipe
-   (:mod:`segdeploy.trt.recipe`; UnsupportedByTensorRT for what this version cannot do) and, for
-   ``int8-implicit``, validate the calibration cache header against the installed version *before* building
-   (:mod:`segdeploy.trt.calibrator`; ``options.rewrite_calib_header`` accepts another version's cache);
+   (:mod:`segdeploy.trt.recipe`, the one rule engine: UnsupportedByTensorRT for what this version cannot do; for
+   ``int8-implicit`` the calibration cache's header against the installed version, *before* building --
+   CalibrationCacheMismatch unless ``options.rewrite_calib_header``; :mod:`segdeploy.trt.calibrator` reads the header
+   and serves the cache with the header the recipe names);
 2. a capturing logger, ``init_libnvinfer_plugins``, ``trt.Builder`` (an error logged here -- no GPU, no driver --
    stops the build), the recipe again with ``builder.num_DLA_cores``;
 3. segdeploy's plugin library (when the ONNX holds plugin nodes) loaded into the builder's registry BEFORE parsing
@@ -16,7 +17,8 @@ Steps (each failure is one line, :class:`EngineBuildError` unless stated):
 4. ``create_network(flags)`` from the recipe's flag names (values read from the module), ``OnnxParser`` +
    ``parse_from_file``; parser errors name the node and op and say what to do (e.g. MaxUnpool -> use
    model.trt.onnx with the plugin library);
-5. the optimization profile from the :class:`~segdeploy.spec.ShapeProfile` (``set_shape`` on the image input;
+5. the optimization profile from the :class:`~segdeploy.spec.ShapeProfile` (pinned to its opt shape where the
+   recipe says: DLA; ``set_shape`` on the image input;
    ``set_shape_input`` only for shape-tensor inputs, from ``shape_inputs``), the calibration profile and the
    cache-only calibrator where the recipe says, flags, workspace, optimization level, DLA, compatibility options;
 6. the timing cache (:mod:`segdeploy.trt.timing_cache`: loaded, set, and saved after a successful build);
@@ -47,7 +49,7 @@ from segdeploy.plugins.locate import PLUGIN_LIBRARY
 from segdeploy.spec import ShapeProfile
 from segdeploy.trt.capabilities import Capabilities, network_flags_value, probe
 from segdeploy.trt.logger import abandon, make_logger, one_line
-from segdeploy.trt.recipe import EngineBuildOptions, Recipe, make_recipe
+from segdeploy.trt.recipe import CacheHeader, EngineBuildOptions, Recipe, make_recipe
 from segdeploy.vocab import Precision
 
 if TYPE_CHECKING:
@@ -188,7 +190,8 @@ class _Job:
     options: EngineBuildOptions
     plugin_path: Path | None
     summary: _OnnxSummary
-    cache: CalibrationCache | None
+    cache_header: CacheHeader | None  # what the recipe is told about the calibration cache
+    cache: CalibrationCache | None  # int8-implicit: the bytes TensorRT reads
 
     @property
     def needs_plugins(self) -> bool:
@@ -285,7 +288,7 @@ def build_engine(
     device_index: int | None = None,
 ) -> BuildResult:
     """Build one engine (see the module docstring). ``trt_module`` replaces ``import tensorrt`` (tests)."""
-    _check_paths(onnx_path, plugin_library, precision, calib_cache)
+    _check_paths(onnx_path, plugin_library)
     trt = trt_module if trt_module is not None else import_tensorrt()
     t_start = time.perf_counter()
     job, caps = _prepare(trt, Path(onnx_path), input_name, profile, precision, options or EngineBuildOptions(),
@@ -300,14 +303,11 @@ def build_engine(
 # ------------------------------------------------------------------------------------------ 1. checks
 
 
-def _check_paths(onnx_path: str | os.PathLike, plugin_library: str | os.PathLike | None, precision: str,
-                 calib_cache: str | os.PathLike | None) -> None:
+def _check_paths(onnx_path: str | os.PathLike, plugin_library: str | os.PathLike | None) -> None:
     if not Path(onnx_path).is_file():
         raise ArtifactError(f"ONNX model {Path(onnx_path)} not found; run `segdeploy export` first or fix the path")
     if plugin_library is not None and not Path(plugin_library).is_file():
         raise ArtifactError(f"plugin library {Path(plugin_library)} not found; build it with `segdeploy plugins build`")
-    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
-        raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
 
 
 def _prepare(trt: Any, onnx_path: Path, input_name: str, profile: ShapeProfile, precision: str,
@@ -322,13 +322,18 @@ def _prepare(trt: Any, onnx_path: Path, input_name: str, profile: ShapeProfile, 
         raise UsageError(f"{onnx_path.name} has segdeploy plugin nodes ({ops}); pass the plugin library "
                          f"{PLUGIN_LIBRARY} (build it with `segdeploy plugins build`)")
     caps = probe(trt)
-    make_recipe(caps, precision, opts, needs_plugins=needs_plugins, has_calib_cache=calib_cache is not None)
+    header = None
+    if calib_cache is not None:  # the recipe refuses a cache for another precision before the file is read
+        from segdeploy.trt.calibrator import read_cache_header
+
+        header = read_cache_header(calib_cache) if precision == Precision.INT8_IMPLICIT else CacheHeader()
+    recipe = make_recipe(caps, precision, opts, needs_plugins=needs_plugins, calib_cache=header)
     cache = None
-    if precision == Precision.INT8_IMPLICIT:
+    if recipe.calibrator and recipe.calib_cache_code is not None:
         from segdeploy.trt.calibrator import load_calibration_cache
 
-        cache = load_calibration_cache(calib_cache, caps.version, rewrite_header=opts.rewrite_calib_header)  # type: ignore[arg-type]
-    return _Job(onnx_path, input_name, profile, precision, opts, plugin_path, summary, cache), caps
+        cache = load_calibration_cache(calib_cache, recipe.calib_cache_code)  # type: ignore[arg-type]
+    return _Job(onnx_path, input_name, profile, precision, opts, plugin_path, summary, header, cache), caps
 
 
 # ------------------------------------------------------------------------------------------ 2. the build
@@ -341,11 +346,8 @@ def _build(trt: Any, caps: Capabilities, logger: Any, job: _Job, gpu: GpuInfo,
     builder = _make_builder(trt, caps, logger)
     caps = probe(trt, builder=builder)
     recipe = make_recipe(caps, job.precision, job.options, needs_plugins=job.needs_plugins,
-                         has_calib_cache=job.cache is not None)
+                         calib_cache=job.cache_header)
     warnings = list(recipe.warnings)
-    if job.cache is not None and job.cache.rewritten_from is not None:
-        warnings.append(f"calibration cache header rewritten from TRT-{job.cache.rewritten_from} to "
-                        f"TRT-{job.cache.version_code} for this build (the file is unchanged)")
     plugins = None
     if job.needs_plugins:
         plugins = _load_plugins(trt, builder, caps, job.plugin_path, job.summary, logger)  # type: ignore[arg-type]
@@ -388,8 +390,8 @@ def _configure(trt: Any, builder: Any, network: Any, recipe: Recipe, job: _Job, 
     """The builder config: flags and limits, the optimization profile, the cache-only calibrator."""
     config = builder.create_builder_config()
     _apply_config(trt, config, recipe, job.plugin_path)
-    opt_profile = _optimization_profile(builder, network, job.input_name, job.profile, shape_inputs, job.onnx_path,
-                                        logger)
+    opt_profile = _optimization_profile(builder, network, job.input_name, recipe.profile_for(job.profile), shape_inputs,
+                                        job.onnx_path, logger)
     config.add_optimization_profile(opt_profile)
     owned = _Owned([opt_profile])
     if recipe.calibrator:
@@ -442,7 +444,7 @@ def _result(job: _Job, built: _Built, gpu: GpuInfo, log_warnings: list[str], log
         plan=built.plan, precision=job.precision, source_onnx=job.onnx_path.name,
         source_sha256=sha256_file(job.onnx_path), tensorrt_version=built.caps.version,
         tensorrt_module=built.caps.module, plan_header=tuple(header.version) if header.version else None,
-        gpu=gpu, profile=job.profile, input_name=job.input_name, recipe=built.recipe,
+        gpu=gpu, profile=built.recipe.profile_for(job.profile), input_name=job.input_name, recipe=built.recipe,
         network_flags_value=built.network_flags_value, options=job.options, plugins=built.plugins,
         calibration_cache=job.cache, timing_cache=built.timing_cache, timings=timings, warnings=tuple(warnings),
         log=log,

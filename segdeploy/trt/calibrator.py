@@ -1,16 +1,18 @@
-"""Implicit INT8 from segdeploy's calibration cache: validate the header, then a cache-only calibrator.
+"""Implicit INT8 from segdeploy's calibration cache: read its header, serve it with the recipe's header.
 
 TensorRT <= 10.x reads ``model.calib.cache`` (``TRT-<code>-EntropyCalibration2`` + one ``<tensor>: <hex scale>``
-line per tensor) through an ``IInt8EntropyCalibrator2``. It rejects a cache whose header names another version
-or algorithm and then tries to calibrate -- with no data, so the build fails late and obscurely. segdeploy
-therefore checks the header against the installed TensorRT *before* building.
+line per tensor) through an ``IInt8EntropyCalibrator2``. It skips a cache whose header names another version or
+algorithm and then tries to calibrate -- with no data, so the build fails late and obscurely. Whether the header
+fits is decided by :func:`segdeploy.trt.recipe.make_recipe` (the one rule engine) *before* building; this module
+reads the header for it and renders its decision.
 
 Contract:
-    ``load_calibration_cache(path, installed_version, rewrite_header=False) -> CalibrationCache``: parses the
-    cache (:func:`segdeploy.trt.calib_cache.read_trt_cache`), refuses another algorithm, and refuses a
-    version mismatch with :class:`CalibrationCacheMismatch` (one line: the cache's version, the installed one, and
-    the two fixes) unless ``rewrite_header`` -- then the bytes handed to TensorRT carry the installed version's
-    header (the file on disk is never modified) and ``.rewritten_from`` says so.
+    ``read_cache_header(path) -> CacheHeader``: parses the cache (:func:`segdeploy.trt.calib_cache.read_trt_cache`;
+    ArtifactError for a missing or malformed file) and refuses another algorithm with
+    :class:`~segdeploy.trt.recipe.CalibrationCacheMismatch`.
+    ``load_calibration_cache(path, header_code) -> CalibrationCache``: the bytes TensorRT reads, with the header
+    ``TRT-<header_code>`` (``Recipe.calib_cache_code``) -- the file's own bytes when its header already says so,
+    else a copy with that header (the file on disk is never modified; ``.rewritten_from`` says so).
     ``make_cache_calibrator(trt, cache_bytes)`` -> an instance of a ``trt.IInt8EntropyCalibrator2`` subclass
     (created lazily from the module) that serves the bytes from ``read_calibration_cache`` and never provides a
     batch (``get_batch`` -> None). ``batches_requested`` > 0 after a build means TensorRT rejected the cache.
@@ -22,22 +24,18 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from segdeploy.trt.calib_cache import ALGORITHM, read_trt_cache
 from segdeploy.errors import ArtifactError
-from segdeploy.trt.versions import trt_version_code, version_from_code
+from segdeploy.trt.calib_cache import ALGORITHM, read_trt_cache
+from segdeploy.trt.recipe import REWRITE_OPTION, CacheHeader, CalibrationCacheMismatch
 
-# The option a user passes to accept a cache written for another version (the CLI wires it under this name).
-REWRITE_OPTION = "--rewrite-calib-header"
-
-
-class CalibrationCacheMismatch(ArtifactError):
-    """The calibration cache was written for another TensorRT version (or algorithm)."""
+__all__ = ["REWRITE_OPTION", "CalibrationCache", "CalibrationCacheMismatch", "load_calibration_cache",
+           "make_cache_calibrator", "read_cache_header"]
 
 
 @dataclass(frozen=True)
 class CalibrationCache:
     path: str
-    data: bytes  # what TensorRT reads (header rewritten when asked)
+    data: bytes  # what TensorRT reads (header rewritten when the recipe says so)
     version_code: int  # the code TensorRT reads (after any rewrite)
     file_version_code: int  # the code in the file
     tensors: int
@@ -51,33 +49,32 @@ class CalibrationCache:
         }
 
 
-def load_calibration_cache(path: str | os.PathLike, installed_version: str, *,
-                           rewrite_header: bool = False) -> CalibrationCache:
-    """Validate ``path`` against ``installed_version`` (``trt.__version__``); see the module docstring."""
+def read_cache_header(path: str | os.PathLike) -> CacheHeader:
+    """The header of the cache at ``path`` (see the module docstring)."""
     p = os.fspath(path)
     if not os.path.isfile(p):
         raise ArtifactError(f"calibration cache {p} not found; run `segdeploy calibrate` first or fix the path")
     cache = read_trt_cache(p)  # ArtifactError for a malformed file
-    name = os.path.basename(p)
     if cache.algorithm != ALGORITHM:
         raise CalibrationCacheMismatch(
-            f"calibration cache {name} is for algorithm {cache.algorithm}, segdeploy's calibrator is {ALGORITHM}; "
-            "re-run `segdeploy calibrate`"
+            f"calibration cache {os.path.basename(p)} is for algorithm {cache.algorithm}, segdeploy's calibrator is "
+            f"{ALGORITHM}; re-run `segdeploy calibrate`"
         )
-    want = trt_version_code(".".join(installed_version.split(".")[:3]))
-    raw = open(p, "rb").read()
-    if cache.version_code == want:
-        return CalibrationCache(p, raw, want, want, len(cache.scales), None)
-    if not rewrite_header:
-        raise CalibrationCacheMismatch(
-            f"calibration cache {name} was written for TensorRT {version_from_code(cache.version_code)} "
-            f"(TRT-{cache.version_code}) but TensorRT {installed_version} is installed (TRT-{want}), which would reject "
-            f"it; re-run `segdeploy calibrate --trt-version {'.'.join(installed_version.split('.')[:3])}`, or pass "
-            f"{REWRITE_OPTION} to rewrite its header for this build (tensor names must match this TensorRT's parser)"
-        )
-    first, sep, rest = raw.partition(b"\n")
-    data = f"TRT-{want}-{ALGORITHM}".encode() + sep + rest
-    return CalibrationCache(p, data, want, cache.version_code, len(cache.scales), cache.version_code)
+    return CacheHeader(code=cache.version_code)
+
+
+def load_calibration_cache(path: str | os.PathLike, header_code: int) -> CalibrationCache:
+    """The cache as TensorRT reads it, with header ``TRT-<header_code>`` (see the module docstring)."""
+    p = os.fspath(path)
+    file_code = read_cache_header(p).code
+    with open(p, "rb") as f:
+        raw = f.read()
+    tensors = len(read_trt_cache(p).scales)
+    if file_code == header_code:
+        return CalibrationCache(p, raw, header_code, header_code, tensors, None)
+    _first, sep, rest = raw.partition(b"\n")
+    data = f"TRT-{header_code}-{ALGORITHM}".encode() + sep + rest
+    return CalibrationCache(p, data, header_code, file_code, tensors, file_code)  # type: ignore[arg-type]
 
 
 _CLASSES: dict[int, tuple[type, type]] = {}

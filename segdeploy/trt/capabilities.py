@@ -12,11 +12,21 @@ Contract:
     The version string is ``trt.__version__``, kept for messages, plan checks and cache headers only.
     ``network_flags_value(trt, names)`` turns flag names into the ``create_network`` bitmask using the module's
     own enum values. Pure; never raises for a missing feature (that is what the fields say).
+    ``for_target(target) -> Capabilities`` is the same record for a TensorRT that is NOT imported here (a
+    :class:`~segdeploy.trt.versions.Target`: the printed trtexec commands, the bundle, the static checks before an
+    export): :func:`from_version` per exact version, from the per-version API tables of the project's TensorRT
+    notes (the recorded Python API surface of 8.6.1 / 10.3.0 / 10.13.3 / 10.16 / 11.1, trtexec's option parser);
+    for a range, a feature counts only when every version of the range has it (the endpoints: each feature
+    appears or disappears once). ``tests/trt/test_capabilities.py`` holds :func:`from_version` equal to
+    :func:`probe` of the recorded surfaces, so the two sources cannot drift. The one field where they differ by
+    design is ``dla_api``: every binding exposes the DLA API, but TensorRT 10.8-11.4.0 cannot build for DLA
+    (10.7 was the last 10.x with DLA; 11.4.1 brought it back on JetPack 7.2.2+), which a probe learns from
+    ``num_DLA_cores`` and a target from its version.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 
@@ -72,6 +82,10 @@ class Capabilities:
     load_runtime: bool  # Runtime.load_runtime (a lean runtime for version-compatible plans)
     execute_async_v3: bool  # IExecutionContext.execute_async_v3 + set_tensor_address + set_input_shape
     tensor_api: bool  # ICudaEngine.num_io_tensors / get_tensor_name / get_tensor_profile_shape
+    label: str = ""  # a target's description ("TensorRT 10.x (10.4-10.16)"); "" for a probed module
+    exact: bool = True  # False: a range of versions (a target such as 10.x): version-specific facts are unknown
+    partial: tuple[str, ...] = ()  # a range's features only some of its versions have (field or level names)
+    example_version: str = ""  # a range's exact version named in messages ("10.13.3")
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -92,7 +106,19 @@ class Capabilities:
         """Cache-driven implicit INT8 is possible: calibrator API + INT8 flag."""
         return self.calibrator_api and self.int8_flag
 
+    @property
+    def calib_cache_code(self) -> int | None:
+        """The ``TRT-<code>-EntropyCalibration2`` header this TensorRT reads (None: not one exact version)."""
+        v = self.version_tuple
+        if not self.exact or len(v) < 3:
+            return None
+        from segdeploy.trt.versions import trt_version_code
+
+        return trt_version_code(".".join(map(str, v[:3])))
+
     def describe(self) -> str:
+        if self.label:
+            return self.label
         return f"TensorRT {self.version}" + ("" if self.module == "tensorrt" else f" ({self.module})")
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +176,55 @@ def probe(trt: Any, builder: Any = None) -> Capabilities:
         tensor_api=all(_has(trt, "ICudaEngine", m) for m in
                        ("num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_profile_shape")),
     )
+
+
+TARGET_MODULE = "target"  # Capabilities.module of a target (not an imported module)
+
+
+def from_version(version: tuple[int, int, int]) -> Capabilities:
+    """What TensorRT ``version`` (exact) exposes, from the per-version API tables (see the module docstring)."""
+    major = version[0]
+
+    def since(*v: int) -> bool:
+        return version >= v
+
+    return Capabilities(
+        version=".".join(map(str, version)), module=TARGET_MODULE, can_build=True,
+        explicit_batch_flag=major < 11,  # EXPLICIT_BATCH: removed in 11.0
+        explicit_batch_required=major < 10,  # the 8.x ONNX parser asserts explicit batch; 10.x ignores the flag
+        strongly_typed=major >= 10,  # STRONGLY_TYPED: 9.x on (segdeploy targets no 9.x)
+        strongly_typed_mandatory=major >= 11,  # 11.0 removed the weak-typing flags
+        fp16_flag=major < 11, int8_flag=major < 11, calibrator_api=major < 11, calibration_profile=major < 11,
+        plugin_v3=major >= 10, plugin_load_library=True, plugin_get_creator=major >= 10,
+        # DLA: 8.6-10.7, and again from 11.4.1 (JetPack 7.2.2+, strongly typed); none in 10.8-11.4.0
+        dla_api=(version <= (10, 7, 99)) or since(11, 4, 1), dla_cores=None,
+        version_compatible=True, exclude_lean_runtime=True,
+        hardware_compatibility_levels=("AMPERE_PLUS", "NONE") + (("SAME_COMPUTE_CAPABILITY",) if since(10, 9) else ()),
+        timing_cache=True, optimization_level=True, memory_pool_limit=True, plugins_to_serialize=True,
+        parser_error_node_info=major >= 10, parser_native_instancenorm=True, engine_host_code=True, load_runtime=True,
+        execute_async_v3=True, tensor_api=True,
+    )
+
+
+def for_target(target: Any) -> Capabilities:
+    """Capabilities of a :class:`~segdeploy.trt.versions.Target` (a range has what all of its versions have)."""
+    lo, hi = from_version(target.low), from_version(target.high)
+    merged: dict[str, Any] = {}
+    partial: list[str] = []
+    for f in fields(Capabilities):
+        a, b = getattr(lo, f.name), getattr(hi, f.name)
+        if isinstance(a, bool):
+            merged[f.name] = a and b
+            if a != b:
+                partial.append(f.name)
+        elif f.name == "hardware_compatibility_levels":
+            merged[f.name] = tuple(x for x in a if x in b)
+            partial += sorted(set(a) ^ set(b))
+        else:
+            merged[f.name] = a
+    merged.update(version=target.version, label=target.label + (f" ({target.jetpack})" if target.jetpack else ""),
+                  exact=target.exact, partial=tuple(partial), example_version=target.example_version)
+    return Capabilities(**merged)
 
 
 def network_flags_value(trt: Any, names: Iterable[str]) -> int:

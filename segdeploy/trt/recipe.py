@@ -1,28 +1,50 @@
-"""Precision + options -> a build recipe for the installed TensorRT (decided from its capabilities).
+"""Precision + options -> a build recipe for one TensorRT: the ONE place the rules of what TensorRT allows live.
 
-Precisions and the ONNX each builds from (names from :mod:`segdeploy.exportdir`):
+The TensorRT is described by :class:`~segdeploy.trt.capabilities.Capabilities`: probed from the installed module
+(the Python builder) or made from a target version (:func:`~segdeploy.trt.capabilities.for_target`: the printed
+trtexec commands, the Jetson bundle, the checks before an export). The builder
+(:mod:`segdeploy.trt.builder`) and the trtexec command (:mod:`segdeploy.trt.trtexec`) are two renderings of the
+same :class:`Recipe`; neither decides anything of its own.
+
+Precisions and the ONNX each builds from (names from :mod:`segdeploy.vocab`):
 
 ========== ================================== ===============================================================
 precision  ONNX                               recipe
 ========== ================================== ===============================================================
-fp32       model.onnx (model.trt.onnx when     8.6: EXPLICIT_BATCH. 10.x/11.x: STRONGLY_TYPED (the ONNX's types)
-           the model needs plugins)
-fp16       model.fp16.onnx                    8.6: EXPLICIT_BATCH + FP16 flag. 10.x/11.x: STRONGLY_TYPED, no flag
-int8       model.int8.onnx (explicit Q/DQ)    8.6: EXPLICIT_BATCH + INT8 flag. 10.x/11.x: STRONGLY_TYPED, no flag
-int8-      model.onnx + model.calib.cache     8.6/10.x: INT8 flag + cache-only calibrator + calibration profile
-implicit                                      (weakly typed; deprecated from 10.1 with a warning). 11.x: refused
+fp32       model.onnx (model.trt.onnx when     8.6: EXPLICIT_BATCH. 10.x: STRONGLY_TYPED (the ONNX's types).
+           the model needs plugins)            11.x: no flag (every network is strongly typed)
+fp16       model.fp16.onnx                    8.6: EXPLICIT_BATCH + FP16 flag. 10.x: STRONGLY_TYPED. 11.x: none
+int8       model.int8.onnx (explicit Q/DQ)    8.6: EXPLICIT_BATCH + INT8 + FP16 flags. 10.x: STRONGLY_TYPED. 11.x: none
+int8-      model.onnx + model.calib.cache     8.6/10.x: INT8 + FP16 flags + cache-only calibrator + calibration
+implicit                                      profile (weakly typed; deprecated from 10.1 with a warning). 11.x: refused
 ========== ================================== ===============================================================
 
-On TensorRT 11 STRONGLY_TYPED is a retained no-op (every network is strongly typed); it is still passed so the
-network flags say what the engine is. DLA (``dla_core``): only where the API exists and the builder reports
-``num_DLA_cores > 0``; FP16/INT8 only, weakly typed where precision flags exist (DLA needs them), with
-``GPU_FALLBACK`` unless disabled. Version-compatible, exclude-lean-runtime, hardware-compatibility level,
-workspace limit and builder optimization level map to the config only where the installed TensorRT has them;
-version- or hardware-compatible builds also set the parser's NATIVE_INSTANCENORM flag (off by default in 8.6).
+Rules beyond the table:
 
-Contract: ``make_recipe(caps, precision, options, needs_plugins=..., has_calib_cache=...) -> Recipe`` is pure
-(no TensorRT calls). Anything the installed TensorRT cannot do raises :class:`UnsupportedByTensorRT` (a
-UsageError, exit 2), one line naming the version and the alternative; bad option values raise UsageError.
+* Weakly typed INT8 (8.6, int8-implicit, DLA) also sets FP16: without it every layer left in float runs in FP32
+  (trtexec 8.6 logs the hint itself) and, on DLA, falls back to the GPU.
+* STRONGLY_TYPED is not passed where it is mandatory (11.x: the flag is a deprecated no-op that warns);
+  ``Recipe.strongly_typed`` still says what the engine is.
+* DLA (``dla_core``): only where the TensorRT has it (a target: 8.6-10.7 and 11.4.1+; the installed one: the API
+  and ``num_DLA_cores > 0``); FP16/INT8 only, weakly typed where precision flags exist (DLA needs them),
+  ``GPU_FALLBACK`` unless disabled, never with a hardware-compatibility level, and with the profile pinned to its
+  opt shape (TensorRT requires min = opt = max on DLA; ``Recipe.profile_pinned``, :meth:`Recipe.profile_for`).
+* int8-implicit reads ``model.calib.cache`` whose ``TRT-<code>-`` header must be the building TensorRT's
+  (TensorRT skips a cache with another header and then calibrates with no data: null bindings). The header is
+  checked here (:class:`CacheHeader`): another version's header is refused with :class:`CalibrationCacheMismatch`
+  unless ``rewrite_calib_header`` (``Recipe.calib_header_rewrite_from``: the renderer gives TensorRT the cache
+  with the right header; the file is never changed); a range target cannot say which header it reads and needs
+  the exact version, unless the header is stamped where the build runs (``CacheHeader.stamped``: the bundle).
+* Version-compatible, exclude-lean-runtime, hardware-compatibility level, workspace limit and builder optimization
+  level map to the config only where the TensorRT has them; version- or hardware-compatible builds also set the
+  parser's NATIVE_INSTANCENORM flag (off by default in 8.6). A refusal on a range target for something only some
+  of its versions have says to give the exact version.
+
+Contract: ``make_recipe(caps, precision, options, needs_plugins=..., calib_cache=CacheHeader(...) | None) ->
+Recipe`` is pure (no TensorRT calls, no file access). Anything the TensorRT cannot do raises
+:class:`UnsupportedByTensorRT` (a UsageError, exit 2), one line naming the version and the alternative; bad
+option values raise UsageError; a calibration cache for another version raises :class:`CalibrationCacheMismatch`
+(an ArtifactError, exit 1).
 """
 
 from __future__ import annotations
@@ -30,9 +52,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from segdeploy.errors import UsageError
+from segdeploy.errors import ArtifactError, UsageError
+from segdeploy.spec import ShapeProfile
 from segdeploy.trt.capabilities import Capabilities
-from segdeploy.vocab import CALIB_CACHE, FP16_ONNX, INT8_ONNX, MODEL_ONNX, TRT_ONNX, Precision
+from segdeploy.vocab import (
+    CALIB_CACHE,
+    FP16_ONNX,
+    INT8_ONNX,
+    MODEL_ONNX,
+    TRT_ONNX,
+    Precision,
+)
 
 SOURCE_ONNX = {
     Precision.FP32: f"{MODEL_ONNX} ({TRT_ONNX} when the model needs plugins)",
@@ -43,10 +73,24 @@ SOURCE_ONNX = {
 # option value -> HardwareCompatibilityLevel member name
 HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 MAX_OPTIMIZATION_LEVEL = 5
+# The option a user passes to accept a cache written for another version (the CLI wires it under this name).
+REWRITE_OPTION = "--rewrite-calib-header"
 
 
 class UnsupportedByTensorRT(UsageError):
-    """The installed TensorRT cannot do what was asked (message names the version and the alternative)."""
+    """The TensorRT cannot do what was asked (message names the version and the alternative)."""
+
+
+class CalibrationCacheMismatch(ArtifactError):
+    """The calibration cache was written for another TensorRT version (or algorithm)."""
+
+
+@dataclass(frozen=True)
+class CacheHeader:
+    """What is known of ``model.calib.cache``'s header when the recipe is made."""
+
+    code: int | None = None  # the file's TRT-<code>; None: not read yet (checked when a build reads it)
+    stamped: bool = False  # the header is written for the building TensorRT right before the build (bundle)
 
 
 @dataclass(frozen=True)
@@ -99,8 +143,17 @@ class Recipe:
     optimization_level: int | None
     plugins: bool  # the model needs segdeploy's plugin library
     serialize_plugins: bool  # config.plugins_to_serialize = [library] (version-compatible + plugins)
+    profile_pinned: bool = False  # the optimization profile is min = opt = max = the opt shape (DLA)
+    calib_cache_code: int | None = None  # int8-implicit: the header TensorRT reads (None: stamped where it builds)
+    calib_header_rewrite_from: int | None = None  # the cache's header, when TensorRT must get another one
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+
+    def profile_for(self, profile: ShapeProfile) -> ShapeProfile:
+        """The optimization profile this engine is built with (pinned to the opt shape on DLA)."""
+        if not self.profile_pinned:
+            return profile
+        return ShapeProfile(profile.opt, profile.opt, profile.opt, profile.spatial_multiple)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,11 +174,14 @@ class _Draft:
 
 
 def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions | None = None, *,
-                needs_plugins: bool = False, has_calib_cache: bool = False) -> Recipe:
-    """The recipe for ``precision`` on the TensorRT described by ``caps`` (see the module docstring)."""
+                needs_plugins: bool = False, has_calib_cache: bool = False,
+                calib_cache: CacheHeader | None = None) -> Recipe:
+    """The recipe for ``precision`` on the TensorRT described by ``caps`` (see the module docstring).
+    ``has_calib_cache=True`` is ``calib_cache=CacheHeader()`` (a cache whose header is not read yet)."""
     opts = options or EngineBuildOptions()
     Precision.parse(precision, "precision")
-    _check_can_build(caps, precision, opts, needs_plugins, has_calib_cache)
+    cache = calib_cache if calib_cache is not None else (CacheHeader() if has_calib_cache else None)
+    _check_can_build(caps, precision, opts, needs_plugins, cache)
     dla = opts.dla_core is not None
     # DLA needs the weak-typing precision flags where they exist (TensorRT 8.6 / 10.x on JetPack 6).
     weak = precision == Precision.INT8_IMPLICIT or not caps.strongly_typed or (dla and caps.weak_typing)
@@ -134,13 +190,15 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
     if dla:
         if opts.gpu_fallback:
             d.builder_flags.append("GPU_FALLBACK")
-        d.notes.append(f"DLA core {opts.dla_core}" + (" with GPU fallback" if opts.gpu_fallback else " (no GPU fallback)"))
+        d.notes.append(f"DLA core {opts.dla_core}" + (" with GPU fallback" if opts.gpu_fallback else " (no GPU fallback)")
+                       + "; DLA needs a static shape: the profile is pinned to the opt shape (min = opt = max)")
     serialize_plugins = _version_compatibility(d, caps, opts, needs_plugins)
     hw = _hardware_compatibility(caps, opts, dla)
     if (opts.version_compatible or hw not in (None, "NONE")) and caps.parser_native_instancenorm:
         # the InstanceNormalization plugin of libnvinfer_plugin is neither version- nor hardware-compatible
         # (default on from 10.0; off in 8.6)
         d.parser_flags.append("NATIVE_INSTANCENORM")
+    code, rewrite_from = _calib_header(d, caps, precision, opts, cache)
     return Recipe(
         precision=precision, tensorrt=caps.version, network_flags=tuple(d.network_flags),
         builder_flags=tuple(d.builder_flags), parser_flags=tuple(d.parser_flags), strongly_typed=not weak,
@@ -148,12 +206,21 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         calibration_profile=precision == Precision.INT8_IMPLICIT and caps.calibration_profile,
         device="DLA" if dla else "GPU", dla_core=opts.dla_core, hardware_compatibility=hw,
         workspace_bytes=_workspace_bytes(caps, opts), optimization_level=_optimization_level(caps, opts),
-        plugins=needs_plugins, serialize_plugins=serialize_plugins, warnings=tuple(d.warnings), notes=tuple(d.notes),
+        plugins=needs_plugins, serialize_plugins=serialize_plugins, profile_pinned=dla, calib_cache_code=code,
+        calib_header_rewrite_from=rewrite_from, warnings=tuple(d.warnings), notes=tuple(d.notes),
     )
 
 
+def _refuse(caps: Capabilities, feature: str, message: str) -> UnsupportedByTensorRT:
+    """The refusal, with the hint to give the exact version when only some versions of a range have ``feature``."""
+    if feature in caps.partial:
+        message += (f"; {caps.describe()} spans versions that differ here: give the device's exact TensorRT with "
+                    f"--trt-target (e.g. {caps.example_version})")
+    return UnsupportedByTensorRT(message)
+
+
 def _check_can_build(caps: Capabilities, precision: str, opts: EngineBuildOptions, needs_plugins: bool,
-                     has_calib_cache: bool) -> None:
+                     cache: CacheHeader | None) -> None:
     """What this TensorRT (or device) cannot build at all: a runtime-only module, plugins, implicit INT8, DLA."""
     ver = caps.describe()
     if not caps.can_build:
@@ -163,20 +230,20 @@ def _check_can_build(caps: Capabilities, precision: str, opts: EngineBuildOption
         )
     if needs_plugins:
         if not caps.plugin_v3:
-            raise UnsupportedByTensorRT(
+            raise _refuse(caps, "plugin_v3", (
                 f"{ver} has no IPluginV3, which segdeploy's TensorRT plugins (needed by this model) require; build on "
-                "TensorRT 10.x or newer (JetPack 6.1+ on Jetson), or deploy a model without the plugin ops"
-            )
+                "TensorRT 10.x or newer (target 10.3 / JetPack 6.1+ on Jetson), or deploy a model without the plugin ops"))
         if not caps.plugin_load_library:
             raise UnsupportedByTensorRT(f"{ver} cannot load plugin libraries (no IPluginRegistry.load_library); "
                                         "use TensorRT 10.x or newer")
+    if cache is not None and precision != Precision.INT8_IMPLICIT:
+        raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
     if precision == Precision.INT8_IMPLICIT:
         if not caps.implicit_int8:
-            raise UnsupportedByTensorRT(
-                f"{ver} has no implicit INT8 calibration (the calibrator API and the INT8 flag were removed in "
-                "TensorRT 11); use precision int8 with the explicit Q/DQ model.int8.onnx"
-            )
-        if not has_calib_cache:
+            raise _refuse(caps, "calibrator_api", (
+                f"{ver} has no implicit INT8 calibration (trtexec --int8/--calib, the calibrator API and the INT8 flag "
+                "were removed in TensorRT 11); use precision int8 with the explicit Q/DQ model.int8.onnx"))
+        if cache is None:
             raise UsageError("precision int8-implicit needs the calibration cache model.calib.cache; "
                              "run `segdeploy calibrate` (or export with --int8 --calib DIR) first")
     if opts.dla_core is not None:
@@ -186,7 +253,9 @@ def _check_can_build(caps: Capabilities, precision: str, opts: EngineBuildOption
 def _check_dla(caps: Capabilities, precision: str, dla_core: int) -> None:
     ver = caps.describe()
     if not caps.dla_api:
-        raise UnsupportedByTensorRT(f"{ver} has no DLA support; build for the GPU (leave the DLA core unset)")
+        raise _refuse(caps, "dla_api", (
+            f"{ver} has no DLA support (TensorRT 10.8-11.4.0 dropped it; Thor and Orin Nano have no DLA); build for "
+            "the GPU (leave the DLA core unset), or target TensorRT 8.6 / 10.3 (JetPack 6) on an Orin with DLA"))
     if caps.dla_cores is not None and caps.dla_cores == 0:
         raise UnsupportedByTensorRT(
             f"this device has no DLA (builder.num_DLA_cores = 0 with {ver}; Orin Nano and Thor have none); "
@@ -205,18 +274,23 @@ def _typing(d: _Draft, caps: Capabilities, precision: str, weak: bool, dla: bool
     if caps.explicit_batch_required:
         d.network_flags.append("EXPLICIT_BATCH")
     if not weak:
-        d.network_flags.append("STRONGLY_TYPED")
-        if caps.strongly_typed_mandatory:
+        if caps.strongly_typed_mandatory:  # passing the deprecated no-op flag only earns a warning
             d.notes.append(f"{ver} builds every network strongly typed; precision comes from the ONNX's types")
         else:
+            d.network_flags.append("STRONGLY_TYPED")
             d.notes.append("strongly typed: the ONNX's types decide the precision; no precision flags are set")
-    else:
-        if precision == Precision.FP16:
-            _need(caps.fp16_flag, f"{ver} has no FP16 flag; use a TensorRT that builds strongly typed (10.x+)")
+        return
+    if precision == Precision.FP16:
+        _need(caps, "fp16_flag", caps.fp16_flag, f"{ver} has no FP16 flag; use a TensorRT that builds strongly typed (10.x+)")
+        d.builder_flags.append("FP16")
+    elif precision in (Precision.INT8, Precision.INT8_IMPLICIT):
+        _need(caps, "int8_flag", caps.int8_flag,
+              f"{ver} has no INT8 flag; use precision int8 with model.int8.onnx on TensorRT 10.x+")
+        d.builder_flags.append("INT8")
+        if caps.fp16_flag:
             d.builder_flags.append("FP16")
-        elif precision in (Precision.INT8, Precision.INT8_IMPLICIT):
-            _need(caps.int8_flag, f"{ver} has no INT8 flag; use precision int8 with model.int8.onnx on TensorRT 10.x+")
-            d.builder_flags.append("INT8")
+            d.notes.append("weakly typed INT8 with FP16: layers left in float run in FP16 (with INT8 alone they run in "
+                           "FP32" + (", and on the GPU instead of the DLA)" if dla else ")"))
         if precision == Precision.INT8 and not dla:
             d.notes.append("explicit Q/DQ INT8 with weak typing: the INT8 flag lets TensorRT run the Q/DQ regions in "
                            "int8")
@@ -229,21 +303,50 @@ def _typing(d: _Draft, caps: Capabilities, precision: str, weak: bool, dla: bool
         d.notes.append("implicit INT8 from the calibration cache only (the calibrator never reads data)")
 
 
+def _calib_header(d: _Draft, caps: Capabilities, precision: str, opts: EngineBuildOptions,
+                  cache: CacheHeader | None) -> tuple[int | None, int | None]:
+    """(header TensorRT reads, the file's header when it must be rewritten) for int8-implicit."""
+    from segdeploy.trt.versions import version_from_code
+
+    if precision != Precision.INT8_IMPLICIT or cache is None or cache.stamped:
+        return None, None
+    want = caps.calib_cache_code
+    if want is None:
+        raise UnsupportedByTensorRT(
+            f"int8-implicit reads {CALIB_CACHE} only when its TRT-<version> header names the exact TensorRT that "
+            f"builds, and {caps.describe()} is not one version; give the device's exact version with --trt-target "
+            f"(e.g. {caps.example_version or '10.13.3'}) here and to `segdeploy calibrate`")
+    if cache.code is None or cache.code == want:
+        return want, None
+    if opts.rewrite_calib_header:
+        d.warnings.append(f"calibration cache header rewritten from TRT-{cache.code} to TRT-{want} for this build "
+                          "(the file is unchanged; tensor names must match this TensorRT's parser)")
+        return want, cache.code
+    raise CalibrationCacheMismatch(
+        f"{CALIB_CACHE} was written for TensorRT {version_from_code(cache.code)} (TRT-{cache.code}) but "
+        f"{caps.describe()} reads only TRT-{want} (it would skip the cache and calibrate without data); re-run "
+        f"`segdeploy calibrate EXPORT_DIR --calib DIR --trt-target {version_from_code(want)}`, or pass "
+        f"{REWRITE_OPTION} to rewrite its header for this build (tensor names must match this TensorRT's parser)"
+    )
+
+
 def _version_compatibility(d: _Draft, caps: Capabilities, opts: EngineBuildOptions, needs_plugins: bool) -> bool:
     """VERSION_COMPATIBLE (+ EXCLUDE_LEAN_RUNTIME); returns whether the plugin library is serialized into the plan."""
     if not opts.version_compatible:
         return False
     ver = caps.describe()
-    _need(caps.version_compatible, f"{ver} cannot build version-compatible engines; drop version-compatible")
+    _need(caps, "version_compatible", caps.version_compatible,
+          f"{ver} cannot build version-compatible engines; drop version-compatible")
     d.builder_flags.append("VERSION_COMPATIBLE")
     d.notes.append("version-compatible: loading it needs the runner's trust-host-code option (the plan carries code)")
     serialize_plugins = False
     if needs_plugins:
-        _need(caps.plugins_to_serialize, f"{ver} cannot serialize plugin libraries into a version-compatible "
-              "engine; drop version-compatible")
+        _need(caps, "plugins_to_serialize", caps.plugins_to_serialize,
+              f"{ver} cannot serialize plugin libraries into a version-compatible engine; drop version-compatible")
         serialize_plugins = True
     if opts.exclude_lean_runtime:
-        _need(caps.exclude_lean_runtime, f"{ver} has no EXCLUDE_LEAN_RUNTIME flag; drop exclude-lean-runtime")
+        _need(caps, "exclude_lean_runtime", caps.exclude_lean_runtime,
+              f"{ver} has no EXCLUDE_LEAN_RUNTIME flag; drop exclude-lean-runtime")
         d.builder_flags.append("EXCLUDE_LEAN_RUNTIME")
     return serialize_plugins
 
@@ -255,10 +358,9 @@ def _hardware_compatibility(caps: Capabilities, opts: EngineBuildOptions, dla: b
     hw = HARDWARE_COMPATIBILITY[opts.hardware_compatibility]
     if hw not in caps.hardware_compatibility_levels:
         have = ", ".join(k for k, v in HARDWARE_COMPATIBILITY.items() if v in caps.hardware_compatibility_levels)
-        raise UnsupportedByTensorRT(
+        raise _refuse(caps, hw, (
             f"{caps.describe()} has no hardware compatibility level {opts.hardware_compatibility}"
-            + (f"; use one of {have}" if have else "; drop the hardware compatibility option")
-        )
+            + (f"; use one of {have}" if have else "; drop the hardware compatibility option")))
     if dla and hw != "NONE":
         raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
     return hw
@@ -267,16 +369,18 @@ def _hardware_compatibility(caps: Capabilities, opts: EngineBuildOptions, dla: b
 def _workspace_bytes(caps: Capabilities, opts: EngineBuildOptions) -> int | None:
     if opts.workspace_mib is None:
         return None
-    _need(caps.memory_pool_limit, f"{caps.describe()} has no memory pool limits; drop the workspace option")
+    _need(caps, "memory_pool_limit", caps.memory_pool_limit,
+          f"{caps.describe()} has no memory pool limits; drop the workspace option")
     return opts.workspace_mib << 20
 
 
 def _optimization_level(caps: Capabilities, opts: EngineBuildOptions) -> int | None:
     if opts.optimization_level is not None:
-        _need(caps.optimization_level, f"{caps.describe()} has no builder optimization level; drop that option")
+        _need(caps, "optimization_level", caps.optimization_level,
+              f"{caps.describe()} has no builder optimization level; drop that option")
     return opts.optimization_level
 
 
-def _need(ok: bool, message: str) -> None:
+def _need(caps: Capabilities, feature: str, ok: bool, message: str) -> None:
     if not ok:
-        raise UnsupportedByTensorRT(message)
+        raise _refuse(caps, feature, message)

@@ -1,56 +1,78 @@
-"""The trtexec command equivalent to a segdeploy build, for a TARGET TensorRT version (run it on the device).
+"""The trtexec command equivalent to a segdeploy build: a rendering of the build's :class:`~segdeploy.trt.recipe.Recipe`.
 
-``trtexec_command(onnx_path, input_name, profile, precision, target=..., ...) -> TrtexecCommand`` with
-``.argv`` (a tuple, the first element ``trtexec``), ``.shell()`` (shell-quoted), ``.notes``. Targets and what
-they can do come from :mod:`segdeploy.trt.versions` (``8.6 | 10.3 | 10.x | 11.x``, default the newest).
+``trtexec_command(onnx_path, input_name, profile, precision, target=..., ...) -> TrtexecCommand``: the recipe for
+the target TensorRT (:func:`segdeploy.trt.versions.resolve_target` -> :func:`segdeploy.trt.capabilities.for_target`
+-> :func:`segdeploy.trt.recipe.make_recipe`, where every rule and refusal lives), then :func:`render` spells it as
+trtexec flags. ``.argv`` (the first element the trtexec program), ``.setup`` (shell commands to run first: the
+calibration cache with the target's header, when the recipe says it must be rewritten), ``.shell()`` (quoted, the
+setup joined with ``&&``), ``.notes``.
 
-Flags per target (from ``samples/common/sampleOptions.cpp`` at v8.6.1, v10.3.0, v10.16, v11.1):
+Spelling (``samples/common/sampleOptions.cpp`` at v8.6.1, v10.3.0, v10.9.0, v10.16, v11.1 -- the same in every
+version that has the feature; the recipe decides which are used):
 
-* always ``--onnx``, ``--minShapes/--optShapes/--maxShapes=<input>:NxCxHxW``, ``--skipInference`` (build only,
-  unless ``skip_inference=False``), ``--saveEngine`` / ``--timingCacheFile`` when given,
-  ``--memPoolSize=workspace:<MiB>``, ``--builderOptimizationLevel=N``;
-* precision: 8.6 ``--fp16`` / ``--int8`` (Q/DQ needs it); 10.x ``--stronglyTyped`` for fp32/fp16/int8 ONNX (the
-  same strongly typed network the Python builder makes), weak ``--fp16``/``--int8`` only for DLA; 11.x nothing
-  (precision lives in the ONNX; the precision flags and ``--calib`` were removed);
-* ``int8-implicit`` (8.6, 10.x only): ``--int8 --calib=<cache> --optShapesCalib=<input>:<opt>``;
-* plugins: ``--dynamicPlugins=<lib>`` (10.x, 11.x; refused on 8.6, which has no IPluginV3), plus
-  ``--setPluginsToSerialize`` for version-compatible builds; ``--versionCompatible``;
-  ``--hardwareCompatibilityLevel=ampere+|sameComputeCapability``; DLA ``--useDLACore=N --allowGPUFallback``
-  (8.6 / 10.3, FP16/INT8 only).
+* always ``--onnx``, ``--minShapes/--optShapes/--maxShapes=<input>:NxCxHxW`` (all the opt shape when the recipe
+  pins the profile: DLA), ``--skipInference`` (build only, unless ``skip_inference=False``), ``--saveEngine`` /
+  ``--timingCacheFile`` when given;
+* network flag STRONGLY_TYPED -> ``--stronglyTyped`` (never on 11: a deprecated no-op there, and the recipe does not
+  pass it); builder flags FP16 / INT8 -> ``--fp16`` / ``--int8``; the calibrator -> ``--calib=<cache>`` +
+  ``--optShapesCalib=<input>:<opt>``; GPU_FALLBACK -> ``--allowGPUFallback``; DLA -> ``--useDLACore=N``;
+  VERSION_COMPATIBLE -> ``--versionCompatible``; EXCLUDE_LEAN_RUNTIME -> ``--excludeLeanRuntime``;
+  hardware compatibility -> ``--hardwareCompatibilityLevel=ampere+|sameComputeCapability``; workspace ->
+  ``--memPoolSize=workspace:<MiB>``; optimization level -> ``--builderOptimizationLevel=N``; plugins ->
+  ``--dynamicPlugins=<lib>`` (+ ``--setPluginsToSerialize=<lib>``); the parser's NATIVE_INSTANCENORM needs no
+  flag (trtexec sets it itself for version- and hardware-compatible builds).
+* A plugin library path without a directory is printed as ``./<name>``: ``dlopen`` does not search the current
+  directory for a bare name.
+* The program is :func:`find_trtexec`: ``$TRTEXEC``, else ``trtexec`` when it is on PATH here, else
+  :data:`JETPACK_TRTEXEC` (where JetPack and NVIDIA's .deb packages install it, never on PATH) -- the order the
+  Jetson bundle's build.sh uses.
 
-Combinations the target cannot build raise :class:`~segdeploy.trt.recipe.UnsupportedByTensorRT` (one line naming
-the target and the alternative); malformed values raise UsageError.
+Refusals are the recipe's (:class:`~segdeploy.trt.recipe.UnsupportedByTensorRT`, UsageError,
+:class:`~segdeploy.trt.recipe.CalibrationCacheMismatch`); this module refuses only what trtexec itself cannot do
+(rewriting a calibration header for a range target it cannot name).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from segdeploy.errors import UsageError
 from segdeploy.spec import ShapeProfile
-from segdeploy.trt.recipe import HARDWARE_COMPATIBILITY, MAX_OPTIMIZATION_LEVEL, UnsupportedByTensorRT
-from segdeploy.trt.versions import Target, resolve_target
+from segdeploy.trt.recipe import (
+    CacheHeader,
+    EngineBuildOptions,
+    Recipe,
+    UnsupportedByTensorRT,
+    make_recipe,
+)
+from segdeploy.trt.versions import Target, resolve_target, version_from_code
 from segdeploy.vocab import Precision
 
-_HW_FLAG = {"none": "none", "ampere+": "ampere+", "same-compute-capability": "sameComputeCapability"}
+JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+_HW_FLAG = {"AMPERE_PLUS": "ampere+", "SAME_COMPUTE_CAPABILITY": "sameComputeCapability"}
+_BUILDER_FLAG = {"FP16": "--fp16", "INT8": "--int8", "VERSION_COMPATIBLE": "--versionCompatible",
+                 "EXCLUDE_LEAN_RUNTIME": "--excludeLeanRuntime"}
 
 
 @dataclass(frozen=True)
 class TrtexecCommand:
-    target: str
+    target: str  # the target's release line (8.6 | 10.3 | 10.x | 11.x)
     label: str
     argv: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()  # shell commands to run first (in the same directory)
+    version: str = ""  # the target's version ("10.13.3", "10.x")
 
     def shell(self) -> str:
-        return shlex.join(self.argv)
+        return " && ".join(list(self.setup) + [shlex.join(self.argv)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "label": self.label, "argv": list(self.argv), "command": self.shell(),
-                "notes": list(self.notes)}
+        return {"target": self.target, "version": self.version, "label": self.label, "argv": list(self.argv),
+                "setup": list(self.setup), "command": self.shell(), "notes": list(self.notes)}
 
 
 def shape_spec(name: str, shape: Iterable[int]) -> str:
@@ -59,157 +81,131 @@ def shape_spec(name: str, shape: Iterable[int]) -> str:
     return f"{quoted}:{'x'.join(str(int(d)) for d in shape)}"
 
 
+def _on_path(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def find_trtexec(env: Mapping[str, str] | None = None, which: Any = None) -> str:
+    """The trtexec program to print (see the module docstring)."""
+    env = os.environ if env is None else env
+    if env.get("TRTEXEC"):
+        return env["TRTEXEC"]
+    return "trtexec" if (which or _on_path)("trtexec") else JETPACK_TRTEXEC
+
+
+def plugin_path_for_shell(path: str | os.PathLike) -> str:
+    """A plugin library path ``dlopen`` finds: a bare file name gets ``./`` (it does not search the current dir)."""
+    p = os.fspath(path)
+    return p if os.sep in p else f".{os.sep}{p}"
+
+
 def trtexec_command(
     onnx_path: str | os.PathLike,
     input_name: str,
     profile: ShapeProfile,
     precision: str = Precision.FP32,
     *,
-    target: str | None = None,
+    target: str | Target | None = None,
     plugin_library: str | os.PathLike | None = None,
     calib_cache: str | os.PathLike | None = None,
+    calib_header: CacheHeader | None = None,
     timing_cache: str | os.PathLike | None = None,
     save_engine: str | os.PathLike | None = None,
-    workspace_mib: int | None = None,
-    optimization_level: int | None = None,
-    dla_core: int | None = None,
-    gpu_fallback: bool = True,
-    version_compatible: bool = False,
-    hardware_compatibility: str | None = None,
+    options: EngineBuildOptions | None = None,
     skip_inference: bool = True,
-    trtexec: str = "trtexec",
+    trtexec: str | None = None,
 ) -> TrtexecCommand:
-    """The trtexec command for ``target`` (see the module docstring)."""
+    """The trtexec command for ``target`` (see the module docstring). ``calib_header``: what is known of the cache's
+    header (default: read from ``calib_cache`` when that file exists here, else not known)."""
+    from segdeploy.trt.capabilities import for_target
+
     t = resolve_target(target)
-    _check_values(precision, workspace_mib, optimization_level, hardware_compatibility)
-    notes: list[str] = []
-    argv = [trtexec, f"--onnx={os.fspath(onnx_path)}"]
+    if calib_cache is not None and calib_header is None:
+        calib_header = _header_of(calib_cache, precision)
+    recipe = make_recipe(for_target(t), precision, options, needs_plugins=plugin_library is not None,
+                         calib_cache=calib_header)
+    return render(recipe, t, onnx_path, input_name, profile, plugin_library=plugin_library, calib_cache=calib_cache,
+                  timing_cache=timing_cache, save_engine=save_engine, skip_inference=skip_inference, trtexec=trtexec)
+
+
+def _header_of(calib_cache: str | os.PathLike, precision: str) -> CacheHeader:
+    """The cache's header when the file is here and int8-implicit reads it; else 'not known yet'."""
+    if precision != Precision.INT8_IMPLICIT or not os.path.isfile(calib_cache):
+        return CacheHeader()
+    from segdeploy.trt.calibrator import read_cache_header
+
+    return read_cache_header(calib_cache)
+
+
+def render(recipe: Recipe, target: Target, onnx_path: str | os.PathLike, input_name: str, profile: ShapeProfile, *,
+           plugin_library: str | os.PathLike | None = None, calib_cache: str | os.PathLike | None = None,
+           timing_cache: str | os.PathLike | None = None, save_engine: str | os.PathLike | None = None,
+           skip_inference: bool = True, trtexec: str | None = None) -> TrtexecCommand:
+    """``recipe`` spelled as one trtexec command (see the module docstring)."""
+    prof = recipe.profile_for(profile)
+    argv = [trtexec or find_trtexec(), f"--onnx={os.fspath(onnx_path)}"]
     if save_engine is not None:
         argv.append(f"--saveEngine={os.fspath(save_engine)}")
-    argv += [f"--minShapes={shape_spec(input_name, profile.min)}",
-             f"--optShapes={shape_spec(input_name, profile.opt)}",
-             f"--maxShapes={shape_spec(input_name, profile.max)}"]
-    argv += _precision_flags(t, precision, calib_cache, dla_core, input_name, profile, notes)
-    argv += _plugin_flags(t, plugin_library, version_compatible)
-    if workspace_mib is not None:
-        argv.append(f"--memPoolSize=workspace:{workspace_mib}")
-    if optimization_level is not None:
-        argv.append(f"--builderOptimizationLevel={optimization_level}")
-    argv += _compatibility_flags(t, hardware_compatibility, version_compatible, dla_core, notes)
-    if dla_core is not None:
-        argv.append(f"--useDLACore={dla_core}")
-        if gpu_fallback:
+    argv += [f"--minShapes={shape_spec(input_name, prof.min)}", f"--optShapes={shape_spec(input_name, prof.opt)}",
+             f"--maxShapes={shape_spec(input_name, prof.max)}"]
+    if "STRONGLY_TYPED" in recipe.network_flags:
+        argv.append("--stronglyTyped")
+    argv += [_BUILDER_FLAG[f] for f in recipe.builder_flags if f in ("FP16", "INT8")]
+    setup: list[str] = []
+    if recipe.calibrator:
+        cache = _calib_file(recipe, target, calib_cache, setup)
+        argv += [f"--calib={cache}", f"--optShapesCalib={shape_spec(input_name, profile.opt)}"]
+    if plugin_library is not None:
+        lib = plugin_path_for_shell(plugin_library)
+        argv.append(f"--dynamicPlugins={lib}")
+        if recipe.serialize_plugins:
+            argv.append(f"--setPluginsToSerialize={lib}")
+    if recipe.workspace_bytes is not None:
+        argv.append(f"--memPoolSize=workspace:{recipe.workspace_bytes >> 20}")
+    if recipe.optimization_level is not None:
+        argv.append(f"--builderOptimizationLevel={recipe.optimization_level}")
+    if recipe.hardware_compatibility in _HW_FLAG:
+        argv.append(f"--hardwareCompatibilityLevel={_HW_FLAG[recipe.hardware_compatibility]}")
+    argv += [_BUILDER_FLAG[f] for f in recipe.builder_flags if f in ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME")]
+    if recipe.device == "DLA":
+        argv.append(f"--useDLACore={recipe.dla_core}")
+        if "GPU_FALLBACK" in recipe.builder_flags:
             argv.append("--allowGPUFallback")
     if timing_cache is not None:
         argv.append(f"--timingCacheFile={os.fspath(timing_cache)}")
     if skip_inference:
         argv.append("--skipInference")
-    if t.jetpack:
-        notes.append(f"{t.label} ships with {t.jetpack}; run this on the device itself (engines are not portable)")
-    return TrtexecCommand(target=t.key, label=t.label, argv=tuple(argv), notes=tuple(notes))
+    return TrtexecCommand(target=target.line, label=target.label, argv=tuple(argv),
+                          notes=tuple(_notes(recipe, target, argv[0])), setup=tuple(setup), version=target.version)
 
 
-def _check_values(precision: str, workspace_mib: int | None, optimization_level: int | None,
-                  hardware_compatibility: str | None) -> None:
-    """Malformed values (UsageError), before anything target-specific."""
-    Precision.parse(precision, "precision")
-    if workspace_mib is not None and (not isinstance(workspace_mib, int) or workspace_mib <= 0):
-        raise UsageError(f"workspace must be a positive number of MiB, got {workspace_mib!r}")
-    if optimization_level is not None and not (isinstance(optimization_level, int)
-                                               and 0 <= optimization_level <= MAX_OPTIMIZATION_LEVEL):
-        raise UsageError(f"builder optimization level must be 0..{MAX_OPTIMIZATION_LEVEL}, got {optimization_level!r}")
-    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise UsageError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                         f"got {hardware_compatibility!r}")
+def _calib_file(recipe: Recipe, target: Target, calib_cache: str | os.PathLike | None, setup: list[str]) -> str:
+    """The cache trtexec reads: the file itself, or a copy with the header the recipe names (``setup`` makes it)."""
+    path = os.fspath(calib_cache) if calib_cache is not None else "model.calib.cache"
+    if recipe.calib_header_rewrite_from is None:
+        return path
+    code = recipe.calib_cache_code
+    if code is None:  # the recipe allows it only for a header stamped elsewhere; never reached from make_recipe
+        raise UnsupportedByTensorRT(f"trtexec reads the calibration cache as it is; give the exact TensorRT with "
+                                    f"--trt-target (e.g. {target.example_version})")
+    stem, ext = os.path.splitext(path)
+    copy = f"{stem}.trt{code}{ext}"
+    setup.append(f"sed '1s/^TRT-[0-9]*-/TRT-{code}-/' {shlex.quote(path)} > {shlex.quote(copy)}")
+    return copy
 
 
-def _plugin_flags(t: Target, plugin_library: str | os.PathLike | None, version_compatible: bool) -> list[str]:
-    """``--dynamicPlugins`` (+ ``--setPluginsToSerialize`` for version-compatible builds); refused on 8.6."""
-    if plugin_library is None:
-        return []
-    if not t.plugin_v3:
-        raise UnsupportedByTensorRT(
-            f"{t.label} has no IPluginV3, which segdeploy's plugins need; use target 10.3 or newer "
-            "(JetPack 6.1+), or a model without plugin nodes"
-        )
-    lib = os.fspath(plugin_library)
-    return [f"--dynamicPlugins={lib}"] + ([f"--setPluginsToSerialize={lib}"] if version_compatible else [])
-
-
-def _compatibility_flags(t: Target, hardware_compatibility: str | None, version_compatible: bool,
-                         dla_core: int | None, notes: list[str]) -> list[str]:
-    """``--hardwareCompatibilityLevel`` (what the target has; never with DLA) and ``--versionCompatible``."""
-    argv = []
-    if hardware_compatibility not in (None, "none"):
-        flag = _HW_FLAG[hardware_compatibility]  # type: ignore[index]
-        if flag not in t.hardware_compatibility:
-            raise UnsupportedByTensorRT(f"{t.label} has no hardware compatibility level {hardware_compatibility}; "
-                                        f"use one of {', '.join(k for k, v in _HW_FLAG.items() if v in t.hardware_compatibility)}")
-        if dla_core is not None:
-            raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
-        argv.append(f"--hardwareCompatibilityLevel={flag}")
-    if version_compatible:
-        argv.append("--versionCompatible")
-        notes.append("version-compatible: load it with the runner's trust-host-code option")
-    return argv
-
-
-def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int | None, input_name: str,
-                     profile: ShapeProfile, notes: list[str]) -> list[str]:
-    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
-        raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
-    if dla_core is not None:
-        if not t.dla:
-            raise UnsupportedByTensorRT(f"{t.label} has no DLA support (JetPack 7 / Thor has no DLA); build for the GPU "
-                                        "(no DLA core) or use target 8.6 / 10.3 on an Orin")
-        if precision == Precision.FP32:
-            raise UnsupportedByTensorRT("DLA runs FP16 and INT8 only; use precision fp16 or int8 for a DLA engine")
-        if not isinstance(dla_core, int) or dla_core < 0:
-            raise UsageError(f"DLA core must be an integer >= 0, got {dla_core!r}")
-    if precision == Precision.INT8_IMPLICIT:
-        if not t.implicit_int8:
-            raise UnsupportedByTensorRT(
-                f"{t.label} has no implicit INT8 (trtexec --int8/--calib and the calibrator API were removed in "
-                "TensorRT 11); use precision int8 with the explicit Q/DQ model.int8.onnx"
-            )
-        if calib_cache is None:
-            raise UsageError("precision int8-implicit needs the calibration cache (model.calib.cache)")
-        note_cache_version(t, calib_cache, notes)
-        if t.strongly_typed == "flag":
-            notes.append(f"implicit INT8 calibration is deprecated in {t.label}; precision int8 (Q/DQ) is the "
-                         "supported path")
-        return ["--int8", f"--calib={os.fspath(calib_cache)}", f"--optShapesCalib={shape_spec(input_name, profile.opt)}"]
-    weak = {Precision.FP16: ["--fp16"], Precision.INT8: ["--int8"]}.get(precision, [])
-    if t.strongly_typed == "absent":
-        return weak
-    if t.strongly_typed == "always":
-        notes.append(f"{t.label} builds every network strongly typed: precision comes from the ONNX")
-        return []
-    if dla_core is not None:
-        notes.append("DLA needs the precision flags (weak typing), so --stronglyTyped is not used")
-        return weak
-    return ["--stronglyTyped"]
-
-
-def note_cache_version(t: Target, calib_cache: Any, notes: list[str]) -> None:
-    """Note a calibration cache written for another version than the target expects (when the file is here)."""
-    from segdeploy.trt.calib_cache import read_trt_cache
-    from segdeploy.errors import ArtifactError
-    from segdeploy.trt.versions import version_from_code
-
-    path = os.fspath(calib_cache)
-    if t.calib_cache_version is None or not os.path.isfile(path):
-        return
-    try:
-        code = read_trt_cache(path).version_code
-    except ArtifactError:
-        return
-    if code != t.calib_cache_version:
-        notes.append(
-            f"{os.path.basename(path)} has header TRT-{code} (TensorRT {version_from_code(code)}) but "
-            f"{t.label} expects TRT-{t.calib_cache_version}; re-run `segdeploy calibrate --trt-version "
-            f"{t.example_version}` first, or TensorRT will reject it"
-        )
+def _notes(recipe: Recipe, target: Target, program: str) -> list[str]:
+    notes = list(recipe.warnings) + list(recipe.notes)
+    if recipe.calib_header_rewrite_from is not None:
+        notes.append(f"the cache's header says TensorRT {version_from_code(recipe.calib_header_rewrite_from)}: the "
+                     f"first command writes a copy with TRT-{recipe.calib_cache_code} for trtexec to read")
+    if target.jetpack:
+        notes.append(f"{target.label} ships with {target.jetpack}; run this on the device itself (engines are not "
+                     "portable)")
+    if program == JETPACK_TRTEXEC:
+        notes.append(f"trtexec: {JETPACK_TRTEXEC} is where JetPack and NVIDIA's TensorRT packages put it (not on PATH); "
+                     "set $TRTEXEC to print another path")
+    return notes
 
 
 def trtexec_commands(targets: Iterable[str], onnx_path: str | os.PathLike, input_name: str, profile: ShapeProfile,

@@ -1,83 +1,236 @@
-"""TensorRT target versions: which JetPack ships which TensorRT, and what each target can do.
+"""TensorRT targets: which TensorRT a command's artifacts are for, when that TensorRT is not the one imported here.
 
-This table is for *targets that are not installed here*: the trtexec generator (:mod:`segdeploy.trt.trtexec`)
-prints commands for a device, and recipe notes name the alternative a user has. The builder and the runner
-never consult it for the installed TensorRT: they probe the imported module (:mod:`segdeploy.trt.capabilities`).
+A :class:`Target` is a TensorRT version, exact (``10.13.3``) or a range whose members build differently in ways
+the range cannot tell (``10.x`` = 10.4-10.16: ``sameComputeCapability`` from 10.9, DLA until 10.7, a calibration-cache
+header per version). What a target can build is :func:`segdeploy.trt.capabilities.for_target` (the same
+:class:`~segdeploy.trt.capabilities.Capabilities` a probe of an installed module gives), decided by
+:func:`segdeploy.trt.recipe.make_recipe` -- the one rule engine; this module only names versions.
 
-Targets (``resolve_target``): ``8.6`` (JetPack 6.0), ``10.3`` (JetPack 6.1/6.2), ``10.x`` (10.4-10.16:
-JetPack 7.0/7.1 = 10.13, JetPack 7.2 = 10.16, x86), ``11.x`` (JetPack 7.2.2+, x86). A full version such as
-``8.6.2``, ``10.13.3`` or ``11.4.1`` resolves to its target. Default: the newest (``11.x``).
-Facts from the TensorRT sources and release notes (see the project notes on TensorRT); where NVIDIA's pages
-disagree (TensorRT 11 on Jetson), the conservative reading is used.
-Raises :class:`~segdeploy.errors.UsageError` for a version outside 8.6 / 10.x / 11.x.
+Contract
+--------
+``resolve_target(text) -> Target`` accepts (raises :class:`~segdeploy.errors.UsageError` otherwise, one line
+listing the forms):
+
+========================== ==========================================================================
+``10.13.3``, ``8.6.1``     that exact version (a 4th component, the build number, is ignored)
+``jetpack-6.2``            the TensorRT of that JetPack release (:data:`segdeploy.platform.jetson.JETPACK_RELEASES`)
+``8.6`` / ``10.3``         the JetPack lines' releases: 8.6.2 (JetPack 6.0) / 10.3.0 (JetPack 6.1-6.2.2)
+``10.13`` (any ``M.m``)    the line ``M.m.x`` (a range: the patch level decides the calibration-cache header)
+``10.x`` (or ``10``)       10.4-10.16 (JetPack 7.0-7.2, x86); ``11.x`` (or ``11``): 11.0 and later
+``None``                   :func:`default_target`: the TensorRT installed here, else :data:`DEFAULT_TARGET`
+========================== ==========================================================================
+
+``default_target()``: the ``tensorrt`` module importable here (its exact version), else :data:`DEFAULT_TARGET`
+(JetPack 6.2's TensorRT 10.3.0: the Orin production release, the newest line that still reads calibration caches
+and has DLA). ``Target.calib_cache_code`` is the ``TRT-<code>-EntropyCalibration2`` header an exact target reads
+(:func:`trt_version_code`; None for a range). ``Target.line`` is the release line (``8.6 | 10.3 | 10.x | 11.x``)
+the Jetson bundle's ``build.sh`` switches on. Nothing here imports TensorRT except :func:`installed_version`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from segdeploy.errors import UsageError
+
+Version = tuple[int, int, int]
+
+# The target when none is given and no TensorRT is installed here: see the module docstring (README "Choices").
+DEFAULT_TARGET = "jetpack-6.2"
+# Kept for callers that want the header of the default target without resolving it (calibrate's default).
+DEFAULT_CALIB_CACHE_VERSION = "10.3.0"
+LINES = ("8.6", "10.3", "10.x", "11.x")  # release lines, oldest first
+_LINE_RANGES: dict[str, tuple[Version, Version]] = {
+    "8.6": ((8, 6, 0), (8, 6, 99)),
+    "10.3": ((10, 3, 0), (10, 3, 99)),
+    "10.x": ((10, 4, 0), (10, 16, 99)),
+    "11.x": ((11, 0, 0), (11, 99, 99)),
+}
+_LINE_ALIASES = {"8.6": "8.6.2", "10.3": "10.3.0", "10.x": "10.x", "10": "10.x", "11.x": "11.x", "11": "11.x"}
+# releases named in messages when a range needs an exact version (besides the JetPack ones)
+_RELEASES = ("10.13.3", "10.16.0", "11.4.1", "8.6.1")
+_FORMS = "a version (10.13.3), jetpack-6.2, a line (8.6, 10.3, 10.x, 11.x)"
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 
 
 @dataclass(frozen=True)
 class Target:
-    """What one TensorRT release line can build, as trtexec and the Python API expose it."""
+    """A TensorRT version (or range) that artifacts are made for; see the module docstring."""
 
-    key: str  # "8.6" | "10.3" | "10.x" | "11.x"
-    label: str  # for messages: "TensorRT 8.6"
-    example_version: str  # a real release of the line (the JetPack one where there is one)
-    major: int
-    jetpack: str  # which JetPack ships it ("" when none)
-    weak_precision_flags: bool  # --fp16 / --int8 and BuilderFlag.FP16/INT8
-    implicit_int8: bool  # calibrator API and trtexec --calib
-    strongly_typed: str  # "absent" | "flag" (--stronglyTyped) | "always" (11: default, flag is a no-op)
-    plugin_v3: bool  # IPluginV3 (segdeploy's plugins need it)
-    dla: bool  # a JetPack of this line has DLA cores (Orin) and this TensorRT supports them
-    hardware_compatibility: tuple[str, ...]  # trtexec --hardwareCompatibilityLevel values
-    calib_cache_version: int | None  # TRT-<code>-EntropyCalibration2 header this target expects (None: varies / none)
+    low: Version
+    high: Version  # == low for an exact version
+    jetpack: str = ""  # "JetPack 6.1-6.2.2" (which JetPack releases ship it; "" none known)
+    origin: str = ""  # how it was chosen: "--trt-target 10.13.3", "installed", "default"
+
+    @property
+    def exact(self) -> bool:
+        return self.low == self.high
+
+    @property
+    def major(self) -> int:
+        return self.low[0]
+
+    @property
+    def version(self) -> str:
+        """``10.13.3`` (exact), ``10.13.x`` (one line), ``10.x`` (a release line), ``10.4-10.9`` (other ranges)."""
+        if self.exact:
+            return ".".join(map(str, self.low))
+        if self.low[:2] == self.high[:2]:
+            return f"{self.low[0]}.{self.low[1]}.x"
+        for key, bounds in _LINE_RANGES.items():
+            if bounds == (self.low, self.high):
+                return key
+        return f"{self.low[0]}.{self.low[1]}-{self.high[0]}.{self.high[1]}"
+
+    @property
+    def line(self) -> str:
+        """The release line this target lies in (the bundle's build.sh arms)."""
+        for key, (lo, hi) in _LINE_RANGES.items():
+            if lo <= self.low and self.high <= hi:
+                return key
+        return f"{self.low[0]}.{self.low[1]}"  # 10.0-10.2: no Jetson line; printed as such
+
+    key = line  # the name the earlier table used
+
+    @property
+    def label(self) -> str:
+        """``TensorRT 10.13.3``, ``TensorRT 10.x (10.4-10.16)``, ``TensorRT 11.x``."""
+        if self.version in _LINE_RANGES and self.low[1] > 0:
+            return f"TensorRT {self.version} ({self.low[0]}.{self.low[1]}-{self.high[0]}.{self.high[1]})"
+        return f"TensorRT {self.version}"
+
+    @property
+    def example_version(self) -> str:
+        """An exact version in the range (for messages: 'e.g. --trt-target 10.13.3')."""
+        if self.exact:
+            return self.version
+        known = [r.tensorrt for r in _jetpack_releases()] + list(_RELEASES)
+        for text in known:
+            v = _exact(text)
+            if v is not None and self.low <= v <= self.high:
+                return text
+        return ".".join(map(str, self.low))
+
+    @property
+    def calib_cache_code(self) -> int | None:
+        """The calibration-cache header this target reads (exact targets only)."""
+        return trt_version_code(self.version) if self.exact else None
+
+    def contains(self, version: Version) -> bool:
+        return self.low <= version <= self.high
+
+    def to_dict(self) -> dict[str, object]:
+        return {"target": self.line, "version": self.version, "exact": self.exact, "label": self.label,
+                "example_version": self.example_version, "jetpack": self.jetpack, "origin": self.origin,
+                "calib_cache_code": self.calib_cache_code}
 
 
-TARGETS: dict[str, Target] = {
-    "8.6": Target(
-        key="8.6", label="TensorRT 8.6", example_version="8.6.2", major=8, jetpack="JetPack 6.0",
-        weak_precision_flags=True, implicit_int8=True, strongly_typed="absent", plugin_v3=False, dla=True,
-        hardware_compatibility=("none", "ampere+"), calib_cache_version=8602,
-    ),
-    "10.3": Target(
-        key="10.3", label="TensorRT 10.3", example_version="10.3.0", major=10, jetpack="JetPack 6.1/6.2",
-        weak_precision_flags=True, implicit_int8=True, strongly_typed="flag", plugin_v3=True, dla=True,
-        hardware_compatibility=("none", "ampere+"), calib_cache_version=100300,
-    ),
-    "10.x": Target(
-        key="10.x", label="TensorRT 10.x (10.4-10.16)", example_version="10.13.3", major=10,
-        jetpack="JetPack 7.0/7.1 (10.13), 7.2 (10.16)",
-        weak_precision_flags=True, implicit_int8=True, strongly_typed="flag", plugin_v3=True, dla=False,
-        hardware_compatibility=("none", "ampere+", "sameComputeCapability"), calib_cache_version=None,
-    ),
-    "11.x": Target(
-        key="11.x", label="TensorRT 11.x", example_version="11.4.1", major=11, jetpack="JetPack 7.2.2+",
-        weak_precision_flags=False, implicit_int8=False, strongly_typed="always", plugin_v3=True, dla=False,
-        hardware_compatibility=("none", "ampere+", "sameComputeCapability"), calib_cache_version=None,
-    ),
-}
-DEFAULT_TARGET = "11.x"
-# The TensorRT a calibration cache header names when none is given: JetPack 6.1/6.2's (Orin), the newest line
-# that still reads calibration caches (implicit INT8 is gone in 11).
-DEFAULT_CALIB_CACHE_VERSION = "10.3"
+def _jetpack_releases():  # noqa: ANN202 - platform's table (the one JetPack <-> TensorRT fact)
+    from segdeploy.platform.jetson import JETPACK_RELEASES
 
-# JetPack -> (L4T, TensorRT, CUDA). "?" marks releases NVIDIA has not pinned down in public pages.
-JETPACK: tuple[tuple[str, str, str, str], ...] = (
-    ("6.0", "R36.3", "8.6.2", "12.2"),
-    ("6.1", "R36.4.0", "10.3.0", "12.6"),
-    ("6.2", "R36.4.3", "10.3.0", "12.6"),
-    ("7.0", "R38.2", "10.13", "13.0"),
-    ("7.1", "R38.4", "10.13", "13.0"),
-    ("7.2", "R39", "10.16", "13.2"),
-    ("7.2.2+", "R39", "11.4.1?", "13.x"),
-)
+    return JETPACK_RELEASES
 
-_VERSION_RE = re.compile(r"^\s*(\d+)(?:\.(\d+|x))?(?:\.(\d+))?(?:\.(\d+))?\s*$")
+
+def _exact(text: str) -> Version | None:
+    m = _VERSION_RE.match(text.strip())
+    if not m or m.group(3) is None:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def _jetpacks_for(low: Version, high: Version) -> str:
+    """'JetPack 6.1-6.2.2': the GA JetPack releases whose TensorRT lies in [low, high]."""
+    names = []
+    for rel in _jetpack_releases():
+        if " " in rel.jetpack:  # developer previews, early access, revisions
+            continue
+        parts = rel.tensorrt.split(".")
+        v = (int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else None)
+        if v[2] is None:
+            hit = low[:2] <= v[:2] <= high[:2]
+        else:
+            hit = low <= v <= high  # type: ignore[operator]
+        if hit:
+            names.append(rel.jetpack)
+    if not names:
+        return ""
+    return f"JetPack {names[0]}" + (f"-{names[-1]}" if len(names) > 1 else "")
+
+
+def _make(low: Version, high: Version, origin: str) -> Target:
+    if not ((low[0] == 8 and low[1] == 6) or low[0] in (10, 11)) or low[0] != high[0]:
+        raise UsageError(f"TensorRT {'.'.join(map(str, low[:2]))} is not a supported target; segdeploy targets "
+                         "TensorRT 8.6, 10.x and 11.x")
+    return Target(low, high, _jetpacks_for(low, high), origin)
+
+
+def _from_jetpack(release: str, origin: str) -> Target:
+    known = ", ".join(f"jetpack-{r.jetpack}" for r in _jetpack_releases()
+                      if " " not in r.jetpack and not r.tensorrt.startswith("8.5"))
+    for rel in _jetpack_releases():
+        if rel.jetpack == release:
+            exact = _exact(rel.tensorrt)
+            major, minor = (int(p) for p in rel.tensorrt.split(".")[:2])
+            try:
+                return _make(exact, exact, origin) if exact else _make((major, minor, 0), (major, minor, 99), origin)
+            except UsageError:
+                raise UsageError(f"JetPack {release} ships TensorRT {rel.tensorrt}, which segdeploy does not target; "
+                                 f"use one of {known}") from None
+    raise UsageError(f"unknown JetPack release {release!r}; use one of {known}")
+
+
+def resolve_target(text: str | Target | None, *, option: str = "--trt-target") -> Target:
+    """A target from its text (see the module docstring); None -> :func:`default_target`."""
+    if isinstance(text, Target):
+        return text
+    if text is None:
+        return default_target()
+    raw = str(text).strip()
+    key = raw.lower()
+    origin = f"{option} {raw}"
+    if key.startswith(("jetpack-", "jetpack", "jp-")):
+        return _from_jetpack(key.split("-", 1)[1] if "-" in key else key[len("jetpack"):], origin)
+    key = _LINE_ALIASES.get(key, key)
+    if key in ("10.x", "11.x"):
+        lo, hi = _LINE_RANGES[key]
+        return _make(lo, hi, origin)
+    m = _VERSION_RE.match(key)
+    if m is None:
+        raise UsageError(f"unknown TensorRT target {raw!r}; use {_FORMS}")
+    major, minor = int(m.group(1)), int(m.group(2))
+    if minor > 99 or (m.group(3) is not None and int(m.group(3)) > 99):
+        raise UsageError(f"unknown TensorRT target {raw!r}; use {_FORMS}")
+    try:
+        if m.group(3) is None:
+            return _make((major, minor, 0), (major, minor, 99), origin)
+        exact = (major, minor, int(m.group(3)))
+        return _make(exact, exact, origin)
+    except UsageError:
+        raise UsageError(f"unknown TensorRT target {raw!r}; use {_FORMS} (TensorRT 8.6, 10.x or 11.x)") from None
+
+
+def installed_version() -> str | None:
+    """``major.minor.patch`` of the ``tensorrt`` module importable here, None when there is none (or it is broken)."""
+    from segdeploy.platform.tensorrt_version import version_from_module
+
+    try:
+        return version_from_module()
+    except Exception:  # an installed module that fails to import builds nothing either
+        return None
+
+
+def default_target() -> Target:
+    """The TensorRT installed here (exact), else :data:`DEFAULT_TARGET` (see the module docstring)."""
+    here = installed_version()
+    if here is not None:
+        v = _exact(here)
+        if v is not None:
+            try:
+                return _make(v, v, "installed")
+            except UsageError:
+                pass  # an unsupported installed TensorRT: the default target is still useful for printing
+    return replace(resolve_target(DEFAULT_TARGET), origin="default")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -92,34 +245,12 @@ def parse_version(text: str) -> tuple[int, ...]:
     return nums
 
 
-def resolve_target(text: str | None) -> Target:
-    """A target key or a concrete version -> its :class:`Target` (None -> the newest)."""
-    if text is None:
-        return TARGETS[DEFAULT_TARGET]
-    key = str(text).strip().lower()
-    if key in TARGETS:
-        return TARGETS[key]
-    m = _VERSION_RE.match(key)
-    if m:
-        major = int(m.group(1))
-        minor = m.group(2)
-        if major == 8 and minor == "6":
-            return TARGETS["8.6"]
-        if major == 10 and minor == "3":
-            return TARGETS["10.3"]
-        if major == 10 and minor is not None:
-            return TARGETS["10.x"]
-        if major == 10:
-            return TARGETS["10.x"]
-        if major == 11:
-            return TARGETS["11.x"]
-    raise UsageError(
-        f"unknown TensorRT target {text!r}; use one of {', '.join(TARGETS)} (or a version such as 8.6.2, 10.13.3, 11.4.1)"
-    )
-
-
 def trt_version_code(version: str | int) -> int:
-    """'8.6.2' -> 8602, '10.3' -> 100300, '10.13.1' -> 101301; an int code is returned as is."""
+    """'8.6.2' -> 8602, '10.3' -> 100300, '10.13.1' -> 101301; an int code is returned as is.
+
+    TensorRT's ``NV_TENSORRT_VERSION``: 8.x ``major*1000 + minor*100 + patch``, 10+ ``major*10000 + minor*100 +
+    patch``. The Jetson bundle's build.sh computes the same with shell arithmetic (a test holds the two together).
+    """
     if isinstance(version, int):
         return version
     parts = str(version).strip().split(".")
@@ -148,14 +279,6 @@ def version_from_code(code: int) -> str:
     return f"{code // 1000}.{code // 100 % 10}.{code % 100}"
 
 
-def describe_targets() -> list[dict[str, object]]:
-    """The table as JSON-able rows (for docs and `--json` output)."""
-    return [
-        {
-            "target": t.key, "label": t.label, "example_version": t.example_version, "jetpack": t.jetpack,
-            "precision_flags": t.weak_precision_flags, "implicit_int8": t.implicit_int8,
-            "strongly_typed": t.strongly_typed, "plugin_v3": t.plugin_v3, "dla": t.dla,
-            "calib_cache_version": t.calib_cache_version,
-        }
-        for t in TARGETS.values()
-    ]
+def line_targets() -> list[Target]:
+    """One target per release line (:data:`LINES`), as ``resolve_target`` gives them (docs, the bundle)."""
+    return [resolve_target(line, option="line") for line in LINES]

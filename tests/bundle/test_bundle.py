@@ -147,8 +147,10 @@ def test_refusals_are_one_line(example, tmp_path, capsys):
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     for argv, code, match in [
         (["bundle", str(example), "--out", str(tmp_path / "mine")], 1, "not empty and not a segdeploy bundle"),
-        (["bundle", str(example), "--out", str(tmp_path / "x"), "--target", "thor", "--trt-version", "8.6"], 2,
+        (["bundle", str(example), "--out", str(tmp_path / "x"), "--target", "thor", "--trt-target", "8.6"], 2,
          "does not run on Jetson Thor"),
+        (["bundle", str(example), "--out", str(tmp_path / "x"), "--trt-target", "10.3", "--trt-version", "10.3"], 2,
+         "--trt-version is the old name of --trt-target; give only --trt-target"),
         (["bundle", str(example), "--out", str(tmp_path / "x"), "--precision", "bf16"], 2, "unknown --precision 'bf16'"),
         (["bundle", str(example), "--out", str(example / "b")], 2, "inside the export directory"),
         (["bundle", str(tmp_path / "nope"), "--out", str(tmp_path / "x")], 1, "does not exist"),
@@ -319,3 +321,57 @@ def test_build_sh_runs_through_with_stand_ins(example, tmp_path):
     r = subprocess.run([BASH, str(plain / "build.sh")], env={**env, "SEGDEPLOY_CUDA_SEARCH_ROOT": str(tmp_path / "none")},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nvcc not found" in r.stderr and "CUDACXX=" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ the target TensorRT
+def test_trt_target_option_and_its_deprecated_alias(example, tmp_path, capsys):
+    """--trt-target (the one name across export/calibrate/build/bundle); --trt-version still works, with one note."""
+    out = tmp_path / "a"
+    assert main(["bundle", str(example), "--out", str(out), "--trt-version", "jetpack-6.0", "--precision", "fp32",
+                 "--no-archive", "-q"]) == 0
+    assert capsys.readouterr().err == "note: --trt-version is deprecated; use --trt-target (same values)\n"
+    doc = json.loads((out / "bundle.json").read_text())
+    assert doc["target"]["trt"]["version"] == "8.6.2" and doc["target"]["default_trt"] == "8.6"
+    assert (out / "calib" / "model.calib.cache").read_text().startswith("TRT-8602-EntropyCalibration2\n")
+    assert main(["bundle", "--help"]) == 0
+    assert "--trt-version" not in capsys.readouterr().out  # hidden from --help
+
+
+@pytest.mark.parametrize("device,trt,header", [
+    ("orin", None, "TRT-100300-"),  # the common default: JetPack 6.2's 10.3.0 (no TensorRT here)
+    ("orin", "10.13.3", "TRT-101303-"),
+    ("thor", None, None),  # JetPack 7.1's 10.13.x: not one version, the header stays; build.sh stamps it
+])
+def test_calibration_cache_header_follows_the_target(example, tmp_path, monkeypatch, device, trt, header):
+    monkeypatch.setattr("segdeploy.trt.versions.installed_version", lambda: None)
+    out = tmp_path / "b"
+    argv = ["bundle", str(example), "--out", str(out), "--target", device, "--precision", "fp32", "--no-archive", "-q"]
+    assert main(argv + (["--trt-target", trt] if trt else [])) == 0
+    first = (out / "calib" / "model.calib.cache").read_text().splitlines()[0]
+    assert first.startswith(header or (example / "model.calib.cache").read_text()[:11])
+    doc = json.loads((out / "bundle.json").read_text())
+    assert any("build.sh re-stamps it" in n for n in doc["notes"]) is (header is None)
+
+
+def _shell_fn(build_sh: str, name: str) -> str:
+    import re
+
+    m = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", build_sh, re.M | re.S)
+    assert m, f"build.sh defines no {name}()"
+    return m.group(0)
+
+
+def test_build_sh_stamps_the_header_tensorrt_reads(example, tmp_path):
+    """One rule, two renderings: build.sh's trt_code (shell arithmetic, the header it stamps on the device) equals
+    segdeploy.trt.versions.trt_version_code for the versions devices run (8.x and 10+ encode differently)."""
+    from segdeploy.trt.versions import trt_version_code
+
+    out = tmp_path / "b"
+    assert main(["bundle", str(example), "--out", str(out), "--precision", "int8-implicit", "--no-archive", "-q"]) == 0
+    sh = (out / "build.sh").read_text()
+    fn = _shell_fn(sh, "trt_code")
+    versions = ["8.6.1", "8.6.2", "10.3.0", "10.13.3", "10.16.0", "10.08.01", "11.1.0", "11.4.1", "10.3.0.26"]
+    script = fn + "".join(f'trt_code "{v}"\n' for v in versions)
+    r = subprocess.run([BASH, "-c", script], capture_output=True, text=True, check=True)
+    assert [int(x) for x in r.stdout.split()] == [trt_version_code(".".join(v.split(".")[:3])) for v in versions]
+    assert 'CODE=$(trt_code "$TRT_VERSION")' in sh and "TRT-$CODE-EntropyCalibration2" in sh

@@ -43,8 +43,14 @@ def install_standin(monkeypatch, version: str = "10.16", **kwargs: Any):
 
 
 def hide_tensorrt(monkeypatch) -> None:
-    """``import tensorrt`` fails (as on this machine) even where TensorRT is installed."""
+    """``import tensorrt`` fails (as on this machine) even where TensorRT is installed; no trtexec on PATH and no
+    $TRTEXEC either, so the printed commands name JetPack's trtexec path."""
     monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.delenv("TRTEXEC", raising=False)
+    monkeypatch.setattr("segdeploy.trt.trtexec._on_path", lambda name: None)
+
+
+TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # segdeploy.trt.trtexec.JETPACK_TRTEXEC
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -56,7 +62,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def trtexec_lines(out: str) -> list[str]:
-    return [line.strip() for line in out.splitlines() if line.strip().startswith("trtexec --")]
+    """The printed trtexec commands (a setup command before ``&&`` is kept on the line)."""
+    return [line.strip() for line in out.splitlines()
+            if line.strip().startswith(("trtexec --", f"{TRTEXEC} --", "sed "))]
 
 
 def make_plugin_export(src: Path, dst: Path) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from build_helpers import (
+    hide_tensorrt,
     install_standin,
     make_plugin_export,
     one_error,
@@ -91,7 +92,8 @@ def test_rebuild_replaces_the_entry_and_recalibration_retires_engines(capsys, mo
     first = {e["precision"]: e for e in ExportDir.open(d).manifest["engines"]}
     assert list(first) == ["fp32", "fp16", "int8", "int8-implicit"]
     imp = first["int8-implicit"]
-    assert imp["recipe"]["builder_flags"] == ["INT8"] and imp["recipe"]["calibrator"] is True
+    assert imp["recipe"]["builder_flags"] == ["INT8", "FP16"] and imp["recipe"]["calibrator"] is True
+    assert imp["recipe"]["calib_cache_code"] == 100300 and imp["recipe"]["calib_header_rewrite_from"] is None
     assert imp["calibration_cache"]["file"] == "model.calib.cache" and imp["source_onnx"] == "model.onnx"
     assert set(ExportDir.open(d).files["model.int8-implicit.engine"].derived_from) == {"model.onnx", "model.calib.cache"}
     assert any("deprecated" in w for w in imp["warnings"])
@@ -160,12 +162,16 @@ def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
     lib = tmp_path / "libsegdeploy_trt_plugins.so"
     lib.write_bytes(b"\x7fELF placeholder: the stand-in's registry records the path, it never loads it")
     # without TensorRT: the command builds model.trt.onnx with the plugin library
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
+    hide_tensorrt(monkeypatch)
     rc, out, _ = run_cli(capsys, "build", d, "--trt-target", "10.3")
     (cmd,) = trtexec_lines(out)
-    assert rc == 1 and "--onnx=model.trt.onnx" in cmd and "--dynamicPlugins=libsegdeploy_trt_plugins.so" in cmd
+    # the default library has a directory: dlopen does not search the current directory for a bare name (defect 7)
+    assert rc == 1 and "--onnx=model.trt.onnx" in cmd and "--dynamicPlugins=./libsegdeploy_trt_plugins.so" in cmd
+    rc, out, _ = run_cli(capsys, "build", d, "--trt-target", "10.3", "--plugins", lib)
+    (cmd,) = trtexec_lines(out)
+    assert f"--dynamicPlugins={lib}" in cmd and lib.is_absolute()  # a given library: its absolute path
     rc, _, err = run_cli(capsys, "build", d, "--trt-target", "8.6")
-    assert rc == 2 and "TensorRT 8.6 has no IPluginV3" in err
+    assert rc == 2 and "TensorRT 8.6.2 (JetPack 6.0) has no IPluginV3" in err
     # with TensorRT: the plugin library is looked up ($SEGDEPLOY_PLUGINS here); none there -> one line naming the fix
     trt = install_standin(monkeypatch, "10.16")
     monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "no-plugins-here"))

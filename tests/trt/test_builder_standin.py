@@ -44,15 +44,17 @@ def names_of(state, call):
 @pytest.mark.parametrize("version,precision,net_names,net_value,flags", [
     ("8.6.1", "fp32", ["EXPLICIT_BATCH"], 1, []),
     ("8.6.1", "fp16", ["EXPLICIT_BATCH"], 1, ["FP16"]),
-    ("8.6.1", "int8", ["EXPLICIT_BATCH"], 1, ["INT8"]),
+    # weakly typed INT8 also sets FP16: layers left in float would run in FP32 otherwise (defect 5)
+    ("8.6.1", "int8", ["EXPLICIT_BATCH"], 1, ["INT8", "FP16"]),
     ("10.3.0", "fp32", ["STRONGLY_TYPED"], 2, []),
     ("10.3.0", "fp16", ["STRONGLY_TYPED"], 2, []),
     ("10.3.0", "int8", ["STRONGLY_TYPED"], 2, []),
     ("10.16", "fp16", ["STRONGLY_TYPED"], 2, []),
     ("10.16", "int8", ["STRONGLY_TYPED"], 2, []),
-    ("11.1", "fp32", ["STRONGLY_TYPED"], 1, []),
-    ("11.1", "fp16", ["STRONGLY_TYPED"], 1, []),
-    ("11.1", "int8", ["STRONGLY_TYPED"], 1, []),
+    # 11: every network is strongly typed; the deprecated no-op flag is not passed (it only earns a warning)
+    ("11.1", "fp32", [], 0, []),
+    ("11.1", "fp16", [], 0, []),
+    ("11.1", "int8", [], 0, []),
 ])
 def test_network_flags_builder_flags_and_profile(onnx_dir, version, precision, net_names, net_value, flags):
     trt = make_trt_module(version)
@@ -85,7 +87,7 @@ def test_int8_implicit_serves_the_cache_through_a_calibrator(onnx_dir, write_cac
     deprecated = [str(x.message) for x in w if issubclass(x.category, DeprecationWarning)]
     # 10.x wraps int8_calibrator / set_calibration_profile as deprecated; 8.6 does not
     assert bool(deprecated) is (version != "8.6.1")
-    assert [a[0] for a in names_of(st, "IBuilderConfig.set_flag")] == ["INT8"]
+    assert [a[0] for a in names_of(st, "IBuilderConfig.set_flag")] == ["INT8", "FP16"]
     (args, _), = st.called("Builder.create_network")
     assert args == ((1,) if version == "8.6.1" else (0,))  # weakly typed: no STRONGLY_TYPED on 10.x
     (args, _), = st.called("IBuilderConfig.int8_calibrator=")
@@ -94,6 +96,15 @@ def test_int8_implicit_serves_the_cache_through_a_calibrator(onnx_dir, write_cac
     assert args == (cache.read_bytes(),)  # TensorRT got the file's bytes
     (cp, _), = st.called("IBuilderConfig.set_calibration_profile")
     assert cp[0]._s["shapes"]["input"] == (PROFILE.opt, PROFILE.opt, PROFILE.opt)
+
+
+def test_no_deprecated_member_is_used_on_11(onnx_dir):
+    """TensorRT 11 deprecates STRONGLY_TYPED (always on): a build passes nothing that warns (defect 8)."""
+    trt = make_trt_module("11.1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecated binding member raises here
+        st = run_build(trt, onnx_dir / "model.onnx", "int8")
+    assert st.called("Builder.create_network") == [((0,), {})]
 
 
 def test_int8_implicit_refused_on_11_before_any_tensorrt_object(onnx_dir, write_cache):
@@ -110,8 +121,8 @@ def test_calibration_cache_version_checked_before_building(onnx_dir, write_cache
     with pytest.raises(CalibrationCacheMismatch) as e:
         build_engine(onnx_dir / "model.onnx", "input", PROFILE, "int8-implicit", trt_module=trt, calib_cache=cache)
     msg = e.value.message
-    assert "TensorRT 10.3.0 (TRT-100300)" in msg and "TensorRT 8.6.1.0 is installed (TRT-8601)" in msg
-    assert "--rewrite-calib-header" in msg and "segdeploy calibrate --trt-version 8.6.1" in msg
+    assert "TensorRT 10.3.0 (TRT-100300)" in msg and "TensorRT 8.6.1.0 reads only TRT-8601" in msg
+    assert "--rewrite-calib-header" in msg and "--trt-target 8.6.1" in msg and "\n" not in msg
     assert trt._standin.calls == []
     st = run_build(trt, onnx_dir / "model.onnx", "int8-implicit", calib_cache=cache,
                    options=EngineBuildOptions(rewrite_calib_header=True))
@@ -175,6 +186,14 @@ def test_dla_only_when_the_builder_reports_cores(onnx_dir, version):
     assert names_of(st, "IBuilderConfig.default_device_type=") == [["DLA"]]
     assert st.called("IBuilderConfig.DLA_core=") == [((1,), {})]
     assert [a[0] for a in names_of(st, "IBuilderConfig.set_flag")] == ["FP16", "GPU_FALLBACK"]
+    # DLA needs min = opt = max (NvInfer.h: "provided profile must have same minimum, optimum, and maximum
+    # dimensions"): the export's dynamic profile is pinned to its opt shape (defect 6)
+    (args, _), = st.called("IOptimizationProfile.set_shape")
+    assert args == ("input", PROFILE.opt, PROFILE.opt, PROFILE.opt)
+    # INT8 on DLA also sets FP16: float layers would otherwise leave the DLA for the GPU (defect 5)
+    st8 = run_build(make_trt_module(version, num_dla_cores=2), onnx_dir / "model.onnx", "int8",
+                    options=EngineBuildOptions(dla_core=0))
+    assert [a[0] for a in names_of(st8, "IBuilderConfig.set_flag")] == ["INT8", "FP16", "GPU_FALLBACK"]
     trt0 = make_trt_module(version, num_dla_cores=0)
     with pytest.raises(UnsupportedByTensorRT, match="num_DLA_cores = 0"):
         build_engine(onnx_dir / "model.onnx", "input", PROFILE, "fp16", EngineBuildOptions(dla_core=0), trt_module=trt0)

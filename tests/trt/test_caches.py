@@ -9,7 +9,18 @@ import pytest
 from standin import make_trt_module
 
 from segdeploy.errors import ArtifactError
-from segdeploy.trt.calibrator import CalibrationCacheMismatch, load_calibration_cache, make_cache_calibrator
+from segdeploy.trt.calibrator import (
+    load_calibration_cache,
+    make_cache_calibrator,
+    read_cache_header,
+)
+from segdeploy.trt.capabilities import probe
+from segdeploy.trt.recipe import (
+    CacheHeader,
+    CalibrationCacheMismatch,
+    EngineBuildOptions,
+    make_recipe,
+)
 from segdeploy.trt.timing_cache import TimingCacheFile, gpu_key
 
 
@@ -51,33 +62,41 @@ def test_timing_cache_unwritable_dir(tmp_path):
 
 def test_calibration_cache_matching_version(write_cache):
     p = write_cache("10.3.0")
-    c = load_calibration_cache(p, "10.3.0.26")
+    assert read_cache_header(p) == CacheHeader(code=100300)
+    c = load_calibration_cache(p, 100300)
     assert c.data == p.read_bytes() and c.version_code == 100300 and c.tensors == 2 and c.rewritten_from is None
 
 
-def test_calibration_cache_mismatch_and_rewrite(write_cache):
+def test_calibration_cache_mismatch_decided_by_the_recipe_and_rewritten_by_the_calibrator(write_cache):
+    """The rule (refuse, or rewrite with the option) is make_recipe's; the calibrator only serves its decision."""
     p = write_cache("8.6.2")
+    caps = probe(make_trt_module("10.3.0", version_string="10.3.0.26"))
     with pytest.raises(CalibrationCacheMismatch) as e:
-        load_calibration_cache(p, "10.3.0.26")
+        make_recipe(caps, "int8-implicit", calib_cache=read_cache_header(p))
     msg = e.value.message
-    assert "TensorRT 8.6.2 (TRT-8602)" in msg and "TensorRT 10.3.0.26 is installed (TRT-100300)" in msg
-    assert "--rewrite-calib-header" in msg and "--trt-version 10.3.0" in msg and "\n" not in msg
-    c = load_calibration_cache(p, "10.3.0.26", rewrite_header=True)
+    assert "TensorRT 8.6.2 (TRT-8602)" in msg and "TensorRT 10.3.0.26 reads only TRT-100300" in msg
+    assert "--rewrite-calib-header" in msg and "--trt-target 10.3.0" in msg and "\n" not in msg
+    recipe = make_recipe(caps, "int8-implicit", EngineBuildOptions(rewrite_calib_header=True),
+                         calib_cache=read_cache_header(p))
+    assert (recipe.calib_cache_code, recipe.calib_header_rewrite_from) == (100300, 8602)
+    assert any("rewritten from TRT-8602 to TRT-100300" in w for w in recipe.warnings)
+    c = load_calibration_cache(p, recipe.calib_cache_code)
     assert c.data.splitlines()[0] == b"TRT-100300-EntropyCalibration2"
     assert c.data.splitlines()[1:] == p.read_bytes().splitlines()[1:] and c.rewritten_from == 8602
     assert c.to_dict()["header_rewritten_from"] == 8602
+    assert p.read_text().splitlines()[0] == "TRT-8602-EntropyCalibration2"  # the file is untouched
 
 
 def test_calibration_cache_other_algorithm_and_missing(tmp_path):
     p = tmp_path / "c.cache"
     p.write_text("TRT-100300-MinMaxCalibration\ninput: 3c010a14\n")
     with pytest.raises(CalibrationCacheMismatch, match="algorithm MinMaxCalibration"):
-        load_calibration_cache(p, "10.3.0")
+        read_cache_header(p)
     with pytest.raises(ArtifactError, match="not found"):
-        load_calibration_cache(tmp_path / "none.cache", "10.3.0")
+        load_calibration_cache(tmp_path / "none.cache", 100300)
     p.write_text("garbage\n")
     with pytest.raises(ArtifactError, match="no TRT-<version>-<algorithm> header"):
-        load_calibration_cache(p, "10.3.0")
+        read_cache_header(p)
 
 
 @pytest.mark.parametrize("version", ["8.6.1", "10.16"])

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from standin import VERSIONS, StandinError, make_trt_module
 
-from segdeploy.trt.capabilities import network_flags_value, probe
+from segdeploy.trt.capabilities import (
+    for_target,
+    from_version,
+    network_flags_value,
+    probe,
+)
+from segdeploy.trt.versions import resolve_target
 
 EXPECTED = {
     # version: (explicit_batch_required, strongly_typed, mandatory, fp16/int8 flags, calibrator, calib profile,
@@ -90,3 +96,32 @@ def test_lean_runtime_module_cannot_build():
     caps = probe(lean)
     assert not caps.can_build and caps.engine_host_code and caps.execute_async_v3 and caps.tensor_api
     assert caps.version == lean.__version__ and caps.module == "tensorrt_lean_bindings"
+
+
+# what a target version can do (for_target: the printed commands, the bundle) and what a probe of that version's
+# module finds: the same record, except the fields that differ by design (module, version spelling, dla_api)
+BY_DESIGN = {"version", "module", "dla_api"}
+
+
+@pytest.mark.parametrize("version", sorted(EXPECTED))
+def test_version_facts_equal_the_probe_of_the_recorded_surface(version):
+    """The two capability sources cannot drift: from_version(v) == probe(stand-in of v), field by field."""
+    from dataclasses import fields
+
+    probed = probe(make_trt_module(version))
+    made = from_version(tuple(int(x) for x in (version.split(".") + ["0", "0"])[:3]))
+    diff = {f.name for f in fields(probed) if getattr(probed, f.name) != getattr(made, f.name)}
+    assert diff <= BY_DESIGN, {n: (getattr(probed, n), getattr(made, n)) for n in diff - BY_DESIGN}
+    # every binding exposes the DLA API; TensorRT 10.8-11.4.0 cannot build for DLA (the version says so)
+    assert probed.dla_api and made.dla_api is (version in ("8.6.1", "10.3.0"))
+
+
+def test_a_range_has_only_what_all_its_versions_have():
+    caps = for_target(resolve_target("10.x"))  # 10.4-10.16
+    assert not caps.exact and caps.calib_cache_code is None and caps.describe().startswith("TensorRT 10.x (10.4-10.16)")
+    assert caps.hardware_compatibility_levels == ("AMPERE_PLUS", "NONE")  # sameComputeCapability only from 10.9
+    assert not caps.dla_api and {"dla_api", "SAME_COMPUTE_CAPABILITY"} <= set(caps.partial)
+    assert caps.implicit_int8 and caps.strongly_typed and not caps.strongly_typed_mandatory
+    exact = for_target(resolve_target("10.13.3"))
+    assert exact.exact and exact.calib_cache_code == 101303 and exact.partial == ()
+    assert probe(make_trt_module("10.3.0", version_string="10.3.0.26")).calib_cache_code == 100300

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from standin import make_trt_module
+from trt_helpers import PROFILE
 
 from segdeploy.errors import UsageError
+from segdeploy.spec import ShapeProfile
 from segdeploy.trt.capabilities import probe
 from segdeploy.trt.recipe import EngineBuildOptions, UnsupportedByTensorRT, make_recipe
 
@@ -19,18 +21,20 @@ def caps(version, dla=None):
 TABLE = {
     ("8.6.1", "fp32"): (("EXPLICIT_BATCH",), (), False),
     ("8.6.1", "fp16"): (("EXPLICIT_BATCH",), ("FP16",), False),
-    ("8.6.1", "int8"): (("EXPLICIT_BATCH",), ("INT8",), False),
-    ("8.6.1", "int8-implicit"): (("EXPLICIT_BATCH",), ("INT8",), True),
+    # weakly typed INT8 sets FP16 too: layers left in float would run in FP32 (trtexec 8.6 logs that hint itself)
+    ("8.6.1", "int8"): (("EXPLICIT_BATCH",), ("INT8", "FP16"), False),
+    ("8.6.1", "int8-implicit"): (("EXPLICIT_BATCH",), ("INT8", "FP16"), True),
     ("10.3.0", "fp32"): (("STRONGLY_TYPED",), (), False),
     ("10.3.0", "fp16"): (("STRONGLY_TYPED",), (), False),
     ("10.3.0", "int8"): (("STRONGLY_TYPED",), (), False),
-    ("10.3.0", "int8-implicit"): ((), ("INT8",), True),
+    ("10.3.0", "int8-implicit"): ((), ("INT8", "FP16"), True),
     ("10.16", "fp16"): (("STRONGLY_TYPED",), (), False),
     ("10.16", "int8"): (("STRONGLY_TYPED",), (), False),
-    ("10.16", "int8-implicit"): ((), ("INT8",), True),
-    ("11.1", "fp32"): (("STRONGLY_TYPED",), (), False),
-    ("11.1", "fp16"): (("STRONGLY_TYPED",), (), False),
-    ("11.1", "int8"): (("STRONGLY_TYPED",), (), False),
+    ("10.16", "int8-implicit"): ((), ("INT8", "FP16"), True),
+    # 11: strongly typed always; the deprecated STRONGLY_TYPED flag is not passed (it warns)
+    ("11.1", "fp32"): ((), (), False),
+    ("11.1", "fp16"): ((), (), False),
+    ("11.1", "int8"): ((), (), False),
 }
 
 
@@ -39,12 +43,13 @@ def test_recipe_table(version, precision):
     net, flags, calib = TABLE[(version, precision)]
     r = make_recipe(caps(version), precision, has_calib_cache=precision == "int8-implicit")
     assert r.network_flags == net and r.builder_flags == flags and r.calibrator is calib
-    assert r.strongly_typed is ("STRONGLY_TYPED" in net)
+    assert r.strongly_typed is (version != "8.6.1" and precision != "int8-implicit")
     assert r.calibration_profile is calib and r.device == "GPU" and r.tensorrt == make_trt_module(version).__version__
     if precision == "int8-implicit" and version != "8.6.1":
         assert any("deprecated" in w and "TensorRT 11" in w for w in r.warnings)
     else:
         assert r.warnings == ()
+    assert not r.profile_pinned and r.profile_for(PROFILE) is PROFILE
 
 
 def test_int8_implicit_on_11_names_the_version_and_the_qdq_model():
@@ -70,14 +75,18 @@ def test_plugins_need_iplugin_v3():
 def test_dla_on_orin_uses_weak_typing_and_gpu_fallback(version, precision, flag):
     r = make_recipe(caps(version, dla=2), precision, EngineBuildOptions(dla_core=1))
     assert r.device == "DLA" and r.dla_core == 1
-    assert r.builder_flags == (flag, "GPU_FALLBACK") and "STRONGLY_TYPED" not in r.network_flags
+    flags = (flag, "FP16") if flag == "INT8" else (flag,)  # INT8 on DLA with FP16: float layers stay on the DLA
+    assert r.builder_flags == flags + ("GPU_FALLBACK",) and "STRONGLY_TYPED" not in r.network_flags
     r2 = make_recipe(caps(version, dla=2), precision, EngineBuildOptions(dla_core=0, gpu_fallback=False))
-    assert r2.builder_flags == (flag,)
+    assert r2.builder_flags == flags
+    # DLA needs a static shape: the profile is pinned to the export's opt shape
+    assert r.profile_pinned and r.profile_for(PROFILE) == ShapeProfile(PROFILE.opt, PROFILE.opt, PROFILE.opt, 16)
+    assert any("pinned to the opt shape" in n for n in r.notes)
 
 
 def test_dla_on_11_is_strongly_typed():
     r = make_recipe(caps("11.1", dla=2), "int8", EngineBuildOptions(dla_core=0))
-    assert r.network_flags == ("STRONGLY_TYPED",) and r.builder_flags == ("GPU_FALLBACK",) and r.device == "DLA"
+    assert r.network_flags == () and r.strongly_typed and r.builder_flags == ("GPU_FALLBACK",) and r.device == "DLA"
 
 
 def test_dla_refusals():
@@ -133,3 +142,74 @@ def test_unknown_precision_and_runtime_only_module():
     lean = pytest.importorskip("tensorrt_lean_bindings", reason="tensorrt-lean-cu12-bindings is not installed")
     with pytest.raises(UnsupportedByTensorRT, match="runtime-only module"):
         make_recipe(probe(lean), "fp32")
+
+
+# ------------------------------------------------------------------------------------------ targets (one engine)
+def target_caps(text):
+    from segdeploy.trt.capabilities import for_target
+    from segdeploy.trt.versions import resolve_target
+
+    return for_target(resolve_target(text))
+
+
+@pytest.mark.parametrize("target,ok", [("10.3.0", False), ("10.8.0", False), ("10.9.0", True), ("10.13.3", True),
+                                       ("11.x", True)])
+def test_same_compute_capability_from_10_9_on_targets(target, ok):
+    """trtexec 10.3-10.8: "Valid options: none, ampere+" (sampleOptions.cpp); 10.9 added sameComputeCapability."""
+    opts = EngineBuildOptions(hardware_compatibility="same-compute-capability")
+    if ok:
+        assert make_recipe(target_caps(target), "fp16", opts).hardware_compatibility == "SAME_COMPUTE_CAPABILITY"
+    else:
+        with pytest.raises(UnsupportedByTensorRT, match="no hardware compatibility level same-compute-capability"):
+            make_recipe(target_caps(target), "fp16", opts)
+
+
+def test_a_range_target_refuses_what_only_some_versions_have_and_says_to_give_the_version():
+    opts = EngineBuildOptions(hardware_compatibility="same-compute-capability")
+    with pytest.raises(UnsupportedByTensorRT) as e:
+        make_recipe(target_caps("10.x"), "fp16", opts)  # 10.4-10.8 reject it, 10.9+ have it
+    assert "give the device's exact TensorRT with --trt-target (e.g. 10.13.3)" in e.value.message
+    with pytest.raises(UnsupportedByTensorRT) as e:
+        make_recipe(target_caps("11.x"), "int8-implicit", has_calib_cache=True)  # no 11 has it: no such hint
+    assert "exact TensorRT" not in e.value.message and "model.int8.onnx" in e.value.message
+
+
+@pytest.mark.parametrize("target", ["10.x", "10.13", "jetpack-7.0"])
+def test_int8_implicit_on_a_range_needs_the_exact_version(target):
+    """The cache header names one version; a range cannot say which (defect 3: 10.x skipped the check)."""
+    with pytest.raises(UnsupportedByTensorRT, match=r"not one version; give the device's exact version .*10\.13\.3"):
+        make_recipe(target_caps(target), "int8-implicit", has_calib_cache=True)
+    # a header stamped where the build runs (the bundle's build.sh) is fine for any member of the range
+    from segdeploy.trt.recipe import CacheHeader
+
+    r = make_recipe(target_caps(target), "int8-implicit", calib_cache=CacheHeader(stamped=True))
+    assert r.calibrator and r.calib_cache_code is None and r.calib_header_rewrite_from is None
+
+
+@pytest.mark.parametrize("target,code", [("8.6", 8602), ("8.6.1", 8601), ("10.3", 100300), ("10.13.3", 101303),
+                                         ("jetpack-6.2", 100300)])
+def test_the_cache_header_follows_an_exact_target(target, code):
+    from segdeploy.trt.recipe import CacheHeader, CalibrationCacheMismatch
+
+    r = make_recipe(target_caps(target), "int8-implicit", calib_cache=CacheHeader(code))
+    assert r.calib_cache_code == code and r.calib_header_rewrite_from is None
+    other = 100300 if code != 100300 else 8602
+    with pytest.raises(CalibrationCacheMismatch, match=f"reads only TRT-{code}.*--rewrite-calib-header"):
+        make_recipe(target_caps(target), "int8-implicit", calib_cache=CacheHeader(other))
+
+
+@pytest.mark.parametrize("target,ok", [("8.6", True), ("10.3", True), ("10.7.0", True), ("10.8.0", False),
+                                       ("10.x", False), ("10.13.3", False), ("11.1.0", False), ("11.4.1", True)])
+def test_dla_per_target_version(target, ok):
+    """DLA: 8.6-10.7 and 11.4.1+ (JetPack 7.2.2+); 10.8-11.4.0 have none."""
+    opts = EngineBuildOptions(dla_core=0)
+    if ok:
+        assert make_recipe(target_caps(target), "fp16", opts).device == "DLA"
+    else:
+        with pytest.raises(UnsupportedByTensorRT, match="no DLA support"):
+            make_recipe(target_caps(target), "fp16", opts)
+
+
+def test_calibration_cache_only_for_int8_implicit():
+    with pytest.raises(UsageError, match="only used by precision int8-implicit"):
+        make_recipe(target_caps("10.3"), "int8", has_calib_cache=True)

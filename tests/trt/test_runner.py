@@ -39,8 +39,91 @@ def test_tensorrt_absent_is_one_line_with_the_install_hint(monkeypatch, tmp_path
 def test_lean_runtime_absent(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt_lean_bindings", None)
     monkeypatch.setitem(sys.modules, "tensorrt_lean", None)
-    with pytest.raises(MissingDependencyError, match="pip install tensorrt-lean-cu12-bindings tensorrt-lean-cu12-libs"):
+    with pytest.raises(MissingDependencyError) as e:
         TensorRTRunner(engine(tmp_path, (10, 3, 0, 26)), TensorRTOptions(runtime="lean"))
+    # the lean module NVIDIA documents is tensorrt_lean (pip install tensorrt-lean, JetPack python3-libnvinfer-lean);
+    # tensorrt_lean_bindings is the bindings-only wheel's top-level folder
+    msg = e.value.message
+    assert "tensorrt_lean or tensorrt_lean_bindings" in msg and "pip install tensorrt-lean (module tensorrt_lean" in msg
+    assert "tensorrt-lean-cu12-bindings + tensorrt-lean-cu12-libs" in msg and "\n" not in msg
+
+
+def test_lean_runtime_prefers_the_documented_module(monkeypatch, tmp_path):
+    import types
+
+    from segdeploy.runners.tensorrt import import_runtime_module
+
+    documented, bindings = types.ModuleType("tensorrt_lean"), types.ModuleType("tensorrt_lean_bindings")
+    monkeypatch.setitem(sys.modules, "tensorrt_lean", documented)
+    monkeypatch.setitem(sys.modules, "tensorrt_lean_bindings", bindings)
+    assert import_runtime_module("lean", "e.engine") is documented
+    monkeypatch.setitem(sys.modules, "tensorrt_lean", None)
+    assert import_runtime_module("lean", "e.engine") is bindings
+
+
+class _FakeStream:
+    def __init__(self, name):
+        self.name, self.device = name, "cuda:0"
+
+
+class _FakeTorch:
+    """Records the current stream at every allocation (the CUDA calls an IOutputAllocator makes)."""
+
+    uint8 = "uint8"
+    float32 = "float32"
+
+    def __init__(self):
+        import contextlib
+
+        self.current, self.allocations = _FakeStream("default"), []
+        outer = self
+
+        class _Cuda:
+            @staticmethod
+            @contextlib.contextmanager
+            def stream(s):
+                before, outer.current = outer.current, s
+                try:
+                    yield
+                finally:
+                    outer.current = before
+
+        self.cuda = _Cuda()
+
+    def empty(self, n, dtype=None, device=None):
+        self.allocations.append((self.current.name, device))
+
+        class _Buf:
+            def numel(self_inner):
+                return n if isinstance(n, int) else 0
+
+            def data_ptr(self_inner):
+                return 4096
+
+        return _Buf()
+
+
+def test_output_allocator_allocates_on_the_runner_stream():
+    """TensorRT writes data-dependent outputs on the runner's stream, so their memory is allocated there -- not on
+    torch's current stream, whose caching allocator could hand the block to other work meanwhile (defect 8)."""
+    from segdeploy.runners.tensorrt import _output_allocator
+
+    import types
+
+    class IOutputAllocator:  # the recorded surface is trimmed to what the builder uses; the base needs only __init__
+        def __init__(self):
+            pass
+
+    trt = types.SimpleNamespace(IOutputAllocator=IOutputAllocator)
+    torch = _FakeTorch()
+    runner_stream = _FakeStream("runner")
+    alloc = _output_allocator(trt, torch, {"boxes": torch.float32}, runner_stream)
+    assert isinstance(alloc, trt.IOutputAllocator)
+    assert alloc.reallocate_output_async("boxes", 0, 64, 256, 0) == 4096
+    alloc.notify_shape("boxes", (0, 4))
+    alloc.view("boxes")  # an empty output is allocated too
+    assert torch.allocations == [("runner", "cuda:0"), ("runner", "cuda:0")]
+    assert torch.current.name == "default"  # the caller's current stream is restored
 
 
 def test_options_validation():

@@ -53,6 +53,18 @@ resolve_nvcc() {
   printf '%s\n' "$found"
 }
 
+# trt_code VERSION: TensorRT's NV_TENSORRT_VERSION for major.minor.patch, the code in a calibration cache's
+# TRT-<code>-EntropyCalibration2 header: 8.x major*1000+minor*100+patch, 10+ major*10000+minor*100+patch
+# (segdeploy.trt.versions.trt_version_code; a test runs both on the same versions).
+trt_code() {
+  local ma mi pa
+  IFS=. read -r ma mi pa _ <<EOF_V
+$1
+EOF_V
+  ma=$((10#${ma:-0})); mi=$((10#${mi:-0})); pa=$((10#${pa:-0}))
+  if [ "$ma" -ge 10 ]; then echo $((ma * 10000 + mi * 100 + pa)); else echo $((ma * 1000 + mi * 100 + pa)); fi
+}
+
 # run_logged LOG CMD...: run CMD with its output in LOG; when it fails, show the log's last lines and fail.
 run_logged() {
   local log=$1
@@ -98,6 +110,11 @@ export CUDACXX="$NVCC"
 say "CUDA compiler $NVCC ($("$NVCC" --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'version unknown'))"
 CMAKE_CUDA=(-DCMAKE_CUDA_COMPILER="$NVCC" -DSEGDEPLOY_CUDA_ARCH="$ARCH")
 mkdir -p engines build
+if [ -f calib/model.calib.cache ]; then
+  # implicit INT8 reads the cache through trtexec --calib: its header must name the TensorRT that builds
+  CODE=$(trt_code "$TRT_VERSION")
+  { echo "TRT-$CODE-EntropyCalibration2"; tail -n +2 calib/model.calib.cache; } > build/model.calib.cache
+fi
 run_logged build/cmake-runtime.log cmake -S runtime -B build/runtime "${CMAKE_CUDA[@]}" "${CMAKE_TRT[@]}" \
     -DSEGDEPLOY_REQUIRE_PNG=ON ||
   die "configuring the C++ runner failed (see the lines above, build/cmake-runtime.log; usually a missing CUDA, TensorRT headers, libpng-dev or nlohmann-json3-dev); install what it names and re-run"
