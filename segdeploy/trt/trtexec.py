@@ -50,7 +50,7 @@ from segdeploy.trt.recipe import (
     make_recipe,
 )
 from segdeploy.trt.versions import Target, resolve_target, version_from_code
-from segdeploy.vocab import Precision
+from segdeploy.vocab import CALIB_CACHE, Precision
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 _HW_FLAG = {"AMPERE_PLUS": "ampere+", "SAME_COMPUTE_CAPABILITY": "sameComputeCapability"}
@@ -181,7 +181,7 @@ def render(recipe: Recipe, target: Target, onnx_path: str | os.PathLike, input_n
 
 def _calib_file(recipe: Recipe, target: Target, calib_cache: str | os.PathLike | None, setup: list[str]) -> str:
     """The cache trtexec reads: the file itself, or a copy with the header the recipe names (``setup`` makes it)."""
-    path = os.fspath(calib_cache) if calib_cache is not None else "model.calib.cache"
+    path = os.fspath(calib_cache) if calib_cache is not None else CALIB_CACHE
     if recipe.calib_header_rewrite_from is None:
         return path
     code = recipe.calib_cache_code
