@@ -26,8 +26,9 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 
 def _has(obj: Any, *names: str) -> bool:

@@ -37,9 +37,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from segdeploy.spec import ShapeProfile
 from segdeploy.trt.recipe import (

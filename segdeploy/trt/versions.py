@@ -31,8 +31,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from segdeploy.errors import UsageError
+
+if TYPE_CHECKING:
+    from segdeploy.platform.jetson import JetPackRelease
 
 Version = tuple[int, int, int]
 
@@ -126,7 +130,8 @@ class Target:
                 "calib_cache_code": self.calib_cache_code}
 
 
-def _jetpack_releases():  # noqa: ANN202 - platform's table (the one JetPack <-> TensorRT fact)
+def _jetpack_releases() -> tuple[JetPackRelease, ...]:
+    """platform's JetPack table: the one JetPack <-> TensorRT fact."""
     from segdeploy.platform.jetson import JETPACK_RELEASES
 
     return JETPACK_RELEASES
@@ -216,7 +221,7 @@ def installed_version() -> str | None:
 
     try:
         return version_from_module()
-    except Exception:  # an installed module that fails to import builds nothing either
+    except Exception:  # noqa: BLE001 - an installed module that fails to import builds nothing either
         return None
 
 
