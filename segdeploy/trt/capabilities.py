@@ -223,7 +223,7 @@ def for_target(target: Any) -> Capabilities:
             partial += sorted(set(a) ^ set(b))
         else:
             merged[f.name] = a
-    merged.update(version=target.version, label=target.label + (f" ({target.jetpack})" if target.jetpack else ""),
+    merged.update(version=target.version, label=target.description,
                   exact=target.exact, partial=tuple(partial), example_version=target.example_version)
     return Capabilities(**merged)
 

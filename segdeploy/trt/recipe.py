@@ -214,8 +214,8 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
 def _refuse(caps: Capabilities, feature: str, message: str) -> UnsupportedByTensorRT:
     """The refusal, with the hint to give the exact version when only some versions of a range have ``feature``."""
     if feature in caps.partial:
-        message += (f"; {caps.describe()} spans versions that differ here: give the device's exact TensorRT with "
-                    f"--trt-target (e.g. {caps.example_version})")
+        message += (f"; its versions differ here: give the device's exact TensorRT with --trt-target "
+                    f"(e.g. {caps.example_version})")
     return UnsupportedByTensorRT(message)
 
 
@@ -297,8 +297,8 @@ def _typing(d: _Draft, caps: Capabilities, precision: str, weak: bool, dla: bool
     if precision == Precision.INT8_IMPLICIT:
         if caps.strongly_typed:
             d.warnings.append(
-                f"implicit INT8 calibration is deprecated in {ver} (since 10.1) and removed in TensorRT 11; "
-                "precision int8 (the explicit Q/DQ model.int8.onnx) builds on every version"
+                f"implicit INT8 calibration is deprecated since TensorRT 10.1 and removed in TensorRT 11 ({ver} still "
+                "has it); precision int8 (the explicit Q/DQ model.int8.onnx) builds on every version"
             )
         d.notes.append("implicit INT8 from the calibration cache only (the calibrator never reads data)")
 

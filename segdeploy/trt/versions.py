@@ -105,6 +105,15 @@ class Target:
         return f"TensorRT {self.version}"
 
     @property
+    def description(self) -> str:
+        """For messages: ``TensorRT 10.3.0 (JetPack 6.1-6.2.2)``, ``TensorRT 10.x (10.4-10.16; JetPack 7.0-7.2)``."""
+        if not self.jetpack:
+            return self.label
+        if self.label.endswith(")"):
+            return f"{self.label[:-1]}; {self.jetpack})"
+        return f"{self.label} ({self.jetpack})"
+
+    @property
     def example_version(self) -> str:
         """An exact version in the range (for messages: 'e.g. --trt-target 10.13.3')."""
         if self.exact:

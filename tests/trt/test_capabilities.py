@@ -118,7 +118,7 @@ def test_version_facts_equal_the_probe_of_the_recorded_surface(version):
 
 def test_a_range_has_only_what_all_its_versions_have():
     caps = for_target(resolve_target("10.x"))  # 10.4-10.16
-    assert not caps.exact and caps.calib_cache_code is None and caps.describe().startswith("TensorRT 10.x (10.4-10.16)")
+    assert not caps.exact and caps.calib_cache_code is None and caps.describe() == "TensorRT 10.x (10.4-10.16; JetPack 7.0-7.2)"
     assert caps.hardware_compatibility_levels == ("AMPERE_PLUS", "NONE")  # sameComputeCapability only from 10.9
     assert not caps.dla_api and {"dla_api", "SAME_COMPUTE_CAPABILITY"} <= set(caps.partial)
     assert caps.implicit_int8 and caps.strongly_typed and not caps.strongly_typed_mandatory
