@@ -49,7 +49,7 @@ from segdeploy.trt.recipe import (
     UnsupportedByTensorRT,
     make_recipe,
 )
-from segdeploy.trt.versions import Target, resolve_target, version_from_code
+from segdeploy.trt.versions import Target, resolve_target
 from segdeploy.vocab import CALIB_CACHE, Precision
 
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -195,10 +195,7 @@ def _calib_file(recipe: Recipe, target: Target, calib_cache: str | os.PathLike |
 
 
 def _notes(recipe: Recipe, target: Target, program: str) -> list[str]:
-    notes = list(recipe.warnings) + list(recipe.notes)
-    if recipe.calib_header_rewrite_from is not None:
-        notes.append(f"the cache's header says TensorRT {version_from_code(recipe.calib_header_rewrite_from)}: the "
-                     f"first command writes a copy with TRT-{recipe.calib_cache_code} for trtexec to read")
+    notes = list(recipe.warnings) + list(recipe.notes)  # a rewritten header: the recipe's warning says so
     if target.jetpack:
         notes.append(f"{target.label} ships with {target.jetpack}; run this on the device itself (engines are not "
                      "portable)")
