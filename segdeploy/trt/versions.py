@@ -23,7 +23,8 @@ listing the forms):
 ``default_target()``: the ``tensorrt`` module importable here (its exact version), else :data:`DEFAULT_TARGET`
 (JetPack 6.2's TensorRT 10.3.0: the Orin production release, the newest line that still reads calibration caches
 and has DLA). ``Target.calib_cache_code`` is the ``TRT-<code>-EntropyCalibration2`` header an exact target reads
-(:func:`trt_version_code`; None for a range). ``Target.line`` is the release line (``8.6 | 10.3 | 10.x | 11.x``)
+(:func:`trt_version_code`; None for a range); :func:`cache_header_code` is the header `calibrate` writes for a
+target (a range that reads calibration caches is refused: the header names one version). ``Target.line`` is the release line (``8.6 | 10.3 | 10.x | 11.x``)
 the Jetson bundle's ``build.sh`` switches on. Nothing here imports TensorRT except :func:`installed_version`.
 """
 
@@ -42,7 +43,8 @@ Version = tuple[int, int, int]
 
 # The target when none is given and no TensorRT is installed here: see the module docstring (README "Choices").
 DEFAULT_TARGET = "jetpack-6.2"
-# Kept for callers that want the header of the default target without resolving it (calibrate's default).
+# The default target's version, for the callers that still take a version string (calibrate's default until it takes
+# --trt-target); tests/trt/test_recipe.py holds it equal to resolve_target(DEFAULT_TARGET).version.
 DEFAULT_CALIB_CACHE_VERSION = "10.3.0"
 LINES = ("8.6", "10.3", "10.x", "11.x")  # release lines, oldest first
 _LINE_RANGES: dict[str, tuple[Version, Version]] = {
@@ -222,6 +224,24 @@ def resolve_target(text: str | Target | None, *, option: str = "--trt-target") -
         return _make(exact, exact, origin)
     except UsageError:
         raise UsageError(f"unknown TensorRT target {raw!r}; use {_FORMS} (TensorRT 8.6, 10.x or 11.x)") from None
+
+
+def cache_header_code(target: Target, option: str = "--trt-target") -> int:
+    """The ``TRT-<code>`` header a calibration cache written for ``target`` carries (``segdeploy calibrate``).
+
+    An exact target: its own code. A range whose versions read calibration caches (8.6, 10.x: implicit INT8, where
+    TensorRT skips a cache with another header) cannot say which: UsageError asking for the exact version. A range
+    that reads none (11.x: ModelOpt reads the scales, never the header): the code of its example version.
+    """
+    from segdeploy.trt.capabilities import for_target
+
+    if target.calib_cache_code is not None:
+        return target.calib_cache_code
+    if not for_target(target).implicit_int8 and "calibrator_api" not in for_target(target).partial:
+        return trt_version_code(target.example_version)
+    raise UsageError(f"the calibration cache's TRT-<version> header names one exact TensorRT and {target.description} "
+                     f"is not one version; give the device's exact version with {option} (e.g. "
+                     f"{target.example_version})")
 
 
 def installed_version() -> str | None:

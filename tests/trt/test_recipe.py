@@ -213,3 +213,26 @@ def test_dla_per_target_version(target, ok):
 def test_calibration_cache_only_for_int8_implicit():
     with pytest.raises(UsageError, match="only used by precision int8-implicit"):
         make_recipe(target_caps("10.3"), "int8", has_calib_cache=True)
+
+
+@pytest.mark.parametrize("target,code", [("8.6", 8602), ("10.3", 100300), ("jetpack-6.2", 100300),
+                                         ("10.13.3", 101303), ("11.4.1", 110401), ("11.x", 110401)])
+def test_the_header_calibrate_writes_follows_the_target(target, code):
+    """One rule for every writer of the header: calibrate (via cache_header_code), the bundle, the build's check."""
+    from segdeploy.trt.versions import cache_header_code, resolve_target
+
+    assert cache_header_code(resolve_target(target)) == code
+
+
+@pytest.mark.parametrize("target", ["10.x", "10.13", "jetpack-7.0", "10.16"])
+def test_a_range_that_reads_caches_cannot_name_a_header(target):
+    from segdeploy.trt.versions import cache_header_code, resolve_target
+
+    with pytest.raises(UsageError, match=r"names one exact TensorRT .* give the device's exact version with --trt-target"):
+        cache_header_code(resolve_target(target))
+
+
+def test_the_default_is_one_fact():
+    from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, DEFAULT_TARGET, resolve_target
+
+    assert resolve_target(DEFAULT_TARGET).version == DEFAULT_CALIB_CACHE_VERSION == "10.3.0"
