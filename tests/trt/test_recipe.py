@@ -233,6 +233,10 @@ def test_a_range_that_reads_caches_cannot_name_a_header(target):
 
 
 def test_the_default_is_one_fact():
-    from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, DEFAULT_TARGET, resolve_target
+    from segdeploy.trt.versions import (
+        DEFAULT_CALIB_CACHE_VERSION,
+        DEFAULT_TARGET,
+        resolve_target,
+    )
 
     assert resolve_target(DEFAULT_TARGET).version == DEFAULT_CALIB_CACHE_VERSION == "10.3.0"
