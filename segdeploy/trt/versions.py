@@ -24,7 +24,7 @@ listing the forms):
 (JetPack 6.2's TensorRT 10.3.0: the Orin production release, the newest line that still reads calibration caches
 and has DLA). ``Target.calib_cache_code`` is the ``TRT-<code>-EntropyCalibration2`` header an exact target reads
 (:func:`trt_version_code`; None for a range); :func:`cache_header_code` is the header `calibrate` writes for a
-target (a range that reads calibration caches is refused: the header names one version). ``Target.line`` is the release line (``8.6 | 10.3 | 10.x | 11.x``)
+target (for a range: its example version's, with a note). ``Target.line`` is the release line (``8.6 | 10.3 | 10.x | 11.x``)
 the Jetson bundle's ``build.sh`` switches on. Nothing here imports TensorRT except :func:`installed_version`.
 """
 
@@ -226,22 +226,20 @@ def resolve_target(text: str | Target | None, *, option: str = "--trt-target") -
         raise UsageError(f"unknown TensorRT target {raw!r}; use {_FORMS} (TensorRT 8.6, 10.x or 11.x)") from None
 
 
-def cache_header_code(target: Target, option: str = "--trt-target") -> int:
-    """The ``TRT-<code>`` header a calibration cache written for ``target`` carries (``segdeploy calibrate``).
+def cache_header_code(target: Target, option: str = "--trt-target") -> tuple[int, str | None]:
+    """(``TRT-<code>`` header, note) for a calibration cache written for ``target`` (``segdeploy calibrate``).
 
-    An exact target: its own code. A range whose versions read calibration caches (8.6, 10.x: implicit INT8, where
-    TensorRT skips a cache with another header) cannot say which: UsageError asking for the exact version. A range
-    that reads none (11.x: ModelOpt reads the scales, never the header): the code of its example version.
+    An exact target: its own code, no note. A range (10.x, 11.x, 10.13): the code of its example version, and a note
+    that implicit INT8 needs the exact one -- TensorRT skips a cache whose header names another version, and
+    ``segdeploy build`` refuses such a cache (or rewrites the header with ``--rewrite-calib-header``). The explicit
+    Q/DQ model and ModelOpt read the scales, never the header, so a range never stops calibration.
     """
-    from segdeploy.trt.capabilities import for_target
-
     if target.calib_cache_code is not None:
-        return target.calib_cache_code
-    if not for_target(target).implicit_int8 and "calibrator_api" not in for_target(target).partial:
-        return trt_version_code(target.example_version)
-    raise UsageError(f"the calibration cache's TRT-<version> header names one exact TensorRT and {target.description} "
-                     f"is not one version; give the device's exact version with {option} (e.g. "
-                     f"{target.example_version})")
+        return target.calib_cache_code, None
+    example = target.example_version
+    return trt_version_code(example), (
+        f"the calibration cache header names TensorRT {example} ({target.description} is not one version); implicit "
+        f"INT8 reads it only on exactly that version: give the device's exact version with {option} for int8-implicit")
 
 
 def installed_version() -> str | None:

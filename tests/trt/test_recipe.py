@@ -215,21 +215,19 @@ def test_calibration_cache_only_for_int8_implicit():
         make_recipe(target_caps("10.3"), "int8", has_calib_cache=True)
 
 
-@pytest.mark.parametrize("target,code", [("8.6", 8602), ("10.3", 100300), ("jetpack-6.2", 100300),
-                                         ("10.13.3", 101303), ("11.4.1", 110401), ("11.x", 110401)])
-def test_the_header_calibrate_writes_follows_the_target(target, code):
-    """One rule for every writer of the header: calibrate (via cache_header_code), the bundle, the build's check."""
+@pytest.mark.parametrize("target,code,noted", [("8.6", 8602, False), ("10.3", 100300, False),
+                                               ("jetpack-6.2", 100300, False), ("10.13.3", 101303, False),
+                                               ("11.4.1", 110401, False), ("11.x", 110401, True),
+                                               ("10.x", 101303, True), ("jetpack-7.0", 101303, True)])
+def test_the_header_calibrate_writes_follows_the_target(target, code, noted):
+    """calibrate's header: an exact target's own; a range's example version, with a note that implicit INT8 needs
+    the exact version (the build refuses or rewrites a cache for another version; Q/DQ never reads the header)."""
     from segdeploy.trt.versions import cache_header_code, resolve_target
 
-    assert cache_header_code(resolve_target(target)) == code
-
-
-@pytest.mark.parametrize("target", ["10.x", "10.13", "jetpack-7.0", "10.16"])
-def test_a_range_that_reads_caches_cannot_name_a_header(target):
-    from segdeploy.trt.versions import cache_header_code, resolve_target
-
-    with pytest.raises(UsageError, match=r"names one exact TensorRT .* give the device's exact version with --trt-target"):
-        cache_header_code(resolve_target(target))
+    got, note = cache_header_code(resolve_target(target))
+    assert got == code and (note is not None) is noted
+    if noted:
+        assert "give the device's exact version with --trt-target" in note
 
 
 def test_the_default_is_one_fact():
