@@ -210,12 +210,22 @@ step_engines() {
   local precs=fp32,fp16,int8 extra=()
   if requires check-int8-implicit; then
     precs=$precs,int8-implicit
-    # the export's cache header names segdeploy's default target (JetPack 6.2's 10.3.0) unless this TensorRT was
-    # installed for it: the build re-stamps it for this TensorRT (the file is unchanged)
-    extra=(--rewrite-calib-header)
+    # the export wrote the cache header of its target (the installed TensorRT; an older segdeploy: JetPack 6.2's
+    # 10.3.0): only when it differs from this TensorRT is the header re-stamped for the build (the file is unchanged)
+    if ! "$PY" - "$WORK/shapes/model.calib.cache" "$TRT" <<'EOF'
+import sys
+
+from segdeploy.trt.calibrator import read_cache_header
+from segdeploy.trt.versions import trt_version_code
+
+sys.exit(0 if read_cache_header(sys.argv[1]).code == trt_version_code(".".join(sys.argv[2].split(".")[:3])) else 1)
+EOF
+    then
+      extra=(--rewrite-calib-header)
+    fi
   fi
   sd build "$WORK/shapes" --precision "$precs" "${extra[@]}" || return $?
-  DETAIL[engines]="$precs with TensorRT $TRT on $GPU"
+  DETAIL[engines]="$precs with TensorRT $TRT on $GPU${extra[*]:+ (cache header re-stamped: ${extra[*]})}"
 }
 
 # check_engine PRECISION: segdeploy check of model.PRECISION.engine vs PyTorch on the validation split
