@@ -356,7 +356,7 @@ def test_calibration_cache_header_follows_the_target(example, tmp_path, monkeypa
 def _shell_fn(build_sh: str, name: str) -> str:
     import re
 
-    m = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", build_sh, re.M | re.S)
+    m = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", build_sh, re.MULTILINE | re.DOTALL)
     assert m, f"build.sh defines no {name}()"
     return m.group(0)
 
