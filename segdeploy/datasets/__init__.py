@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from segdeploy.datasets.listing import IMAGE_EXTENSIONS, Entry, list_images
 from segdeploy.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 DEFAULT_IGNORE_INDEX = 255
 
 
@@ -48,15 +47,6 @@ class Sample:
     image: np.ndarray  # HxWx3 uint8 RGB
     mask: np.ndarray | None  # HxW integer class indices, or None
     path: str  # the image file
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One dataset item before decoding: file paths only."""
-
-    stem: str
-    image_path: str
-    mask_path: str | None = None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -212,24 +202,6 @@ def _listing_fingerprint(ds: Dataset) -> str:
         for path in (ds.entries[i].image_path, ds.entries[i].mask_path):
             h.update(content(path).encode() + b"\n")
     return h.hexdigest()
-
-
-def list_images(directory: str | os.PathLike) -> dict[str, Path]:
-    """Map stem -> path for every image file directly inside ``directory`` (sorted, hidden files skipped).
-
-    Raises DataError when the directory is missing or two files share a stem.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise DataError(f"{d} is not a directory; pass an existing image/mask folder")
-    out: dict[str, Path] = {}
-    for p in sorted(d.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if p.stem in out:
-            raise DataError(f"two files with stem {p.stem!r} in {d} ({out[p.stem].name}, {p.name}); keep one")
-        out[p.stem] = p
-    return out
 
 
 def open_dataset(

@@ -28,8 +28,8 @@ import torch
 
 from segdeploy import __version__
 from segdeploy.errors import ExportError, UsageError, VerificationError
-from segdeploy.export import graph as graph_mod
-from segdeploy.export import rewrites as rw
+import segdeploy.export.graph as graph_mod
+import segdeploy.export.rewrites as rw
 from segdeploy.export.exporters import EXPORTERS, ExporterFailed, export_with
 from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
 from segdeploy.export.plugin_graph import make_plugin_variant

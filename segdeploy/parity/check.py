@@ -26,8 +26,6 @@ truth, candidate vs reference), per-image scores for the worst-image list.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -45,8 +43,9 @@ from segdeploy.errors import (
     VerificationError,
 )
 from segdeploy.evaluation import ImageError, PredictionLoop
+from segdeploy.metrics import ConfusionMatrix
 from segdeploy.parity.gate import GateOptions, GateResult, evaluate_gate, raise_for_gate
-from segdeploy.parity.metrics import ConfusionMatrix
+from segdeploy.parity.palette_png import encode_class_map
 from segdeploy.parity.report_json import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
@@ -135,21 +134,6 @@ def _image_miou(add: np.ndarray, inv: np.ndarray | None) -> float | None:
     return float((tp[present] / union[present]).mean())
 
 
-def _png_b64(pred: np.ndarray, num_classes: int) -> str | None:
-    """Palette PNG (VOC colours) of a class map, base64; None when it cannot be a palette image."""
-    if num_classes > 256:
-        return None
-    from PIL import Image
-
-    from segdeploy.datasets.masks import default_palette
-
-    im = Image.fromarray(np.clip(pred, 0, 255).astype(np.uint8)).convert("P")
-    im.putpalette(default_palette())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def worst_sort_key(item: dict[str, Any], mode: str) -> tuple:
     """Total order of worst images, worst first (shared with the shard merge)."""
     if mode == "labelled":
@@ -180,8 +164,8 @@ def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[
     """The manifest dict and its path: ``manifest`` (dict, export directory or manifest.json), else the export
     directory the candidate sits in (validated with every file's hash), else (None, None)."""
     from segdeploy.exportdir import ExportDir
-    from segdeploy.vocab import MANIFEST
     from segdeploy.manifest import validate_manifest
+    from segdeploy.vocab import MANIFEST
 
     if isinstance(manifest, dict):
         return validate_manifest(manifest), None
@@ -292,8 +276,8 @@ class _Accumulator:
             rec = dict(rec)
             e = entries.get(rec["stem"])
             rec["mask"] = e.mask_path if e is not None else None
-            rec["reference_png"] = _png_b64(ref_pred, self.num_classes)
-            rec["candidate_png"] = _png_b64(cand_pred, self.num_classes)
+            rec["reference_png"] = encode_class_map(ref_pred, self.num_classes)
+            rec["candidate_png"] = encode_class_map(cand_pred, self.num_classes)
             out.append(rec)
         return out
 

@@ -13,7 +13,7 @@ under ONNX Runtime on the CPU at two graph-optimisation levels over the validati
   would get, and a cross-check: the two levels disagreeing by more than ``disagree_tol`` mIoU points or
   ``1 - agreement`` > 1% is flagged (``report.disagree``) with a note; the check never picks one silently.
 
-Metrics come from :class:`segdeploy.parity.metrics.ConfusionMatrix` (exact counts). ``drop`` is
+Metrics come from :class:`segdeploy.metrics.ConfusionMatrix` (exact counts). ``drop`` is
 ``100 * (mIoU_reference - mIoU_candidate)`` in points against the masks; a dataset without masks is scored
 against the reference's own predictions (``truth == "reference"``, reference mIoU = 100), said in the report.
 Non-finite candidate logits make that pixel an invalid prediction (a miss), never a silent class 0.
@@ -157,7 +157,7 @@ class _Scorer:
     """Confusion matrices of one candidate (vs truth) plus its agreement with the reference."""
 
     def __init__(self, num_classes: int, ignore_index: int | None):
-        from segdeploy.parity.metrics import ConfusionMatrix
+        from segdeploy.metrics import ConfusionMatrix
 
         self.cm = ConfusionMatrix(num_classes, ignore_index)
         self.same = 0
@@ -205,7 +205,7 @@ def check_accuracy_many(
     Raises DataError for an empty dataset or mixed labelled/unlabelled images, UsageError for an unknown
     level; runner errors propagate.
     """
-    from segdeploy.parity.metrics import ConfusionMatrix
+    from segdeploy.metrics import ConfusionMatrix
 
     for lv in levels:
         OrtLevel.parse(lv, "ONNX Runtime level")
@@ -286,7 +286,7 @@ class Evaluator:
 
     def __init__(self, reference, dataset, *, preprocess, profile, num_classes: int, limit: int | None = 32,
                  batch_size: int = 8, ignore_index: int | None = 255):
-        from segdeploy.parity.metrics import ConfusionMatrix
+        from segdeploy.metrics import ConfusionMatrix
 
         from segdeploy.evaluation import preprocessed_batches
 

@@ -8,11 +8,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from segdeploy.errors import DataError
-from segdeploy.parity.instances.adapters import (InstanceModel, OnnxInstanceModel, RunnerInstanceModel,
-                                                 TorchInstanceModel, _as_chw01)
+from segdeploy.parity.instances.adapters import (
+    InstanceModel,
+    OnnxInstanceModel,
+    RunnerInstanceModel,
+    TorchInstanceModel,
+    _as_chw01,
+)
 from segdeploy.parity.instances.gate import InstanceGate, evaluate_instance_gate
 from segdeploy.parity.instances.matching import InstanceAccumulator
-from segdeploy.parity.instances.model import InstanceOptions, Instances, instances_from_outputs, instances_to_class_map
+from segdeploy.parity.instances.model import (
+    InstanceOptions,
+    Instances,
+    instances_from_outputs,
+    instances_to_class_map,
+)
 
 
 def compare_instances(
@@ -44,7 +54,7 @@ def compare_instances(
     Does not raise when the gate trips (call :func:`raise_for_instance_gate` on ``report["gate"]``).
     Raises DataError on an empty sample stream or malformed outputs, VerificationError on NaN/Inf.
     """
-    from segdeploy.parity.overlays import class_map_png_b64
+    from segdeploy.parity.palette_png import encode_class_map
 
     acc = InstanceAccumulator(options)
     kept: dict[str, tuple[np.ndarray, Instances, Instances]] = {}
@@ -70,7 +80,7 @@ def compare_instances(
     for im in report["worst_images"]:
         path, rmap, cmap = maps[im["stem"]]
         im.update(image=None if path is None else str(path), height=int(rmap.shape[0]), width=int(rmap.shape[1]),
-                  reference_png=class_map_png_b64(rmap), candidate_png=class_map_png_b64(cmap))
+                  reference_png=encode_class_map(rmap), candidate_png=encode_class_map(cmap))
     from segdeploy.parity.report_json import created_by, versions
 
     report.update(
