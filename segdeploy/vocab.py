@@ -22,6 +22,10 @@ Contents
   :data:`GATED_ORT_LEVEL` and :data:`PRECISION_CHECK_LEVELS`.
 * The dataset split layout: :data:`IMAGES_DIR`, :data:`MASKS_DIR`, :data:`CALIB_SPLIT`, :data:`VAL_SPLIT` and
   :func:`split_dirs`.
+* The INT8 placement's ONNX op sets (TensorRT's explicit-quantization rules): :data:`QDQ_WEIGHTED_OPS`,
+  :data:`QDQ_POOL_OPS`, :data:`QDQ_RESIDUAL_OP`, :data:`QDQ_UNTOUCHED_OPS` and their union of ops whose inputs
+  may carry Q/DQ, :data:`QUANTIZABLE_OPS` (the placer in :mod:`segdeploy.precision.qdq` and calibration's
+  ``quantizable_inputs`` read the same sets).
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ class Name(str, enum.Enum):
             from segdeploy.errors import UsageError
 
             raise UsageError(f"unknown {option} {text!r}; use one of {', '.join(cls.values())}") from None
+
+
+# ----------------------------------------------------------------------------------- INT8 placement (ONNX op types)
+
+QDQ_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})  # Q/DQ on the activation and the weight
+QDQ_POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})  # Q/DQ on the input
+QDQ_RESIDUAL_OP = "Add"  # Q/DQ on the skip branch of an Add fed by a Conv (TensorRT fuses the conv with the add)
+# ops whose inputs never carry Q/DQ (TensorRT rules + our policy): they run in the graph's float precision
+QDQ_UNTOUCHED_OPS = frozenset({"Resize", "Upsample", "Softmax", "LogSoftmax", "ArgMax", "ArgMin", "Concat",
+                               "BatchNormalization", "InstanceNormalization", "LayerNormalization",
+                               "GroupNormalization"})
+QUANTIZABLE_OPS = tuple(sorted(QDQ_WEIGHTED_OPS | QDQ_POOL_OPS | {QDQ_RESIDUAL_OP}))  # inputs may carry Q/DQ
 
 
 # ----------------------------------------------------------------------------------- artifact names

@@ -52,6 +52,7 @@ Pieces (each usable alone)::
     collect_statistics(onnx_path, batches, options=CollectOptions(), progress=None) -> Statistics
     calibratable_tensors(onnx_model) -> list[str]    # graph inputs + float node outputs (not Constant nodes)
     quantizable_inputs(onnx_model, op_types=QUANTIZABLE_OPS) -> list[str]  # activations feeding Conv/MatMul/pool/Add...
+                                                     # (QUANTIZABLE_OPS: segdeploy.vocab, the Q/DQ placer's set)
     TensorHistogram                                  # streaming |x| histogram, power-of-two range, exact re-binning
     Statistics                                       # .tensors: dict[str, TensorHistogram] (graph order), .absmax() dict
     # methods.py
@@ -98,7 +99,7 @@ _EXPORTS = {
     "collect_statistics": "segdeploy.calibration.collect",
     "calibratable_tensors": "segdeploy.calibration.collect",
     "quantizable_inputs": "segdeploy.calibration.collect",
-    "QUANTIZABLE_OPS": "segdeploy.calibration.collect",
+    "QUANTIZABLE_OPS": "segdeploy.vocab",  # the placer's op set (segdeploy.precision.qdq places Q/DQ by it)
     "TensorHistogram": "segdeploy.calibration.collect",
     "Statistics": "segdeploy.calibration.collect",
     "Method": "segdeploy.calibration.methods",

@@ -17,6 +17,9 @@ Placement rules (what TensorRT fuses well, see docs/precision.md):
   output channel);
 * nodes named in ``exclude`` stay in float (the accuracy budget uses this).
 
+The op sets are defined once in :mod:`segdeploy.vocab` (``QDQ_*``, ``QUANTIZABLE_OPS``); calibration's
+``quantizable_inputs`` reads the same ones.
+
 Weights keep FP32 initializers followed by a QuantizeLinear/DequantizeLinear pair (the form TensorRT
 8.6, 10.x and 11 all constant-fold; ORT's ``AddQDQPairToWeight``), so the same ONNX serves every version.
 
@@ -35,25 +38,13 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from segdeploy.errors import ArtifactError, UsageError
-
-QUANT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-# ops whose inputs must never carry Q/DQ (TensorRT rules + our policy)
-UNTOUCHED_OPS = frozenset(
-    {
-        "Resize",
-        "Upsample",
-        "Softmax",
-        "LogSoftmax",
-        "ArgMax",
-        "ArgMin",
-        "Concat",
-        "BatchNormalization",
-        "InstanceNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-    }
+from segdeploy.vocab import (
+    QDQ_POOL_OPS,
+    QDQ_RESIDUAL_OP,
+    QDQ_UNTOUCHED_OPS,
+    QDQ_WEIGHTED_OPS,
 )
+
 INT8_MAX = 127.0
 MIN_OPSET = 13  # per-channel QuantizeLinear (axis attribute)
 
@@ -202,7 +193,7 @@ def _plan(model, options: QdqOptions):
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             continue  # custom ops (TensorRT plugins) are never quantized
-        if op in QUANT_OPS:
+        if op in QDQ_WEIGHTED_OPS:
             if node.name in excl:
                 skipped.append(SkippedNode(node.name, op, "excluded by name"))
                 continue
@@ -227,12 +218,12 @@ def _plan(model, options: QdqOptions):
                     continue
             act = [0] if not is_const(node.input[0]) else []
             plan.append((node, act, axis))
-        elif op in POOL_OPS and options.quantize_pooling:
+        elif op in QDQ_POOL_OPS and options.quantize_pooling:
             if node.name in excl:
                 skipped.append(SkippedNode(node.name, op, "excluded by name"))
                 continue
             plan.append((node, [0], None))
-        elif op == "Add" and options.quantize_residual_add:
+        elif op == QDQ_RESIDUAL_OP and options.quantize_residual_add:
             ins = list(node.input)
             if len(ins) != 2 or any(is_const(t) for t in ins):
                 continue
@@ -435,7 +426,7 @@ def check_trt_qdq(model) -> list[Violation]:
 
     for n in g.node:
         op = n.op_type
-        if op in UNTOUCHED_OPS:
+        if op in QDQ_UNTOUCHED_OPS:
             for t in n.input:
                 if t and dq_of(t) is not None:
                     out.append(Violation("untouched_op", n.name, f"{op} input {t} comes from Q/DQ; leave {op} unquantized"))
