@@ -62,7 +62,8 @@ class LoadedModel:
     ``source_sha256`` hashes the model file (plus weights file) or the factory spec.
     ``shape_hint`` is an example input shape when the file carries one (``.pt2``), else None.
     ``spatial_multiple_hint`` is the multiple declared by the file or the model, else None.
-    ``spec`` is filled by :func:`inspect_model` (channels, classes, multiple).
+    ``spec`` is filled by :func:`segdeploy.export.probe.probe_model` (channels, classes, multiple).
+    Output selection is resolved by :meth:`select_output` (it needs an example input).
     """
 
     module: nn.Module
@@ -77,6 +78,32 @@ class LoadedModel:
     in_channels_hint: int | None = None
     notes: list[str] = field(default_factory=list)
     spec: Any = None
+
+    def select_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Resolve the output selection with the example input ``x`` (no gradients) and return the selected output.
+
+        Afterwards ``module`` returns the selected ``[N, K, H, W]`` logits (``raw`` wrapped in
+        :class:`SelectOutput` unless the model already returns a tensor) and ``output_rule`` names the rule that
+        chose it (``tensor``, ``dict['out']``, ``.logits``, ``tuple[0]`` ...). Raises ShapeError (the model fails
+        on ``x``) or ModelLoadError (no segmentation map; ``--output`` names one)."""
+        try:
+            out = run_model(self.raw, x)
+        except Exception as e:
+            raise ShapeError(
+                f"the model failed on an input of shape {list(x.shape)}: {_short(e)}; check the channel count and --shape"
+            ) from None
+        rule, selector = choose_output(out, None if self.output_rule == "auto" else self.output_rule)
+        t = selector(out)
+        check_segmentation_output(t, tuple(x.shape))
+        self.output_rule = rule
+        self.module = SelectOutput(self.raw, selector) if rule != "tensor" else self.raw
+        return t
+
+    def select_output_at(self, shape: tuple[int, int, int, int]) -> nn.Module:
+        """:meth:`select_output` with a seeded random input of ``shape`` (N, C, H, W); returns :attr:`module`, the
+        logits model (e.g. the PyTorch reference of a precision check at the manifest's opt shape)."""
+        self.select_output(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))
+        return self.module
 
 
 class SelectOutput(nn.Module):
@@ -445,7 +472,7 @@ def load_model(
     """Load a model from a file, a factory spec (``pkg.module:callable``) or an in-memory module.
 
     ``source`` may be a path, a ``pkg.module:factory`` string (when no such file exists), or an nn.Module.
-    Output selection is resolved later by :func:`inspect_model` (it needs an example input); ``output``
+    Output selection is resolved later by :meth:`LoadedModel.select_output` (it needs an example input); ``output``
     is stored for it. Raises ModelLoadError / UntrustedPickleError / UsageError with the fix.
     """
     notes: list[str] = []
@@ -495,7 +522,7 @@ def load_model(
         mult_hint = declared
         notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
     return LoadedModel(
-        module=raw,  # replaced by SelectOutput in inspect_model
+        module=raw,  # replaced by SelectOutput in LoadedModel.select_output
         raw=raw,
         format=fmt,
         source=src,
@@ -531,22 +558,6 @@ def run_model(module: Any, x: torch.Tensor) -> Any:
     """Run ``module`` on ``x`` without gradients."""
     with torch.inference_mode():
         return module(x)
-
-
-def select_output(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """Resolve output selection with an example input; wraps ``lm.module``; return the selected output."""
-    try:
-        out = run_model(lm.raw, x)
-    except Exception as e:
-        raise ShapeError(
-            f"the model failed on an input of shape {list(x.shape)}: {_short(e)}; check the channel count and --shape"
-        ) from None
-    rule, selector = choose_output(out, None if lm.output_rule == "auto" else lm.output_rule)
-    t = selector(out)
-    check_segmentation_output(t, tuple(x.shape))
-    lm.output_rule = rule
-    lm.module = SelectOutput(lm.raw, selector) if rule != "tensor" else lm.raw
-    return t
 
 
 def _lcm(a: int, b: int) -> int:

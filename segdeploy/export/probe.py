@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from segdeploy.errors import ShapeError
-from segdeploy.load import LoadedModel, run_model, select_output
+from segdeploy.load import LoadedModel, run_model
 from segdeploy.spec import ModelSpec
 
 CANDIDATE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
@@ -75,7 +75,7 @@ def probe_model(
     for i, (sh, sw) in enumerate(sizes):
         x = torch.randn(1, c, sh, sw, generator=torch.Generator().manual_seed(0))
         try:
-            out = select_output(lm, x)  # raises ShapeError / ModelLoadError
+            out = lm.select_output(x)  # raises ShapeError / ModelLoadError
             break
         except ShapeError:
             if i == len(sizes) - 1:

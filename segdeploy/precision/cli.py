@@ -27,7 +27,6 @@ from segdeploy.result import echo_json, result_doc
 def precision_command(export_dir, model, precision, as_json, quiet):
     """Calibrate, lower to INT8 Q/DQ and/or FP16, and check accuracy on the CPU, for EXPORT_DIR."""
     from segdeploy.exportdir import ExportDir
-    from segdeploy.export.probe import probe_model
     from segdeploy.precision.stage import check_labels, check_preconditions, lower
 
     try:
@@ -42,7 +41,7 @@ def precision_command(export_dir, model, precision, as_json, quiet):
         if lm.source_sha256 != ed.source_sha256:
             raise UsageError(f"{model.source} is not the model {export_dir} was exported from (its hash differs from the "
                              "manifest's source.sha256); pass the same model, or re-export")
-        probe_model(lm, ed.profile.opt)  # applies the output selection to lm.module
+        lm.select_output_at((1,) + tuple(ed.profile.opt[1:]))  # the reference returns the logits the export chose
         res = lower(export_dir, lm.module, popts, progress=Progress(not quiet), checked=True)
     except SegdeployError as e:
         if as_json:
