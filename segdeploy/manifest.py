@@ -319,3 +319,11 @@ class ManifestView:
     def file_table(self) -> dict[str, dict[str, Any]]:
         """The file table as JSON (name -> kind, sha256, bytes, derived_from), e.g. for the result document."""
         return self.manifest["files"]
+
+
+class ManifestDocument(ManifestView):
+    """A :class:`ManifestView` over a document in memory (a stage's result, a manifest passed by a library caller);
+    validate it first (:func:`validate_manifest`) when it does not come from segdeploy."""
+
+    def __init__(self, doc: dict[str, Any]):
+        self.manifest = doc

@@ -18,7 +18,7 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
         batch_size=8,
         tensors=None,                  # None: every float activation (graph inputs + float node outputs); or a list of names
         gray="refuse",                 # grayscale images for a 3-channel model: "refuse" (DataError) or "replicate"
-        progress=None,                 # optional callable(done_images: int, total_images: int)
+        progress=None,                 # optional segdeploy.progress.Progress (images streamed: a "calibrate" task)
     )
     res.ranges            # dict[str, float]: tensor name -> amax (>= 0; symmetric range [-amax, amax]; scale = amax / 127)
     res.statistics        # Statistics (histograms, absmax per tensor): recompute other methods without re-running the model
@@ -28,14 +28,15 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
     res.cache_hit         # bool: statistics came from the cache (model not run)
     res.model_sha256, res.data_sha256
     res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, tensor count)
+    res.summary()         # the stage's entry in the JSON result document (file paths once run() wrote them)
 
-The stage in an export directory's transaction (the one writer of ranges.json, model.calib.cache and the
-manifest's "calibration" section)::
+The stage, ``run(txn, options, progress)`` (the stage contract of segdeploy.pipeline; the one writer of
+ranges.json, model.calib.cache and the manifest's "calibration" section), on a published directory::
 
     from segdeploy.calibration.stage import CalibrateOptions, run
-    with Transaction(export_dir, fresh=False, command="calibrate") as txn:
-        res = run(txn, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"))
-        txn.commit()
+    from segdeploy.pipeline import run_stage
+    res, published = run_stage(export_dir, run, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"),
+                               Progress(), command="calibrate")
 
 CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [--calib-method M]`` (cli.py).
 

@@ -23,6 +23,9 @@ Layouts
   ``ImageSets/Segmentation/<split>.txt`` when given as ``list_file``).
 
 Masks: see :mod:`segdeploy.datasets.masks` (palette or grayscale PNG, ignore index, label mapping).
+
+:class:`DatasetOptions` is the frozen description of a dataset on the command line (`check`'s dataset group:
+``--data --masks --list --layout --ignore-index --label-map``); ``options.open()`` is :func:`open_dataset`.
 """
 
 from __future__ import annotations
@@ -204,6 +207,33 @@ def _listing_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
+LAYOUTS = ("folder", "voc")
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Where a dataset is and how its masks read (the CLI's dataset group); validated on construction,
+    opened by :meth:`open`. ``label_map``: a spec string (``"1:0,2:255"`` or a file), parsed on :meth:`open`."""
+
+    images: str
+    masks: str | None = None
+    list_file: str | None = None
+    layout: str = "folder"
+    ignore_index: int = DEFAULT_IGNORE_INDEX
+    label_map: str | None = None
+
+    def __post_init__(self) -> None:
+        from segdeploy.errors import UsageError
+
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"unknown --layout {self.layout!r}; use one of {', '.join(LAYOUTS)}")
+
+    def open(self, *, allow_empty: bool = False) -> "Dataset":
+        """:func:`open_dataset` on these options (DataError / UsageError as it raises)."""
+        return open_dataset(self.images, self.masks, list_file=self.list_file, layout=self.layout,
+                            ignore_index=self.ignore_index, label_map=self.label_map, allow_empty=allow_empty)
+
+
 def open_dataset(
     images: str | os.PathLike,
     masks: str | os.PathLike | None = None,
@@ -241,7 +271,7 @@ def open_dataset(
         entries = voc_entries(images, list_file, masks)
         desc = f"VOC {images}"
     else:
-        raise UsageError(f"unknown dataset layout {layout!r}; use 'folder' or 'voc'")
+        raise UsageError(f"unknown dataset layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if not entries and not allow_empty:
         raise DataError(f"dataset {desc} is empty (no images found); check the path and image extensions")
     return Dataset(entries, ignore_index=ignore_index, label_map=label_map, description=desc,
@@ -250,6 +280,8 @@ def open_dataset(
 
 __all__ = [
     "DEFAULT_IGNORE_INDEX",
+    "DatasetOptions",
+    "LAYOUTS",
     "IMAGE_EXTENSIONS",
     "Dataset",
     "Entry",
