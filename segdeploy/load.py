@@ -460,6 +460,53 @@ def check_segmentation_output(t: Any, x_shape: tuple[int, ...]) -> None:
 # ----------------------------------------------------------------------------- public API
 
 
+@dataclass
+class _Loaded:
+    """What one way of loading found: the raw model, its format, source and hash, and the file's hints."""
+
+    raw: Any
+    format: str
+    source: str
+    sha256: str
+    notes: list[str] = field(default_factory=list)
+    shape_hint: tuple[int, ...] | None = None
+    spatial_multiple_hint: int | None = None
+    static_axes: tuple[int, ...] = ()
+
+
+def _from_module(module: nn.Module) -> _Loaded:
+    digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum()))
+                                      for k, v in module.state_dict().items())).encode())
+    return _Loaded(module, "module", type(module).__name__, digest)
+
+
+def _from_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> _Loaded:
+    raw, notes = _load_factory(spec, weights, kwargs)
+    h = sha256_bytes(f"factory:{spec}:{sorted((kwargs or {}).items())}".encode())
+    return _Loaded(raw, "factory", spec, sha256_bytes((h + (sha256_file(weights) if weights else "")).encode()), notes)
+
+
+def _from_file(source: str | os.PathLike | None, weights: str | os.PathLike | None, trust_pickle: bool) -> _Loaded:
+    if source is None:
+        raise UsageError("no model given; pass a model file or --model pkg.module:factory")
+    path = Path(source)
+    fmt = detect_format(path)
+    if weights is not None:
+        raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
+    digest = sha256_file(path)
+    if fmt == "pt2":
+        raw, shape_hint, mult_hint, notes, static_axes = _load_pt2(path, trust_pickle)
+        return _Loaded(raw, fmt, str(path), digest, notes, shape_hint, mult_hint, static_axes)
+    from segdeploy.safety import captured_diagnostics
+
+    with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
+        raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
+    notes = ["loaded a pickled module because --trust-pickle was given"] if fmt == "pickle" else []
+    if diag.summary():
+        notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
+    return _Loaded(raw, fmt, str(path), digest, notes)
+
+
 def load_model(
     source: str | os.PathLike | nn.Module | None = None,
     *,
@@ -475,64 +522,31 @@ def load_model(
     Output selection is resolved later by :meth:`LoadedModel.select_output` (it needs an example input); ``output``
     is stored for it. Raises ModelLoadError / UntrustedPickleError / UsageError with the fix.
     """
-    notes: list[str] = []
-    shape_hint = None
-    mult_hint = None
-    static_axes: tuple[int, ...] = ()
     if isinstance(source, nn.Module):
-        raw: Any = source
-        fmt = "module"
-        src = type(source).__name__
-        digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in source.state_dict().items())).encode())
+        got = _from_module(source)
     elif factory is not None or (isinstance(source, str) and is_factory_spec(source) and not Path(source).exists()):
-        spec = factory or str(source)
-        raw, n = _load_factory(spec, weights, factory_kwargs)
-        notes += n
-        fmt = "factory"
-        src = spec
-        h = sha256_bytes(f"factory:{spec}:{sorted((factory_kwargs or {}).items())}".encode())
-        digest = sha256_bytes((h + (sha256_file(weights) if weights else "")).encode())
+        got = _from_factory(factory or str(source), weights, factory_kwargs)
     else:
-        if source is None:
-            raise UsageError("no model given; pass a model file or --model pkg.module:factory")
-        path = Path(source)
-        fmt = detect_format(path)
-        src = str(path)
-        if weights is not None:
-            raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
-        digest = sha256_file(path)
-        if fmt == "pt2":
-            raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path, trust_pickle)
-            notes += n
-        else:
-            from segdeploy.safety import captured_diagnostics
-
-            with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
-                raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
-            if fmt == "pickle":
-                notes.append("loaded a pickled module because --trust-pickle was given")
-            if diag.summary():
-                notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
-    if fmt != "pt2" and isinstance(raw, nn.Module) and not isinstance(raw, torch.jit.ScriptModule):
-        raw.eval()
-    elif isinstance(raw, torch.jit.ScriptModule):
-        raw.eval()
+        got = _from_file(source, weights, trust_pickle)
+    raw = got.raw
+    if isinstance(raw, torch.jit.ScriptModule) or (got.format != "pt2" and isinstance(raw, nn.Module)):
+        raw.eval()  # a .pt2 program's module refuses eval(); it is already in inference form
     declared = getattr(raw, "spatial_multiple", None)
-    if isinstance(declared, int) and declared > 0 and mult_hint is None:
-        mult_hint = declared
-        notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
+    if isinstance(declared, int) and declared > 0 and got.spatial_multiple_hint is None:
+        got.spatial_multiple_hint = declared
+        got.notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
     return LoadedModel(
         module=raw,  # replaced by SelectOutput in LoadedModel.select_output
         raw=raw,
-        format=fmt,
-        source=src,
-        source_sha256=digest,
+        format=got.format,
+        source=got.source,
+        source_sha256=got.sha256,
         output_rule=output or "auto",
-        shape_hint=shape_hint,
-        static_axes_hint=static_axes,
-        spatial_multiple_hint=mult_hint,
+        shape_hint=got.shape_hint,
+        static_axes_hint=got.static_axes,
+        spatial_multiple_hint=got.spatial_multiple_hint,
         in_channels_hint=_first_conv_channels(raw),
-        notes=notes,
+        notes=got.notes,
     )
 
 
