@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 CLI_LAYER = len(LAYERS) - 1
 
-# the owner of manifest keys and file names
+# the owner of manifest keys and file names (a package owns through all its modules)
 MANIFEST_OWNERS = ("segdeploy.manifest", "segdeploy.exportdir", "segdeploy.vocab")
 MANIFEST_KEYS = frozenset({"source", "model", "inputs", "outputs", "static_axes", "preprocess", "onnx", "rewrites", "verification", "versions", "files",
                            "profile_narrowed", "tensorrt_plugins", "calibration", "precision", "engines"})
@@ -157,6 +157,11 @@ def _manifest_reads(module: str, path: Path) -> list[str]:
     return hits
 
 
+def _is_owner(module: str) -> bool:
+    """A manifest owner or a module of an owner package (segdeploy.exportdir.view)."""
+    return any(module == o or module.startswith(o + ".") for o in MANIFEST_OWNERS)
+
+
 def _artifact_literals(module: str, path: Path) -> list[str]:
     """String constants that are exactly an artifact file name (outside segdeploy.vocab)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -184,7 +189,7 @@ def report(root: Path = ROOT) -> dict:
             pkg_edges[a].add(b)
             if layer_of(b) > layer_of(a):
                 upward.append(f"{m} -> {t} ({a} is layer {layer_of(a)}, {b} layer {layer_of(b)})")
-    manifest_reads = [h for m, p in mods.items() if m not in MANIFEST_OWNERS for h in _manifest_reads(m, p)]
+    manifest_reads = [h for m, p in mods.items() if not _is_owner(m) for h in _manifest_reads(m, p)]
     literals = [h for m, p in mods.items() if m != "segdeploy.vocab" for h in _artifact_literals(m, p)]
     long = sorted((f for m, p in mods.items() for f in _long_functions(m, p)), reverse=True)
     return {

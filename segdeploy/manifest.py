@@ -27,6 +27,7 @@ equal bytes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from segdeploy.errors import ArtifactError, SegdeployError
@@ -319,6 +320,51 @@ class ManifestView:
     def file_table(self) -> dict[str, dict[str, Any]]:
         """The file table as JSON (name -> kind, sha256, bytes, derived_from), e.g. for the result document."""
         return self.manifest["files"]
+
+    # ---- accessors added for the build stage, check, bench and inspect (issue 15)
+    @property
+    def plugin_ops(self) -> tuple[str, ...]:
+        """The plugin op names the ``tensorrt_plugins`` section records, sorted (empty when the model needs none)."""
+        nodes = (self.plugins_section or {}).get("nodes") or []
+        return tuple(sorted({str(n.get("plugin") or n.get("op_type") or "?") for n in nodes if isinstance(n, dict)}))
+
+    def lowered_file(self, precision: str) -> str | None:
+        """The file name of the ``fp16`` / ``int8`` ONNX the precision stage recorded, or None."""
+        entry = self.lowered(precision)
+        return entry.get("file") if entry else None
+
+    @property
+    def engine_files(self) -> tuple[str, ...]:
+        """The engine files the ``engines`` list names, in its order."""
+        return tuple(e["file"] for e in self.engines)
+
+    def engine_entry(self, file: str) -> dict[str, Any] | None:
+        """The ``engines`` entry of engine ``file`` (a copy), or None when the manifest does not list it."""
+        return next((dict(e) for e in self.engines if e.get("file") == file), None)
+
+
+@dataclass(frozen=True)
+class EnginePluginsHint:
+    """What a manifest read without validation says about the plugin library one engine needs
+    (:func:`engine_plugins_hint`)."""
+
+    listed: bool  # the manifest lists the engine
+    library: str | None  # the library its entry names (None: it needs none, or it is not listed)
+    model_needs_plugins: bool  # the manifest has a tensorrt_plugins section
+
+
+def engine_plugins_hint(doc: Any, engine_name: str) -> EnginePluginsHint:
+    """The plugin facts for engine ``engine_name`` in ``doc``, a manifest parsed WITHOUT validation (hand-written
+    manifests beside engines: :func:`segdeploy.exportdir.read_manifest_unvalidated`). The one reader of those
+    optional keys; anything malformed reads as "not listed, no plugins"."""
+    if not isinstance(doc, dict):
+        return EnginePluginsHint(False, None, False)
+    engines = doc.get("engines")
+    entry = next((e for e in engines if isinstance(e, dict) and e.get("file") == engine_name), None) \
+        if isinstance(engines, list) else None
+    library = entry.get("plugins") if entry is not None else None
+    return EnginePluginsHint(entry is not None, library if isinstance(library, str) and library else None,
+                             bool(doc.get("tensorrt_plugins")))
 
 
 class ManifestDocument(ManifestView):

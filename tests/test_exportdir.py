@@ -13,6 +13,7 @@ from segdeploy import exportdir as ed_mod
 from segdeploy import safefs
 from segdeploy.errors import ArtifactError
 from segdeploy.exportdir import ExportDir, Transaction
+from segdeploy.exportdir import staging as staging_mod  # the publish step (renameat2 exchange) lives here
 from segdeploy.manifest import SCHEMA_VERSION, validate_manifest
 
 DOC = {
@@ -147,7 +148,7 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
     def full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ed_mod, "_exchange", full)
+    monkeypatch.setattr(staging_mod, "_exchange", full)
     with pytest.raises(ArtifactError, match="no space left on the device") as ei:
         publish(out, onnx=b"onnx-2")
     assert "\n" not in ei.value.message
@@ -157,7 +158,7 @@ def test_publish_failure_leaves_the_old_set(tmp_path, monkeypatch):
 def test_two_rename_fallback_and_recovery(tmp_path, monkeypatch):
     out = tmp_path / "exp"
     publish(out)
-    monkeypatch.setattr(ed_mod, "_exchange", lambda *args: False)
+    monkeypatch.setattr(staging_mod, "_exchange", lambda *args: False)
     publish(out, onnx=b"onnx-2")  # fallback path publishes too
     assert ExportDir.open(out).files["model.onnx"].bytes == 6
     assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]  # the work marker does not stay
@@ -208,3 +209,88 @@ def test_refuses_a_directory_that_is_not_an_export(tmp_path):
 def test_staging_names_never_collide_with_published_names():
     assert not ed_mod.is_owned_name(".exp.staging-1234")
     assert ed_mod.is_owned_name("model.int8.onnx") and ed_mod.is_owned_name("model.fp16.engine")
+
+
+# ------------------------------------------------------------------------------------------------ StagedDirectory
+# The generic half (lock, recovery, marked staging, one-step publish) that Transaction and the bundle share.
+
+
+def _stage_and_publish(target, files):
+    from segdeploy.exportdir import StagedDirectory
+
+    with StagedDirectory(target) as sd:
+        sd.stage()
+        assert sd.staging.name.startswith(f".{target.name}.staging-") and (sd.staging / safefs.WORK_MARKER).is_file()
+        for name, data in files.items():
+            (sd.staging / name).write_bytes(data)
+        sd.publish()
+        return list(sd.notes)
+
+
+def test_staged_directory_publishes_any_content_and_keeps_the_mode(tmp_path):
+    out = tmp_path / "bundle"
+    assert _stage_and_publish(out, {"a.txt": b"1"}) == []
+    assert sorted(os.listdir(out)) == ["a.txt"]  # no work marker once published
+    out.chmod(0o750)
+    _stage_and_publish(out, {"b.txt": b"2"})
+    assert sorted(os.listdir(out)) == ["b.txt"] and stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle"]
+
+
+def test_staged_directory_aborts_without_publishing(tmp_path):
+    from segdeploy.exportdir import StagedDirectory
+
+    out = tmp_path / "bundle"
+    _stage_and_publish(out, {"a.txt": b"1"})
+    with pytest.raises(RuntimeError, match="stage failed"):
+        with StagedDirectory(out) as sd:
+            sd.stage()
+            (sd.staging / "half.txt").write_bytes(b"x")
+            raise RuntimeError("stage failed")
+    assert sorted(os.listdir(out)) == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle"]
+
+
+def test_staged_directory_recovers_a_cut_publish_and_leaves_foreign_dirs(tmp_path):
+    """A publish cut between its two renames leaves only the marked .old-*: the next run restores it first; a
+    staging-like directory without the marker is someone else's and stays, with a note."""
+    from segdeploy.exportdir import StagedDirectory
+
+    out = tmp_path / "bundle"
+    _stage_and_publish(out, {"a.txt": b"1"})
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    safefs.mark_work_dir(fd)
+    os.close(fd)
+    os.rename(out, tmp_path / ".bundle.old-dead")
+    (tmp_path / ".bundle.staging-beef").mkdir()
+    with StagedDirectory(out) as sd:
+        assert "restored" in sd.notes[0] and "left" in sd.notes[1] and ".bundle.staging-beef" in sd.notes[1]
+        assert sorted(os.listdir(out)) == ["a.txt"]  # restored, and without the marker
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", ".bundle.staging-beef", "bundle"]
+
+
+def test_staged_directory_refuses_a_second_writer(tmp_path):
+    from segdeploy.exportdir import StagedDirectory
+
+    out = tmp_path / "bundle"
+    with StagedDirectory(out):
+        with pytest.raises(ArtifactError, match=r"another segdeploy run \(pid \d+\) is writing"):
+            StagedDirectory(out).open()
+    _stage_and_publish(out, {"a.txt": b"1"})  # released on exit
+
+
+def test_copy_without_engines_is_a_valid_export_directory(tmp_path):
+    out = tmp_path / "exp"
+    publish(out, extra=[("model.fp32.engine", "engine", b"plan", ("model.onnx",))])
+    ed = ExportDir.open(out)
+    with Transaction(out, fresh=False, command="test") as txn:
+        txn.put_engine({"file": "model.fp32.engine", "sha256": txn.sha256_of("model.fp32.engine"), "precision": "fp32",
+                        "source_onnx": "model.onnx"})
+        ed = txn.commit()
+    assert ed.engines and ed.has("model.fp32.engine")
+    left_out = ed.copy_without_engines(tmp_path / "copy")
+    copied = ExportDir.open(tmp_path / "copy")
+    assert left_out == ["model.fp32.engine"] and sorted(os.listdir(tmp_path / "copy")) == ["manifest.json", "model.onnx"]
+    assert copied.engines == [] and set(copied.files) == {"model.onnx"}
+    assert copied.file_table["model.onnx"] == ed.file_table["model.onnx"]
+    assert ed.gated_agreement("int8") is None and ed.validation_source is None

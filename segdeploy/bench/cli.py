@@ -32,7 +32,8 @@ from segdeploy.vocab import OrtLevel
               help=f"ONNX Runtime graph optimisation level: {', '.join(OrtLevel.values())} (disable: Q/DQ emulated in float).")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled model file (runs its code).")
 @click.option("--plugins", "plugin_library", type=click.Path(dir_okay=False), default=None,
-              help="TensorRT plugin library for engines that need it.")
+              help="TensorRT plugin library for engines that need it (default: $SEGDEPLOY_PLUGINS, then the "
+                   "`segdeploy plugins build` output).")
 @click.option("--switch-gap-ms", type=float, default=50.0, show_default=True,
               help="Pause before each target's turn, so other runtimes' spinning threads go idle (0: none).")
 @click.option("--settle-calls", type=int, default=1, show_default=True,

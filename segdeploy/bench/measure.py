@@ -1,6 +1,7 @@
 """Interleaved latency measurement of several runners in one process.
 
-``measure(runners, shapes, options, progress=None) -> Measurement``
+``measure(runners, shapes, options, progress=None) -> Measurement`` (``progress``: a
+:class:`~segdeploy.progress.Progress`; its step lines say which runner loads and how far the timing is)
 
 * ``runners``: unopened :class:`~segdeploy.runners.base.Runner` objects (any backend; index 0 is the
   baseline of the ratios computed later). ``shapes``: NCHW tuples. The input is one seeded standard-normal
@@ -42,6 +43,7 @@ import numpy as np
 
 from segdeploy.bench.memory import PeakSampler, device_used_bytes, init_device_probe, rss_bytes
 from segdeploy.errors import UsageError
+from segdeploy.progress import Progress, as_progress
 from segdeploy.runners.base import Runner
 
 Shape = tuple[int, int, int, int]
@@ -193,7 +195,7 @@ def measure(
     runners: Sequence[Runner],
     shapes: Sequence[Shape],
     options: MeasureOptions,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     on_open: Callable[[int, Runner], None] | None = None,
 ) -> Measurement:
     """Run the two phases (see module docstring). Closes every runner before returning or raising."""
@@ -201,96 +203,106 @@ def measure(
         raise UsageError("nothing to measure: no runners; pass at least one Runner")
     if not shapes:
         raise UsageError("nothing to measure: no input shapes; pass at least one NCHW shape")
-    say = progress or (lambda msg: None)
-    n = len(runners)
+    progress = as_progress(progress)
     rng = np.random.default_rng(options.seed)
     inputs = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
     device = any(_is_cuda(r) for r in runners) and init_device_probe()
-    records = [RunnerRecord() for _ in runners]
-    results: list[ShapeResult] = []
-    rounds: dict[int, int] = {}
-    seconds: dict[int, float] = {}
-    call_log: list[tuple[int, int]] = []
+    m = Measurement([RunnerRecord() for _ in runners], [], {}, {}, [], bool(device))
     try:
-        # ---- phase 1: load + warm up each runner alone
-        for i, r in enumerate(runners):
-            rec = records[i]
-            say(f"loading {i + 1}/{n}: {r.name}")
-            with PeakSampler(device=device) as s:
-                t0 = time.perf_counter()
-                r.open()
-                rec.open_s = time.perf_counter() - t0
-                if on_open is not None:
-                    on_open(i, r)
-                rss_open = rss_bytes()
-                for si, x in enumerate(inputs):
-                    t0 = time.perf_counter()
-                    r.infer(x)
-                    rec.first_call_ms[si] = (time.perf_counter() - t0) * 1e3
-                    for _ in range(options.warmup - 1):
-                        r.infer(x)
-            rec.describe = r.describe()
-            rec.memory = {
-                "open_rss_growth_bytes": None if rss_open is None or s.rss0 is None else rss_open - s.rss0,
-                "peak_rss_growth_bytes": s.peak_rss_growth,
-                "retained_rss_growth_bytes": s.rss_growth,
-                "peak_device_growth_bytes": s.peak_device_growth,
-                "retained_device_growth_bytes": s.device_growth,
-            }
-            r.timings.clear()
-        # ---- phase 2: interleaved timing per shape
-        for si, x in enumerate(inputs):
-            outs: list[np.ndarray] = []
-            for i, r in enumerate(runners):  # untimed round; also gives the outputs to compare
-                outs.append(r.infer(x))
-            base_out = outs[0]
-            timed: list[list[float]] = [[] for _ in runners]
-            splits: list[list[dict[str, float]]] = [[] for _ in runners]
-            switching = n > 1
-            t_start = time.perf_counter()
-            t_last_say = t_start
-            k = 0
-            while True:
-                for i in rotation(n, k):
-                    r = runners[i]
-                    if switching:
-                        time.sleep(options.switch_gap_s)  # the previous runner's spinning threads go to sleep
-                        for _ in range(options.settle_calls):
-                            r.infer(x)  # untimed: this runner's own threads and caches hot again
-                    r.infer(x)
-                    timed[i].append(r.timings[-1])
-                    call_log.append((si, i))
-                    sp = read_split(r)
-                    if sp is not None:
-                        splits[i].append(sp)
-                k += 1
-                now = time.perf_counter()
-                if options.iters is not None and k >= options.iters:
-                    break
-                if options.seconds is not None and now - t_start >= options.seconds and k >= options.min_iters:
-                    break
-                if now - t_last_say >= 2.0:
-                    t_last_say = now
-                    total = options.iters if options.iters is not None else None
-                    say(f"shape {'x'.join(map(str, shapes[si]))}: round {k}" + (f"/{total}" if total else
-                        f" ({now - t_start:.0f}/{options.seconds:.0f} s)"))
-            rounds[si] = k
-            seconds[si] = time.perf_counter() - t_start
-            for i, r in enumerate(runners):
-                times = timed[i]
-                stats = latency_stats(times)
-                results.append(ShapeResult(
-                    runner=i, shape=tuple(shapes[si]), calls=len(times), latency_ms=stats,
-                    throughput_ips=float(shapes[si][0] * len(times) / sum(times)) if sum(times) > 0 else float("inf"),
-                    split_ms=_median_split(splits[i]) if len(splits[i]) == len(times) else None,
-                    output_shape=list(outs[i].shape),
-                    argmax_agreement_vs_baseline=None if i == 0 else _agreement(outs[i], base_out),
-                ))
-            say(f"shape {'x'.join(map(str, shapes[si]))}: {k} rounds in {seconds[si]:.1f} s")
+        for i, r in enumerate(runners):  # phase 1: load + warm up each runner alone
+            progress.step(f"loading {i + 1}/{len(runners)}: {r.name}")
+            m.records[i] = _load(i, r, inputs, options, bool(device), on_open)
+        for si, x in enumerate(inputs):  # phase 2: interleaved timing per shape
+            _time_shape(m, si, tuple(shapes[si]), x, runners, options, progress)
     finally:
         for r in runners:
             r.close()
-    return Measurement(records, results, rounds, seconds, call_log, bool(device))
+    return m
+
+
+def _load(i: int, r: Runner, inputs: list[np.ndarray], options: MeasureOptions, device: bool,
+          on_open: Callable[[int, Runner], None] | None) -> RunnerRecord:
+    """Open runner ``i`` and warm it up at every shape, alone, inside a peak sampler (phase 1)."""
+    rec = RunnerRecord()
+    with PeakSampler(device=device) as s:
+        t0 = time.perf_counter()
+        r.open()
+        rec.open_s = time.perf_counter() - t0
+        if on_open is not None:
+            on_open(i, r)
+        rss_open = rss_bytes()
+        for si, x in enumerate(inputs):
+            t0 = time.perf_counter()
+            r.infer(x)
+            rec.first_call_ms[si] = (time.perf_counter() - t0) * 1e3
+            for _ in range(options.warmup - 1):
+                r.infer(x)
+    rec.describe = r.describe()
+    rec.memory = {
+        "open_rss_growth_bytes": None if rss_open is None or s.rss0 is None else rss_open - s.rss0,
+        "peak_rss_growth_bytes": s.peak_rss_growth,
+        "retained_rss_growth_bytes": s.rss_growth,
+        "peak_device_growth_bytes": s.peak_device_growth,
+        "retained_device_growth_bytes": s.device_growth,
+    }
+    r.timings.clear()
+    return rec
+
+
+def _time_shape(m: Measurement, si: int, shape: Shape, x: np.ndarray, runners: Sequence[Runner],
+                options: MeasureOptions, progress: Progress) -> None:
+    """Phase 2 at one shape: an untimed round (the outputs to compare), then the timed rounds; results into ``m``."""
+    outs = [r.infer(x) for r in runners]
+    timed: list[list[float]] = [[] for _ in runners]
+    splits: list[list[dict[str, float]]] = [[] for _ in runners]
+    t_start = time.perf_counter()
+    k = _timed_rounds(si, shape, x, runners, options, progress, timed, splits, m.call_log)
+    m.rounds[si] = k
+    m.seconds[si] = time.perf_counter() - t_start
+    for i in range(len(runners)):
+        times = timed[i]
+        m.results.append(ShapeResult(
+            runner=i, shape=shape, calls=len(times), latency_ms=latency_stats(times),
+            throughput_ips=float(shape[0] * len(times) / sum(times)) if sum(times) > 0 else float("inf"),
+            split_ms=_median_split(splits[i]) if len(splits[i]) == len(times) else None,
+            output_shape=list(outs[i].shape),
+            argmax_agreement_vs_baseline=None if i == 0 else _agreement(outs[i], outs[0]),
+        ))
+    progress.step(f"shape {'x'.join(map(str, shape))}: {k} rounds in {m.seconds[si]:.1f} s")
+
+
+def _timed_rounds(si: int, shape: Shape, x: np.ndarray, runners: Sequence[Runner], options: MeasureOptions,
+                  progress: Progress, timed: list[list[float]], splits: list[list[dict[str, float]]],
+                  call_log: list[tuple[int, int]]) -> int:
+    """The rotating round-robin (see the module docstring); returns the number of rounds."""
+    n = len(runners)
+    switching = n > 1
+    t_start = t_last_say = time.perf_counter()
+    k = 0
+    while True:
+        for i in rotation(n, k):
+            r = runners[i]
+            if switching:
+                time.sleep(options.switch_gap_s)  # the previous runner's spinning threads go to sleep
+                for _ in range(options.settle_calls):
+                    r.infer(x)  # untimed: this runner's own threads and caches hot again
+            r.infer(x)
+            timed[i].append(r.timings[-1])
+            call_log.append((si, i))
+            sp = read_split(r)
+            if sp is not None:
+                splits[i].append(sp)
+        k += 1
+        now = time.perf_counter()
+        if options.iters is not None and k >= options.iters:
+            return k
+        if options.seconds is not None and now - t_start >= options.seconds and k >= options.min_iters:
+            return k
+        if now - t_last_say >= 2.0:
+            t_last_say = now
+            total = options.iters if options.iters is not None else None
+            progress.step(f"shape {'x'.join(map(str, shape))}: round {k}" + (f"/{total}" if total else
+                          f" ({now - t_start:.0f}/{options.seconds:.0f} s)"))
 
 
 __all__ = ["MeasureOptions", "Measurement", "RunnerRecord", "ShapeResult", "device_used_bytes", "latency_stats",

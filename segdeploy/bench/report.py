@@ -68,6 +68,31 @@ def build_report(exp, shapes, m, options, *, notes: list[str], torch_threads: in
                  command: str | None = None) -> dict[str, Any]:
     """Assemble the document from an Expansion, the shapes, a Measurement and the BenchOptions."""
     shape_keys = [_fmt_shape(s) for s in shapes]
+    all_notes = list(notes)
+    if options.threads is None:
+        all_notes.append("threads: library defaults (torch and ONNX Runtime each use about one thread per "
+                         "physical core); pass --threads T to pin both")
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "segdeploy_version": _versions()["segdeploy"],
+        "command": command,
+        "versions": _versions(),
+        "machine": _machine(m.device_memory),
+        "settings": _settings(options, torch_threads),
+        "shapes": [list(s) for s in shapes],
+        "baseline": 0,
+        "timed_rounds": {shape_keys[si]: k for si, k in m.rounds.items()},
+        "timed_seconds": {shape_keys[si]: v for si, v in m.seconds.items()},
+        "device_memory_measured": m.device_memory,
+        "targets": _targets(exp, m, shape_keys),
+        "results": _results(exp, m),
+        "skipped": [s.to_dict() for s in exp.skipped],
+        "notes": all_notes,
+    }
+
+
+def _targets(exp, m, shape_keys: list[str]) -> list[dict[str, Any]]:
     targets = []
     for i, (t, rec) in enumerate(zip(exp.targets, m.records)):
         d = t.to_dict()
@@ -80,6 +105,11 @@ def build_report(exp, shapes, m, options, *, notes: list[str], torch_threads: in
             "memory": rec.memory,
         })
         targets.append(d)
+    return targets
+
+
+def _results(exp, m) -> list[dict[str, Any]]:
+    """Each (target, shape) result with its ratios against target 0 at the same shape."""
     base = {r.shape: r for r in m.results if r.runner == 0}
     results = []
     for r in m.results:
@@ -94,45 +124,28 @@ def build_report(exp, shapes, m, options, *, notes: list[str], torch_threads: in
             "throughput_ratio_vs_baseline": (r.throughput_ips / b.throughput_ips) if b.throughput_ips > 0 else None,
         })
         results.append(d)
+    return results
+
+
+def _settings(options, torch_threads: int | None) -> dict[str, Any]:
     mo = options.measure_options()
-    all_notes = list(notes)
-    if options.threads is None:
-        all_notes.append("threads: library defaults (torch and ONNX Runtime each use about one thread per "
-                         "physical core); pass --threads T to pin both")
     return {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "segdeploy_version": _versions()["segdeploy"],
-        "command": command,
-        "versions": _versions(),
-        "machine": _machine(m.device_memory),
-        "settings": {
-            "warmup": mo.warmup,
-            "iters": mo.iters,
-            "seconds": mo.seconds,
-            "min_iters": mo.min_iters,
-            "threads": options.threads,
-            "torch_threads": torch_threads,
-            "ort_intra_op_threads": options.threads,
-            "ort_opt_level": options.ort_opt_level,
-            "seed": mo.seed,
-            "switch_gap_ms": mo.switch_gap_s * 1e3,
-            "settle_calls": mo.settle_calls,
-            "input": "standard-normal float32, seeded, the same array for every target",
-            "order": ("rotating round-robin: timed round i gives every target one turn, starting at target i mod n; "
-                      "a turn is a pause of switch_gap_ms, settle_calls untimed calls, then one timed call "
-                      "(no pause or settle calls with a single target)"),
-            "latency": "the runner's own timer per call (wall clock around the backend call, device synchronised)",
-        },
-        "shapes": [list(s) for s in shapes],
-        "baseline": 0,
-        "timed_rounds": {shape_keys[si]: k for si, k in m.rounds.items()},
-        "timed_seconds": {shape_keys[si]: v for si, v in m.seconds.items()},
-        "device_memory_measured": m.device_memory,
-        "targets": targets,
-        "results": results,
-        "skipped": [s.to_dict() for s in exp.skipped],
-        "notes": all_notes,
+        "warmup": mo.warmup,
+        "iters": mo.iters,
+        "seconds": mo.seconds,
+        "min_iters": mo.min_iters,
+        "threads": options.threads,
+        "torch_threads": torch_threads,
+        "ort_intra_op_threads": options.threads,
+        "ort_opt_level": options.ort_opt_level,
+        "seed": mo.seed,
+        "switch_gap_ms": mo.switch_gap_s * 1e3,
+        "settle_calls": mo.settle_calls,
+        "input": "standard-normal float32, seeded, the same array for every target",
+        "order": ("rotating round-robin: timed round i gives every target one turn, starting at target i mod n; "
+                  "a turn is a pause of switch_gap_ms, settle_calls untimed calls, then one timed call "
+                  "(no pause or settle calls with a single target)"),
+        "latency": "the runner's own timer per call (wall clock around the backend call, device synchronised)",
     }
 
 
@@ -193,52 +206,10 @@ def format_report(doc: dict[str, Any]) -> str:
     out = [f"segdeploy bench: {len(targets)} targets, interleaved ({run}, warmup {s['warmup']}, "
            f"{s['settle_calls']} settle call(s) after a {s['switch_gap_ms']:g} ms pause per turn), threads {threads}, "
            f"baseline #0 = {targets[0]['label']}"]
-    footnotes: dict[str, int] = {}
-
-    def marks(t: dict[str, Any]) -> str:
-        refs = []
-        for n in t["notes"]:
-            if n not in footnotes:
-                footnotes[n] = len(footnotes) + 1
-            refs.append(f"[{footnotes[n]}]")
-        return "".join(refs)
-
-    has_split = any(r["split_ms"] for r in doc["results"])
+    footnotes: dict[str, int] = {}  # note -> its number, in order of first mention
     for shape in doc["shapes"]:
-        key = _fmt_shape(shape)
-        rows = []
-        for r in (r for r in doc["results"] if r["shape"] == shape):
-            t = targets[r["target"]]
-            lat = r["latency_ms"]
-            agree = r["argmax_agreement_vs_baseline"]
-            row = [f"{r['target']}", t["label"] + marks(t), t["precision"], _num(lat["p50"]), _num(lat["p90"]),
-                   _num(lat["p99"]), _num(r["throughput_ips"], "{:.1f}"),
-                   "baseline" if r["target"] == 0 else _num(r["speedup_vs_baseline"], "{:.2f}x"),
-                   "-" if agree is None else f"{100 * agree:.2f}"]
-            if has_split:
-                sp = r["split_ms"]
-                row.append("-" if not sp else f"{sp['h2d']:.2f}/{sp['compute']:.2f}/{sp['d2h']:.2f}")
-            rows.append(row)
-        header = ["#", "target", "prec", "p50 ms", "p90 ms", "p99 ms", "img/s", "speedup vs #0", "argmax agree %"]
-        if has_split:
-            header.append("h2d/compute/d2h ms")
-        out.append("")
-        out.append(f"input {key} ({doc['timed_rounds'][key]} timed rounds, {doc['timed_seconds'][key]:.1f} s)")
-        out += _table(header, rows, right={0, 3, 4, 5, 6, 7, 8})
-    out.append("")
-    out.append("load and memory (each target loaded and warmed up alone, growth over the RSS just before it)")
-    dev = doc.get("device_memory_measured")
-    rows = []
-    for t in targets:
-        first = ", ".join(f"{v:.0f}" for v in t["first_call_ms"].values())
-        mem = t["memory"]
-        row = [str(t["index"]), t["label"], _num(t["open_s"]), first, _mb(mem.get("peak_rss_growth_bytes")),
-               _mb(mem.get("retained_rss_growth_bytes"))]
-        if dev:
-            row.append(_mb(mem.get("peak_device_growth_bytes")))
-        rows.append(row)
-    header = ["#", "target", "open s", "first call ms", "peak RSS +MB", "kept RSS +MB"] + (["device +MB"] if dev else [])
-    out += _table(header, rows, right={0, 2, 3, 4, 5, 6})
+        out += _latency_table(doc, shape, footnotes)
+    out += _memory_table(doc)
     if doc["skipped"]:
         out.append("")
         out.append("skipped:")
@@ -250,3 +221,52 @@ def format_report(doc: dict[str, Any]) -> str:
     out.append("argmax agree %: agreement with #0's output on the benchmark's random input (a same-model guard, "
                "not accuracy: use `segdeploy check` for that)")
     return "\n".join(out)
+
+
+def _marks(target: dict[str, Any], footnotes: dict[str, int]) -> str:
+    refs = []
+    for n in target["notes"]:
+        if n not in footnotes:
+            footnotes[n] = len(footnotes) + 1
+        refs.append(f"[{footnotes[n]}]")
+    return "".join(refs)
+
+
+def _latency_table(doc: dict[str, Any], shape: list[int], footnotes: dict[str, int]) -> list[str]:
+    targets = doc["targets"]
+    has_split = any(r["split_ms"] for r in doc["results"])
+    rows = []
+    for r in (r for r in doc["results"] if r["shape"] == shape):
+        t = targets[r["target"]]
+        lat = r["latency_ms"]
+        agree = r["argmax_agreement_vs_baseline"]
+        row = [f"{r['target']}", t["label"] + _marks(t, footnotes), t["precision"], _num(lat["p50"]), _num(lat["p90"]),
+               _num(lat["p99"]), _num(r["throughput_ips"], "{:.1f}"),
+               "baseline" if r["target"] == 0 else _num(r["speedup_vs_baseline"], "{:.2f}x"),
+               "-" if agree is None else f"{100 * agree:.2f}"]
+        if has_split:
+            sp = r["split_ms"]
+            row.append("-" if not sp else f"{sp['h2d']:.2f}/{sp['compute']:.2f}/{sp['d2h']:.2f}")
+        rows.append(row)
+    header = ["#", "target", "prec", "p50 ms", "p90 ms", "p99 ms", "img/s", "speedup vs #0", "argmax agree %"]
+    if has_split:
+        header.append("h2d/compute/d2h ms")
+    key = _fmt_shape(shape)
+    return (["", f"input {key} ({doc['timed_rounds'][key]} timed rounds, {doc['timed_seconds'][key]:.1f} s)"]
+            + _table(header, rows, right={0, 3, 4, 5, 6, 7, 8}))
+
+
+def _memory_table(doc: dict[str, Any]) -> list[str]:
+    out = ["", "load and memory (each target loaded and warmed up alone, growth over the RSS just before it)"]
+    dev = doc.get("device_memory_measured")
+    rows = []
+    for t in doc["targets"]:
+        first = ", ".join(f"{v:.0f}" for v in t["first_call_ms"].values())
+        mem = t["memory"]
+        row = [str(t["index"]), t["label"], _num(t["open_s"]), first, _mb(mem.get("peak_rss_growth_bytes")),
+               _mb(mem.get("retained_rss_growth_bytes"))]
+        if dev:
+            row.append(_mb(mem.get("peak_device_growth_bytes")))
+        rows.append(row)
+    header = ["#", "target", "open s", "first call ms", "peak RSS +MB", "kept RSS +MB"] + (["device +MB"] if dev else [])
+    return out + _table(header, rows, right={0, 2, 3, 4, 5, 6})

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from segdeploy.bench.measure import MeasureOptions, measure
 from segdeploy.bench.targets import Target, TargetOptions, expand_targets, make_runner
 from segdeploy.errors import MissingDependencyError, ShapeError, UsageError
+from segdeploy.progress import Progress
 from segdeploy.runners.base import Runner
 from segdeploy.spec import Shape, parse_shape
 from segdeploy.vocab import OrtLevel, Precision
@@ -129,14 +131,19 @@ def _inspect_ort_cpu(target: Target, opt_level: str) -> Target:
     """INT8 (Q/DQ) or FP16 model on ONNX Runtime's CPU provider: record what ORT really executes, and say it."""
     if target.kind != "onnx" or target.runner != "ort-cpu" or target.precision not in (Precision.INT8, Precision.FP16):
         return target
-    from segdeploy.bench import ortgraph
+    from segdeploy.bench.ortgraph import (
+        describe_fp16_execution,
+        describe_int8_execution,
+        fp16_execution,
+        int8_execution,
+    )
 
     if target.precision == Precision.INT8:
-        facts = ortgraph.int8_execution(target.artifact, opt_level)
-        key, note = "ort_cpu_int8", ortgraph.describe_int8_execution(facts)
+        facts = int8_execution(target.artifact, opt_level)
+        key, note = "ort_cpu_int8", describe_int8_execution(facts)
     else:
-        facts = ortgraph.fp16_execution(target.artifact, opt_level)
-        key, note = "ort_cpu_fp16", ortgraph.describe_fp16_execution(facts)
+        facts = fp16_execution(target.artifact, opt_level)
+        key, note = "ort_cpu_fp16", describe_fp16_execution(facts)
     return dataclasses.replace(target, execution={key: facts}, notes=target.notes + (note,))
 
 
@@ -154,7 +161,7 @@ def _preimport(kinds: set[str]) -> None:
 
 
 def run_bench(artifacts: list[Any], options: BenchOptions | None = None,
-              progress: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:
+              progress: Progress | None = None, command: str | None = None) -> dict[str, Any]:
     """Run the benchmark (see module docstring) and return the report document."""
     from segdeploy.bench.report import build_report
 

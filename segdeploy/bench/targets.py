@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from segdeploy.errors import ArtifactError, UsageError
+from segdeploy.plugins.locate import PLUGINS_ENV
 from segdeploy.runners import ENGINE_SUFFIXES
 from segdeploy.runners.base import Runner
 from segdeploy.vocab import OrtLevel, Precision
@@ -198,13 +199,6 @@ def _beside(path: Path):
     return ExportDir.beside(path)
 
 
-def _engine_entry(ed, name: str) -> dict[str, Any] | None:
-    for e in ed.section("engines") or []:
-        if e.get("file") == name:
-            return e
-    return None
-
-
 def _engine_profile(ed, entry: dict[str, Any] | None):
     from segdeploy.spec import ShapeProfile
 
@@ -274,12 +268,13 @@ def _onnx_targets(path: Path, runners: list[str], ed, source: str | None, exp: E
 
 
 def _engine_targets(path: Path, runners: list[str], ed, source: str | None) -> list[Target]:
-    entry = _engine_entry(ed, path.name) if ed is not None else None
+    entry = ed.engine_entry(path.name) if ed is not None else None
     precision = (entry or {}).get("precision") or _engine_precision_from_name(path)
     profile = _engine_profile(ed, entry) if ed is not None else None
     notes = ()
     if entry and entry.get("plugins"):
-        notes = (f"built with the plugin library {entry['plugins']}: pass its path with --plugins",)
+        notes = ((f"built with the plugin library {entry['plugins']}: loaded from --plugins, else ${PLUGINS_ENV} or "
+                  "the `segdeploy plugins build` output"),)
     return [Target(label=f"{path.name} [{r}]", artifact=path, kind="engine", runner=r, precision=precision,
                    profile=profile, manifest=ed.manifest_path if ed is not None else None,
                    source=source, notes=notes) for r in runners]
@@ -312,8 +307,7 @@ def _expand_dir(path: Path, selected: list[str], exp: Expansion) -> list[Target]
     for _, f in files:
         out += _onnx_targets(f, onnx_runners, ed, src, exp, explicit=False)
     engine_runners = _runners_for("engine", selected)
-    engines = [e["file"] for e in ed.section("engines") or []]
-    for name in engines:
+    for name in ed.engine_files:
         f = ed.file(name)
         if not engine_runners:
             continue

@@ -19,12 +19,14 @@ Contract
   the reference maps with per-precision thresholds), ``README.md``, ``bundle.json`` (every file's sha256, the
   thresholds, the trtexec commands per TensorRT line, notes).
 
-The directory is published in one step (staged beside ``out``, swapped in; a lock refuses a second writer); an
-existing ``out`` must be an earlier bundle or empty, and may not be (inside) the export directory
-(:func:`segdeploy.exportdir.guard_outputs`). Every file operation goes through :mod:`segdeploy.safefs`: the
-export's files are read without following links and only when regular, the staging directory carries the work
-marker until it is published, a killed run's leftovers are removed only when they are ours, and the archive is
-written to a new temporary file (never through a link) renamed into place.
+The run: check the options, the export and ``out`` before any work (an existing ``out`` must be an earlier bundle
+or empty, and may not be (inside) the export directory: :func:`segdeploy.exportdir.guard_outputs`) -> stage the
+files -> render ``build.sh``/``README.md``/``bundle.json`` -> archive -> publish. The directory is published
+through the export directory's :class:`~segdeploy.exportdir.StagedDirectory`: a lock refuses a second writer, an
+interrupted publish is recovered, the files are staged in a marked sibling, swapped in in one step. Every file
+operation goes through :mod:`segdeploy.safefs`: the export's files are read without following links and only when
+regular (:meth:`~segdeploy.exportdir.ExportDir.copy_without_engines`), a killed run's leftovers are removed only
+when they are ours, and the archive is written to a new temporary file (never through a link) renamed into place.
 Raises ArtifactError / UsageError / DataError, one line each.
 """
 
@@ -43,15 +45,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from segdeploy import __version__
+from segdeploy import __version__, safefs
 from segdeploy.bundle.targets import BundleTarget, resolve
 from segdeploy.errors import ArtifactError, DataError, UsageError
-from segdeploy import safefs
-from segdeploy.exportdir import DirLock, ExportDir, clean_work_dirs, guard_outputs, publish_directory
-from segdeploy.vocab import (CALIB_CACHE, GATED_ORT_LEVEL, IMAGES_DIR, MANIFEST, MODEL_ONNX, ONNX_PRECISIONS, Precision, split_dirs)
+from segdeploy.exportdir import ExportDir, StagedDirectory, guard_outputs
 from segdeploy.fsutil import sha256_file
 from segdeploy.manifest import REEXPORT
+from segdeploy.progress import Progress, as_progress
 from segdeploy.trt.versions import TARGETS as TRT_TARGETS
+from segdeploy.trt.versions import resolve_target
+from segdeploy.vocab import CALIB_CACHE, IMAGES_DIR, MODEL_ONNX, ONNX_PRECISIONS, Precision, split_dirs
 
 SCHEMA = "segdeploy.bundle"
 BUNDLE_JSON = "bundle.json"
@@ -62,6 +65,7 @@ FP32_THRESHOLD = 99.5
 MARGIN = 1.0
 DEFAULT_THRESHOLD = {Precision.FP16: 97.0, Precision.INT8: 95.0, Precision.INT8_IMPLICIT: 95.0}
 TEMPLATES = Path(__file__).parent / "templates"
+PACKAGE = Path(__file__).resolve().parents[1]  # segdeploy/: the plugin, runtime and platform sources bundled
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,6 @@ class BundleOptions:
     def __post_init__(self) -> None:
         t = resolve(self.target)
         if self.trt_version is not None:
-            from segdeploy.trt.versions import resolve_target
-
             line = resolve_target(self.trt_version).key
             if line not in t.trt_lines:
                 raise UsageError(f"--trt-version {self.trt_version} (TensorRT {line}) does not run on {t.label}; use one of "
@@ -100,10 +102,11 @@ class BundleResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        written = self.doc  # bundle.json
         return {"bundle": str(self.path), "archive": None if self.archive is None else str(self.archive),
-                "target": self.doc["target"], "precisions": self.doc["precisions"],
-                "files": len(self.doc["files"]), "samples": len(self.doc["samples"]),
-                "thresholds": self.doc["smoke_test"]["thresholds"], "notes": list(self.notes)}
+                "target": written["target"], "precisions": written["precisions"],
+                "files": len(written["files"]), "samples": len(written["samples"]),
+                "thresholds": written["smoke_test"]["thresholds"], "notes": list(self.notes)}
 
 
 def _precisions(ed: ExportDir, options: BundleOptions) -> list[str]:
@@ -124,7 +127,7 @@ def _sample_source(ed: ExportDir, options: BundleOptions) -> Path:
         if not p.is_dir():
             raise UsageError(f"--samples {p} is not a directory; pass a folder of sample images")
         return split_dirs(p)[0]
-    val = ((ed.section("precision") or {}).get("validation") or {}).get("source")
+    val = ed.validation_source
     if val:
         p = Path(val)
         p = split_dirs(p)[0]
@@ -134,7 +137,7 @@ def _sample_source(ed: ExportDir, options: BundleOptions) -> Path:
                      "sees; the export recorded no validation split that exists here)")
 
 
-def _references(ed: ExportDir, images: list[Path], staging: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
+def _references(ed: ExportDir, images: list[Path], staging: Path, progress: Progress) -> list[dict[str, Any]]:
     """Sample images + reference class maps (FP32 ONNX on ONNX Runtime) into samples/ -> per-sample records."""
     from PIL import Image
 
@@ -142,13 +145,11 @@ def _references(ed: ExportDir, images: list[Path], staging: Path, say: Callable[
     from segdeploy.evaluation import PredictionLoop
     from segdeploy.runners import open_runner
 
-    if ed.num_classes > 255:
-        raise UsageError(f"the model has {ed.num_classes} classes; the bundle's 8-bit reference maps hold up to 255")
     (staging / "samples" / IMAGES_DIR).mkdir(parents=True)
     (staging / "samples" / "reference").mkdir(parents=True)
     ds = Dataset([Entry(p.stem, str(p)) for p in images], description="bundle samples")
     runner = open_runner(str(ed.file(MODEL_ONNX)), kind="onnxruntime")
-    say(f"reference masks for {len(images)} sample image(s) with ONNX Runtime (model.onnx)")
+    progress.step(f"reference masks for {len(images)} sample image(s) with ONNX Runtime (model.onnx)")
     out = []
     try:
         for pred in PredictionLoop(ds, {"reference": runner}, ed.preprocess, ed.profile, batch_size=1):
@@ -166,14 +167,13 @@ def _references(ed: ExportDir, images: list[Path], staging: Path, say: Callable[
 
 
 def _thresholds(ed: ExportDir, precisions: list[str]) -> dict[str, float]:
-    prec = ed.section("precision") or {}
+    """Smoke-test thresholds per precision: FP32 fixed; the others from the CPU-measured agreement minus a margin."""
     out: dict[str, float] = {}
     for p in precisions:
         if p == Precision.FP32:
             out[p] = FP32_THRESHOLD
             continue
-        acc = (prec.get(Precision.INT8 if p.startswith(Precision.INT8) else p) or {}).get("accuracy") or {}
-        agree = ((acc.get("levels") or {}).get(GATED_ORT_LEVEL) or {}).get("agreement_vs_reference")
+        agree = ed.gated_agreement(p)
         out[p] = round(max(90.0, 100.0 * agree - MARGIN), 2) if agree is not None else DEFAULT_THRESHOLD[p]
     return out
 
@@ -231,31 +231,6 @@ def _render_build_sh(precisions, ed: ExportDir, target: BundleTarget, cases: str
             .replace('mkdir -p engines build\n', 'mkdir -p engines build\n' + stamp.lstrip("\n")))
 
 
-def _copy_model(ed: ExportDir, dst: Path, notes: list[str]) -> dict[str, Any]:
-    """model/: every listed non-engine file (hash-checked); the manifest without engine entries."""
-    dst.mkdir(parents=True)
-    manifest = json.loads(json.dumps(ed.manifest))
-    engines = [n for n, e in ed.files.items() if e.kind == "engine"]
-    with safefs.dir_handle(ed.path) as src_fd, safefs.dir_handle(dst) as dst_fd:
-        for name, entry in ed.files.items():
-            if entry.kind == "engine":
-                continue
-            fd = safefs.open_regular(src_fd, name, shown=ed.path / name, fix=REEXPORT)
-            try:
-                safefs.copy_fd_at(fd, dst_fd, name)
-            finally:
-                os.close(fd)
-    if engines:
-        notes.append(f"left out {', '.join(sorted(engines))}: engines run only on the GPU and TensorRT they were built "
-                     "with; build.sh builds them on the device")
-        for n in engines:
-            manifest["files"].pop(n)
-        manifest.pop("engines", None)
-    safefs.atomic_write(dst / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    ExportDir.open(dst)  # a valid export directory, every copied file hash-checked against the manifest
-    return manifest
-
-
 def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("build", "build-*", "__pycache__", "*.pyc", ".*"))
 
@@ -272,23 +247,50 @@ def _readme(target: BundleTarget, precisions: list[str], thresholds: dict[str, f
             .replace("@DLA@", target.dla_note).replace("@SEGDEPLOY_VERSION@", __version__))
 
 
-def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: BundleOptions,
-                progress: Callable[[str], None] | None = None) -> BundleResult:
-    """Write the bundle (see module docstring)."""
-    say = progress or (lambda msg: None)
-    target = resolve(options.target)
-    from segdeploy.trt.versions import resolve_target
+@dataclass(frozen=True)
+class _Plan:
+    """What a bundle run makes, every option and input checked before any file is written."""
 
+    ed: ExportDir
+    options: BundleOptions
+    target: BundleTarget
+    default_line: str  # the TensorRT line of the README's commands and the calibration cache's header
+    precisions: list[str]
+    images: list[Path]
+    out: Path  # absolute
+
+
+def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: BundleOptions,
+                progress: Progress | Callable[[str], None] | None = None) -> BundleResult:
+    """Write the bundle (see module docstring)."""
+    progress = as_progress(progress)
+    plan = _plan(export_dir, out, options)
+    try:
+        with StagedDirectory(plan.out) as sd:
+            notes = list(sd.notes)  # a killed run's leftovers that are not ours
+            _remove_stale_archives(sd.parent_fd, plan.out.name)
+            sd.stage()
+            progress.step(f"bundle for {plan.target.label}: {', '.join(plan.precisions)}")
+            samples = _stage_files(plan, sd.staging, notes, progress)
+            doc = _render(plan, sd.staging, samples, notes)
+            archive = _archive(sd.parent_fd, sd.staging, plan.out) if options.archive else None
+            sd.publish()
+    except OSError as e:
+        raise ArtifactError(f"cannot write the bundle {plan.out}: {e.strerror or e}; check free space and "
+                            "permissions (nothing was published)") from None
+    return BundleResult(plan.out, archive, doc, notes)
+
+
+def _plan(export_dir: str | os.PathLike, out: str | os.PathLike, options: BundleOptions) -> _Plan:
+    """Check the options, the export and ``out`` (cheap, before any work). Raises UsageError / ArtifactError /
+    DataError."""
+    target = resolve(options.target)
     default_line = resolve_target(options.trt_version).key if options.trt_version else target.default_trt
     ed = ExportDir.open(export_dir)
     precisions = _precisions(ed, options)
-    src = _sample_source(ed, options)
-    from segdeploy.datasets import IMAGE_EXTENSIONS
-
-    images = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-    if not images:
-        raise DataError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)}); pass --samples DIR with a few images")
-    images = images[: options.num_samples]
+    images = _sample_images(ed, options)
+    if ed.num_classes > 255:
+        raise UsageError(f"the model has {ed.num_classes} classes; the bundle's 8-bit reference maps hold up to 255")
     target_dir = Path(os.path.abspath(out))
     guard_outputs([("--out", out)], [("the export directory", ed.path)], directory=True)
     if target_dir.exists():
@@ -296,71 +298,66 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
             raise ArtifactError(f"--out {target_dir} exists and is not a directory; choose another --out")
         if os.listdir(target_dir) and not (target_dir / BUNDLE_JSON).is_file():
             raise ArtifactError(f"{target_dir} is not empty and not a segdeploy bundle; choose an empty or new --out")
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = DirLock(target_dir)
-    lock.acquire()
-    staging = target_dir.parent / f".{target_dir.name}.staging-{secrets.token_hex(4)}"
-    notes: list[str] = []
-    try:
-        pfd = safefs.open_dir(target_dir.parent)
-    except OSError as e:
-        lock.release()
-        raise ArtifactError(f"cannot open {target_dir.parent}: {e.strerror or e}; choose another --out") from None
-    try:
-        notes += clean_work_dirs(pfd, target_dir, ("staging",))  # a killed run's, when they are ours
-        _remove_stale_archives(pfd, target_dir.name)
-        os.close(safefs.make_work_dir(pfd, staging.name, 0o777 & ~_umask()))
-        say(f"bundle for {target.label}: {', '.join(precisions)}")
-        _copy_model(ed, staging / "model", notes)
-        if ed.has(CALIB_CACHE):
-            _stamp_cache(ed.file(CALIB_CACHE), staging / "calib" / CALIB_CACHE, default_line, notes)
-        if ed.needs_plugins:
-            plug = Path(__file__).resolve().parents[1] / "plugins"
-            (staging / "plugins").mkdir()
-            shutil.copy2(plug / "CMakeLists.txt", staging / "plugins" / "CMakeLists.txt")
-            _copy_tree(plug / "csrc", staging / "plugins" / "csrc")
-            _copy_tree(plug / "trt", staging / "plugins" / "trt")
-        _copy_tree(Path(__file__).resolve().parents[1] / "runtime" / "cpp", staging / "runtime")
-        (staging / "tools").mkdir()
-        shutil.copy2(Path(__file__).resolve().parents[1] / "platform" / "detect_trt.sh", staging / "tools" / "detect_trt.sh")
-        samples = _references(ed, images, staging, say)
-        thresholds = _thresholds(ed, precisions)
-        cases, table = _trtexec_cases(ed, precisions, target, options.version_compatible)
-        (staging / "build.sh").write_text(_render_build_sh(precisions, ed, target, cases, thresholds,
-                                                           options.version_compatible), encoding="utf-8")
-        os.chmod(staging / "build.sh", 0o755)
-        os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
-        (staging / "README.md").write_text(_readme(target, precisions, thresholds, ed, table, default_line), encoding="utf-8")
-        files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                 for p in sorted(staging.rglob("*")) if _is_bundle_file(staging, p)}
-        doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
-               "target": {"key": target.key, "label": target.label, "cuda_arch": target.cuda_arch,
-                          "trt_lines": list(target.trt_lines), "default_trt": default_line},
-               "source": {"export_dir": str(ed.path), "manifest_source_sha256": ed.source_sha256},
-               "precisions": precisions, "needs_plugins": ed.needs_plugins, "samples": samples,
-               "version_compatible": options.version_compatible,
-               "smoke_test": {"thresholds": thresholds, "rule": "percent of pixels equal to samples/reference/"},
-               "trtexec": table, "files": files, "notes": notes}
-        (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        for p in staging.rglob("*"):  # every file here is a new inode this run wrote (no links)
-            if _is_bundle_file(staging, p) and p.name not in ("build.sh", "detect_trt.sh"):
-                os.chmod(p, 0o644)
-        archive = _archive(pfd, staging, target_dir) if options.archive else None
-        publish_directory(staging, target_dir)
-    except OSError as e:
-        raise ArtifactError(f"cannot write the bundle {target_dir}: {e.strerror or e}; check free space and "
-                            "permissions (nothing was published)") from None
-    finally:
-        shutil.rmtree(staging.name, dir_fd=pfd, ignore_errors=True)
-        os.close(pfd)
-        lock.release()
-    return BundleResult(target_dir, archive, doc, notes)
+    return _Plan(ed, options, target, default_line, precisions, images, target_dir)
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+def _sample_images(ed: ExportDir, options: BundleOptions) -> list[Path]:
+    from segdeploy.datasets import IMAGE_EXTENSIONS
+
+    src = _sample_source(ed, options)
+    images = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not images:
+        raise DataError(f"{src} holds no images ({', '.join(IMAGE_EXTENSIONS)}); pass --samples DIR with a few images")
+    return images[: options.num_samples]
+
+
+def _stage_files(plan: _Plan, staging: Path, notes: list[str], progress: Progress) -> list[dict[str, Any]]:
+    """model/, calib/, plugins/, runtime/, tools/ and samples/ into ``staging``; returns the sample records."""
+    ed = plan.ed
+    left_out = ed.copy_without_engines(staging / "model")
+    if left_out:
+        notes.append(f"left out {', '.join(left_out)}: engines run only on the GPU and TensorRT they were built "
+                     "with; build.sh builds them on the device")
+    if ed.has(CALIB_CACHE):
+        _stamp_cache(ed.file(CALIB_CACHE), staging / "calib" / CALIB_CACHE, plan.default_line, notes)
+    if ed.needs_plugins:
+        (staging / "plugins").mkdir()
+        shutil.copy2(PACKAGE / "plugins" / "CMakeLists.txt", staging / "plugins" / "CMakeLists.txt")
+        _copy_tree(PACKAGE / "plugins" / "csrc", staging / "plugins" / "csrc")
+        _copy_tree(PACKAGE / "plugins" / "trt", staging / "plugins" / "trt")
+    _copy_tree(PACKAGE / "runtime" / "cpp", staging / "runtime")
+    (staging / "tools").mkdir()
+    shutil.copy2(PACKAGE / "platform" / "detect_trt.sh", staging / "tools" / "detect_trt.sh")
+    return _references(ed, plan.images, staging, progress)
+
+
+def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """build.sh, README.md and bundle.json (every file's sha256) into ``staging``, every file's mode set; returns
+    the bundle.json document."""
+    ed, options, target = plan.ed, plan.options, plan.target
+    thresholds = _thresholds(ed, plan.precisions)
+    cases, table = _trtexec_cases(ed, plan.precisions, target, options.version_compatible)
+    (staging / "build.sh").write_text(_render_build_sh(plan.precisions, ed, target, cases, thresholds,
+                                                       options.version_compatible), encoding="utf-8")
+    os.chmod(staging / "build.sh", 0o755)
+    os.chmod(staging / "tools" / "detect_trt.sh", 0o755)
+    (staging / "README.md").write_text(_readme(target, plan.precisions, thresholds, ed, table, plan.default_line),
+                                       encoding="utf-8")
+    files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in sorted(staging.rglob("*")) if _is_bundle_file(staging, p)}
+    doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
+           "target": {"key": target.key, "label": target.label, "cuda_arch": target.cuda_arch,
+                      "trt_lines": list(target.trt_lines), "default_trt": plan.default_line},
+           "source": {"export_dir": str(ed.path), "manifest_source_sha256": ed.source_sha256},
+           "precisions": plan.precisions, "needs_plugins": ed.needs_plugins, "samples": samples,
+           "version_compatible": options.version_compatible,
+           "smoke_test": {"thresholds": thresholds, "rule": "percent of pixels equal to samples/reference/"},
+           "trtexec": table, "files": files, "notes": notes}
+    (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for p in staging.rglob("*"):  # every file here is a new inode this run wrote (no links)
+        if _is_bundle_file(staging, p) and p.name not in ("build.sh", "detect_trt.sh"):
+            os.chmod(p, 0o644)
+    return doc
 
 
 def _is_bundle_file(staging: Path, p: Path) -> bool:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import click
 
+from segdeploy.plugins.locate import DEFAULT_BUILD_DIR, PLUGIN_LIBRARY, PLUGINS_ENV
+
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the segdeploy.result document; the report (schema segdeploy.doctor v1) is stages.doctor.")
 @click.option("--plugins", type=click.Path(path_type=Path), default=None,
-              help="TensorRT plugin library (file, or a build dir holding libsegdeploy_trt_plugins.so) "
-                   "[default: $SEGDEPLOY_PLUGINS, then build/segdeploy-plugins].")
+              help=f"TensorRT plugin library (file, or a build dir holding {PLUGIN_LIBRARY}) "
+                   f"[default: ${PLUGINS_ENV}, then {DEFAULT_BUILD_DIR}].")
 def doctor_command(as_json: bool, plugins: Path | None) -> None:
     """Versions, CUDA, GPU, TensorRT, Jetson/JetPack, DLA, plugin library, and what this machine can do."""
     from segdeploy.errors import SegdeployError

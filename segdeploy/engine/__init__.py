@@ -2,12 +2,13 @@
 
 Modules (one job each)
 ----------------------
-``request``  :class:`BuildRequest` -- the options, validated cheaply (before any stage runs)
-``jobs``     which engine is built from which ONNX (pure, from the manifest)
-``stage``    ``run(txn, request)`` / ``build_directory(path, request)`` -> :class:`BuildStageResult`: engines staged
-             and listed in the manifest where TensorRT is importable, else the trtexec commands for the target
-``verify``   the final parity check of each built engine against the PyTorch reference (pipeline only)
-``cli``      ``segdeploy build EXPORT_DIR ...``
+``request``      :class:`BuildRequest` -- the options, validated cheaply (before any stage runs)
+``cli_options``  the engine-build option group (``@engine_build_options()`` -> :class:`BuildArgs` -> BuildRequest)
+``jobs``         which engine is built from which ONNX (pure, from the manifest accessors)
+``stage``        ``run(txn, options, progress)`` / ``build_directory(path, options)`` -> :class:`BuildStageResult`:
+                 engines staged and listed in the manifest where TensorRT is importable, else the trtexec commands
+``verify``       the final parity check of each built engine against the PyTorch reference (pipeline only)
+``cli``          ``segdeploy build EXPORT_DIR ...``
 
 Nothing here imports TensorRT at import time. The TensorRT calls themselves live in :mod:`segdeploy.trt`.
 """
@@ -21,12 +22,14 @@ _LAZY = {
     "BuildRequest": "segdeploy.engine.request",
     "BuildStageResult": "segdeploy.engine.stage",
     "build_directory": "segdeploy.engine.stage",
+    "describe_directory": "segdeploy.engine.stage",
     "run": "segdeploy.engine.stage",
     "plan_jobs": "segdeploy.engine.jobs",
     "check_engines": "segdeploy.engine.verify",
 }
 
-__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "check_engines", "plan_jobs", "run"]
+__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "check_engines", "describe_directory", "plan_jobs",
+           "run"]
 
 
 def __getattr__(name: str) -> Any:

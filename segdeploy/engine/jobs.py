@@ -1,7 +1,8 @@
 """Which engines a build makes, from which ONNX: the export directory's manifest + a request -> build jobs.
 
-Contract: ``plan_jobs(manifest, listed, request) -> JobPlan`` is pure (no file access, no TensorRT). ``listed``
-holds the names in the file table (published or staged). Rules (file names from :mod:`segdeploy.exportdir`):
+Contract: ``plan_jobs(view, request) -> JobPlan`` is pure (no file access, no TensorRT). ``view`` is an
+:class:`~segdeploy.exportdir.ExportDir` (published) or :class:`~segdeploy.exportdir.Transaction` (staged): its
+typed manifest accessors and ``has(name)`` (the file table). Rules (file names from :mod:`segdeploy.vocab`):
 
 ============== ============================================ ======================================
 precision      built from                                   derived_from (retired when it changes)
@@ -22,7 +23,6 @@ plugin model raises :class:`~segdeploy.errors.UsageError`: segdeploy maps only t
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,25 +53,17 @@ class JobPlan:
         return any(j.plugins for j in self.jobs)
 
 
-def plugin_ops(manifest: dict[str, Any]) -> list[str]:
-    """The plugin op names the manifest's ``tensorrt_plugins`` section records (empty when none)."""
-    sec = manifest.get("tensorrt_plugins") or {}
-    return sorted({str(n.get("plugin") or n.get("op_type") or "?") for n in sec.get("nodes") or []
-                   if isinstance(n, dict)})
-
-
-def _available(manifest: dict[str, Any], listed: Collection[str]) -> dict[str, Job]:
-    needs = bool(manifest.get("tensorrt_plugins"))
+def _available(view: Any) -> dict[str, Job]:
+    needs = view.needs_plugins
     out: dict[str, Job] = {}
     src = TRT_ONNX if needs else MODEL_ONNX
-    if src in listed:
+    if view.has(src):
         out[Precision.FP32] = Job(Precision.FP32, src, (src,), plugins=needs)
-    prec = manifest.get("precision") or {}
     for kind, default_name in ((Precision.FP16, FP16_ONNX), (Precision.INT8, INT8_ONNX)):
-        name = (prec.get(kind) or {}).get("file") or default_name
-        if prec.get(kind) and name in listed:
+        name = view.lowered_file(kind) or default_name
+        if view.lowered(kind) and view.has(name):
             out[kind] = Job(kind, name, (name,))
-    if MODEL_ONNX in listed and CALIB_CACHE in listed:
+    if view.has(MODEL_ONNX) and view.has(CALIB_CACHE):
         out[Precision.INT8_IMPLICIT] = Job(Precision.INT8_IMPLICIT, MODEL_ONNX, (MODEL_ONNX, CALIB_CACHE), calib_cache=CALIB_CACHE)
     return out
 
@@ -85,35 +77,15 @@ _MAKES = {
 _NEEDS = {Precision.FP32: MODEL_ONNX, Precision.FP16: FP16_ONNX, Precision.INT8: INT8_ONNX, Precision.INT8_IMPLICIT: CALIB_CACHE}
 
 
-def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -> JobPlan:
+def plan_jobs(view: Any, request: Any) -> JobPlan:
     """The build jobs for ``request`` (a :class:`~segdeploy.engine.request.BuildRequest`); see the module docstring."""
-    avail = _available(manifest, listed)
-    needs_plugins = bool(manifest.get("tensorrt_plugins"))
-    ops = ", ".join(plugin_ops(manifest)) or "plugin ops"
+    avail = _available(view)
+    ops = ", ".join(view.plugin_ops) or "plugin ops"
     plan = JobPlan()
-    explicit = request.precisions
-    if explicit is None:
-        wanted = [p for p in ONNX_PRECISIONS if p in avail]
-        if request.int8_implicit:
-            wanted.append(Precision.INT8_IMPLICIT)
-        if request.dla_core is not None and Precision.FP32 in wanted:
-            wanted.remove(Precision.FP32)
-            plan.notes.append("fp32 left out: DLA runs FP16 and INT8 only")
-        if needs_plugins:
-            skipped = [p for p in wanted if p != Precision.FP32]
-            if skipped:
-                plan.notes.append(f"{', '.join(skipped)} left out: this model needs segdeploy's TensorRT plugins "
-                                  f"({ops}) and only its FP32 graph is mapped to them (model.trt.onnx)")
-            wanted = [p for p in wanted if p == Precision.FP32]
-        if not wanted:
-            raise UsageError("nothing to build: with --dla-core give --precision fp16 or int8 for a directory that "
-                             "holds model.fp16.onnx / model.int8.onnx" if request.dla_core is not None else
-                             "nothing to build: the export directory holds no ONNX TensorRT can build")
-    else:
-        wanted = list(explicit)
+    wanted = list(request.precisions) if request.precisions is not None else _default_set(view, avail, request, plan, ops)
     for p in wanted:
         Precision.parse(p, "precision")  # BuildRequest validates; kept for direct callers
-        if needs_plugins and p != Precision.FP32:
+        if view.needs_plugins and p != Precision.FP32:
             raise UsageError(
                 f"cannot build {p} for this model: it needs segdeploy's TensorRT plugins ({ops}) and segdeploy maps "
                 f"only the FP32 graph to plugin nodes (model.trt.onnx), so its {p} ONNX holds ops TensorRT cannot "
@@ -123,3 +95,24 @@ def plan_jobs(manifest: dict[str, Any], listed: Collection[str], request: Any) -
             raise ArtifactError(f"the export directory holds no {_NEEDS[p]}, which the {p} engine is built from; {_MAKES[p]}")
         plan.jobs.append(avail[p])
     return plan
+
+
+def _default_set(view: Any, avail: dict[str, Job], request: Any, plan: JobPlan, ops: str) -> list[str]:
+    """What is built when no precision is named (see the module docstring); notes go to ``plan``."""
+    wanted = [p for p in ONNX_PRECISIONS if p in avail]
+    if request.int8_implicit:
+        wanted.append(Precision.INT8_IMPLICIT)
+    if request.dla_core is not None and Precision.FP32 in wanted:
+        wanted.remove(Precision.FP32)
+        plan.notes.append("fp32 left out: DLA runs FP16 and INT8 only")
+    if view.needs_plugins:
+        skipped = [p for p in wanted if p != Precision.FP32]
+        if skipped:
+            plan.notes.append(f"{', '.join(skipped)} left out: this model needs segdeploy's TensorRT plugins "
+                              f"({ops}) and only its FP32 graph is mapped to them (model.trt.onnx)")
+        wanted = [p for p in wanted if p == Precision.FP32]
+    if not wanted:
+        raise UsageError("nothing to build: with --dla-core give --precision fp16 or int8 for a directory that "
+                         "holds model.fp16.onnx / model.int8.onnx" if request.dla_core is not None else
+                         "nothing to build: the export directory holds no ONNX TensorRT can build")
+    return wanted

@@ -10,7 +10,7 @@ the cheap file-system checks (plugin library and timing-cache paths) and, where 
 what the target version cannot build whatever the model (int8-implicit on 11.x, DLA on a target without
 DLA, ...), so `export --engine` fails before the export, not after it. Nothing here imports TensorRT.
 
-:func:`default_plugin_library` is where `segdeploy plugins build` puts the plugin library by default.
+The plugin library is found by :mod:`segdeploy.plugins.locate` (the one locator).
 """
 
 from __future__ import annotations
@@ -22,30 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from segdeploy.errors import UsageError
+from segdeploy.plugins.locate import check_given, library_for_engine
 from segdeploy.vocab import INPUT_NAME, MODEL_ONNX, Precision
 
 # CLI spelling -> segdeploy.trt.recipe.HARDWARE_COMPATIBILITY key
 HARDWARE_COMPAT_CLI = {"none": "none", "ampere+": "ampere+", "same-cc": "same-compute-capability",
                        "same-compute-capability": "same-compute-capability"}
-PLUGIN_LIBRARY_NAME = "libsegdeploy_trt_plugins.so"
 
 
 def parse_precisions(text: str | None) -> tuple[Precision, ...] | None:
     """'fp32,int8' -> (FP32, INT8); None/'' -> None (the default: what the directory holds)."""
     return Precision.parse_list(text, "--precision")
-
-
-def default_plugin_library() -> Path | None:
-    """The library `segdeploy plugins build` writes by default, if it exists (cwd first, then the checkout)."""
-    from segdeploy.plugins.build import DEFAULT_BUILD_DIR
-
-    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
-    for root in roots:
-        base = root / DEFAULT_BUILD_DIR
-        for cand in (base / "lib" / PLUGIN_LIBRARY_NAME, base / PLUGIN_LIBRARY_NAME):
-            if cand.is_file():
-                return cand
-    return None
 
 
 def tensorrt_importable() -> bool:
@@ -143,10 +130,7 @@ class BuildRequest:
     def check_static(self) -> None:
         """Cheap checks before any stage runs (see the module docstring). Raises UsageError."""
         if self.plugin_library is not None:
-            p = Path(self.plugin_library)
-            if not p.is_file():
-                raise UsageError(f"--plugins {self.plugin_library} does not exist or is not a file; build it with "
-                                 "`segdeploy plugins build` or fix the path")
+            check_given(self.plugin_library)
         if self.timing_cache_dir is not None and Path(self.timing_cache_dir).exists() \
                 and not Path(self.timing_cache_dir).is_dir():
             raise UsageError(f"--timing-cache {self.timing_cache_dir} is a file; give a directory")
@@ -179,41 +163,5 @@ class BuildRequest:
                 "plugin_library": self.plugin_library, "trt_target": self.trt_target}
 
 
-def engine_plugin_library(engine: str | os.PathLike, given: str | None = None,
-                          manifest: str | os.PathLike | None = None) -> str | None:
-    """The plugin library to load for running ``engine`` (`segdeploy check --plugins`).
-
-    ``given`` wins (UsageError when it is not a file). Otherwise the manifest (``manifest``, else the one beside
-    the engine) decides: an ``engines`` entry for this file naming a plugin library, or -- for an engine the
-    manifest does not list (a trtexec build) -- a ``tensorrt_plugins`` section, means the model needs segdeploy's
-    plugins; then the default `segdeploy plugins build` output is used. A listed engine that needs plugins when
-    none is found raises UsageError; otherwise None (no library to load).
-    """
-    if given is not None:
-        if not Path(given).is_file():
-            raise UsageError(f"--plugins {given} does not exist or is not a file; build it with `segdeploy plugins "
-                             "build` or fix the path")
-        return str(given)
-    from segdeploy.exportdir import read_manifest_unvalidated
-
-    eng = Path(engine)
-    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
-        doc = read_manifest_unvalidated(Path(manifest) if manifest is not None else eng.parent)
-    except OSError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    entry = next((e for e in doc.get("engines") or [] if isinstance(e, dict) and e.get("file") == eng.name), None)
-    if entry is not None:
-        needed = entry.get("plugins")
-        if not needed:
-            return None
-        found = default_plugin_library()
-        if found is None:
-            raise UsageError(f"{eng.name} needs the plugin library {needed} (its manifest entry says so); pass --plugins "
-                             "PATH (build it with `segdeploy plugins build`)")
-        return str(found)
-    if doc.get("tensorrt_plugins"):
-        found = default_plugin_library()
-        return str(found) if found is not None else None
-    return None
+# LEAD: segdeploy/parity/cli.py imports this name; switch it to segdeploy.plugins.library_for_engine and drop it.
+engine_plugin_library = library_for_engine

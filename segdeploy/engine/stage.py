@@ -2,49 +2,59 @@
 
 Contract
 --------
-``run(txn, request, progress=None, *, trt_module=None) -> BuildStageResult``
+``run(txn, options, progress, *, trt_module=None) -> BuildStageResult`` (the stage contract)
 
 * ``txn``: an open :class:`~segdeploy.exportdir.Transaction` whose staged set holds the export (a fresh export in
   the same transaction -- :mod:`segdeploy.pipeline` -- or a derived transaction, :func:`build_directory`).
-* ``request``: a :class:`~segdeploy.engine.request.BuildRequest`; which engines come from which ONNX is
-  :func:`segdeploy.engine.jobs.plan_jobs`.
+* ``options``: a :class:`~segdeploy.engine.request.BuildRequest` (frozen, validated); which engines come from
+  which ONNX is :func:`segdeploy.engine.jobs.plan_jobs`. ``progress``: a :class:`~segdeploy.progress.Progress`.
 * TensorRT importable (``import tensorrt``, or ``trt_module``): each job is built by
-  :func:`segdeploy.trt.builder.build_engine`; the plain plan is staged as ``model.<precision>.engine`` (kind
-  ``engine``, derived from its ONNX (+ ``model.calib.cache``), so a later change of that ONNX retires it) and
-  the manifest's ``engines`` list gets its entry (an entry of the same precision is replaced). The caller
-  commits; any error (EngineBuildError, UnsupportedByTensorRT, a missing plugin library...) propagates and
-  nothing is published.
+  :func:`segdeploy.trt.builder.build_engine` (a typed :class:`~segdeploy.trt.builder.BuildResult`); the plain plan
+  is staged as ``model.<precision>.engine`` (kind ``engine``, derived from its ONNX (+ ``model.calib.cache``), so
+  a later change of that ONNX retires it) and its ``engines`` entry goes in through ``txn.put_engine`` (an entry
+  of the same precision is replaced). The result holds its own copy of each entry. The caller commits; any error
+  (EngineBuildError, UnsupportedByTensorRT, a missing plugin library...) propagates and nothing is published.
 * TensorRT not importable: nothing is built or staged. The result says ``built: false``, why, and carries the
-  trtexec command per job for ``request.trt_target`` (:mod:`segdeploy.trt.trtexec`), with paths relative to the
+  trtexec command per job for ``options.trt_target`` (:mod:`segdeploy.trt.trtexec`), with paths relative to the
   export directory (run them there, on the device). trtexec writes ``model.<precision>.plan``: not a name
   segdeploy owns, so later segdeploy runs keep it untouched (and never retire it).
 
-``build_directory(path, request, progress=None, *, trt_module=None) -> BuildStageResult`` is `segdeploy build`:
-without TensorRT it only reads the directory (:meth:`ExportDir.open`: no lock, no staging, nothing written);
-with TensorRT it runs :func:`run` in its own transaction and publishes on success.
+``describe_directory(export_dir, options, reason) -> BuildStageResult``: the trtexec commands for a published
+:class:`~segdeploy.exportdir.ExportDir` (read-only: no lock, no staging, nothing written).
+
+``build_directory(path, options, progress=None, *, trt_module=None) -> BuildStageResult`` is `segdeploy build`:
+the cheap checks (:meth:`BuildRequest.check_static`), then without TensorRT :func:`describe_directory`, with
+TensorRT :func:`run` in the directory's own transaction, published on success.
+
+The plugin library a plugin model needs is ``--plugins`` or the one :func:`segdeploy.plugins.locate.locate_library`
+finds (``$SEGDEPLOY_PLUGINS``, the `segdeploy plugins build` output).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import importlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segdeploy.engine.jobs import Job, plan_jobs
-from segdeploy.engine.request import (
-    PLUGIN_LIBRARY_NAME,
-    BuildRequest,
-    default_plugin_library,
-)
-from segdeploy.errors import UsageError
+from segdeploy.engine.request import BuildRequest
+from segdeploy.plugins.locate import PLUGIN_LIBRARY, find_library
+from segdeploy.progress import Progress, as_progress
 from segdeploy.vocab import Precision
 
-__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "import_tensorrt", "run", "trtexec_plan_name"]
+if TYPE_CHECKING:
+    from segdeploy.exportdir import ExportDir, Transaction
+    from segdeploy.trt.builder import BuildResult
+
+__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "describe_directory", "import_tensorrt", "run",
+           "trtexec_plan_name"]
 
 NO_TENSORRT_FIX = ("build on the target with the trtexec command(s) printed on stdout, or pip install tensorrt on an "
                    "x86 CUDA machine (JetPack's python3-libnvinfer on a Jetson) and run `segdeploy build` there")
@@ -66,10 +76,14 @@ def import_tensorrt() -> tuple[Any, str | None]:
         return None, f"TensorRT cannot be imported ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
 
 
+def _tensorrt(trt_module: Any) -> tuple[Any, str | None]:
+    return (trt_module, None) if trt_module is not None else import_tensorrt()
+
+
 @dataclass
 class BuildStageResult:
-    """What the build stage did. ``engines``: the manifest entries written (built) -- ``commands``: the trtexec
-    commands (not built)."""
+    """What the build stage did. ``engines``: the manifest entries written (built; the result's own copies) --
+    ``commands``: the trtexec commands (not built)."""
 
     export_dir: Path
     built: bool
@@ -85,13 +99,17 @@ class BuildStageResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def replace_engine(self, entry: dict[str, Any]) -> None:
+        """Replace the recorded entry of ``entry["file"]`` (e.g. with its parity record added)."""
+        self.engines = [copy.deepcopy(entry) if e["file"] == entry["file"] else e for e in self.engines]
+
     def summary(self) -> dict[str, Any]:
         """The stage's entry in the JSON result document."""
         return {
             "built": self.built, "reason": self.reason, "tensorrt": self.tensorrt, "target": self.target,
-            "jobs": [j.to_dict() for j in self.jobs], "engines": self.engines, "commands": self.commands,
-            "cwd": str(self.export_dir) if self.commands else None, "timing_cache": self.timing_cache,
-            "plugin_library": self.plugin_library,
+            "jobs": [j.to_dict() for j in self.jobs], "engines": copy.deepcopy(self.engines),
+            "commands": self.commands, "cwd": str(self.export_dir) if self.commands else None,
+            "timing_cache": self.timing_cache, "plugin_library": self.plugin_library,
             "notes": list(self.notes), "seconds": round(self.seconds, 2),
         }
 
@@ -101,199 +119,224 @@ class BuildStageResult:
 
         w = echo or click.echo
         if self.built:
-            w(f"built {len(self.engines)} engine(s) with TensorRT {self.tensorrt} in {self.export_dir}")
-            for e in self.engines:
-                gpu = (e.get("gpu") or {}).get("name") or "unknown GPU"
-                parity = e.get("parity")
-                drift = ""
-                if parity and parity.get("miou_drop_points") is not None:
-                    drift = f", mIoU drop {parity['miou_drop_points']:.3f} points vs PyTorch on {parity['images']} images"
-                w(f"  {e['file']:<26} {e['bytes'] / 2**20:8.2f} MiB  from {e['source_onnx']}  on {gpu}  "
-                  f"{e.get('build_seconds', 0):.1f}s{drift}")
-                for warn in e.get("warnings") or []:
-                    w(f"    warning: {warn}")
+            self._print_engines(w)
         else:
-            t = self.target or {}
-            w(f"engine not built here: {self.reason}")
-            w(f"to build on the target ({t.get('label', 'TensorRT')}), run in the export directory {self.export_dir} "
-              "(or its copy on the device; an engine runs only on the GPU model and TensorRT version that built it):")
-            seen: set[str] = set()
-            for c in self.commands:
-                w(f"  # {c['precision']}: {c['onnx']} -> {c['save_engine']}")
-                w(f"  {c['command']}")
-                for n in c["notes"]:
-                    if n not in seen:  # notes shared by every command are shown once
-                        seen.add(n)
-                        w(f"    note: {n}")
+            self._print_commands(w)
         for n in self.notes:
             w(f"note: {n}")
 
+    def _print_engines(self, w: Callable[[str], None]) -> None:
+        w(f"built {len(self.engines)} engine(s) with TensorRT {self.tensorrt} in {self.export_dir}")
+        for e in self.engines:
+            gpu = (e.get("gpu") or {}).get("name") or "unknown GPU"
+            parity = e.get("parity")
+            drift = ""
+            if parity and parity.get("miou_drop_points") is not None:
+                drift = f", mIoU drop {parity['miou_drop_points']:.3f} points vs PyTorch on {parity['images']} images"
+            w(f"  {e['file']:<26} {e['bytes'] / 2**20:8.2f} MiB  from {e['source_onnx']}  on {gpu}  "
+              f"{e.get('build_seconds', 0):.1f}s{drift}")
+            for warn in e.get("warnings") or []:
+                w(f"    warning: {warn}")
 
-def _staged_view(txn: Any) -> tuple[dict[str, Any], set[str]]:
-    return txn.manifest, set(txn.entries)
+    def _print_commands(self, w: Callable[[str], None]) -> None:
+        t = self.target or {}
+        w(f"engine not built here: {self.reason}")
+        w(f"to build on the target ({t.get('label', 'TensorRT')}), run in the export directory {self.export_dir} "
+          "(or its copy on the device; an engine runs only on the GPU model and TensorRT version that built it):")
+        seen: set[str] = set()
+        for c in self.commands:
+            w(f"  # {c['precision']}: {c['onnx']} -> {c['save_engine']}")
+            w(f"  {c['command']}")
+            for n in c["notes"]:
+                if n not in seen:  # notes shared by every command are shown once
+                    seen.add(n)
+                    w(f"    note: {n}")
 
 
-def run(txn: Any, request: BuildRequest, progress: Callable[[str], None] | None = None, *,
+def run(txn: Transaction, options: BuildRequest, progress: Progress | None = None, *,
         trt_module: Any = None) -> BuildStageResult:
     """Build (or describe) the engines for the export staged in ``txn`` (see the module docstring)."""
     t0 = time.perf_counter()
-    say = progress or (lambda msg: None)
-    manifest, listed = _staged_view(txn)
-    plan = plan_jobs(manifest, listed, request)
-    trt, why = (trt_module, None) if trt_module is not None else import_tensorrt()
+    plan = plan_jobs(txn, options)
+    trt, why = _tensorrt(trt_module)
     res = BuildStageResult(export_dir=txn.target, built=trt is not None, jobs=list(plan.jobs), notes=list(plan.notes))
     if trt is None:
         res.reason = why
-        _describe_commands(res, manifest, Path(txn.staging), plan.jobs, request)
+        _describe_commands(res, txn, Path(txn.staging), options)
     else:
-        _build(res, txn, plan.jobs, request, trt, say)
+        _build(res, txn, options, trt, as_progress(progress))
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def build_directory(path: str | os.PathLike, request: BuildRequest, progress: Callable[[str], None] | None = None, *,
+def describe_directory(export_dir: ExportDir, options: BuildRequest, reason: str | None) -> BuildStageResult:
+    """The trtexec commands for a published export directory (read-only; see the module docstring)."""
+    t0 = time.perf_counter()
+    plan = plan_jobs(export_dir, options)
+    res = BuildStageResult(export_dir=export_dir.path, built=False, reason=reason, jobs=list(plan.jobs),
+                           notes=list(plan.notes))
+    _describe_commands(res, export_dir, export_dir.path, options)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def build_directory(path: str | os.PathLike, options: BuildRequest, progress: Progress | None = None, *,
                     trt_module: Any = None) -> BuildStageResult:
     """`segdeploy build EXPORT_DIR` (see the module docstring)."""
-    from segdeploy.exportdir import ExportDir, Transaction
+    from segdeploy.exportdir import ExportDir
 
     t0 = time.perf_counter()
-    request.check_static()
-    trt, why = (trt_module, None) if trt_module is not None else import_tensorrt()
+    options.check_static()
+    trt, why = _tensorrt(trt_module)
     if trt is None:
-        ed = ExportDir.open(path)  # validated, read-only: nothing is locked, staged or written
-        plan = plan_jobs(ed.manifest, set(ed.files), request)
-        res = BuildStageResult(export_dir=ed.path, built=False, reason=why, jobs=list(plan.jobs), notes=list(plan.notes))
-        _describe_commands(res, ed.manifest, ed.path, plan.jobs, request)
-        res.seconds = time.perf_counter() - t0
-        return res
-    with Transaction(path, fresh=False, command="build", progress=progress) as txn:
-        res = run(txn, request, progress, trt_module=trt)
+        return describe_directory(ExportDir.open(path), options, why)  # validated, read-only
+    res = _run_stage(path, functools.partial(run, trt_module=trt), options, as_progress(progress), command="build")
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run_stage(export_dir: str | os.PathLike, stage_run: Callable[..., BuildStageResult], options: BuildRequest,
+               progress: Progress, *, command: str) -> BuildStageResult:
+    """Run one stage on an existing export directory in its own transaction and publish on success.
+
+    LEAD: this is the stand-in for ``segdeploy.pipeline.run_stage(export_dir, stage_run, options, progress, *,
+    command, **inputs)`` (the pipeline-side helper adds it). engine (layer 5) may not import pipeline (layer 6),
+    so at merge `segdeploy build` (engine/cli.py, the command layer) calls ``run_stage`` directly after
+    ``check_static`` / :func:`describe_directory`, and this function and the transaction branch of
+    :func:`build_directory` go (or build_directory moves to the pipeline). What it does beyond the commit that
+    run_stage must keep: the result's ``export_dir`` is the published target and it carries ``txn.notes``.
+    """
+    from segdeploy.exportdir import Transaction
+
+    with Transaction(export_dir, fresh=False, command=command, progress=progress) as txn:
+        res = stage_run(txn, options, progress)
         txn.commit()
     res.export_dir = txn.target
     res.notes += txn.notes
-    res.seconds = time.perf_counter() - t0
     return res
 
 
 # ------------------------------------------------------------------------------------------ without TensorRT
 
 
-def _describe_commands(res: BuildStageResult, manifest: dict[str, Any], where: Path, jobs: list[Job],
-                       request: BuildRequest) -> None:
-    from segdeploy.manifest import onnx_profile_of
-    from segdeploy.trt.trtexec import _note_cache_version, trtexec_command
+def _describe_commands(res: BuildStageResult, view: ExportDir | Transaction, where: Path,
+                       options: BuildRequest) -> None:
+    """One trtexec command per job (paths relative to the export directory ``where``)."""
     from segdeploy.trt.versions import resolve_target
 
-    t = resolve_target(request.trt_target)
+    t = resolve_target(options.trt_target)
     res.target = {"target": t.key, "label": t.label, "example_version": t.example_version, "jetpack": t.jetpack}
-    input_name = manifest["inputs"][0]["name"]
-    profile = onnx_profile_of(manifest)
     lib = None
-    if any(j.plugins for j in jobs):
-        lib = request.plugin_library or PLUGIN_LIBRARY_NAME
-        if request.plugin_library is None:
-            res.notes.append(f"the model needs segdeploy's TensorRT plugins: build {PLUGIN_LIBRARY_NAME} on the device "
+    if any(j.plugins for j in res.jobs):
+        lib = options.plugin_library or PLUGIN_LIBRARY
+        if options.plugin_library is None:
+            res.notes.append(f"the model needs segdeploy's TensorRT plugins: build {PLUGIN_LIBRARY} on the device "
                              "(`segdeploy plugins build`) and put its path in --dynamicPlugins")
-    if request.rewrite_calib_header and any(j.calib_cache for j in jobs):
+    if options.rewrite_calib_header and any(j.calib_cache for j in res.jobs):
         res.notes.append("--rewrite-calib-header applies only when segdeploy builds; trtexec reads model.calib.cache as "
                          "it is (re-run `segdeploy calibrate --trt-version V` for the target's header)")
-    for job in jobs:
-        cmd = trtexec_command(
-            job.onnx, input_name, profile, job.precision, target=t.key,
-            plugin_library=lib if job.plugins else None, calib_cache=job.calib_cache,
-            save_engine=trtexec_plan_name(job.precision), workspace_mib=request.workspace_mib,
-            # one cache per device, reused by every later build there (trtexec ignores a foreign one with a warning)
-            timing_cache="timing.cache" if request.use_timing_cache else None,
-            optimization_level=request.optimization_level, dla_core=request.dla_core,
-            gpu_fallback=request.gpu_fallback, version_compatible=request.version_compatible,
-            hardware_compatibility=request.hardware_compatibility,
-        )
-        notes = list(cmd.notes)
-        if job.calib_cache:  # the header check needs the real file (the command names it relative)
-            extra: list[str] = []
-            _note_cache_version(t, str(where / job.calib_cache), extra)
-            notes += [n for n in extra if n not in notes]
-        cmd = dataclasses.replace(cmd, notes=tuple(notes))
-        res.commands.append(dict(cmd.to_dict(), precision=job.precision, onnx=job.onnx,
-                                 save_engine=trtexec_plan_name(job.precision)))
+    for job in res.jobs:
+        res.commands.append(_command(job, view, where, options, t, lib if job.plugins else None))
+
+
+def _command(job: Job, view: ExportDir | Transaction, where: Path, options: BuildRequest, target: Any,
+             lib: str | None) -> dict[str, Any]:
+    from segdeploy.trt.trtexec import note_cache_version, trtexec_command
+
+    cmd = trtexec_command(
+        job.onnx, view.input_name, view.profile, job.precision, target=target.key,
+        plugin_library=lib, calib_cache=job.calib_cache, save_engine=trtexec_plan_name(job.precision),
+        workspace_mib=options.workspace_mib,
+        # one cache per device, reused by every later build there (trtexec ignores a foreign one with a warning)
+        timing_cache="timing.cache" if options.use_timing_cache else None,
+        optimization_level=options.optimization_level, dla_core=options.dla_core,
+        gpu_fallback=options.gpu_fallback, version_compatible=options.version_compatible,
+        hardware_compatibility=options.hardware_compatibility,
+    )
+    notes = list(cmd.notes)
+    if job.calib_cache:  # the header check needs the real file (the command names it relative)
+        extra: list[str] = []
+        note_cache_version(target, str(where / job.calib_cache), extra)
+        notes += [n for n in extra if n not in notes]
+    cmd = dataclasses.replace(cmd, notes=tuple(notes))
+    return dict(cmd.to_dict(), precision=job.precision, onnx=job.onnx, save_engine=trtexec_plan_name(job.precision))
 
 
 # ------------------------------------------------------------------------------------------ with TensorRT
 
 
-def _plugin_library(request: BuildRequest, jobs: list[Job], res: BuildStageResult) -> Path | None:
+def _plugin_library(options: BuildRequest, jobs: list[Job], res: BuildStageResult) -> Path | None:
     if not any(j.plugins for j in jobs):
-        if request.plugin_library is not None:
-            res.notes.append(f"--plugins {request.plugin_library} not used: this model needs no segdeploy plugins")
+        if options.plugin_library is not None:
+            res.notes.append(f"--plugins {options.plugin_library} not used: this model needs no segdeploy plugins")
         return None
-    if request.plugin_library is not None:
-        return Path(request.plugin_library)
-    found = default_plugin_library()
-    if found is None:
-        raise UsageError(f"this model needs segdeploy's TensorRT plugin library {PLUGIN_LIBRARY_NAME} and none was found "
-                         "at the default build path; build it with `segdeploy plugins build` or pass --plugins PATH")
-    res.notes.append(f"plugin library: {found} (default `segdeploy plugins build` output)")
+    if options.plugin_library is not None:
+        return Path(options.plugin_library)
+    search = find_library()
+    found = search.require(f"this model needs segdeploy's TensorRT plugin library {PLUGIN_LIBRARY}")
+    res.notes.append(f"plugin library: {found} ({search.origin})")
     return found
 
 
-def _timing_cache_dir(request: BuildRequest, res: BuildStageResult) -> Path | None:
-    if not request.use_timing_cache:
+def _timing_cache_dir(options: BuildRequest, res: BuildStageResult) -> Path | None:
+    if not options.use_timing_cache:
         return None
     from segdeploy.usercache import cache_subdir
 
-    d, why = cache_subdir("timing", request.timing_cache_dir)
+    d, why = cache_subdir("timing", options.timing_cache_dir)
     if d is None:
         res.notes.append(why)
     return d
 
 
-def engine_entry(name: str, file_entry: Any, info: dict[str, Any]) -> dict[str, Any]:
+def engine_entry(name: str, file_entry: Any, built: BuildResult) -> dict[str, Any]:
     """The manifest ``engines`` entry for a built plan (``file_entry``: its row of the file table)."""
-    plugins = info.get("plugins") or None
+    plugins = built.plugins
     return {
-        "file": name, "sha256": file_entry.sha256, "bytes": file_entry.bytes, "precision": info["precision"],
-        "source_onnx": info["source_onnx"], "source_sha256": info["source_sha256"],
-        "tensorrt": {"version": info["tensorrt"]["version"], "plan_header": info["tensorrt"]["plan_header"]},
-        "gpu": {"name": info["gpu"].get("name"), "compute_capability": info["gpu"].get("compute_capability")},
-        "profile": info["profile"], "input": info["input"], "recipe": info["recipe"], "flags": info["flags"],
-        "build_options": info["build_options"], "build_seconds": round(float(info["build_seconds"]), 3),
-        "plugins": plugins["library"] if plugins else None,
-        "plugin_creators": list(plugins["creators"]) if plugins else [],
-        "calibration_cache": info.get("calibration_cache"), "warnings": list(info.get("warnings") or []),
-        "parity": None,
+        "file": name, "sha256": file_entry.sha256, "bytes": file_entry.bytes, "precision": built.precision,
+        "source_onnx": built.source_onnx, "source_sha256": built.source_sha256,
+        "tensorrt": {"version": built.tensorrt_version,
+                     "plan_header": list(built.plan_header) if built.plan_header else None},
+        "gpu": built.gpu.to_dict(), "profile": built.profile.to_dict(), "input": built.input_name,
+        "recipe": built.recipe.to_dict(), "flags": built.flags, "build_options": built.options.to_dict(),
+        "build_seconds": round(float(built.build_seconds), 3),
+        "plugins": plugins.library if plugins else None,
+        "plugin_creators": list(plugins.creators) if plugins else [],
+        "calibration_cache": built.calibration_cache.to_dict() if built.calibration_cache is not None else None,
+        "warnings": list(built.warnings), "parity": None,
     }
 
 
-def _build(res: BuildStageResult, txn: Any, jobs: list[Job], request: BuildRequest, trt: Any,
-           say: Callable[[str], None]) -> None:
+def _build(res: BuildStageResult, txn: Transaction, options: BuildRequest, trt: Any, progress: Progress) -> None:
+    lib = _plugin_library(options, res.jobs, res)
+    res.plugin_library = str(lib) if lib is not None else None
+    tc_dir = _timing_cache_dir(options, res)
+    res.tensorrt = str(getattr(trt, "__version__", "unknown"))
+    for job in res.jobs:
+        progress.step(f"build: {job.precision} engine from {job.onnx} (TensorRT {res.tensorrt})")
+        built = _build_one(res, txn, job, options, trt, lib if job.plugins else None, tc_dir)
+        name = Precision(job.precision).engine_file
+        txn.write_bytes(name, built.plan, "engine", derived_from=job.derived_from)
+        entry = engine_entry(name, txn.entries[name], built)
+        txn.put_engine(copy.deepcopy(entry))  # the transaction's entry and the result's are separate dicts
+        res.engines.append(entry)
+        if built.timing_cache is not None:
+            res.timing_cache = built.timing_cache.to_dict()
+        if options.verbose and built.log:
+            res.logs[job.precision] = built.log
+        progress.step(f"build: {name} ({built.bytes / 2**20:.1f} MiB, {built.build_seconds:.1f}s)")
+
+
+def _build_one(res: BuildStageResult, txn: Transaction, job: Job, options: BuildRequest, trt: Any,
+               lib: Path | None, tc_dir: Path | None) -> BuildResult:
     from segdeploy.trt.builder import EngineBuildError, build_engine
 
-    input_name = txn.input_name
-    profile = txn.profile
-    options = request.engine_options()
-    lib = _plugin_library(request, jobs, res)
-    res.plugin_library = str(lib) if lib is not None else None
-    tc_dir = _timing_cache_dir(request, res)
-    res.tensorrt = str(getattr(trt, "__version__", "unknown"))
-    for job in jobs:
-        say(f"build: {job.precision} engine from {job.onnx} (TensorRT {res.tensorrt})")
-        try:
-            out = build_engine(txn.staged(job.onnx), input_name, profile, job.precision, options,
-                               plugin_library=lib if job.plugins else None,
-                               calib_cache=txn.staged(job.calib_cache) if job.calib_cache else None,
-                               timing_cache_dir=tc_dir, verbose=request.verbose, trt_module=trt)
-        except EngineBuildError as e:
-            if request.verbose and e.log:
-                res.logs[job.precision] = e.log
-            e.logs.update(res.logs)  # the CLI prints them with --verbose
-            raise
-        name = Precision(job.precision).engine_file
-        txn.write_bytes(name, out.plan, "engine", derived_from=job.derived_from)
-        entry = engine_entry(name, txn.entries[name], out.info)
-        txn.put_engine(entry)
-        res.engines.append(entry)
-        if out.info.get("timing_cache"):
-            res.timing_cache = out.info["timing_cache"]
-        if request.verbose and out.info.get("log"):
-            res.logs[job.precision] = out.info["log"]
-        say(f"build: {name} ({len(out.plan) / 2**20:.1f} MiB, {out.info['build_seconds']:.1f}s)")
+    try:
+        return build_engine(txn.staged(job.onnx), txn.input_name, txn.profile, job.precision, options.engine_options(),
+                            plugin_library=lib, calib_cache=txn.staged(job.calib_cache) if job.calib_cache else None,
+                            timing_cache_dir=tc_dir, verbose=options.verbose, trt_module=trt)
+    except EngineBuildError as e:
+        if options.verbose and e.log:
+            res.logs[job.precision] = e.log
+        e.logs.update(res.logs)  # the CLI prints them with --verbose
+        raise

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PLUGINS_ENV = "SEGDEPLOY_PLUGINS"
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/usr/local/tensorrt/bin/trtexec")
 LEAN_MODULES = ("tensorrt_lean_bindings", "tensorrt_lean")
 _TIMEOUT_S = 20
@@ -332,51 +331,16 @@ def probe_dla(tensorrt: Probe, gpu: Probe, jetson: dict | None) -> Probe:
 
 
 # --- plugin library -----------------------------------------------------------------------------------
-def find_plugin_library(explicit: str | os.PathLike | None = None, env: dict | None = None,
-                        cwd: str | os.PathLike | None = None) -> tuple[Path | None, str, list[str]]:
-    """(path or None, source, places looked at). Order: ``explicit``, ``$SEGDEPLOY_PLUGINS``, the default
-    build dir of ``segdeploy plugins build`` (``build/segdeploy-plugins`` under ``cwd``).
-
-    A file is taken as is; a directory is searched for ``libsegdeploy_trt_plugins.so`` (``lib/`` first). The
-    first source that is *given* decides: a given path that holds no library is reported, not skipped.
-    """
-    from segdeploy.plugins.build import DEFAULT_BUILD_DIR, PLUGINS_LIB
-
-    env = os.environ if env is None else env
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    if explicit is not None:
-        candidates = [(Path(explicit), "--plugins")]
-    elif env.get(PLUGINS_ENV):
-        candidates = [(Path(env[PLUGINS_ENV]), f"${PLUGINS_ENV}")]
-    else:
-        candidates = [(base / DEFAULT_BUILD_DIR, "default build dir")]
-    looked: list[str] = []
-    for path, source in candidates:
-        path = path if path.is_absolute() else base / path
-        if path.is_file():
-            return path, source, [str(path)]
-        if path.is_dir():
-            for sub in (path / "lib" / PLUGINS_LIB, path / PLUGINS_LIB):
-                looked.append(str(sub))
-                if sub.is_file():
-                    return sub, source, looked
-            found = sorted(path.rglob(PLUGINS_LIB))
-            if found:
-                return found[0], source, looked + [f"{path}/**/{PLUGINS_LIB}"]
-            looked.append(f"{path}/**/{PLUGINS_LIB}")
-        else:
-            looked.append(f"{path} (does not exist)")
-        return None, source, looked
-    return None, "", looked
-
-
 @guarded
 def probe_plugin_library(explicit: str | os.PathLike | None = None) -> Probe:
     """Where the TensorRT plugin library is and whether ``ctypes.CDLL`` loads it."""
-    path, source, looked = find_plugin_library(explicit)
+    from segdeploy.plugins.locate import DEFAULT, find_library
+
+    search = find_library(explicit)
+    path, source = search.path, search.source
     if path is None:
-        msg = f"not found via {source}: looked at {', '.join(looked)}"
-        if source in ("--plugins", f"${PLUGINS_ENV}"):
+        msg = search.describe_miss()
+        if source != DEFAULT:  # a given path or $SEGDEPLOY_PLUGINS that holds no library
             return Probe(error=msg)
         return Probe(note=msg + "; build it with `segdeploy plugins build --tensorrt-root DIR` or pass --plugins")
     try:

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segdeploy.errors import ArtifactError, MissingDependencyError, SegdeployError, UsageError
+from segdeploy.plugins.locate import DEFAULT_BUILD_DIR, PLUGIN_LIBRARY
 
-DEFAULT_BUILD_DIR = "build/segdeploy-plugins"
 KERNELS_LIB = "libsegdeploy_kernels.so"
-PLUGINS_LIB = "libsegdeploy_trt_plugins.so"
 HOSTREF_LIB = "libsegdeploy_kernels_hostref.so"
 LOG_NAME = "segdeploy-build.log"
 _ARCH_RE = re.compile(r"^(?:sm_|compute_)?(\d{2,3}[a-z]?)(-real|-virtual)?$")
@@ -222,7 +221,7 @@ def build_plugins(options: BuildOptions = BuildOptions()) -> BuildResult:
     kernels = libdir / KERNELS_LIB
     if not kernels.is_file():
         raise PluginBuildError(f"CMake build finished but {kernels} is missing (full log: {log_path})")
-    plugin = next(iter(sorted(bdir.rglob(PLUGINS_LIB))), None) if trt else None
+    plugin = next(iter(sorted(bdir.rglob(PLUGIN_LIBRARY))), None) if trt else None
     hostref = libdir / HOSTREF_LIB if options.host_reference else None
     notes = tuple(
         " ".join(m.group(1).split())

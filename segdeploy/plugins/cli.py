@@ -36,7 +36,8 @@ def build_command(cuda_arch, tensorrt_root, build_dir, source_dir, build_type, j
                   as_json) -> None:
     """Configure and build with CMake; report where the libraries went."""
     from segdeploy.errors import SegdeployError
-    from segdeploy.plugins.build import DEFAULT_BUILD_DIR, BuildOptions, build_plugins
+    from segdeploy.plugins.build import BuildOptions, build_plugins
+    from segdeploy.plugins.locate import DEFAULT_BUILD_DIR
 
     opts = BuildOptions(
         cuda_arch=cuda_arch,

@@ -273,7 +273,7 @@ def default_library_path() -> Path:
     env = os.environ.get(KERNELS_LIB_ENV)
     if env:
         return Path(env)
-    from segdeploy.plugins.build import DEFAULT_BUILD_DIR
+    from segdeploy.plugins.locate import DEFAULT_BUILD_DIR
 
     return Path(DEFAULT_BUILD_DIR) / "lib" / "libsegdeploy_kernels.so"
 

@@ -209,48 +209,12 @@ def _map_pools(g: _Graph, rw: _Rewrite, taken: set[str]) -> dict[str, _Pool]:
     """Rewrite every MaxPool whose Indices output is used; return {per-plane int64 tensor: _Pool}."""
     planes: dict[str, _Pool] = {}
     for node in g.graph.node:
-        if node.op_type != "MaxPool" or node.domain not in ("", "ai.onnx") or len(node.output) < 2 or not node.output[1]:
+        if not _pool_indices_to_map(g, node):
             continue
-        flat = node.output[1]
-        users = g.consumers.get(flat, [])
-        if not users and flat not in g.outputs:
-            continue  # indices unused (e.g. the kernel-1 helper pool): nothing to map
-        if _is_k1_pool_indices(g, flat, node.input[0]) and all(
-            _is_plane_offset_slice(g, u, node.input[0]) for u in users
-        ):
-            continue  # the helper pool of the per-plane conversion; removed once unused
-        a = _attrs(node)
-        kernel = list(a.get("kernel_shape", []))
-        if len(kernel) != 2:
-            raise PluginMappingError(f"{_label(node)}: only 2-D max pooling with indices is supported, got kernel {kernel}")
-        if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
-            raise PluginMappingError(f"{_label(node)}: auto_pad={a['auto_pad']} cannot be mapped; export with explicit padding")
-        if int(a.get("storage_order", 0)) != 0:
-            raise PluginMappingError(f"{_label(node)}: storage_order=1 (column-major indices) cannot be mapped")
-        pads = list(a.get("pads", [0, 0, 0, 0]))
-        if pads[:2] != pads[2:]:
-            raise PluginMappingError(f"{_label(node)}: asymmetric pads {pads} cannot be mapped (PyTorch pads symmetrically)")
-        stride = list(a.get("strides", [1, 1]))
-        dilation = list(a.get("dilations", [1, 1]))
-        ceil_mode = int(a.get("ceil_mode", 0))
-        if flat in g.outputs:
-            raise PluginMappingError(f"{_label(node)}: its flat NCHW Indices are a graph output; only PyTorch's per-plane indices can be mapped")
-        subs = []
-        for u in users:
-            if (
-                u.op_type == "Sub"
-                and u.input[0] == flat
-                and _is_plane_offset_slice(g, g.producer.get(u.input[1]), node.input[0])
-            ):
-                subs.append(u)
-            else:
-                raise PluginMappingError(
-                    f"{_label(node)}: its Indices feed {_label(u)}, expected PyTorch's per-plane conversion "
-                    "(Sub of a kernel-1 MaxPool's indices); export with torch.onnx.export"
-                )
-        kernel_i = _small_ints(kernel, "kernel_shape", node)
+        kernel, pads, stride, dilation, ceil_mode = _pool_geometry(node)
+        subs = _plane_conversions(g, node)
         attrs = {
-            "kernel_size": kernel_i,
+            "kernel_size": _small_ints(kernel, "kernel_shape", node),
             "stride": _small_ints(stride, "strides", node),
             "padding": _small_ints(pads[:2], "pads", node),
             "dilation": _small_ints(dilation, "dilations", node),
@@ -270,6 +234,56 @@ def _map_pools(g: _Graph, rw: _Rewrite, taken: set[str]) -> dict[str, _Pool]:
             planes[s.output[0]] = _Pool(node, plane32, attrs["kernel_size"], attrs["stride"], attrs["padding"])
         rw.mapped.append(MappedNode("max_pool_with_indices", MAXPOOL_PLUGIN, name, (node.name,) + tuple(s.name for s in subs), attrs))
     return planes
+
+
+def _pool_indices_to_map(g: _Graph, node: onnx.NodeProto) -> bool:
+    """A standard MaxPool whose Indices output is used -- except the kernel-1 helper pool of the per-plane
+    conversion (removed once unused)."""
+    if node.op_type != "MaxPool" or node.domain not in ("", "ai.onnx") or len(node.output) < 2 or not node.output[1]:
+        return False
+    flat = node.output[1]
+    users = g.consumers.get(flat, [])
+    if not users and flat not in g.outputs:
+        return False  # indices unused (e.g. the kernel-1 helper pool): nothing to map
+    return not (_is_k1_pool_indices(g, flat, node.input[0])
+                and all(_is_plane_offset_slice(g, u, node.input[0]) for u in users))
+
+
+def _pool_geometry(node: onnx.NodeProto) -> tuple[list[int], list[int], list[int], list[int], int]:
+    """(kernel, pads, strides, dilations, ceil_mode) of a 2-D MaxPool the plugin can run, else PluginMappingError."""
+    a = _attrs(node)
+    kernel = list(a.get("kernel_shape", []))
+    if len(kernel) != 2:
+        raise PluginMappingError(f"{_label(node)}: only 2-D max pooling with indices is supported, got kernel {kernel}")
+    if a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise PluginMappingError(f"{_label(node)}: auto_pad={a['auto_pad']} cannot be mapped; export with explicit padding")
+    if int(a.get("storage_order", 0)) != 0:
+        raise PluginMappingError(f"{_label(node)}: storage_order=1 (column-major indices) cannot be mapped")
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if pads[:2] != pads[2:]:
+        raise PluginMappingError(f"{_label(node)}: asymmetric pads {pads} cannot be mapped (PyTorch pads symmetrically)")
+    return kernel, pads, list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1])), int(a.get("ceil_mode", 0))
+
+
+def _plane_conversions(g: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """The Sub nodes that turn the pool's flat NCHW indices into PyTorch's per-plane ones (every user must be one)."""
+    flat = node.output[1]
+    if flat in g.outputs:
+        raise PluginMappingError(f"{_label(node)}: its flat NCHW Indices are a graph output; only PyTorch's per-plane indices can be mapped")
+    subs = []
+    for u in g.consumers.get(flat, []):
+        if (
+            u.op_type == "Sub"
+            and u.input[0] == flat
+            and _is_plane_offset_slice(g, g.producer.get(u.input[1]), node.input[0])
+        ):
+            subs.append(u)
+        else:
+            raise PluginMappingError(
+                f"{_label(node)}: its Indices feed {_label(u)}, expected PyTorch's per-plane conversion "
+                "(Sub of a kernel-1 MaxPool's indices); export with torch.onnx.export"
+            )
+    return subs
 
 
 def _range_offsets(g: _Graph, name: str) -> bool:
@@ -405,8 +419,29 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
     _map_roi_aligns(g, rw, taken, _opset(out))
     if not rw.mapped:
         return out, []
+    _cast_plane_indices_back(g, rw, taken, planes)
+    candidates = _dead_code_candidates(g, rw)
+    new_nodes: list[onnx.NodeProto] = []
+    for n in graph.node:
+        if id(n) in rw.insert:
+            new_nodes.extend(rw.insert[id(n)])
+        if id(n) not in rw.remove:
+            new_nodes.append(n)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    _dead_code(graph, candidates)
+    _prune_tables(graph)
+    if not any(imp.domain == PLUGIN_DOMAIN for imp in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    try:
+        onnx.checker.check_model(out)
+    except onnx.checker.ValidationError as exc:  # pragma: no cover - a bug in this pass, not user input
+        raise PluginMappingError(f"plugin graph failed onnx.checker: {str(exc).splitlines()[0]}") from exc
+    return out, rw.mapped
 
-    # Per-plane indices still used elsewhere (or a graph output): cast the plugin's int32 back.
+
+def _cast_plane_indices_back(g: _Graph, rw: _Rewrite, taken: set[str], planes: dict[str, _Pool]) -> None:
+    """Per-plane indices still used elsewhere (or a graph output): cast the plugin's int32 back to int64."""
     for plane, pool in planes.items():
         users = [u for u in g.consumers.get(plane, []) if id(u) not in rw.remove]
         if users or plane in g.outputs:
@@ -415,8 +450,10 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
             )
             rw.insert[id(pool.node)].append(cast)
 
-    # Inputs of removed nodes: candidates for dead-code removal (the exporters' index arithmetic).
-    removed_inputs = {i for n in graph.node if id(n) in rw.remove for i in n.input if i}
+
+def _dead_code_candidates(g: _Graph, rw: _Rewrite) -> set[str]:
+    """Inputs of removed nodes and everything upstream of them (the exporters' index arithmetic): what may go."""
+    removed_inputs = {i for n in g.graph.node if id(n) in rw.remove for i in n.input if i}
     candidates: set[str] = set()
     stack = list(removed_inputs)
     while stack:
@@ -427,17 +464,11 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
         p = g.producer.get(t)
         if p is not None:
             stack.extend(i for i in p.input if i)
+    return candidates
 
-    new_nodes: list[onnx.NodeProto] = []
-    for n in graph.node:
-        if id(n) in rw.insert:
-            new_nodes.extend(rw.insert[id(n)])
-        if id(n) not in rw.remove:
-            new_nodes.append(n)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    _dead_code(graph, candidates)
 
+def _prune_tables(graph: onnx.GraphProto) -> None:
+    """Drop value_info of tensors no longer produced and initializers no longer used."""
     produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
     keep_vi = [vi for vi in graph.value_info if vi.name in produced]
     del graph.value_info[:]
@@ -446,13 +477,6 @@ def to_plugin_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Mappe
     keep_init = [t for t in graph.initializer if t.name in used or t.name in {o.name for o in graph.output}]
     del graph.initializer[:]
     graph.initializer.extend(keep_init)
-    if not any(imp.domain == PLUGIN_DOMAIN for imp in out.opset_import):
-        out.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
-    try:
-        onnx.checker.check_model(out)
-    except onnx.checker.ValidationError as exc:  # pragma: no cover - a bug in this pass, not user input
-        raise PluginMappingError(f"plugin graph failed onnx.checker: {str(exc).splitlines()[0]}") from exc
-    return out, rw.mapped
 
 
 # ------------------------------------------------------------------------ CPU evaluation (tests)

@@ -13,9 +13,10 @@ install hint when it is missing. Never a fake result.
 2. ``trt.Runtime(logger)``: an error logged here (no GPU, driver too old) becomes
    :class:`TensorRTRuntimeError`, one line quoting TensorRT;
 3. torch with CUDA must be there (device buffers are torch CUDA tensors; no pycuda);
-4. the plugin library (``plugin_library``, or refused when the manifest beside the engine says the engine needs
-   one) is loaded into the runtime's registry before deserializing; ``engine_host_code_allowed`` is set only with
-   ``trust_host_code`` (version-compatible plans and serialized plugins carry code: trusted plans only);
+4. the plugin library (``plugin_library``; else, when the manifest beside the engine says the engine needs one,
+   the one :func:`segdeploy.plugins.locate.locate_library` finds, UsageError when there is none) is loaded into
+   the runtime's registry before deserializing; ``engine_host_code_allowed`` is set only with ``trust_host_code``
+   (version-compatible plans and serialized plugins carry code: trusted plans only);
 5. ``deserialize_cuda_engine``; None -> :class:`~segdeploy.errors.ModelLoadError` with TensorRT's error;
 6. one execution context, a non-default CUDA stream, pinned host staging and device buffers sized for the
    optimization profile's max shape.
@@ -105,19 +106,19 @@ def import_runtime_module(runtime: str, engine_name: str) -> Any:
         ) from None
 
 
-def _manifest_plugins(engine_path: str) -> str | None:
-    """The plugin library the manifest beside the engine records for it (a file name), if any."""
-    from segdeploy.exportdir import read_manifest_unvalidated
+def _plugin_library(engine_path: str, name: str, given: str | None) -> str | None:
+    """``given``, else -- when the manifest beside the engine says it needs one -- the located plugin library
+    (:func:`segdeploy.plugins.locate.locate_library`: $SEGDEPLOY_PLUGINS, the `segdeploy plugins build` output)."""
+    if given:
+        if not os.path.isfile(given):
+            raise UsageError(f"plugin library {given} not found; build it with `segdeploy plugins build`")
+        return given
+    from segdeploy.plugins.locate import locate_library, manifest_hint
 
-    try:  # a manifest.json that is a FIFO, link or directory is one line (ArtifactError), never a hang
-        doc = read_manifest_unvalidated(os.path.dirname(os.path.abspath(engine_path)))
-    except OSError:
+    needed = manifest_hint(engine_path).library
+    if not needed:
         return None
-    name = os.path.basename(engine_path)
-    for e in (doc.get("engines") or []) if isinstance(doc, dict) else []:
-        if isinstance(e, dict) and e.get("file") == name and isinstance(e.get("plugins"), str):
-            return e["plugins"]
-    return None
+    return str(locate_library(needed_by=f"{name} needs the plugin library {needed} (its manifest says so)"))
 
 
 def _fmt(shape: Any) -> str:
@@ -134,6 +135,7 @@ class TensorRTRunner(Runner):
         super().__init__(os.path.basename(self.path))
         self.trt = trt_module if trt_module is not None else import_runtime_module(self.options.runtime, self.name)
         self.header = None
+        self.plugin_library: str | None = None  # the library loaded (given, or located for an engine that needs it)
         self.warnings: list[str] = []
         self.splits: list[dict[str, float]] = []
         self.last_split: dict[str, float] | None = None
@@ -162,12 +164,7 @@ class TensorRTRunner(Runner):
         if not (caps.execute_async_v3 and caps.tensor_api):
             raise MissingDependencyError(f"{caps.describe()} lacks the name-based tensor API (execute_async_v3); "
                                          f"segdeploy runs engines with TensorRT 8.6 or newer; {INSTALL_HINT}")
-        needed = _manifest_plugins(self.path)
-        if needed and not opts.plugin_library:
-            raise UsageError(f"{self.name} needs the plugin library {needed} (its manifest says so); give the runner "
-                             "that library's path (check, bench, build: --plugins; build it with `segdeploy plugins build`)")
-        if opts.plugin_library and not os.path.isfile(opts.plugin_library):
-            raise UsageError(f"plugin library {opts.plugin_library} not found; build it with `segdeploy plugins build`")
+        self.plugin_library = _plugin_library(self.path, self.name, opts.plugin_library)
         if opts.trust_host_code and not caps.engine_host_code:
             raise MissingDependencyError(f"{caps.describe()} cannot run plans that carry code "
                                          "(no Runtime.engine_host_code_allowed); use TensorRT 8.6 or newer")
@@ -188,7 +185,7 @@ class TensorRTRunner(Runner):
                     f"running {self.name} needs torch with CUDA (device buffers), but torch.cuda.is_available() is "
                     "False; install a CUDA build of torch (pip install torch) on the GPU machine"
                 )
-            if opts.plugin_library:
+            if self.plugin_library:
                 self._load_plugins(runtime, logger, caps)
             if opts.trust_host_code:
                 runtime.engine_host_code_allowed = True
@@ -224,7 +221,7 @@ class TensorRTRunner(Runner):
         return torch.cuda.device(self.options.device_index)
 
     def _load_plugins(self, runtime: Any, logger: Any, caps: Any) -> None:
-        lib = self.options.plugin_library
+        lib = self.plugin_library
         registry = runtime.get_plugin_registry() if hasattr(runtime, "get_plugin_registry") else self.trt.get_plugin_registry()
         mark = logger.mark()
         if caps.plugin_load_library:
@@ -422,6 +419,7 @@ class TensorRTRunner(Runner):
             "output": self._output,
             "profile": {k: list(v) for k, v in zip(("min", "opt", "max"), self._profile)} if self._profile else None,
             "device_index": self.options.device_index,
+            "plugin_library": self.plugin_library,
             "warnings": list(self.warnings),
         })
         return d

@@ -14,7 +14,7 @@ Modules (one job each)
 ----------------------
 ``capabilities``  probe a module -> frozen :class:`Capabilities`
 ``recipe``        precision + :class:`EngineBuildOptions` -> :class:`Recipe` for the installed version
-``builder``       :func:`build_engine` -> :class:`BuildResult` (plain plan bytes + JSON-able info)
+``builder``       :func:`build_engine` -> :class:`BuildResult` (plain plan bytes + typed build facts; ``to_dict()``)
 ``logger``        capturing ILogger (failures as one line, full log for verbose)
 ``timing_cache``  timing-cache file keyed by TensorRT version + GPU (atomic, foreign/corrupt ignored)
 ``calibrator``    calibration-cache header check + cache-only IInt8EntropyCalibrator2 (TensorRT <= 10.x)

@@ -22,11 +22,14 @@ Steps (each failure is one line, :class:`EngineBuildError` unless stated):
 6. the timing cache (:mod:`segdeploy.trt.timing_cache`: loaded, set, and saved after a successful build);
 7. ``build_serialized_network``; None -> the logger's error.
 
-Returns :class:`BuildResult`: ``plan`` = the plain serialized plan bytes (no custom header) and ``info``, a
-JSON-able dict (precision, source ONNX + sha256, TensorRT version and plan header, GPU name + compute
-capability where torch.cuda can tell, profile, recipe, flags set, build options, plugins, calibration cache,
-timing cache, timings, warnings, and the full TensorRT log when ``verbose``). Nothing is written except the
-timing cache; the caller stores the plan.
+Returns :class:`BuildResult`, a frozen dataclass with typed fields: ``plan`` = the plain serialized plan bytes (no
+custom header), the precision, source ONNX + sha256, TensorRT version and plan header, :class:`GpuInfo` (name +
+compute capability where torch.cuda can tell), profile, the :class:`~segdeploy.trt.recipe.Recipe` and network
+flags, build options, :class:`PluginsLoaded`, the calibration cache, :class:`TimingCacheUse`,
+:class:`BuildTimings`, warnings, and the full TensorRT log when ``verbose``; :meth:`BuildResult.to_dict` is the
+JSON-able record. The code follows the steps: checks (:func:`_check_paths`, :func:`_prepare`), the build
+(:func:`_build`: :func:`_network`, :func:`_configure`, the timing cache, :func:`_serialize`) and the record
+(:func:`_result`). Nothing is written except the timing cache; the caller stores the plan.
 """
 
 from __future__ import annotations
@@ -37,14 +40,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from segdeploy.errors import ArtifactError, MissingDependencyError, SegdeployError, UsageError
+from segdeploy.plugins.locate import PLUGIN_LIBRARY
 from segdeploy.spec import ShapeProfile
 from segdeploy.trt.capabilities import Capabilities, network_flags_value, probe
 from segdeploy.trt.logger import abandon, make_logger, one_line
 from segdeploy.trt.recipe import EngineBuildOptions, Recipe, make_recipe
 from segdeploy.vocab import Precision
+
+if TYPE_CHECKING:
+    from segdeploy.trt.calibrator import CalibrationCache
 
 INSTALL_HINT = (
     "install TensorRT (pip install tensorrt on an x86 CUDA machine, or JetPack's python3-libnvinfer on a Jetson)"
@@ -66,15 +73,141 @@ class EngineBuildError(SegdeployError):
 
 
 @dataclass(frozen=True)
+class GpuInfo:
+    """The CUDA device torch sees (None values when it cannot tell)."""
+
+    name: str | None = None
+    compute_capability: str | None = None  # "8.7"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "compute_capability": self.compute_capability}
+
+
+@dataclass(frozen=True)
+class PluginsLoaded:
+    """segdeploy's plugin library as loaded into the builder's registry."""
+
+    library: str  # file name
+    method: str  # "registry.load_library" | "ctypes"
+    already_loaded: bool
+    creators: tuple[str, ...]  # "namespace::op vN" of every plugin op the ONNX uses
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"library": self.library, "method": self.method, "already_loaded": self.already_loaded,
+                "creators": list(self.creators)}
+
+
+@dataclass(frozen=True)
+class TimingCacheUse:
+    file: str  # the cache file (segdeploy.trt.timing_cache)
+    reused: bool  # a cache from an earlier build was loaded and accepted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "reused": self.reused}
+
+
+@dataclass(frozen=True)
+class BuildTimings:
+    parse_s: float
+    build_s: float
+    total_s: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"parse_s": self.parse_s, "build_s": self.build_s, "total_s": self.total_s}
+
+
+@dataclass(frozen=True)
 class BuildResult:
+    """One built engine: the plan bytes and the facts of its build (see the module docstring)."""
+
     plan: bytes  # the serialized plan exactly as TensorRT returned it
-    info: dict[str, Any]  # JSON-able build record (see the module docstring)
+    precision: str
+    source_onnx: str  # file name
+    source_sha256: str
+    tensorrt_version: str  # trt.__version__ of the builder
+    tensorrt_module: str
+    plan_header: tuple[int, ...] | None  # the version in the plan's header
+    gpu: GpuInfo
+    profile: ShapeProfile
+    input_name: str
+    recipe: Recipe
+    network_flags_value: int
+    options: EngineBuildOptions
+    plugins: PluginsLoaded | None
+    calibration_cache: CalibrationCache | None  # int8-implicit only
+    timing_cache: TimingCacheUse | None
+    timings: BuildTimings
+    warnings: tuple[str, ...] = ()
+    log: str | None = None  # the full TensorRT log (verbose builds)
+
+    @property
+    def bytes(self) -> int:
+        return len(self.plan)
+
+    @property
+    def build_seconds(self) -> float:
+        return self.timings.total_s
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        r = self.recipe
+        return {"network": list(r.network_flags), "network_value": self.network_flags_value,
+                "builder": list(r.builder_flags), "parser": list(r.parser_flags)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able build record (everything but the plan bytes)."""
+        def opt(x: Any) -> dict[str, Any] | None:
+            return x.to_dict() if x is not None else None
+
+        return {
+            "precision": self.precision, "source_onnx": self.source_onnx, "source_sha256": self.source_sha256,
+            "tensorrt": {"version": self.tensorrt_version, "module": self.tensorrt_module,
+                         "plan_header": list(self.plan_header) if self.plan_header else None},
+            "gpu": self.gpu.to_dict(), "profile": self.profile.to_dict(), "input": self.input_name,
+            "recipe": self.recipe.to_dict(), "flags": self.flags, "build_options": self.options.to_dict(),
+            "plugins": opt(self.plugins), "calibration_cache": opt(self.calibration_cache),
+            "timing_cache": opt(self.timing_cache), "timings": self.timings.to_dict(),
+            "build_seconds": self.build_seconds, "bytes": self.bytes, "warnings": list(self.warnings), "log": self.log,
+        }
 
 
 @dataclass(frozen=True)
 class _OnnxSummary:
     nodes: tuple[tuple[str, str, str, int], ...]  # (name, op_type, domain, number of outputs)
     plugin_ops: tuple[tuple[str, str, str], ...]  # (op_type, plugin_version, plugin_namespace)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One build's checked inputs (what every step reads)."""
+
+    onnx_path: Path
+    input_name: str
+    profile: ShapeProfile
+    precision: str
+    options: EngineBuildOptions
+    plugin_path: Path | None
+    summary: _OnnxSummary
+    cache: CalibrationCache | None
+
+    @property
+    def needs_plugins(self) -> bool:
+        return bool(self.summary.plugin_ops)
+
+
+@dataclass
+class _Built:
+    """What the builder made, and the facts gathered on the way."""
+
+    caps: Capabilities
+    recipe: Recipe
+    network_flags_value: int
+    plugins: PluginsLoaded | None
+    timing_cache: TimingCacheUse | None
+    plan: bytes
+    parse_s: float
+    build_s: float
+    warnings: list[str]
 
 
 def import_tensorrt(purpose: str = "building an engine") -> Any:
@@ -86,18 +219,18 @@ def import_tensorrt(purpose: str = "building an engine") -> Any:
     return tensorrt
 
 
-def gpu_info(device_index: int | None = None) -> dict[str, Any]:
-    """{"name", "compute_capability"} of the CUDA device torch sees (None values when it cannot tell)."""
+def gpu_info(device_index: int | None = None) -> GpuInfo:
+    """The CUDA device torch sees (None values when it cannot tell)."""
     try:
         import torch
 
         if not torch.cuda.is_available():
-            return {"name": None, "compute_capability": None}
+            return GpuInfo()
         idx = torch.cuda.current_device() if device_index is None else device_index
         major, minor = torch.cuda.get_device_capability(idx)
-        return {"name": torch.cuda.get_device_name(idx), "compute_capability": f"{major}.{minor}"}
+        return GpuInfo(torch.cuda.get_device_name(idx), f"{major}.{minor}")
     except Exception:  # a broken CUDA setup must not hide the build's own error
-        return {"name": None, "compute_capability": None}
+        return GpuInfo()
 
 
 def _scan_onnx(path: Path) -> _OnnxSummary:
@@ -152,23 +285,42 @@ def build_engine(
     device_index: int | None = None,
 ) -> BuildResult:
     """Build one engine (see the module docstring). ``trt_module`` replaces ``import tensorrt`` (tests)."""
-    opts = options or EngineBuildOptions()
-    onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise ArtifactError(f"ONNX model {onnx_path} not found; run `segdeploy export` first or fix the path")
-    plugin_path = Path(plugin_library) if plugin_library is not None else None
-    if plugin_path is not None and not plugin_path.is_file():
-        raise ArtifactError(f"plugin library {plugin_path} not found; build it with `segdeploy plugins build`")
-    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
-        raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
+    _check_paths(onnx_path, plugin_library, precision, calib_cache)
     trt = trt_module if trt_module is not None else import_tensorrt()
     t_start = time.perf_counter()
+    job, caps = _prepare(trt, Path(onnx_path), input_name, profile, precision, options or EngineBuildOptions(),
+                         Path(plugin_library) if plugin_library is not None else None, calib_cache)
+    logger = make_logger(trt, verbose=verbose)
+    gpu = gpu_info(device_index)
+    with _cuda_device(device_index):
+        built = _build(trt, caps, logger, job, gpu, timing_cache_dir, shape_inputs)
+    return _result(job, built, gpu, logger.warnings(), logger.text() if verbose else None, t_start)
+
+
+# ------------------------------------------------------------------------------------------ 1. checks
+
+
+def _check_paths(onnx_path: str | os.PathLike, plugin_library: str | os.PathLike | None, precision: str,
+                 calib_cache: str | os.PathLike | None) -> None:
+    if not Path(onnx_path).is_file():
+        raise ArtifactError(f"ONNX model {Path(onnx_path)} not found; run `segdeploy export` first or fix the path")
+    if plugin_library is not None and not Path(plugin_library).is_file():
+        raise ArtifactError(f"plugin library {Path(plugin_library)} not found; build it with `segdeploy plugins build`")
+    if calib_cache is not None and precision != Precision.INT8_IMPLICIT:
+        raise UsageError(f"a calibration cache is only used by precision int8-implicit, not {precision}; drop it")
+
+
+def _prepare(trt: Any, onnx_path: Path, input_name: str, profile: ShapeProfile, precision: str,
+             opts: EngineBuildOptions, plugin_path: Path | None,
+             calib_cache: str | os.PathLike | None) -> tuple[_Job, Capabilities]:
+    """What can be refused before a builder exists: plugin nodes without the library, what this TensorRT cannot
+    build (the recipe), a calibration cache for another version."""
     summary = _scan_onnx(onnx_path)
     needs_plugins = bool(summary.plugin_ops)
     if needs_plugins and plugin_path is None:
         ops = ", ".join(sorted({op for op, _, _ in summary.plugin_ops}))
         raise UsageError(f"{onnx_path.name} has segdeploy plugin nodes ({ops}); pass the plugin library "
-                         "libsegdeploy_trt_plugins.so (build it with `segdeploy plugins build`)")
+                         f"{PLUGIN_LIBRARY} (build it with `segdeploy plugins build`)")
     caps = probe(trt)
     make_recipe(caps, precision, opts, needs_plugins=needs_plugins, has_calib_cache=calib_cache is not None)
     cache = None
@@ -176,98 +328,128 @@ def build_engine(
         from segdeploy.trt.calibrator import load_calibration_cache
 
         cache = load_calibration_cache(calib_cache, caps.version, rewrite_header=opts.rewrite_calib_header)  # type: ignore[arg-type]
+    return _Job(onnx_path, input_name, profile, precision, opts, plugin_path, summary, cache), caps
 
-    warnings: list[str] = []
-    logger = make_logger(trt, verbose=verbose)
-    gpu = gpu_info(device_index)
-    with _cuda_device(device_index):
-        builder = _make_builder(trt, caps, logger)
-        caps = probe(trt, builder=builder)
-        recipe = make_recipe(caps, precision, opts, needs_plugins=needs_plugins, has_calib_cache=cache is not None)
-        warnings += recipe.warnings
-        if cache is not None and cache.rewritten_from is not None:
-            warnings.append(f"calibration cache header rewritten from TRT-{cache.rewritten_from} to "
-                            f"TRT-{cache.version_code} for this build (the file is unchanged)")
-        plugins_info = None
-        if needs_plugins:
-            plugins_info = _load_plugins(trt, builder, caps, plugin_path, summary, logger)  # type: ignore[arg-type]
-        elif plugin_path is not None:
-            warnings.append(f"{onnx_path.name} has no plugin nodes; the plugin library was not loaded")
 
-        net_value = network_flags_value(trt, recipe.network_flags)
-        network = builder.create_network(net_value)
-        parser = trt.OnnxParser(network, logger)
-        for name in recipe.parser_flags:
-            parser.set_flag(getattr(trt.OnnxParserFlag, name))
-        t_parse = time.perf_counter()
-        _parse(trt, parser, caps, onnx_path, summary, logger)
-        parse_s = time.perf_counter() - t_parse
+# ------------------------------------------------------------------------------------------ 2. the build
 
-        config = builder.create_builder_config()
-        _apply_config(trt, config, recipe, plugin_path)
-        opt_profile = _optimization_profile(builder, network, input_name, profile, shape_inputs, onnx_path, logger)
-        config.add_optimization_profile(opt_profile)
-        calibrator = None
-        if recipe.calibrator:
-            from segdeploy.trt.calibrator import make_cache_calibrator
 
-            calibrator = make_cache_calibrator(trt, cache.data)  # type: ignore[union-attr]
-            config.int8_calibrator = calibrator
-            if recipe.calibration_profile:
-                cp = builder.create_optimization_profile()
-                cp.set_shape(input_name, profile.opt, profile.opt, profile.opt)
-                config.set_calibration_profile(cp)
+def _build(trt: Any, caps: Capabilities, logger: Any, job: _Job, gpu: GpuInfo,
+           timing_cache_dir: str | os.PathLike | None, shape_inputs: dict[str, Any] | None) -> _Built:
+    """Builder, recipe, plugins, network, config, timing cache, plan (steps 2-7 of the module docstring). Every
+    TensorRT object stays referenced here until the plan is serialized (the network uses the parser's weights)."""
+    builder = _make_builder(trt, caps, logger)
+    caps = probe(trt, builder=builder)
+    recipe = make_recipe(caps, job.precision, job.options, needs_plugins=job.needs_plugins,
+                         has_calib_cache=job.cache is not None)
+    warnings = list(recipe.warnings)
+    if job.cache is not None and job.cache.rewritten_from is not None:
+        warnings.append(f"calibration cache header rewritten from TRT-{job.cache.rewritten_from} to "
+                        f"TRT-{job.cache.version_code} for this build (the file is unchanged)")
+    plugins = None
+    if job.needs_plugins:
+        plugins = _load_plugins(trt, builder, caps, job.plugin_path, job.summary, logger)  # type: ignore[arg-type]
+    elif job.plugin_path is not None:
+        warnings.append(f"{job.onnx_path.name} has no plugin nodes; the plugin library was not loaded")
+    network, _parser, net_value, parse_s = _network(trt, builder, caps, recipe, job, logger)  # _parser: kept alive
+    config, keep = _configure(trt, builder, network, recipe, job, shape_inputs, logger)
+    tc_file, tc_use = None, None
+    if timing_cache_dir is not None:
+        tc_file, tc_use = _set_timing_cache(config, caps, timing_cache_dir, gpu, warnings)
+    plan, build_s = _serialize(builder, network, config, caps, job, logger, keep.calibrator)
+    if tc_file is not None:
+        tc_file.save(bytes(memoryview(config.get_timing_cache().serialize())))
+    return _Built(caps, recipe, net_value, plugins, tc_use, plan, parse_s, build_s, warnings)
 
-        tc_file, tc_info = None, None
-        if timing_cache_dir is not None:
-            tc_file, tc_info = _set_timing_cache(config, caps, timing_cache_dir, gpu, warnings)
 
-        t_build = time.perf_counter()
-        mark = logger.mark()
-        serialized = builder.build_serialized_network(network, config)
-        build_s = time.perf_counter() - t_build
-        if serialized is None:
-            detail = logger.last_error(mark) or "build_serialized_network returned None without logging an error"
-            if calibrator is not None and calibrator.batches_requested:
-                detail = ("TensorRT rejected the calibration cache and asked for calibration data (the cache's tensor "
-                          f"names or header do not fit this network): {detail}")
-            raise EngineBuildError(
-                f"{caps.describe()} failed to build the {precision} engine from {onnx_path.name}: {detail}; "
-                "re-run verbose for the full TensorRT log", log=logger.text())
-        plan = bytes(memoryview(serialized))
-        if tc_file is not None:
-            tc_file.save(bytes(memoryview(config.get_timing_cache().serialize())))
+def _network(trt: Any, builder: Any, caps: Capabilities, recipe: Recipe, job: _Job,
+             logger: Any) -> tuple[Any, Any, int, float]:
+    """``create_network`` with the recipe's flags and the parsed ONNX: (network, parser, flags value, parse s)."""
+    net_value = network_flags_value(trt, recipe.network_flags)
+    network = builder.create_network(net_value)
+    parser = trt.OnnxParser(network, logger)
+    for name in recipe.parser_flags:
+        parser.set_flag(getattr(trt.OnnxParserFlag, name))
+    t_parse = time.perf_counter()
+    _parse(trt, parser, caps, job.onnx_path, job.summary, logger)
+    return network, parser, net_value, time.perf_counter() - t_parse
 
+
+@dataclass
+class _Owned:
+    """Objects the builder config points at, kept alive until the build is done."""
+
+    profiles: list[Any]
+    calibrator: Any = None
+
+
+def _configure(trt: Any, builder: Any, network: Any, recipe: Recipe, job: _Job, shape_inputs: dict[str, Any] | None,
+               logger: Any) -> tuple[Any, _Owned]:
+    """The builder config: flags and limits, the optimization profile, the cache-only calibrator."""
+    config = builder.create_builder_config()
+    _apply_config(trt, config, recipe, job.plugin_path)
+    opt_profile = _optimization_profile(builder, network, job.input_name, job.profile, shape_inputs, job.onnx_path,
+                                        logger)
+    config.add_optimization_profile(opt_profile)
+    owned = _Owned([opt_profile])
+    if recipe.calibrator:
+        from segdeploy.trt.calibrator import make_cache_calibrator
+
+        owned.calibrator = make_cache_calibrator(trt, job.cache.data)  # type: ignore[union-attr]
+        config.int8_calibrator = owned.calibrator
+        if recipe.calibration_profile:
+            cp = builder.create_optimization_profile()
+            opt = job.profile.opt
+            cp.set_shape(job.input_name, opt, opt, opt)
+            config.set_calibration_profile(cp)
+            owned.profiles.append(cp)
+    return config, owned
+
+
+def _serialize(builder: Any, network: Any, config: Any, caps: Capabilities, job: _Job, logger: Any,
+               calibrator: Any) -> tuple[bytes, float]:
+    """``build_serialized_network``: (plan bytes, seconds); None -> EngineBuildError with the logger's error."""
+    t_build = time.perf_counter()
+    mark = logger.mark()
+    serialized = builder.build_serialized_network(network, config)
+    build_s = time.perf_counter() - t_build
+    if serialized is None:
+        detail = logger.last_error(mark) or "build_serialized_network returned None without logging an error"
+        if calibrator is not None and calibrator.batches_requested:
+            detail = ("TensorRT rejected the calibration cache and asked for calibration data (the cache's tensor "
+                      f"names or header do not fit this network): {detail}")
+        raise EngineBuildError(
+            f"{caps.describe()} failed to build the {job.precision} engine from {job.onnx_path.name}: {detail}; "
+            "re-run verbose for the full TensorRT log", log=logger.text())
+    return bytes(memoryview(serialized)), build_s
+
+
+# ------------------------------------------------------------------------------------------ 3. the record
+
+
+def _result(job: _Job, built: _Built, gpu: GpuInfo, log_warnings: list[str], log: str | None,
+            t_start: float) -> BuildResult:
     from segdeploy.fsutil import sha256_file
     from segdeploy.trt.plan import NotAPlanError, parse_plan_header
 
     try:
-        header = parse_plan_header(plan, f"the {precision} engine").to_dict()
+        header = parse_plan_header(built.plan, f"the {job.precision} engine")
     except NotAPlanError as e:
         raise EngineBuildError(f"TensorRT returned something that is not a plan: {e.message}") from None
-    warnings += [one_line(w) for w in logger.warnings()][:20]
-    info: dict[str, Any] = {
-        "precision": precision,
-        "source_onnx": onnx_path.name,
-        "source_sha256": sha256_file(onnx_path),
-        "tensorrt": {"version": caps.version, "module": caps.module, "plan_header": header["plan_header"]},
-        "gpu": gpu,
-        "profile": profile.to_dict(),
-        "input": input_name,
-        "recipe": recipe.to_dict(),
-        "flags": {"network": list(recipe.network_flags), "network_value": net_value,
-                  "builder": list(recipe.builder_flags), "parser": list(recipe.parser_flags)},
-        "build_options": opts.to_dict(),
-        "plugins": plugins_info,
-        "calibration_cache": cache.to_dict() if cache is not None else None,
-        "timing_cache": tc_info,
-        "timings": {"parse_s": parse_s, "build_s": build_s, "total_s": time.perf_counter() - t_start},
-        "build_seconds": time.perf_counter() - t_start,
-        "bytes": len(plan),
-        "warnings": warnings,
-        "log": logger.text() if verbose else None,
-    }
-    return BuildResult(plan=plan, info=info)
+    warnings = built.warnings + [one_line(w) for w in log_warnings][:20]
+    timings = BuildTimings(built.parse_s, built.build_s, time.perf_counter() - t_start)
+    return BuildResult(
+        plan=built.plan, precision=job.precision, source_onnx=job.onnx_path.name,
+        source_sha256=sha256_file(job.onnx_path), tensorrt_version=built.caps.version,
+        tensorrt_module=built.caps.module, plan_header=tuple(header.version) if header.version else None,
+        gpu=gpu, profile=job.profile, input_name=job.input_name, recipe=built.recipe,
+        network_flags_value=built.network_flags_value, options=job.options, plugins=built.plugins,
+        calibration_cache=job.cache, timing_cache=built.timing_cache, timings=timings, warnings=tuple(warnings),
+        log=log,
+    )
+
+
+# ------------------------------------------------------------------------------------------ the steps' details
 
 
 def _make_builder(trt: Any, caps: Capabilities, logger: Any) -> Any:
@@ -284,7 +466,7 @@ def _make_builder(trt: Any, caps: Capabilities, logger: Any) -> Any:
 
 
 def _load_plugins(trt: Any, builder: Any, caps: Capabilities, path: Path, summary: _OnnxSummary,
-                  logger: Any) -> dict[str, Any]:
+                  logger: Any) -> PluginsLoaded:
     """Load ``path`` into the builder's plugin registry (before parsing) and check the creators the ONNX needs."""
     registry = builder.get_plugin_registry() if hasattr(builder, "get_plugin_registry") else trt.get_plugin_registry()
     mark = logger.mark()
@@ -310,8 +492,8 @@ def _load_plugins(trt: Any, builder: Any, caps: Capabilities, path: Path, summar
     if missing:
         raise EngineBuildError(f"the plugin library {path.name} does not provide {', '.join(missing)} for "
                                f"{caps.describe()}; rebuild it from this segdeploy (segdeploy plugins build)")
-    return {"library": path.name, "method": method, "already_loaded": not loaded,
-            "creators": [f"{ns}::{op} v{ver}" if ns else f"{op} v{ver}" for op, ver, ns in summary.plugin_ops]}
+    return PluginsLoaded(path.name, method, not loaded,
+                         tuple(f"{ns}::{op} v{ver}" if ns else f"{op} v{ver}" for op, ver, ns in summary.plugin_ops))
 
 
 def _parse(trt: Any, parser: Any, caps: Capabilities, path: Path, summary: _OnnxSummary, logger: Any) -> None:
@@ -397,14 +579,14 @@ def _optimization_profile(builder: Any, network: Any, input_name: str, profile: 
     return p
 
 
-def _set_timing_cache(config: Any, caps: Capabilities, directory: str | os.PathLike, gpu: dict[str, Any],
-                      warnings: list[str]) -> tuple[Any, dict[str, Any] | None]:
+def _set_timing_cache(config: Any, caps: Capabilities, directory: str | os.PathLike, gpu: GpuInfo,
+                      warnings: list[str]) -> tuple[Any, TimingCacheUse | None]:
     from segdeploy.trt.timing_cache import TimingCacheFile, gpu_key
 
     if not caps.timing_cache:
         warnings.append(f"{caps.describe()} has no timing cache API; building without one")
         return None, None
-    tc = TimingCacheFile(directory, caps.version, gpu_key(gpu.get("name"), gpu.get("compute_capability")))
+    tc = TimingCacheFile(directory, caps.version, gpu_key(gpu.name, gpu.compute_capability))
     blob = tc.load()
     warnings += tc.warnings
     reused = bool(blob)
@@ -421,4 +603,4 @@ def _set_timing_cache(config: Any, caps: Capabilities, directory: str | os.PathL
     if cache is None:
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
-    return tc, {"file": str(tc.path), "reused": reused}
+    return tc, TimingCacheUse(str(tc.path), reused)

@@ -31,10 +31,9 @@ def _manifest_entry(path: Path, sha: str) -> dict[str, Any] | None:
     try:
         from segdeploy.exportdir import ExportDir
 
-        doc = ExportDir.open(path.parent, verify=False).manifest
+        entry = ExportDir.open(path.parent, verify=False).engine_entry(path.name)
     except ArtifactError as e:
         return {"manifest": str(mpath), "valid": False, "problem": e.message}
-    entry = next((e for e in doc.get("engines") or [] if e.get("file") == path.name), None)
     out: dict[str, Any] = {"manifest": str(mpath), "valid": True, "listed": entry is not None}
     if entry is not None:
         out["entry"] = entry

@@ -109,22 +109,58 @@ class Recipe:
         return d
 
 
+@dataclass
+class _Draft:
+    """The recipe's lists while :func:`make_recipe` fills them."""
+
+    network_flags: list[str] = field(default_factory=list)
+    builder_flags: list[str] = field(default_factory=list)
+    parser_flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions | None = None, *,
                 needs_plugins: bool = False, has_calib_cache: bool = False) -> Recipe:
     """The recipe for ``precision`` on the TensorRT described by ``caps`` (see the module docstring)."""
     opts = options or EngineBuildOptions()
-    ver = caps.describe()
     Precision.parse(precision, "precision")
+    _check_can_build(caps, precision, opts, needs_plugins, has_calib_cache)
+    dla = opts.dla_core is not None
+    # DLA needs the weak-typing precision flags where they exist (TensorRT 8.6 / 10.x on JetPack 6).
+    weak = precision == Precision.INT8_IMPLICIT or not caps.strongly_typed or (dla and caps.weak_typing)
+    d = _Draft()
+    _typing(d, caps, precision, weak, dla)
+    if dla:
+        if opts.gpu_fallback:
+            d.builder_flags.append("GPU_FALLBACK")
+        d.notes.append(f"DLA core {opts.dla_core}" + (" with GPU fallback" if opts.gpu_fallback else " (no GPU fallback)"))
+    serialize_plugins = _version_compatibility(d, caps, opts, needs_plugins)
+    hw = _hardware_compatibility(caps, opts, dla)
+    if (opts.version_compatible or hw not in (None, "NONE")) and caps.parser_native_instancenorm:
+        # the InstanceNormalization plugin of libnvinfer_plugin is neither version- nor hardware-compatible
+        # (default on from 10.0; off in 8.6)
+        d.parser_flags.append("NATIVE_INSTANCENORM")
+    return Recipe(
+        precision=precision, tensorrt=caps.version, network_flags=tuple(d.network_flags),
+        builder_flags=tuple(d.builder_flags), parser_flags=tuple(d.parser_flags), strongly_typed=not weak,
+        calibrator=precision == Precision.INT8_IMPLICIT,
+        calibration_profile=precision == Precision.INT8_IMPLICIT and caps.calibration_profile,
+        device="DLA" if dla else "GPU", dla_core=opts.dla_core, hardware_compatibility=hw,
+        workspace_bytes=_workspace_bytes(caps, opts), optimization_level=_optimization_level(caps, opts),
+        plugins=needs_plugins, serialize_plugins=serialize_plugins, warnings=tuple(d.warnings), notes=tuple(d.notes),
+    )
+
+
+def _check_can_build(caps: Capabilities, precision: str, opts: EngineBuildOptions, needs_plugins: bool,
+                     has_calib_cache: bool) -> None:
+    """What this TensorRT (or device) cannot build at all: a runtime-only module, plugins, implicit INT8, DLA."""
+    ver = caps.describe()
     if not caps.can_build:
         raise UnsupportedByTensorRT(
             f"{ver} is a runtime-only module (no Builder/OnnxParser) and cannot build engines; "
             "install the full TensorRT (pip install tensorrt, or JetPack's python3-libnvinfer)"
         )
-    warnings: list[str] = []
-    notes: list[str] = []
-    net: list[str] = []
-    flags: list[str] = []
-
     if needs_plugins:
         if not caps.plugin_v3:
             raise UnsupportedByTensorRT(
@@ -134,7 +170,6 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         if not caps.plugin_load_library:
             raise UnsupportedByTensorRT(f"{ver} cannot load plugin libraries (no IPluginRegistry.load_library); "
                                         "use TensorRT 10.x or newer")
-
     if precision == Precision.INT8_IMPLICIT:
         if not caps.implicit_int8:
             raise UnsupportedByTensorRT(
@@ -144,111 +179,102 @@ def make_recipe(caps: Capabilities, precision: str, options: EngineBuildOptions 
         if not has_calib_cache:
             raise UsageError("precision int8-implicit needs the calibration cache model.calib.cache; "
                              "run `segdeploy calibrate` (or export with --int8 --calib DIR) first")
+    if opts.dla_core is not None:
+        _check_dla(caps, precision, opts.dla_core)
 
-    dla = opts.dla_core is not None
-    if dla:
-        if not caps.dla_api:
-            raise UnsupportedByTensorRT(f"{ver} has no DLA support; build for the GPU (leave the DLA core unset)")
-        if caps.dla_cores is not None and caps.dla_cores == 0:
-            raise UnsupportedByTensorRT(
-                f"this device has no DLA (builder.num_DLA_cores = 0 with {ver}; Orin Nano and Thor have none); "
-                "build for the GPU (leave the DLA core unset)"
-            )
-        if caps.dla_cores is not None and opts.dla_core >= caps.dla_cores:  # type: ignore[operator]
-            raise UsageError(f"DLA core {opts.dla_core} does not exist: this device has {caps.dla_cores} "
-                             f"(cores 0..{caps.dla_cores - 1})")
-        if precision == Precision.FP32:
-            raise UnsupportedByTensorRT("DLA runs FP16 and INT8 only; use precision fp16 or int8 for a DLA engine")
 
-    # DLA needs the weak-typing precision flags where they exist (TensorRT 8.6 / 10.x on JetPack 6).
-    weak = precision == Precision.INT8_IMPLICIT or not caps.strongly_typed or (dla and caps.weak_typing)
+def _check_dla(caps: Capabilities, precision: str, dla_core: int) -> None:
+    ver = caps.describe()
+    if not caps.dla_api:
+        raise UnsupportedByTensorRT(f"{ver} has no DLA support; build for the GPU (leave the DLA core unset)")
+    if caps.dla_cores is not None and caps.dla_cores == 0:
+        raise UnsupportedByTensorRT(
+            f"this device has no DLA (builder.num_DLA_cores = 0 with {ver}; Orin Nano and Thor have none); "
+            "build for the GPU (leave the DLA core unset)"
+        )
+    if caps.dla_cores is not None and dla_core >= caps.dla_cores:
+        raise UsageError(f"DLA core {dla_core} does not exist: this device has {caps.dla_cores} "
+                         f"(cores 0..{caps.dla_cores - 1})")
+    if precision == Precision.FP32:
+        raise UnsupportedByTensorRT("DLA runs FP16 and INT8 only; use precision fp16 or int8 for a DLA engine")
+
+
+def _typing(d: _Draft, caps: Capabilities, precision: str, weak: bool, dla: bool) -> None:
+    """Network flags and precision flags: strongly typed (the ONNX's types decide), or weak with FP16/INT8."""
+    ver = caps.describe()
     if caps.explicit_batch_required:
-        net.append("EXPLICIT_BATCH")
+        d.network_flags.append("EXPLICIT_BATCH")
     if not weak:
-        net.append("STRONGLY_TYPED")
+        d.network_flags.append("STRONGLY_TYPED")
         if caps.strongly_typed_mandatory:
-            notes.append(f"{ver} builds every network strongly typed; precision comes from the ONNX's types")
+            d.notes.append(f"{ver} builds every network strongly typed; precision comes from the ONNX's types")
         else:
-            notes.append("strongly typed: the ONNX's types decide the precision; no precision flags are set")
+            d.notes.append("strongly typed: the ONNX's types decide the precision; no precision flags are set")
     else:
         if precision == Precision.FP16:
             _need(caps.fp16_flag, f"{ver} has no FP16 flag; use a TensorRT that builds strongly typed (10.x+)")
-            flags.append("FP16")
+            d.builder_flags.append("FP16")
         elif precision in (Precision.INT8, Precision.INT8_IMPLICIT):
             _need(caps.int8_flag, f"{ver} has no INT8 flag; use precision int8 with model.int8.onnx on TensorRT 10.x+")
-            flags.append("INT8")
+            d.builder_flags.append("INT8")
         if precision == Precision.INT8 and not dla:
-            notes.append("explicit Q/DQ INT8 with weak typing: the INT8 flag lets TensorRT run the Q/DQ regions in int8")
+            d.notes.append("explicit Q/DQ INT8 with weak typing: the INT8 flag lets TensorRT run the Q/DQ regions in "
+                           "int8")
     if precision == Precision.INT8_IMPLICIT:
         if caps.strongly_typed:
-            warnings.append(
+            d.warnings.append(
                 f"implicit INT8 calibration is deprecated in {ver} (since 10.1) and removed in TensorRT 11; "
                 "precision int8 (the explicit Q/DQ model.int8.onnx) builds on every version"
             )
-        notes.append("implicit INT8 from the calibration cache only (the calibrator never reads data)")
+        d.notes.append("implicit INT8 from the calibration cache only (the calibrator never reads data)")
 
-    if dla:
-        if opts.gpu_fallback:
-            flags.append("GPU_FALLBACK")
-        notes.append(f"DLA core {opts.dla_core}" + (" with GPU fallback" if opts.gpu_fallback else " (no GPU fallback)"))
 
+def _version_compatibility(d: _Draft, caps: Capabilities, opts: EngineBuildOptions, needs_plugins: bool) -> bool:
+    """VERSION_COMPATIBLE (+ EXCLUDE_LEAN_RUNTIME); returns whether the plugin library is serialized into the plan."""
+    if not opts.version_compatible:
+        return False
+    ver = caps.describe()
+    _need(caps.version_compatible, f"{ver} cannot build version-compatible engines; drop version-compatible")
+    d.builder_flags.append("VERSION_COMPATIBLE")
+    d.notes.append("version-compatible: loading it needs the runner's trust-host-code option (the plan carries code)")
     serialize_plugins = False
-    if opts.version_compatible:
-        _need(caps.version_compatible, f"{ver} cannot build version-compatible engines; drop version-compatible")
-        flags.append("VERSION_COMPATIBLE")
-        notes.append("version-compatible: loading it needs the runner's trust-host-code option (the plan carries code)")
-        if needs_plugins:
-            _need(caps.plugins_to_serialize, f"{ver} cannot serialize plugin libraries into a version-compatible "
-                  "engine; drop version-compatible")
-            serialize_plugins = True
-        if opts.exclude_lean_runtime:
-            _need(caps.exclude_lean_runtime, f"{ver} has no EXCLUDE_LEAN_RUNTIME flag; drop exclude-lean-runtime")
-            flags.append("EXCLUDE_LEAN_RUNTIME")
+    if needs_plugins:
+        _need(caps.plugins_to_serialize, f"{ver} cannot serialize plugin libraries into a version-compatible "
+              "engine; drop version-compatible")
+        serialize_plugins = True
+    if opts.exclude_lean_runtime:
+        _need(caps.exclude_lean_runtime, f"{ver} has no EXCLUDE_LEAN_RUNTIME flag; drop exclude-lean-runtime")
+        d.builder_flags.append("EXCLUDE_LEAN_RUNTIME")
+    return serialize_plugins
 
-    hw = None
-    if opts.hardware_compatibility is not None:
-        hw = HARDWARE_COMPATIBILITY[opts.hardware_compatibility]
-        if hw not in caps.hardware_compatibility_levels:
-            have = ", ".join(k for k, v in HARDWARE_COMPATIBILITY.items() if v in caps.hardware_compatibility_levels)
-            raise UnsupportedByTensorRT(
-                f"{ver} has no hardware compatibility level {opts.hardware_compatibility}"
-                + (f"; use one of {have}" if have else "; drop the hardware compatibility option")
-            )
-        if dla and hw != "NONE":
-            raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
 
-    parser_flags: list[str] = []
-    if (opts.version_compatible or hw not in (None, "NONE")) and caps.parser_native_instancenorm:
-        # the InstanceNormalization plugin of libnvinfer_plugin is neither version- nor hardware-compatible
-        # (default on from 10.0; off in 8.6)
-        parser_flags.append("NATIVE_INSTANCENORM")
+def _hardware_compatibility(caps: Capabilities, opts: EngineBuildOptions, dla: bool) -> str | None:
+    """The HardwareCompatibilityLevel member name (None: not set)."""
+    if opts.hardware_compatibility is None:
+        return None
+    hw = HARDWARE_COMPATIBILITY[opts.hardware_compatibility]
+    if hw not in caps.hardware_compatibility_levels:
+        have = ", ".join(k for k, v in HARDWARE_COMPATIBILITY.items() if v in caps.hardware_compatibility_levels)
+        raise UnsupportedByTensorRT(
+            f"{caps.describe()} has no hardware compatibility level {opts.hardware_compatibility}"
+            + (f"; use one of {have}" if have else "; drop the hardware compatibility option")
+        )
+    if dla and hw != "NONE":
+        raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
+    return hw
 
-    workspace = None
-    if opts.workspace_mib is not None:
-        _need(caps.memory_pool_limit, f"{ver} has no memory pool limits; drop the workspace option")
-        workspace = opts.workspace_mib << 20
+
+def _workspace_bytes(caps: Capabilities, opts: EngineBuildOptions) -> int | None:
+    if opts.workspace_mib is None:
+        return None
+    _need(caps.memory_pool_limit, f"{caps.describe()} has no memory pool limits; drop the workspace option")
+    return opts.workspace_mib << 20
+
+
+def _optimization_level(caps: Capabilities, opts: EngineBuildOptions) -> int | None:
     if opts.optimization_level is not None:
-        _need(caps.optimization_level, f"{ver} has no builder optimization level; drop that option")
-
-    return Recipe(
-        precision=precision,
-        tensorrt=caps.version,
-        network_flags=tuple(net),
-        builder_flags=tuple(flags),
-        parser_flags=tuple(parser_flags),
-        strongly_typed=not weak,
-        calibrator=precision == Precision.INT8_IMPLICIT,
-        calibration_profile=precision == Precision.INT8_IMPLICIT and caps.calibration_profile,
-        device="DLA" if dla else "GPU",
-        dla_core=opts.dla_core,
-        hardware_compatibility=hw,
-        workspace_bytes=workspace,
-        optimization_level=opts.optimization_level,
-        plugins=needs_plugins,
-        serialize_plugins=serialize_plugins,
-        warnings=tuple(warnings),
-        notes=tuple(notes),
-    )
+        _need(caps.optimization_level, f"{caps.describe()} has no builder optimization level; drop that option")
+    return opts.optimization_level
 
 
 def _need(ok: bool, message: str) -> None:

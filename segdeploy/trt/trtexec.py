@@ -81,15 +81,7 @@ def trtexec_command(
 ) -> TrtexecCommand:
     """The trtexec command for ``target`` (see the module docstring)."""
     t = resolve_target(target)
-    Precision.parse(precision, "precision")
-    if workspace_mib is not None and (not isinstance(workspace_mib, int) or workspace_mib <= 0):
-        raise UsageError(f"workspace must be a positive number of MiB, got {workspace_mib!r}")
-    if optimization_level is not None and not (isinstance(optimization_level, int)
-                                               and 0 <= optimization_level <= MAX_OPTIMIZATION_LEVEL):
-        raise UsageError(f"builder optimization level must be 0..{MAX_OPTIMIZATION_LEVEL}, got {optimization_level!r}")
-    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_COMPATIBILITY:
-        raise UsageError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
-                         f"got {hardware_compatibility!r}")
+    _check_values(precision, workspace_mib, optimization_level, hardware_compatibility)
     notes: list[str] = []
     argv = [trtexec, f"--onnx={os.fspath(onnx_path)}"]
     if save_engine is not None:
@@ -98,31 +90,12 @@ def trtexec_command(
              f"--optShapes={shape_spec(input_name, profile.opt)}",
              f"--maxShapes={shape_spec(input_name, profile.max)}"]
     argv += _precision_flags(t, precision, calib_cache, dla_core, input_name, profile, notes)
-    if plugin_library is not None:
-        if not t.plugin_v3:
-            raise UnsupportedByTensorRT(
-                f"{t.label} has no IPluginV3, which segdeploy's plugins need; use target 10.3 or newer "
-                "(JetPack 6.1+), or a model without plugin nodes"
-            )
-        lib = os.fspath(plugin_library)
-        argv.append(f"--dynamicPlugins={lib}")
-        if version_compatible:
-            argv.append(f"--setPluginsToSerialize={lib}")
+    argv += _plugin_flags(t, plugin_library, version_compatible)
     if workspace_mib is not None:
         argv.append(f"--memPoolSize=workspace:{workspace_mib}")
     if optimization_level is not None:
         argv.append(f"--builderOptimizationLevel={optimization_level}")
-    if hardware_compatibility not in (None, "none"):
-        flag = _HW_FLAG[hardware_compatibility]  # type: ignore[index]
-        if flag not in t.hardware_compatibility:
-            raise UnsupportedByTensorRT(f"{t.label} has no hardware compatibility level {hardware_compatibility}; "
-                                        f"use one of {', '.join(k for k, v in _HW_FLAG.items() if v in t.hardware_compatibility)}")
-        if dla_core is not None:
-            raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
-        argv.append(f"--hardwareCompatibilityLevel={flag}")
-    if version_compatible:
-        argv.append("--versionCompatible")
-        notes.append("version-compatible: load it with the runner's trust-host-code option")
+    argv += _compatibility_flags(t, hardware_compatibility, version_compatible, dla_core, notes)
     if dla_core is not None:
         argv.append(f"--useDLACore={dla_core}")
         if gpu_fallback:
@@ -134,6 +107,51 @@ def trtexec_command(
     if t.jetpack:
         notes.append(f"{t.label} ships with {t.jetpack}; run this on the device itself (engines are not portable)")
     return TrtexecCommand(target=t.key, label=t.label, argv=tuple(argv), notes=tuple(notes))
+
+
+def _check_values(precision: str, workspace_mib: int | None, optimization_level: int | None,
+                  hardware_compatibility: str | None) -> None:
+    """Malformed values (UsageError), before anything target-specific."""
+    Precision.parse(precision, "precision")
+    if workspace_mib is not None and (not isinstance(workspace_mib, int) or workspace_mib <= 0):
+        raise UsageError(f"workspace must be a positive number of MiB, got {workspace_mib!r}")
+    if optimization_level is not None and not (isinstance(optimization_level, int)
+                                               and 0 <= optimization_level <= MAX_OPTIMIZATION_LEVEL):
+        raise UsageError(f"builder optimization level must be 0..{MAX_OPTIMIZATION_LEVEL}, got {optimization_level!r}")
+    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_COMPATIBILITY:
+        raise UsageError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                         f"got {hardware_compatibility!r}")
+
+
+def _plugin_flags(t: Target, plugin_library: str | os.PathLike | None, version_compatible: bool) -> list[str]:
+    """``--dynamicPlugins`` (+ ``--setPluginsToSerialize`` for version-compatible builds); refused on 8.6."""
+    if plugin_library is None:
+        return []
+    if not t.plugin_v3:
+        raise UnsupportedByTensorRT(
+            f"{t.label} has no IPluginV3, which segdeploy's plugins need; use target 10.3 or newer "
+            "(JetPack 6.1+), or a model without plugin nodes"
+        )
+    lib = os.fspath(plugin_library)
+    return [f"--dynamicPlugins={lib}"] + ([f"--setPluginsToSerialize={lib}"] if version_compatible else [])
+
+
+def _compatibility_flags(t: Target, hardware_compatibility: str | None, version_compatible: bool,
+                         dla_core: int | None, notes: list[str]) -> list[str]:
+    """``--hardwareCompatibilityLevel`` (what the target has; never with DLA) and ``--versionCompatible``."""
+    argv = []
+    if hardware_compatibility not in (None, "none"):
+        flag = _HW_FLAG[hardware_compatibility]  # type: ignore[index]
+        if flag not in t.hardware_compatibility:
+            raise UnsupportedByTensorRT(f"{t.label} has no hardware compatibility level {hardware_compatibility}; "
+                                        f"use one of {', '.join(k for k, v in _HW_FLAG.items() if v in t.hardware_compatibility)}")
+        if dla_core is not None:
+            raise UnsupportedByTensorRT("hardware-compatible engines cannot use DLA; drop one of the two options")
+        argv.append(f"--hardwareCompatibilityLevel={flag}")
+    if version_compatible:
+        argv.append("--versionCompatible")
+        notes.append("version-compatible: load it with the runner's trust-host-code option")
+    return argv
 
 
 def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int | None, input_name: str,
@@ -156,7 +174,7 @@ def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int 
             )
         if calib_cache is None:
             raise UsageError("precision int8-implicit needs the calibration cache (model.calib.cache)")
-        _note_cache_version(t, calib_cache, notes)
+        note_cache_version(t, calib_cache, notes)
         if t.strongly_typed == "flag":
             notes.append(f"implicit INT8 calibration is deprecated in {t.label}; precision int8 (Q/DQ) is the "
                          "supported path")
@@ -173,7 +191,7 @@ def _precision_flags(t: Target, precision: str, calib_cache: Any, dla_core: int 
     return ["--stronglyTyped"]
 
 
-def _note_cache_version(t: Target, calib_cache: Any, notes: list[str]) -> None:
+def note_cache_version(t: Target, calib_cache: Any, notes: list[str]) -> None:
     """Note a calibration cache written for another version than the target expects (when the file is here)."""
     from segdeploy.trt.calib_cache import read_trt_cache
     from segdeploy.errors import ArtifactError

@@ -7,6 +7,7 @@ import json
 from segdeploy.cli import main
 from segdeploy.doctor import report as report_mod
 from segdeploy.platform import probe
+from segdeploy.plugins.locate import PLUGINS_ENV
 
 
 def test_json(capsys):
@@ -38,7 +39,7 @@ def test_broken_probe_exit_0(monkeypatch, capsys):
 
 
 def test_plugins_option(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     assert main(["doctor", "--json", "--plugins", str(tmp_path / "missing.so")]) == 0
     p = json.loads(capsys.readouterr().out)["stages"]["doctor"]["probes"]["plugin_library"]
     assert p["status"] == "error" and "not found via --plugins" in p["error"]

@@ -7,6 +7,7 @@ import pytest
 from segdeploy.engine.jobs import plan_jobs
 from segdeploy.engine.request import BuildRequest, parse_precisions
 from segdeploy.errors import ArtifactError, UsageError
+from segdeploy.manifest import ManifestView
 
 BASE = ["model.onnx"]
 INT8 = {"precision": {"source_onnx": "model.onnx", "int8": {"file": "model.int8.onnx"}, "fp16": {"file": "model.fp16.onnx"}}}
@@ -14,8 +15,18 @@ LISTED = ["model.onnx", "model.int8.onnx", "model.fp16.onnx", "ranges.json", "mo
 PLUGINS = {"tensorrt_plugins": {"file": "model.trt.onnx", "nodes": [{"plugin": "SegdeployMaxUnpool"}]}}
 
 
+class View(ManifestView):
+    """A manifest document + the names of its file table (what ExportDir / Transaction give plan_jobs)."""
+
+    def __init__(self, manifest, listed):
+        self.manifest, self.listed = manifest, set(listed)
+
+    def has(self, name):
+        return name in self.listed
+
+
 def jobs(manifest, listed, **kw):
-    plan = plan_jobs(manifest, listed, BuildRequest(**kw))
+    plan = plan_jobs(View(manifest, listed), BuildRequest(**kw))
     return [(j.precision, j.onnx, j.derived_from) for j in plan.jobs], plan.notes
 
 

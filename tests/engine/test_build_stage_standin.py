@@ -24,6 +24,7 @@ from build_helpers import (
 )
 
 from segdeploy.exportdir import ExportDir
+from segdeploy.plugins.locate import PLUGINS_ENV
 
 pytestmark = pytest.mark.slow  # the real exports the module uses take ~30 s to make (once per session)
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,8 +156,6 @@ def test_failures_publish_nothing(capsys, monkeypatch, int8_export, copy_export)
 
 
 def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
-    from segdeploy.engine import stage
-
     d = make_plugin_export(fp32_export, tmp_path / "plug" / "shapes")
     lib = tmp_path / "libsegdeploy_trt_plugins.so"
     lib.write_bytes(b"\x7fELF placeholder: the stand-in's registry records the path, it never loads it")
@@ -167,11 +166,12 @@ def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
     assert rc == 1 and "--onnx=model.trt.onnx" in cmd and "--dynamicPlugins=libsegdeploy_trt_plugins.so" in cmd
     rc, _, err = run_cli(capsys, "build", d, "--trt-target", "8.6")
     assert rc == 2 and "TensorRT 8.6 has no IPluginV3" in err
-    # with TensorRT: the default plugin library is looked up; none here -> one line naming the fix
+    # with TensorRT: the plugin library is looked up ($SEGDEPLOY_PLUGINS here); none there -> one line naming the fix
     trt = install_standin(monkeypatch, "10.16")
-    monkeypatch.setattr(stage, "default_plugin_library", lambda: None)
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "no-plugins-here"))
     rc, _, err = run_cli(capsys, "build", d, "--no-timing-cache")
     assert rc == 2 and "needs segdeploy's TensorRT plugin library" in err and "--plugins PATH" in err
+    assert "not found via $SEGDEPLOY_PLUGINS" in err and err.count("\n") == 1
     rc, _, err = run_cli(capsys, "build", d, "--precision", "int8", "--plugins", lib)
     assert rc == 2 and "maps only the FP32 graph" in err and "--precision fp32" in err
     rc, out, err = run_cli(capsys, "build", d, "--plugins", lib, "--no-timing-cache", "-q")
@@ -188,33 +188,33 @@ def test_plugin_model(capsys, monkeypatch, fp32_export, tmp_path):
 
 def test_check_plugins_option_resolution(fp32_export, tmp_path, monkeypatch):
     """`segdeploy check --plugins`: given path wins; else the manifest beside the engine decides."""
-    from segdeploy.engine import request
-    from segdeploy.engine.request import engine_plugin_library
     from segdeploy.errors import UsageError
+    from segdeploy.plugins import library_for_engine
 
     lib = tmp_path / "lib.so"
     lib.write_bytes(b"x")
     d = make_plugin_export(fp32_export, tmp_path / "plug" / "shapes")
-    assert engine_plugin_library(d / "model.fp32.engine", str(lib)) == str(lib)
+    assert library_for_engine(d / "model.fp32.engine", str(lib)) == str(lib)
     with pytest.raises(UsageError, match="--plugins .*missing.so does not exist"):
-        engine_plugin_library(d / "model.fp32.engine", str(tmp_path / "missing.so"))
-    monkeypatch.setattr(request, "default_plugin_library", lambda: None)
-    # an engine the manifest does not list (a trtexec build) of a plugin model: the default library if any
-    assert engine_plugin_library(d / "model.fp32.plan") is None
-    monkeypatch.setattr(request, "default_plugin_library", lambda: lib)
-    assert engine_plugin_library(d / "model.fp32.plan") == str(lib)
-    assert engine_plugin_library(fp32_export / "model.fp32.plan") is None  # no plugins in that model
-    assert engine_plugin_library(tmp_path / "elsewhere.engine") is None  # no manifest beside it
+        library_for_engine(d / "model.fp32.engine", str(tmp_path / "missing.so"))
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "no-plugins-here"))
+    # an engine the manifest does not list (a trtexec build) of a plugin model: the located library if any
+    assert library_for_engine(d / "model.fp32.plan") is None
+    monkeypatch.setenv(PLUGINS_ENV, str(lib))
+    assert library_for_engine(d / "model.fp32.plan") == str(lib)
+    assert library_for_engine(fp32_export / "model.fp32.plan") is None  # no plugins in that model
+    assert library_for_engine(tmp_path / "elsewhere.engine") is None  # no manifest beside it
     # a listed engine whose entry names the library, none found -> one line naming --plugins
     doc = json.loads((d / "manifest.json").read_text())
     doc["engines"] = [{"file": "model.fp32.engine", "plugins": "libsegdeploy_trt_plugins.so"}]
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(doc))
-    monkeypatch.setattr(request, "default_plugin_library", lambda: None)
+    assert library_for_engine(tmp_path / "m" / "model.fp32.engine") == str(lib)
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "no-plugins-here"))
     with pytest.raises(UsageError, match="needs the plugin library libsegdeploy_trt_plugins.so .*pass --plugins PATH"):
-        engine_plugin_library(tmp_path / "m" / "model.fp32.engine")
+        library_for_engine(tmp_path / "m" / "model.fp32.engine")
     with pytest.raises(UsageError, match="needs the plugin library"):  # --manifest DIR names the same manifest
-        engine_plugin_library(d / "model.fp32.engine", manifest=tmp_path / "m")
+        library_for_engine(d / "model.fp32.engine", manifest=tmp_path / "m")
 
 
 def test_check_refuses_plugins_for_an_onnx_candidate(capsys, fp32_export, tmp_path):

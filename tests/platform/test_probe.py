@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from segdeploy.platform import probe
-from segdeploy.plugins.build import PLUGINS_LIB
+from segdeploy.plugins.locate import PLUGIN_LIBRARY as PLUGINS_LIB
+from segdeploy.plugins.locate import PLUGINS_ENV, find_library
 
 
 def _script(path: Path, body: str) -> Path:
@@ -198,7 +199,7 @@ def real_so(tmp_path_factory) -> Path:
 
 
 def test_plugin_library_explicit_file_loads(real_so, monkeypatch):
-    monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     r = probe.probe_plugin_library(real_so)
     assert r.value == {"path": str(real_so), "source": "--plugins", "loadable": True, "load_error": None}
 
@@ -219,32 +220,32 @@ def test_plugin_library_search_order(real_so, tmp_path, monkeypatch):
     env_dir.mkdir()
     shutil.copy(real_so, env_dir / PLUGINS_LIB)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
-    path, source, _ = probe.find_plugin_library()
-    assert (path, source) == (build_lib / PLUGINS_LIB, "default build dir")
-    monkeypatch.setenv(probe.PLUGINS_ENV, str(env_dir))
-    path, source, _ = probe.find_plugin_library()
-    assert (path, source) == (env_dir / PLUGINS_LIB, "$SEGDEPLOY_PLUGINS")
-    path, source, _ = probe.find_plugin_library(real_so)
-    assert (path, source) == (real_so, "--plugins")
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
+    found = find_library()
+    assert (found.path, found.source) == (build_lib / PLUGINS_LIB, "default build dir")
+    monkeypatch.setenv(PLUGINS_ENV, str(env_dir))
+    found = find_library()
+    assert (found.path, found.source) == (env_dir / PLUGINS_LIB, "$SEGDEPLOY_PLUGINS")
+    found = find_library(real_so)
+    assert (found.path, found.source) == (real_so, "--plugins")
     # a build dir whose library sits deeper (segdeploy/plugins/trt/) is found too
     deep = tmp_path / "other/segdeploy/plugins/trt"
     deep.mkdir(parents=True)
     shutil.copy(real_so, deep / PLUGINS_LIB)
-    assert probe.find_plugin_library(tmp_path / "other")[0] == deep / PLUGINS_LIB
+    assert find_library(tmp_path / "other").path == deep / PLUGINS_LIB
 
 
 def test_plugin_library_given_but_missing_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     r = probe.probe_plugin_library(tmp_path / "nope")
     assert r.status == "error" and "not found via --plugins" in r.error and "does not exist" in r.error
-    monkeypatch.setenv(probe.PLUGINS_ENV, str(tmp_path))  # exists, holds no library
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path))  # exists, holds no library
     r = probe.probe_plugin_library()
     assert r.status == "error" and "$SEGDEPLOY_PLUGINS" in r.error
 
 
 def test_plugin_library_default_absent_is_not_an_error(tmp_path, monkeypatch):
-    monkeypatch.delenv(probe.PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     r = probe.probe_plugin_library()
     assert r.status == "absent" and "segdeploy plugins build" in r.note

@@ -351,6 +351,18 @@ def test_torch_diagnostics_do_not_print_before_the_error_line(clean_pt2, tmp_pat
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize("suffix", ["model_weights_config.json", "models/model.json"])
+def test_deeply_nested_json_records_are_named_not_a_recursion_error(suffix, clean_pt2, tmp_path, capsys):
+    """PyTorch parses the payload configs and the program with plain json.loads (RecursionError on [[[[...]]]]):
+    the read sink parses them with segdeploy.jsonio first, so the line names the entry and the nesting."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    evil = _write(tmp_path / "deep.pt2", _with_payload(_members(clean_pt2), suffix, deep))
+    code, _, err = run(capsys, "export", evil, "--out", tmp_path / "o", "-q")
+    line = one_error_line(err)
+    assert code == 1 and f"{suffix.rsplit('/', 1)[-1]} is not valid JSON (nested 100000 levels deep" in line, line
+    assert "recursion" not in line and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("name", ["absolute_weight_path", "decoy_archive_format", "duplicate_member",
                                   "case_duplicate_member", "dotdot_record_path", "opaque_object", "pickled_constant",
                                   "aotinductor"])

@@ -6,6 +6,7 @@ stand-in's "no build" marker, which the tests check -- so nothing here pretends 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -13,7 +14,7 @@ from trt_helpers import PROFILE
 from standin import NO_BUILD, make_trt_module
 
 from segdeploy.errors import ArtifactError, UsageError
-from segdeploy.trt.builder import EngineBuildError, build_engine
+from segdeploy.trt.builder import BuildResult, EngineBuildError, GpuInfo, TimingCacheUse, build_engine
 from segdeploy.trt.calibrator import CalibrationCacheMismatch
 from segdeploy.trt.recipe import EngineBuildOptions, UnsupportedByTensorRT
 from segdeploy.trt.timing_cache import TimingCacheFile, gpu_key
@@ -24,7 +25,7 @@ def this_gpu():
     from segdeploy.trt.builder import gpu_info
 
     g = gpu_info()
-    return gpu_key(g["name"], g["compute_capability"])
+    return gpu_key(g.name, g.compute_capability)
 
 
 def run_build(trt, onnx_path, precision="fp32", **kw):
@@ -287,7 +288,18 @@ def test_post_build_bookkeeping_with_a_handcrafted_plan_header(onnx_dir, tmp_pat
     res = build_engine(onnx_dir / "model.onnx", "input", PROFILE, "fp16", EngineBuildOptions(workspace_mib=64),
                        trt_module=trt, timing_cache_dir=tmp_path / "tc", verbose=True)
     assert res.plan == header  # plain plan bytes: no segdeploy header in front
-    info = json.loads(json.dumps(res.info))
+    # typed fields
+    assert isinstance(res, BuildResult) and res.precision == "fp16" and res.bytes == 4096
+    assert res.tensorrt_version == "10.3.0.26" and res.plan_header == (10, 3, 0, 26)
+    assert res.recipe.precision == "fp16" and res.recipe.workspace_bytes == 64 << 20
+    assert res.options == EngineBuildOptions(workspace_mib=64) and res.profile == PROFILE and res.input_name == "input"
+    assert res.plugins is None and res.calibration_cache is None and isinstance(res.timing_cache, TimingCacheUse)
+    assert res.timing_cache.reused is False and res.build_seconds == res.timings.total_s >= res.timings.build_s
+    assert isinstance(res.gpu, GpuInfo) and isinstance(res.log, str) and all(isinstance(w, str) for w in res.warnings)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.precision = "fp32"  # type: ignore[misc]
+    # the JSON-able record
+    info = json.loads(json.dumps(res.to_dict()))
     assert info["tensorrt"] == {"version": "10.3.0.26", "module": "tensorrt", "plan_header": [10, 3, 0, 26]}
     assert info["flags"] == {"network": ["STRONGLY_TYPED"], "network_value": 2, "builder": [], "parser": []}
     assert info["recipe"]["precision"] == "fp16" and info["recipe"]["workspace_bytes"] == 64 << 20

@@ -68,8 +68,8 @@ def test_build_and_run_matches_onnxruntime(export_dir, batch, tmp_path, precisio
                        timing_cache_dir=tmp_path / "tc",
                        # the export wrote the cache for TensorRT 10.3; accept it for the installed version
                        options=EngineBuildOptions(rewrite_calib_header=True))
-    assert res.plan[:4] == b"ftrt" and res.info["tensorrt"]["version"] == trt.__version__
-    assert res.info["tensorrt"]["plan_header"][:3] == [int(p) for p in trt.__version__.split(".")[:3]]
+    assert res.plan[:4] == b"ftrt" and res.tensorrt_version == trt.__version__
+    assert list(res.plan_header[:3]) == [int(p) for p in trt.__version__.split(".")[:3]]
     engine = tmp_path / f"model.{precision}.engine"
     engine.write_bytes(res.plan)
     with TensorRTRunner(engine) as r:

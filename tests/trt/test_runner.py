@@ -15,6 +15,7 @@ from trt_helpers import plan_bytes
 from standin import make_trt_module
 
 from segdeploy.errors import MissingDependencyError, UsageError
+from segdeploy.plugins.locate import PLUGINS_ENV
 from segdeploy.runners import open_runner
 from segdeploy.runners.tensorrt import TensorRTOptions, TensorRTRunner, TensorRTRuntimeError
 from segdeploy.trt.plan import NotAPlanError, PlanVersionError
@@ -99,16 +100,40 @@ def test_version_compatible_option_accepts_an_older_plan(tmp_path):
         TensorRTRunner(p, TensorRTOptions(version_compatible=True, trust_host_code=True), trt_module=trt).open()
 
 
-def test_manifest_plugins_and_missing_library(tmp_path):
+def test_manifest_plugins_and_missing_library(tmp_path, monkeypatch):
     trt = make_trt_module("10.3.0", version_string="10.3.0.26")
     p = engine(tmp_path, (10, 3, 0, 26))
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"engines": [{"file": p.name, "plugins": "libsegdeploy_trt_plugins.so"}]}))
-    with pytest.raises(UsageError, match="needs the plugin library libsegdeploy_trt_plugins.so"):
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "no-such-dir"))  # the locator's deciding source holds nothing
+    with pytest.raises(UsageError, match=r"needs the plugin library libsegdeploy_trt_plugins.so .*none was found "
+                                         r"\(not found via \$SEGDEPLOY_PLUGINS.*--plugins PATH"):
         TensorRTRunner(p, trt_module=trt).open()
     with pytest.raises(UsageError, match="plugin library /nowhere/lib.so not found"):
         TensorRTRunner(p, TensorRTOptions(plugin_library="/nowhere/lib.so"), trt_module=trt).open()
     assert not any(n.startswith("Runtime.") for n in trt._standin.names())
+
+
+def test_manifest_plugins_are_located(tmp_path, monkeypatch):
+    """An engine whose manifest names the plugin library, no --plugins: the locator's library is the one loaded."""
+    trt = make_trt_module("10.16", version_string="10.16.1.11", cuda=False)
+    p = engine(tmp_path, (10, 16, 1, 11))
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"engines": [{"file": p.name, "plugins": "libsegdeploy_trt_plugins.so"}]}))
+    lib = tmp_path / "plugins" / "lib" / "libsegdeploy_trt_plugins.so"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"\x7fELF placeholder: located, never loaded (the runtime fails first)")
+    monkeypatch.setenv(PLUGINS_ENV, str(tmp_path / "plugins"))
+    runner = TensorRTRunner(p, trt_module=trt)
+    with pytest.raises(TensorRTRuntimeError):  # past the plugin check, up to the (GPU-less) runtime
+        runner.open()
+    assert runner.plugin_library == str(lib) and runner.describe()["plugin_library"] == str(lib)
+    # an engine the manifest lists without plugins: nothing is located
+    (tmp_path / "manifest.json").write_text(json.dumps({"engines": [{"file": p.name, "plugins": None}]}))
+    runner = TensorRTRunner(p, trt_module=trt)
+    with pytest.raises(TensorRTRuntimeError):
+        runner.open()
+    assert runner.plugin_library is None
 
 
 def test_describe_before_open(tmp_path):
