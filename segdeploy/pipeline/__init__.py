@@ -17,7 +17,8 @@ Every stage is a function ``run(txn, options, progress, **inputs) -> Result``:
 * the result satisfies :class:`~segdeploy.result.StageResult` (``summary()`` for the JSON document, ``notes``).
 
 :func:`run_stage` runs one stage on a published export directory (``segdeploy calibrate``, ``segdeploy
-precision``): a derived transaction (``fresh=False``), the stage, the commit -- the one way to do that.
+precision``, and ``segdeploy build`` through :func:`build_directory`): a derived transaction (``fresh=False``),
+the stage, the commit -- the one way to do that.
 
 The one-command path
 --------------------
@@ -89,6 +90,24 @@ def run_stage(export_dir: str | Path, stage_run: StageRun[OptionsT, ResultT], op
         published = txn.commit()
     result.notes.extend(txn.notes)
     return result, published
+
+
+def build_directory(export_dir: str | Path, options: BuildRequest, progress: Progress | None = None, *,
+                    trt_module: Any = None) -> BuildStageResult:
+    """`segdeploy build EXPORT_DIR`: the request's cheap checks, then without TensorRT the trtexec commands for the
+    published directory (:func:`segdeploy.engine.stage.describe_directory`: read-only, nothing locked or written),
+    with TensorRT (``import tensorrt``, or ``trt_module``) the build stage through :func:`run_stage`."""
+    from segdeploy.engine import stage as build_stage
+    from segdeploy.exportdir import ExportDir
+
+    t0 = time.perf_counter()
+    options.check_static()
+    trt, why = (trt_module, None) if trt_module is not None else build_stage.import_tensorrt()
+    if trt is None:
+        return build_stage.describe_directory(ExportDir.open(export_dir), options, why)
+    res, _ = run_stage(export_dir, build_stage.run, options, as_progress(progress), command="build", trt_module=trt)
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 @dataclass(frozen=True)
@@ -229,4 +248,5 @@ def export_model(
     return res.export
 
 
-__all__ = ["PipelineOptions", "PipelineResult", "StageRun", "export_model", "run_pipeline", "run_stage"]
+__all__ = ["PipelineOptions", "PipelineResult", "StageRun", "build_directory", "export_model", "run_pipeline",
+           "run_stage"]

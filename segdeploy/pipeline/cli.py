@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import click
 
 from segdeploy.cli_options import model_options, output_options, precision_options, progress_for
+from segdeploy.engine.cli_options import engine_build_options
 from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.result import echo_json, result_doc
 from segdeploy.vocab import Precision
 
 if TYPE_CHECKING:
-    from segdeploy.engine.request import BuildRequest
     from segdeploy.export.stage import ExportOptions, ExportResult
     from segdeploy.pipeline import PipelineResult
 
@@ -32,18 +32,6 @@ def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | No
     if len(vals) != n:
         raise UsageError(f"{option} needs {n} comma-separated numbers, got {len(vals)}")
     return vals
-
-
-def _build_options(engine: bool, trt_target: str | None, plugin_library: str | None) -> BuildRequest | None:
-    # TODO(issue 15, lead): expose the engine-build option group (build's 14 options) here once it lands
-    # (segdeploy/engine/cli_options.py or the end of segdeploy/cli_options.py); today only --trt-target/--plugins.
-    if not engine:
-        if trt_target or plugin_library:
-            raise UsageError("--trt-target/--plugins given without --engine; add --engine")
-        return None
-    from segdeploy.engine.request import BuildRequest
-
-    return BuildRequest.from_cli(trt_target=trt_target, plugin_library=plugin_library)
 
 
 def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, opset, exporter, cleanup, no_rewrites,
@@ -83,12 +71,9 @@ def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, op
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @precision_options
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (where TensorRT is installed; else print the trtexec commands).")
-@click.option("--trt-target", default=None, help="With --engine and no TensorRT here: target TensorRT version of the printed "
-                                                 "trtexec commands (8.6, 10.3, 10.x, 11.x; default newest).")
-@click.option("--plugins", "plugin_library", default=None, type=click.Path(dir_okay=False, path_type=str),
-              help="With --engine: our plugin library (default: `segdeploy plugins build` output).")
+@engine_build_options(exclude=("--verbose",), help_prefix="With --engine: ")
 @output_options
-def export_command(model, out_dir, precision, engine, trt_target, plugin_library, as_json, quiet, **export):
+def export_command(model, out_dir, precision, engine, build, as_json, quiet, **export):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
     MODEL_FILE: a torch.export program (.pt2), a TorchScript archive, or (with --trust-pickle) a pickled module.
@@ -99,8 +84,7 @@ def export_command(model, out_dir, precision, engine, trt_target, plugin_library
 
     try:
         model.validate()
-        options = PipelineOptions(_export_options(**export), precision.parse(),
-                                  _build_options(engine, trt_target, plugin_library))
+        options = PipelineOptions(_export_options(**export), precision.parse(), build.request_if(engine, "--engine"))
         res = run_pipeline(model.source, out_dir, options, progress=progress_for(quiet),
                            load_kwargs=model.load_kwargs())
     except SegdeployError as e:
