@@ -121,6 +121,23 @@ def _maxrss_mb() -> float:
     return _status_mb("VmHWM")
 
 
+def _noting_progress(note):
+    """A silent segdeploy Progress whose counted tasks pass the images done to ``note`` (calibrate() reports its
+    images as a "calibrate" task)."""
+    from segdeploy.progress import Progress, Task
+
+    class NotedTask(Task):
+        def update(self, done: int, total: int | None = None) -> None:
+            super().update(done, total)
+            note(done)
+
+    class NotingProgress(Progress):
+        def task(self, label: str, total: int | None = None, unit: str = "image") -> Task:
+            return NotedTask(self, label, total, unit)
+
+    return NotingProgress(enabled=False)
+
+
 def worker(method: str, model: str, images: str, n: int, threads: int, progress_file: str | None = None) -> dict:
     import numpy as np
 
@@ -149,7 +166,8 @@ def worker(method: str, model: str, images: str, n: int, threads: int, progress_
         rss0 = _rss_mb()
         t0 = time.perf_counter()
         res = calibrate(model, images, preprocess=pre, profile=prof, size=n, seed=0, method=m,
-                        batch_size=BATCH, intra_op_threads=threads or None, tensors=tensors, progress=note)
+                        batch_size=BATCH, intra_op_threads=threads or None, tensors=tensors,
+                        progress=_noting_progress(note))
         wall = time.perf_counter() - t0
         ranges = res.ranges
     else:
