@@ -56,6 +56,11 @@ class Method:
         return d
 
     @property
+    def needs_histogram(self) -> bool:
+        """Whether this method reads the |x| histogram; ``max`` needs only the exact max |x|."""
+        return self.kind != "max"
+
+    @property
     def label(self) -> str:
         return f"percentile{self.percentile:g}" if self.kind == "percentile" else self.kind
 
@@ -165,11 +170,14 @@ def amax_mse(hist: np.ndarray, edges: np.ndarray, start_bin: int = 128, bound: i
 
 
 def compute_amax(h, method: Method) -> float:
-    """amax of one :class:`~segdeploy.calibration.collect.TensorHistogram` by ``method`` (never above its max)."""
-    if h.absmax == 0.0 or h.range_max == 0.0:
-        return 0.0
+    """amax of one tensor's statistic by ``method`` (never above its max): a
+    :class:`~segdeploy.calibration.histogram.TensorHistogram`, or for ``max`` also a ``TensorRange``."""
     if method.kind == "max":
         return float(h.absmax)
+    if not getattr(h, "histogram", False):
+        raise UsageError(f"the {method.kind} method needs histograms; these statistics hold only the max |x|")
+    if h.absmax == 0.0 or h.range_max == 0.0:
+        return 0.0
     edges = h.edges
     if method.kind == "percentile":
         a = amax_percentile(h.hist, edges, method.percentile)
@@ -186,4 +194,7 @@ def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
     missing = [k for k in keys if k not in stats.tensors]
     if missing:
         raise UsageError(f"no statistics for tensor(s) {', '.join(missing[:5])}; collect them first")
+    if method.needs_histogram and not stats.histograms:
+        raise UsageError(f"the {method.kind} method needs histograms but these statistics hold only the max |x|; "
+                         "collect them with CollectOptions(histograms=True)")
     return {k: compute_amax(stats.tensors[k], method) for k in keys}

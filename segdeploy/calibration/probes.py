@@ -1,0 +1,144 @@
+"""In-graph probes: ONNX Runtime reduces every calibrated activation right after it is produced.
+
+Contract
+--------
+:func:`add_probes` rewrites a copy of the model (an ``onnx.ModelProto``, changed in place) so that for every
+calibrated tensor ``t`` the nodes right after ``t``'s producer (graph inputs: at the start) are::
+
+    [Cast(to=FLOAT) when t is not float32] -> ReduceMax, ReduceMin, ReduceL1, Size     (scalars)
+
+and the model's outputs become those scalars, plus ``t`` itself (as float32) where ``keep`` asks for the values
+(histograms; graph inputs excepted: the caller has them). Nothing else is fetched, so with the session's
+priority-based execution order ONNX Runtime frees each activation as usual: the max method never materialises
+a batch's activations. ``ReduceL1`` is the NaN probe: ONNX Runtime's ReduceMax/ReduceMin skip NaNs, a sum of
+``|x|`` never turns NaN without one (overflow gives Inf); an Inf shows in the max or the min.
+
+:meth:`ProbePlan.read` turns one run's outputs into a :class:`Probe` per tensor, in graph order:
+``absmax = max(max, -min)`` (bit-identical to ``np.abs(x).max()`` in float32), ``count``, ``nonfinite``
+("NaN" / "Inf" / None) and ``values`` (the flat float32 array when kept, else None).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+_FLOAT32 = 1  # onnx.TensorProto.FLOAT
+_REDUCTIONS = ("ReduceMax", "ReduceMin", "ReduceL1")
+
+
+@dataclass(frozen=True)
+class Probe:
+    absmax: float
+    count: int
+    nonfinite: str | None
+    values: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _TensorOutputs:
+    tensor: str
+    maximum: str
+    minimum: str
+    l1: str
+    size: str
+    values: str | None  # output holding the float32 values; None: not kept or a graph input
+
+
+class ProbePlan:
+    """Which outputs to fetch and how to read them (see module docstring)."""
+
+    def __init__(self, entries: Sequence[_TensorOutputs], inputs: Sequence[str]):
+        self._entries = list(entries)
+        self._inputs = set(inputs)
+        self.outputs = [o for e in self._entries for o in (e.maximum, e.minimum, e.l1, e.size, e.values) if o]
+
+    @property
+    def tensors(self) -> list[str]:
+        return [e.tensor for e in self._entries]
+
+    def read(self, fetched: Sequence[np.ndarray], feeds: Mapping[str, np.ndarray], keep: bool) -> list[tuple[str, Probe]]:
+        """(tensor, Probe) in graph order from one run's outputs (in :attr:`outputs` order) and its feeds."""
+        out = dict(zip(self.outputs, fetched))
+        probes = []
+        for e in self._entries:
+            hi, lo, l1 = float(out[e.maximum]), float(out[e.minimum]), float(out[e.l1])
+            count = int(out[e.size])
+            values = None
+            if keep and count:
+                src = out[e.values] if e.values else feeds[e.tensor]
+                values = np.ascontiguousarray(src, dtype=np.float32).reshape(-1)
+            if count == 0:
+                probes.append((e.tensor, Probe(0.0, 0, None, None)))
+                continue
+            absmax = max(hi, -lo)
+            nonfinite = "NaN" if math.isnan(l1) or math.isnan(absmax) else ("Inf" if math.isinf(absmax) else None)
+            probes.append((e.tensor, Probe(absmax, count, nonfinite, values)))
+        return probes
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def _probe_nodes(helper, tensor: str, elem_type: int | None, keep_values: bool, taken: set[str]):
+    """(nodes, _TensorOutputs) for one tensor."""
+    nodes = []
+    src = tensor
+    if elem_type != _FLOAT32:
+        src = _unique(f"{tensor}::segdeploy_f32", taken)
+        nodes.append(helper.make_node("Cast", [tensor], [src], to=_FLOAT32, name=src))
+    names = {}
+    for op in _REDUCTIONS:
+        out = _unique(f"{tensor}::segdeploy_{op}", taken)
+        nodes.append(helper.make_node(op, [src], [out], keepdims=0, name=out))
+        names[op] = out
+    size = _unique(f"{tensor}::segdeploy_Size", taken)
+    nodes.append(helper.make_node("Size", [src], [size], name=size))
+    entry = _TensorOutputs(tensor, names["ReduceMax"], names["ReduceMin"], names["ReduceL1"], size,
+                           src if keep_values else None)
+    return nodes, entry
+
+
+def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], keep: bool) -> ProbePlan:
+    """Rewrite ``model`` (in place) as described in the module docstring; returns the plan to read its outputs.
+
+    ``elem_types``: tensor -> ONNX element type (float32 needs no Cast). ``keep``: also output the values.
+    """
+    from onnx import helper
+
+    g = model.graph
+    inputs = [i.name for i in g.input]
+    wanted = set(tensors)
+    taken = {o for n in g.node for o in n.output} | set(inputs) | {i.name for i in g.initializer}
+    entries: dict[str, _TensorOutputs] = {}
+    new_nodes = []
+
+    def probe(t: str) -> None:
+        nodes, entry = _probe_nodes(helper, t, elem_types.get(t), keep and t not in inputs, taken)
+        new_nodes.extend(nodes)
+        entries[t] = entry
+
+    for t in inputs:
+        if t in wanted:
+            probe(t)
+    for node in g.node:
+        new_nodes.append(node)
+        for o in node.output:
+            if o in wanted and o not in entries:
+                probe(o)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    ordered = [entries[t] for t in tensors]
+    plan = ProbePlan(ordered, [t for t in inputs if t in wanted])
+    del g.output[:]
+    for o in plan.outputs:
+        g.output.append(helper.make_empty_tensor_value_info(o))
+    return plan
