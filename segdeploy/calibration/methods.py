@@ -102,10 +102,11 @@ def entropy_divergences(hist: np.ndarray, num_quant_bins: int = 128, start_bin: 
     total = B[-1]
     space = np.linspace(0, cands, num=nq + 1, axis=1)  # [C, nq+1]
     edges = np.minimum(np.ceil(space).astype(np.int64), cands[:, None])
-    lo, hi = edges[:, :-1], edges[:, 1:]
-    S = B[hi] - B[lo]
-    cnt = N[hi] - N[lo]
-    BL = L[hi] - L[lo]
+    lo = edges[:, :-1]
+    # level sums as differences of prefix sums at the level edges (one gather per prefix array)
+    S = np.diff(B[edges], axis=1)
+    cnt = np.diff(N[edges], axis=1)
+    BL = np.diff(L[edges], axis=1)
     qs = B[cands]  # sum of Q's mass = sum(bins[:i])
     has = cnt > 0
     avg = np.divide(S, cnt, out=np.ones_like(S), where=has)
@@ -197,4 +198,12 @@ def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
     if method.needs_histogram and not stats.histograms:
         raise UsageError(f"the {method.kind} method needs histograms but these statistics hold only the max |x|; "
                          "collect them with CollectOptions(histograms=True)")
-    return {k: compute_amax(stats.tensors[k], method) for k in keys}
+    if not method.needs_histogram or len(keys) < 2:
+        return {k: compute_amax(stats.tensors[k], method) for k in keys}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segdeploy.calibration.histogram import default_workers
+
+    # the searches are independent NumPy work per tensor (the GIL is released inside it): one thread per CPU
+    with ThreadPoolExecutor(min(default_workers(), len(keys))) as pool:
+        return dict(zip(keys, pool.map(lambda k: compute_amax(stats.tensors[k], method), keys)))
