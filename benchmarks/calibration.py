@@ -285,7 +285,10 @@ def run_child(run: str, ctx: dict, a) -> dict:
     cmd = [sys.executable, __file__, "--worker", run, "--workload", ctx["workload"], "--work", str(ctx["work"]),
            "--model", str(ctx["model"]), "--images", str(ctx["images"]), "--val", str(ctx["val"]),
            "--n", str(ctx["n"]), "--size", str(ctx["size"]), "--threads", str(a.threads), "--worker-out", out_path]
+    import resource
+
     load0 = os.getloadavg()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak, killed = 0.0, None
@@ -300,8 +303,11 @@ def run_child(run: str, ctx: dict, a) -> dict:
             p.kill()
         time.sleep(0.05)
     err = p.stderr.read() if p.stderr else ""
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     rec = {"workload": ctx["workload"], "run": run, "n": ctx["n"], "peak_rss_mb": round(peak, 1),
-           "elapsed_s": round(time.perf_counter() - t0, 2), "load_before": [round(x, 2) for x in load0],
+           "elapsed_s": round(time.perf_counter() - t0, 2), "process_cpu_s": round(cpu, 2),
+           "load_before": [round(x, 2) for x in load0],
            "load_after": [round(x, 2) for x in os.getloadavg()]}
     prog = out_path + ".progress"
     done = int(Path(prog).read_text().strip() or 0) if os.path.exists(prog) else None
@@ -447,7 +453,9 @@ def main() -> int:
             "ORT's tensor count includes weights behind Identity nodes and Constant outputs; ours counts activations only",
             "peak_rss_mb: child VmHWM; calibration_rss_mb: peak minus RSS when the worker started",
             "int8_accuracy / budget_eval: seconds_per_image over --val-images labelled images (INT8 from ours_max ranges)",
-            "load_before/load_after: os.getloadavg() around each run (the machine may be shared)",
+            "load_before/load_after: os.getloadavg() around each run (the machine may be shared); process_cpu_s: the "
+            "child's whole CPU time (imports, setup and ONNX Runtime's spinning threads included) -- steadier than "
+            "wall time on a loaded machine, but not what the targets are stated in",
         ],
         "summary": summarise(runs, ranges),
         "runs": runs,
