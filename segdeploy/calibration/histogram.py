@@ -18,14 +18,14 @@ probes.py): :meth:`TensorRange.observe` (max and count, grows the range) then, f
 
 :func:`count_bins` walks the array in cache-sized chunks with preallocated scratch (``|x|``, scale, truncate,
 ``bincount``: no array-sized temporaries); :class:`Binner` runs it on several threads (NumPy releases the
-GIL in these loops) and folds the counts in the caller's thread.
+GIL in these loops) with one scratch per thread made up front, and folds the counts in the caller's thread.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
+import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -181,21 +181,21 @@ class TensorHistogram(TensorRange):
         return t
 
 
-class _Scratch(threading.local):
-    def __init__(self) -> None:
-        self.values = np.empty(CHUNK, np.float32)
-        self.index = np.empty(CHUNK, np.intp)
+class Scratch:
+    """Buffers for :func:`count_bins`: ``size`` float32 values and their bin indices."""
+
+    def __init__(self, size: int = CHUNK):
+        self.values = np.empty(size, np.float32)
+        self.index = np.empty(size, np.intp)
 
 
-_SCRATCH = _Scratch()
-
-
-def count_bins(flat: np.ndarray, scale: np.float32, num_bins: int) -> np.ndarray:
+def count_bins(flat: np.ndarray, scale: np.float32, num_bins: int, scratch: Scratch | None = None) -> np.ndarray:
     """Counts of ``floor(|x| * scale)`` over a 1-D float32 array (every index must be < ``num_bins``)."""
-    s = _SCRATCH
+    s = scratch or Scratch(min(CHUNK, flat.size))
+    step = s.values.size
     counts = np.zeros(num_bins, np.int64)
-    for start in range(0, flat.size, CHUNK):
-        part = flat[start:start + CHUNK]
+    for start in range(0, flat.size, step):
+        part = flat[start:start + step]
         v, i = s.values[: part.size], s.index[: part.size]
         np.abs(part, out=v)
         np.multiply(v, scale, out=v)  # exact: scale is a power of two
@@ -222,6 +222,17 @@ class Binner:
         self.workers = max(1, int(workers))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="segdeploy-bins") if self.workers > 1 else None
         self._pending: list[tuple[TensorHistogram, Future]] = []
+        # one scratch per worker, made up front: memory does not depend on how tasks land on threads
+        self._scratch: queue.SimpleQueue[Scratch] = queue.SimpleQueue()
+        for _ in range(self.workers):
+            self._scratch.put(Scratch())
+
+    def _count(self, flat: np.ndarray, scale: np.float32, num_bins: int) -> np.ndarray:
+        scratch = self._scratch.get()
+        try:
+            return count_bins(flat, scale, num_bins, scratch)
+        finally:
+            self._scratch.put(scratch)
 
     def add(self, hist: TensorHistogram, flat: np.ndarray) -> None:
         scale = hist.bin_scale
@@ -229,10 +240,10 @@ class Binner:
             hist.add_zeros(flat.size)
             return
         if self._pool is None:
-            hist.add_counts(count_bins(flat, scale, hist.num_bins))
+            hist.add_counts(self._count(flat, scale, hist.num_bins))
             return
         for start in range(0, flat.size, PIECE):
-            fut = self._pool.submit(count_bins, flat[start:start + PIECE], scale, hist.num_bins)
+            fut = self._pool.submit(self._count, flat[start:start + PIECE], scale, hist.num_bins)
             self._pending.append((hist, fut))
 
     def finish(self) -> None:
