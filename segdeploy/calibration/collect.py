@@ -4,7 +4,8 @@ Contract
 --------
 :func:`collect_statistics` makes an in-memory copy of the model with in-graph probes (probes.py) on the chosen
 tensors (default :func:`calibratable_tensors`: every graph input and every float node output that is not a
-constant), runs it batch by batch on the CPU and folds each tensor into its statistic:
+constant), runs it batch by batch on the CPU and folds each tensor into its statistic (tensors that only copy
+other calibrated tensors' values -- Concat, Reshape, ... -- get the exact merge of those, see probes.py):
 
 * ``CollectOptions(histograms=False)``: a :class:`TensorRange` per tensor (exact max |x| and count) -- ONNX
   Runtime reduces each activation right after producing it; only scalars leave the session, so no batch's
@@ -275,11 +276,20 @@ def _refuse_nonfinite(probes, files) -> None:
             )
 
 
+def _derive(stats: dict[str, TensorRange], derived) -> None:
+    """Statistics of the derived tensors: the exact merge of their sources' (graph order: chains resolve)."""
+    for name, sources in derived.items():
+        stat = stats[sources[0]].copy()
+        for src in sources[1:]:
+            stat.merge(stats[src])
+        stats[name] = stat
+
+
 def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) -> Statistics:
     input_name = sess.get_inputs()[0].name
     keep = options.histograms
     stats: dict[str, TensorRange] = {n: TensorHistogram(options.num_bins) if keep else TensorRange()
-                                     for n in plan.tensors}
+                                     for n in plan.probed}
     workers = options.workers or options.intra_op_threads or default_workers()
     images = 0
     with Binner(workers if keep else 1) as binner:
@@ -299,4 +309,6 @@ def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) 
                 progress(images)
     if images == 0:
         raise DataError("the calibration set produced no batch; pass at least one image")
-    return Statistics(tensors=stats, num_bins=options.num_bins, images=images, histograms=keep)
+    _derive(stats, plan.derived)
+    return Statistics(tensors={n: stats[n] for n in plan.tensors}, num_bins=options.num_bins, images=images,
+                      histograms=keep)

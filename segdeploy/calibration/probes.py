@@ -13,7 +13,13 @@ priority-based execution order ONNX Runtime frees each activation as usual: the 
 a batch's activations. ``ReduceL1`` is the NaN probe: ONNX Runtime's ReduceMax/ReduceMin skip NaNs, a sum of
 ``|x|`` never turns NaN without one (overflow gives Inf); an Inf shows in the max or the min.
 
-:meth:`ProbePlan.read` turns one run's outputs into a :class:`Probe` per tensor, in graph order:
+Tensors whose values are exactly the values of other calibrated tensors are not probed but *derived*
+(:attr:`ProbePlan.derived`: tensor -> its sources, in graph order): the output of a Concat of calibrated tensors
+holds the union of their values, the output of Identity / Reshape / Flatten / Squeeze / Unsqueeze / Transpose /
+Dropout the values of its data input. Their statistics are the exact merge of the sources' (histogram merging
+is exact, see histogram.py); a NaN or Inf in them is refused in the source, which comes first in graph order.
+
+:meth:`ProbePlan.read` turns one run's outputs into a :class:`Probe` per probed tensor, in the requested order:
 ``absmax = max(max, -min)`` (bit-identical to ``np.abs(x).max()`` in float32), ``count``, ``nonfinite``
 ("NaN" / "Inf" / None) and ``values`` (the flat float32 array when kept, else None).
 """
@@ -28,6 +34,9 @@ import numpy as np
 
 _FLOAT32 = 1  # onnx.TensorProto.FLOAT
 _REDUCTIONS = ("ReduceMax", "ReduceMin", "ReduceL1")
+# ops whose output holds exactly the values of their data inputs (None: every input; else how many leading inputs)
+_VALUE_COPIES: dict[str, int | None] = {"Concat": None, "Identity": 1, "Reshape": 1, "Flatten": 1, "Squeeze": 1,
+                                        "Unsqueeze": 1, "Transpose": 1, "Dropout": 1}
 
 
 @dataclass(frozen=True)
@@ -51,17 +60,19 @@ class _TensorOutputs:
 class ProbePlan:
     """Which outputs to fetch and how to read them (see module docstring)."""
 
-    def __init__(self, entries: Sequence[_TensorOutputs], inputs: Sequence[str]):
-        self._entries = list(entries)
-        self._inputs = set(inputs)
+    def __init__(self, tensors: Sequence[str], entries: Sequence[_TensorOutputs], derived: Mapping[str, tuple[str, ...]]):
+        self.tensors = list(tensors)  # every calibrated tensor, in the requested order
+        self.derived = dict(derived)  # tensor -> sources, in graph order (a source may itself be derived)
+        self._entries = list(entries)  # the probed tensors, in the requested order
         self.outputs = [o for e in self._entries for o in (e.maximum, e.minimum, e.l1, e.size, e.values) if o]
 
     @property
-    def tensors(self) -> list[str]:
+    def probed(self) -> list[str]:
         return [e.tensor for e in self._entries]
 
     def read(self, fetched: Sequence[np.ndarray], feeds: Mapping[str, np.ndarray], keep: bool) -> list[tuple[str, Probe]]:
-        """(tensor, Probe) in graph order from one run's outputs (in :attr:`outputs` order) and its feeds."""
+        """(tensor, Probe) per probed tensor, in the requested order, from one run's outputs (in :attr:`outputs`
+        order) and its feeds."""
         out = dict(zip(self.outputs, fetched))
         probes = []
         for e in self._entries:
@@ -107,6 +118,15 @@ def _probe_nodes(helper, tensor: str, elem_type: int | None, keep_values: bool, 
     return nodes, entry
 
 
+def _value_sources(node, output: str) -> tuple[str, ...] | None:
+    """The calibrated-tensor candidates whose values ``output`` holds exactly, or None."""
+    n = _VALUE_COPIES.get(node.op_type, 0)
+    if n == 0 or node.domain not in ("", "ai.onnx") or output != node.output[0]:
+        return None
+    data = list(node.input) if n is None else list(node.input[:n])
+    return tuple(data) if data and all(data) else None
+
+
 def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], keep: bool) -> ProbePlan:
     """Rewrite ``model`` (in place) as described in the module docstring; returns the plan to read its outputs.
 
@@ -119,6 +139,7 @@ def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], kee
     wanted = set(tensors)
     taken = {o for n in g.node for o in n.output} | set(inputs) | {i.name for i in g.initializer}
     entries: dict[str, _TensorOutputs] = {}
+    derived: dict[str, tuple[str, ...]] = {}
     new_nodes = []
 
     def probe(t: str) -> None:
@@ -132,12 +153,16 @@ def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], kee
     for node in g.node:
         new_nodes.append(node)
         for o in node.output:
-            if o in wanted and o not in entries:
+            if o not in wanted or o in entries or o in derived:
+                continue
+            sources = _value_sources(node, o)
+            if sources and all(i in entries or i in derived for i in sources):
+                derived[o] = sources
+            else:
                 probe(o)
     del g.node[:]
     g.node.extend(new_nodes)
-    ordered = [entries[t] for t in tensors]
-    plan = ProbePlan(ordered, [t for t in inputs if t in wanted])
+    plan = ProbePlan(tensors, [entries[t] for t in tensors if t in entries], derived)
     del g.output[:]
     for o in plan.outputs:
         g.output.append(helper.make_empty_tensor_value_info(o))

@@ -116,3 +116,46 @@ def test_tensor_subset_of_a_multi_output_model(tmp_path):
     s = collect_statistics(model, [x], CollectOptions(tensors=("relu1", "input"), histograms=False))
     assert list(s.tensors) == ["relu1", "input"]
     assert s.tensors["input"].absmax == float(np.abs(x).max())
+
+
+def _copy_model(path):
+    """input -> Relu 'a'; Neg 'b'; Concat(a, b) 'cat'; Reshape(cat) 'flat'; Concat(a, const) 'withconst'."""
+    from onnx import numpy_helper
+
+    shape = numpy_helper.from_array(np.array([0, -1], np.int64), "shape")
+    const = numpy_helper.from_array(np.full((1, 3, 4, 4), 7.5, np.float32), "const")
+    nodes = [helper.make_node("Relu", ["input"], ["a"]), helper.make_node("Neg", ["input"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["cat"], axis=1), helper.make_node("Reshape", ["cat", "shape"], ["flat"]),
+             helper.make_node("Concat", ["a", "const"], ["withconst"], axis=0),
+             helper.make_node("Add", ["flat", "flat"], ["out"])]
+    g = helper.make_graph(nodes, "copies", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("withconst", TensorProto.FLOAT, None)],
+                          initializer=[shape, const])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("histograms", [False, True])
+def test_value_copies_are_derived_exactly(tmp_path, histograms):
+    model = _copy_model(tmp_path / "copies.onnx")
+    m = onnx.load(str(model))
+    types = _float_activations(m)
+    plan = add_probes(m, list(types), types, keep=histograms)
+    assert plan.derived == {"cat": ("a", "b"), "flat": ("cat",)}  # 'withconst' has a constant source: probed
+    assert "withconst" in plan.probed and "cat" not in plan.probed
+    x = np.random.default_rng(6).normal(size=(1, 3, 4, 4)).astype(np.float32) * 3
+    stats = collect_statistics(model, [x, x * 0.5], CollectOptions(histograms=histograms))
+    assert list(stats.tensors) == list(types)
+    both = np.concatenate([x.ravel(), (x * 0.5).ravel()])
+    for name, values in {"cat": np.concatenate([np.maximum(both, 0), -both]), "flat": np.concatenate([np.maximum(both, 0), -both]),
+                         "withconst": np.concatenate([np.maximum(both, 0), np.full(96, 7.5, np.float32)])}.items():
+        ref = TensorHistogram() if histograms else TensorRange()
+        ref.update(values)
+        got = stats.tensors[name]
+        assert (got.absmax, got.count) == (ref.absmax, ref.count), name
+        if histograms:
+            assert got.range_max == ref.range_max
+            np.testing.assert_array_equal(got.hist, ref.hist)
