@@ -13,6 +13,9 @@ priority-based execution order ONNX Runtime frees each activation as usual: the 
 a batch's activations. ``ReduceL1`` is the NaN probe: ONNX Runtime's ReduceMax/ReduceMin skip NaNs, a sum of
 ``|x|`` never turns NaN without one (overflow gives Inf); an Inf shows in the max or the min.
 
+When only the max is collected (``keep`` false), the output of a Relu of a probed tensor is read from its
+input's probes: ``max |relu(x)| = max(max x, 0)`` exactly.
+
 Tensors whose values are exactly the values of other calibrated tensors are not probed but *derived*
 (:attr:`ProbePlan.derived`: tensor -> its sources, in graph order): the output of a Concat of calibrated tensors
 holds the union of their values, the output of Identity / Reshape / Flatten / Squeeze / Unsqueeze / Transpose /
@@ -51,8 +54,8 @@ class Probe:
 class _TensorOutputs:
     tensor: str
     maximum: str
-    minimum: str
-    l1: str
+    minimum: str | None  # None: a Relu output read from its input's probes (max |relu(x)| = max(max x, 0))
+    l1: str | None
     size: str
     values: str | None  # output holding the float32 values; None: not kept or a graph input
 
@@ -64,7 +67,8 @@ class ProbePlan:
         self.tensors = list(tensors)  # every calibrated tensor, in the requested order
         self.derived = dict(derived)  # tensor -> sources, in graph order (a source may itself be derived)
         self._entries = list(entries)  # the probed tensors, in the requested order
-        self.outputs = [o for e in self._entries for o in (e.maximum, e.minimum, e.l1, e.size, e.values) if o]
+        names = (o for e in self._entries for o in (e.maximum, e.minimum, e.l1, e.size, e.values) if o)
+        self.outputs = list(dict.fromkeys(names))
 
     @property
     def probed(self) -> list[str]:
@@ -76,7 +80,8 @@ class ProbePlan:
         out = dict(zip(self.outputs, fetched))
         probes = []
         for e in self._entries:
-            hi, lo, l1 = float(out[e.maximum]), float(out[e.minimum]), float(out[e.l1])
+            hi = float(out[e.maximum])
+            lo, l1 = (float(out[e.minimum]), float(out[e.l1])) if e.minimum else (0.0, 0.0)
             count = int(out[e.size])
             values = None
             if keep and count:
@@ -84,6 +89,9 @@ class ProbePlan:
                 values = np.ascontiguousarray(src, dtype=np.float32).reshape(-1)
             if count == 0:
                 probes.append((e.tensor, Probe(0.0, 0, None, None)))
+                continue
+            if e.minimum is None:  # Relu output: its input's probe refuses NaN/Inf (it comes first in graph order)
+                probes.append((e.tensor, Probe(max(hi, 0.0), count, None, None)))
                 continue
             absmax = max(hi, -lo)
             nonfinite = "NaN" if math.isnan(l1) or math.isnan(absmax) else ("Inf" if math.isinf(absmax) else None)
@@ -127,6 +135,16 @@ def _value_sources(node, output: str) -> tuple[str, ...] | None:
     return tuple(data) if data and all(data) else None
 
 
+def _relu_of_probed(node, output: str, entries: Mapping[str, _TensorOutputs], elem_types: Mapping[str, int],
+                    keep: bool) -> bool:
+    """Whether ``output`` is a float32 Relu of a probed float32 tensor and only the max is collected."""
+    if keep or node.op_type != "Relu" or node.domain not in ("", "ai.onnx") or not node.input:
+        return False
+    src = entries.get(node.input[0])
+    return (src is not None and src.minimum is not None and elem_types.get(output) == _FLOAT32
+            and elem_types.get(node.input[0]) == _FLOAT32)
+
+
 def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], keep: bool) -> ProbePlan:
     """Rewrite ``model`` (in place) as described in the module docstring; returns the plan to read its outputs.
 
@@ -158,6 +176,9 @@ def add_probes(model, tensors: Sequence[str], elem_types: Mapping[str, int], kee
             sources = _value_sources(node, o)
             if sources and all(i in entries or i in derived for i in sources):
                 derived[o] = sources
+            elif _relu_of_probed(node, o, entries, elem_types, keep):
+                src = entries[node.input[0]]
+                entries[o] = _TensorOutputs(o, src.maximum, None, None, src.size, None)
             else:
                 probe(o)
     del g.node[:]

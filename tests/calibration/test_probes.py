@@ -69,7 +69,19 @@ def test_max_only_fetches_scalars(tiny_model):
     plan = add_probes(model, list(types), types, keep=False)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     outs = sess.run(plan.outputs, {"input": np.ones((2, 3, 32, 32), np.float32)})
-    assert len(outs) == 4 * len(types) and all(np.asarray(o).size == 1 for o in outs)
+    assert all(np.asarray(o).size == 1 for o in outs)
+    # relu1 is read from conv1's probes (max |relu(x)| = max(max x, 0)): no probe of its own
+    assert len(outs) == 4 * (len(types) - 1)
+    assert not [n for n in model.graph.node if n.input and n.input[0] == "relu1" and "segdeploy" in n.name]
+
+
+def test_relu_read_from_its_input_probe(tmp_path):
+    model = make_model(tmp_path / "m.onnx")
+    for x in (np.full((1, 3, 8, 8), -5.0, np.float32), np.random.default_rng(9).normal(size=(2, 3, 8, 8)).astype(np.float32)):
+        got = collect_statistics(model, [x], CollectOptions(histograms=False))
+        ref = collect_statistics(model, [x], CollectOptions(histograms=True))
+        assert got.tensors["relu1"].absmax == ref.tensors["relu1"].absmax
+        assert got.tensors["relu1"].count == ref.tensors["relu1"].count
 
 
 def test_probes_follow_their_producer(tiny_model):
