@@ -12,7 +12,8 @@ other calibrated tensors' values -- Concat, Reshape, ... -- get the exact merge 
   activations are ever materialised together and the cost is close to the forward pass;
 * ``histograms=True`` (default): a :class:`TensorHistogram` per tensor (it also holds the max): the session
   also outputs the activations, which a :class:`~segdeploy.calibration.histogram.Binner` bins on
-  ``workers`` threads; one batch of activations is alive at a time.
+  ``workers`` threads while ONNX Runtime runs the next batch (and the next batch is read while a batch runs):
+  at most two batches of activations are alive.
 
 Memory does not grow with the number of images. A NaN or Inf in any collected tensor raises
 :class:`~segdeploy.errors.DataError` naming the tensor and the batch's files. The activations are those of
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -285,6 +287,26 @@ def _derive(stats: dict[str, TensorRange], derived) -> None:
         stats[name] = stat
 
 
+def _runs_ahead(sess, input_name: str, plan: ProbePlan, batches) -> Iterator[tuple[object, np.ndarray, list]]:
+    """(batch, input array, outputs) per batch; the next batch is read and its run started (ONNX Runtime
+    releases the GIL) before the current one is handed over, so reading and the caller's binning overlap the
+    forward pass. One run at a time: at most two batches' outputs are alive."""
+    with ThreadPoolExecutor(1, thread_name_prefix="segdeploy-calib-run") as pool:
+        pending = None
+        try:
+            for b in batches:
+                arr = b.array if hasattr(b, "array") else np.asarray(b, dtype=np.float32)
+                started = (b, arr, pool.submit(_run, sess, input_name, plan, arr))
+                if pending is not None:
+                    yield pending[0], pending[1], pending[2].result()
+                pending = started
+            if pending is not None:
+                yield pending[0], pending[1], pending[2].result()
+        finally:
+            if pending is not None:
+                pending[2].cancel()
+
+
 def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) -> Statistics:
     input_name = sess.get_inputs()[0].name
     keep = options.histograms
@@ -293,9 +315,9 @@ def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) 
     workers = options.workers or options.intra_op_threads or default_workers()
     images = 0
     with Binner(workers if keep else 1) as binner:
-        for b in batches:
-            arr = b.array if hasattr(b, "array") else np.asarray(b, dtype=np.float32)
-            probes = plan.read(_run(sess, input_name, plan, arr), {input_name: arr}, keep)
+        for b, arr, outputs in _runs_ahead(sess, input_name, plan, batches):
+            probes = plan.read(outputs, {input_name: arr}, keep)
+            del outputs
             _refuse_nonfinite(probes, getattr(b, "files", ()))
             for name, p in probes:
                 stat = stats[name]
@@ -303,7 +325,7 @@ def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) 
                 if p.values is not None:
                     binner.add(stat, p.values)
             del probes
-            binner.finish()
+            binner.finish()  # while the next batch runs; before it observes (its range may grow)
             images += int(arr.shape[0])
             if progress:
                 progress(images)
