@@ -363,7 +363,11 @@ def summarise(runs: list[dict], ranges: dict) -> dict:
         def ratio(x, y, d=wall):
             return round(d[x] / d[y], 2) if x in d and y in d and d[y] else None
 
+        failed = {r["run"]: r["failed"] + (f" after {r['images_done_before_failure']} images"
+                                           if "images_done_before_failure" in r else "")
+                  for r in runs if r["workload"] == wl and r["n"] == n and "failed" in r and r["run"] not in best}
         s = {"wall_s (best of repeats)": wall,
+             "failed": failed,
              "seconds_per_image": {k: v["seconds_per_image"] for k, v in best.items()},
              "ratios": {f"{x} / {y}": ratio(x, y) for x, y in (
                  ("ours_max", "ort_forward"), ("ours_max", "ort_forward_basic"), ("ours_max", "ort_minmax"),

@@ -8,20 +8,19 @@ goldens is skipped with that reason -- the comparison with a direct reference be
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(DATA))
-import make_golden as golden  # noqa: E402
+from segdeploy.calibration import Method, calibrate, iter_batches, open_calibration_set
+from segdeploy.calibration.histogram import TensorHistogram
 
-from segdeploy.calibration import Method, calibrate, iter_batches, open_calibration_set  # noqa: E402
-from segdeploy.calibration.histogram import TensorHistogram  # noqa: E402
-
+_SPEC = importlib.util.spec_from_file_location("make_golden", Path(__file__).resolve().parent / "data" / "make_golden.py")
+golden = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(golden)  # the recipe: model, images, batch size, method cases
 GOLD = json.loads(golden.RANGES.read_text())
 
 

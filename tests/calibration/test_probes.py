@@ -8,8 +8,13 @@ import pytest
 from calib_helpers import make_model
 from onnx import TensorProto, helper
 
-from segdeploy.calibration.collect import (CollectOptions, TensorHistogram, TensorRange, _float_activations,
-                                           collect_statistics)
+from segdeploy.calibration.collect import (
+    CollectOptions,
+    TensorHistogram,
+    TensorRange,
+    _float_activations,
+    collect_statistics,
+)
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.probes import add_probes
 from segdeploy.errors import DataError, UsageError

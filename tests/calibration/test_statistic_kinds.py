@@ -14,7 +14,7 @@ def run(model, images, spec, cache, method):
 
 
 def _no_rerun(monkeypatch):
-    import segdeploy.calibration.stage as stage
+    from segdeploy.calibration import stage
 
     def boom(*a, **k):
         raise AssertionError("model re-run although a serving statistic was cached")
