@@ -429,9 +429,14 @@ def main() -> int:
 
     contexts = [c for wl in a.workloads for c in prepare(wl, a)]
     runs, ranges = [], {}
+    first_n = {}
+    for ctx in contexts:
+        first_n.setdefault(ctx["workload"], ctx["n"])
     for _ in range(a.repeat):
         for ctx in contexts:
             for run in a.runs:
+                if run in EVAL and ctx["n"] != first_n[ctx["workload"]]:
+                    continue  # the evaluations use the validation images, not N: once per workload
                 rec = run_child(run, ctx, a)
                 r = rec.pop("_ranges", None)
                 if r is not None:
