@@ -12,7 +12,9 @@ Workloads (each: one FP32 ONNX, one image folder, batch 8, default Preprocess, t
 Runs (each in its own subprocess; wall time of the calibration call or the loop, peak RSS = the child's VmHWM):
   * ort_forward        -- a plain onnxruntime.InferenceSession (ORT's default options: ORT_ENABLE_ALL) run over
                           the same batches from segdeploy's reader: the cost floor;
-  * ort_forward_basic  -- the same at ORT_ENABLE_BASIC, the level whose activations calibration measures;
+  * ort_forward_basic  -- the same with the session settings calibration uses (ORT_ENABLE_BASIC -- the level
+                          whose activations calibration measures -- and idle ORT threads sleeping, not spinning),
+                          without the probes;
   * ours_max / ours_percentile / ours_entropy -- segdeploy.calibration.calibrate, no statistics cache
                           (percentile 99.999 to match ORT's default);
   * ort_minmax / ort_entropy / ort_percentile -- onnxruntime.quantization.calibrate.create_calibrator with the
@@ -161,6 +163,7 @@ def run_forward(kind: str, model: str, images: str, n: int, size: int, threads: 
     so = ort.SessionOptions()
     if kind == "ort_forward_basic":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         so.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
@@ -457,8 +460,8 @@ def main() -> int:
             "ours: segdeploy.calibration.calibrate without statistics cache; max reduces each activation inside ONNX "
             "Runtime (nothing materialised), percentile/entropy bin histograms on worker threads",
             "ort_forward is the floor: a default InferenceSession over the same batches (reader included); calibration "
-            "measures ORT_ENABLE_BASIC activations (ort_forward_basic) so that ranges never depend on ORT's layout "
-            "optimisations",
+            "measures ORT_ENABLE_BASIC activations so that ranges never depend on ORT's layout optimisations, with "
+            "idle ORT threads sleeping; ort_forward_basic is that session without the probes",
             "ORT's tensor count includes weights behind Identity nodes and Constant outputs; ours counts activations only",
             "peak_rss_mb: child VmHWM; calibration_rss_mb: peak minus RSS when the worker started",
             "int8_accuracy / budget_eval: seconds_per_image over --val-images labelled images (INT8 from ours_max ranges)",
