@@ -131,6 +131,8 @@ def _value_sources(node, output: str) -> tuple[str, ...] | None:
     n = _VALUE_COPIES.get(node.op_type, 0)
     if n == 0 or node.domain not in ("", "ai.onnx") or output != node.output[0]:
         return None
+    if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
+        return None  # a training_mode input: it may drop values
     data = list(node.input) if n is None else list(node.input[:n])
     return tuple(data) if data and all(data) else None
 

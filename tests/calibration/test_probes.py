@@ -176,3 +176,18 @@ def test_value_copies_are_derived_exactly(tmp_path, histograms):
         if histograms:
             assert got.range_max == ref.range_max
             np.testing.assert_array_equal(got.hist, ref.hist)
+
+
+def test_value_sources_rules():
+    from segdeploy.calibration.probes import _value_sources
+
+    def node(op, inputs, outputs=("y",), domain=""):
+        return helper.make_node(op, list(inputs), list(outputs), domain=domain)
+
+    assert _value_sources(node("Concat", ["a", "b", "c"]), "y") == ("a", "b", "c")
+    assert _value_sources(node("Reshape", ["a", "shape"]), "y") == ("a",)
+    assert _value_sources(node("Dropout", ["a", "ratio"], ("y", "mask")), "y") == ("a",)
+    assert _value_sources(node("Dropout", ["a", "ratio", "training"], ("y", "mask")), "y") is None  # may drop values
+    assert _value_sources(node("Dropout", ["a"], ("y", "mask")), "mask") is None
+    assert _value_sources(node("Relu", ["a"]), "y") is None
+    assert _value_sources(node("Concat", ["a", "b"], domain="com.example"), "y") is None
