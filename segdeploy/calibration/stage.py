@@ -6,8 +6,9 @@ reuses cached statistics only for the identical (model bytes, sampled files' byt
 size, seed, grayscale policy, tensors) and a statistic that serves ``method`` (histograms, with the same bins,
 serve every method; the absmax-only statistic serves ``max``), else streams the set through ONNX Runtime
 collecting only what ``method`` needs (``max``: the exact max |x|, reduced inside ONNX Runtime; the others:
-histograms) and stores the statistics atomically; then computes one amax per tensor with ``method``. Nothing is written except the
-cache entry; use :mod:`segdeploy.calibration.trt_cache` to write ranges.json / the TensorRT cache.
+histograms) and stores the statistics atomically; then computes one amax per tensor with ``method``.
+Nothing is written except the cache entry; use :mod:`segdeploy.calibration.trt_cache` to write ranges.json /
+the TensorRT cache.
 """
 
 from __future__ import annotations
