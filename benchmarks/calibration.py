@@ -10,11 +10,10 @@ Workloads (each: one FP32 ONNX, one image folder, batch 8, default Preprocess, t
   * unet34  -- segmentation_models_pytorch Unet(resnet34), random init (torch.manual_seed(0)), exported at
     256x256 (dynamic N/H/W), 64 shapes images at 256x256 (--unet34-images).
 Runs (each in its own subprocess; wall time of the calibration call or the loop, peak RSS = the child's VmHWM):
-  * ort_forward        -- a plain onnxruntime.InferenceSession (ORT's default options: ORT_ENABLE_ALL) run over
-                          the same batches from segdeploy's reader: the cost floor;
-  * ort_forward_basic  -- the same with the session settings calibration uses (ORT_ENABLE_BASIC -- the level
-                          whose activations calibration measures -- and idle ORT threads sleeping, not spinning),
-                          without the probes;
+  * ort_forward        -- a plain onnxruntime.InferenceSession (ORT's default graph optimisation, ORT_ENABLE_ALL)
+                          run over the same batches from segdeploy's reader: the cost floor;
+  * ort_forward_basic  -- the same at ORT_ENABLE_BASIC, the level whose activations calibration measures (the
+                          floor calibration could reach: the model without the probes);
   * ours_max / ours_percentile / ours_entropy -- segdeploy.calibration.calibrate, no statistics cache
                           (percentile 99.999 to match ORT's default);
   * ort_minmax / ort_entropy / ort_percentile -- onnxruntime.quantization.calibrate.create_calibrator with the
@@ -24,8 +23,9 @@ Runs (each in its own subprocess; wall time of the calibration call or the loop,
                           runs it (check_accuracy_many);
   * budget_eval        -- one budget-search evaluation (Evaluator.score_model at ORT_DISABLE_ALL) of that model
                           on the same images (the Evaluator's one-time reference pass excluded).
---threads N fixes the ONNX Runtime intra-op threads of every run (ORT's calibrators included) and torch's
-threads; 0 leaves each library's default. The JSON records the load average before and after every run.
+--threads N fixes the ONNX Runtime intra-op threads of every session of every run (ORT's calibrators included)
+and torch's threads; 0 leaves each library's default. Every ORT session's idle workers sleep rather than spin
+(calibration's setting; see _threading). The JSON records the load average before and after every run.
 """
 
 from __future__ import annotations
@@ -137,18 +137,24 @@ def _spec(size: int):
     return Preprocess(), ShapeProfile((1, 3, 64, 64), (1, 3, size, size), (BATCH, 3, 2 * size, 2 * size))
 
 
-def _limit_threads(threads: int) -> None:
-    """Fix ORT's intra-op threads for sessions made by code we do not control (ORT's calibrators)."""
-    if not threads:
-        return
+def _threading(so, threads: int):
+    """Every ORT session of every run gets the same threading: ``threads`` intra-op threads (0: ORT's default)
+    whose idle workers sleep instead of spinning -- calibration's own setting; on a shared machine a spinning
+    pool slows whichever run has it (measured: a plain forward pass 37 % slower at load 4)."""
+    if threads:
+        so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def _same_threading(threads: int) -> None:
+    """Apply :func:`_threading` to sessions made by code we do not control (ORT's calibrators, the runners)."""
     import onnxruntime
 
     original = onnxruntime.InferenceSession
 
     def session(path_or_bytes, sess_options=None, *args, **kwargs):
-        sess_options = sess_options or onnxruntime.SessionOptions()
-        sess_options.intra_op_num_threads = threads
-        return original(path_or_bytes, sess_options, *args, **kwargs)
+        return original(path_or_bytes, _threading(sess_options or onnxruntime.SessionOptions(), threads), *args, **kwargs)
 
     onnxruntime.InferenceSession = session
 
@@ -160,12 +166,9 @@ def run_forward(kind: str, model: str, images: str, n: int, size: int, threads: 
 
     pre, prof = _spec(size)
     t0 = time.perf_counter()
-    so = ort.SessionOptions()
+    so = _threading(ort.SessionOptions(), threads)
     if kind == "ort_forward_basic":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        so.intra_op_num_threads = threads
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     done = 0
     for b in iter_batches(open_calibration_set(images, size=n, seed=0, profile=prof, preprocess=pre), pre, prof, BATCH):
@@ -193,7 +196,7 @@ def run_ort(kind: str, model: str, images: str, n: int, size: int, threads: int,
 
     from segdeploy.calibration import iter_batches, open_calibration_set
 
-    _limit_threads(threads)
+    _same_threading(threads)
     pre, prof = _spec(size)
     cset = open_calibration_set(images, size=n, seed=0, profile=prof, preprocess=pre)
 
@@ -242,7 +245,7 @@ def run_eval(kind: str, workload: str, work: Path, model: str, images: str, val:
     qdq = quantize_qdq(onnx.load(model), ranges).model
     ref = reference_module(workload, work)
     ds = open_dataset(Path(val) / "images", Path(val) / "masks")
-    _limit_threads(threads)
+    _same_threading(threads)
     if kind == "int8_accuracy":
         path = work / "int8.onnx"
         path.write_bytes(qdq.SerializeToString())
@@ -459,9 +462,10 @@ def main() -> int:
         "notes": [
             "ours: segdeploy.calibration.calibrate without statistics cache; max reduces each activation inside ONNX "
             "Runtime (nothing materialised), percentile/entropy bin histograms on worker threads",
-            "ort_forward is the floor: a default InferenceSession over the same batches (reader included); calibration "
-            "measures ORT_ENABLE_BASIC activations so that ranges never depend on ORT's layout optimisations, with "
-            "idle ORT threads sleeping; ort_forward_basic is that session without the probes",
+            "ort_forward is the floor: an InferenceSession at ORT's default graph optimisation over the same batches "
+            "(reader included); calibration measures ORT_ENABLE_BASIC activations (ranges never depend on ORT's NCHWc "
+            "layout, which observing every tensor defeats anyway); ort_forward_basic is that session without probes",
+            "every ORT session of every run: --threads intra-op threads, idle workers sleep (no spinning)",
             "ORT's tensor count includes weights behind Identity nodes and Constant outputs; ours counts activations only",
             "peak_rss_mb: child VmHWM; calibration_rss_mb: peak minus RSS when the worker started",
             "int8_accuracy / budget_eval: seconds_per_image over --val-images labelled images (INT8 from ours_max ranges)",
