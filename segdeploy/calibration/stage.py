@@ -3,9 +3,12 @@
 Contract: :func:`calibrate` samples and checks the set (DataError listing bad files), opens the statistics
 cache first when one is asked for (ArtifactError for an unwritable directory, before the model runs),
 reuses cached statistics only for the identical (model bytes, sampled files' bytes, preprocessing, profile,
-size, seed, grayscale policy, bins, tensors), else streams the set through ONNX Runtime and stores the
-statistics atomically; then computes one amax per tensor with ``method``. Nothing is written except the
-cache entry; use :mod:`segdeploy.calibration.ranges_file` / :mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
+size, seed, grayscale policy, tensors) and a statistic that serves ``method`` (histograms, with the same bins,
+serve every method; the absmax-only statistic serves ``max``), else streams the set through ONNX Runtime
+collecting only what ``method`` needs (``max``: the exact max |x|, reduced inside ONNX Runtime; the others:
+histograms) and stores the statistics atomically; then computes one amax per tensor with ``method``.
+Nothing is written except the cache entry; use :mod:`segdeploy.calibration.ranges_file` /
+:mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
+from segdeploy.calibration.cache import StatsCache, key_fields, key_of, serving_statistics
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
@@ -46,14 +49,17 @@ class CalibrationResult:
 
     def to_manifest(self) -> dict:
         """The manifest's ``calibration`` section."""
-        return {
+        doc = {
             "method": self.method.to_dict(),
             "set": self.calib_set.to_dict(),
             "model_sha256": self.model_sha256,
-            "num_bins": self.statistics.num_bins,
+            "statistic": self.statistics.statistic,
             "tensors": len(self.ranges),
             "notes": list(self.notes),
         }
+        if self.statistics.histograms:
+            doc["num_bins"] = self.statistics.num_bins
+        return doc
 
 
 def calibrate(
@@ -83,30 +89,36 @@ def calibrate(
     )
     model_sha = sha256_file(onnx_path)
     tens = None if tensors is None else tuple(tensors)
-    fields = key_fields(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
-                        profile.to_dict(), gray)
-    key = statistics_key(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
-                         profile.to_dict(), gray)
-    stats = cache.load(key, fields) if cache else None
+
+    def fields_for(statistic: str) -> dict:
+        return key_fields(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
+                          profile.to_dict(), gray, statistic)
+
+    stats, cache_file = None, None
+    for statistic in (serving_statistics(method.needs_histogram) if cache else ()):
+        fields = fields_for(statistic)
+        stats = cache.load(key_of(fields), fields)
+        if stats is not None:
+            cache_file = str(cache.path(key_of(fields)))
+            break
     hit = stats is not None
-    cache_file = None
     notes: list[str] = []
     if gray == "replicate":
         notes.append("grayscale calibration images were replicated to 3 channels")
     if stats is None:
-        opts = CollectOptions(num_bins=num_bins, tensors=tens, intra_op_threads=intra_op_threads)
+        opts = CollectOptions(num_bins=num_bins, tensors=tens, intra_op_threads=intra_op_threads,
+                              histograms=method.needs_histogram)
         total = cset.size
         cb = (lambda n: progress(n, total)) if progress else None
         stats = collect_statistics(onnx_path, iter_batches(cset, preprocess, profile, batch_size), opts, cb)
         if cache:
+            fields = fields_for(stats.statistic)
             try:
-                cache_file = str(cache.save(key, fields, stats))
+                cache_file = str(cache.save(key_of(fields), fields, stats))
             except ArtifactError as e:  # a cache never fails the stage
                 notes.append(f"statistics cache not written ({e.message})")
-    else:
-        cache_file = str(cache.path(key))
-        if progress:
-            progress(cset.size, cset.size)
+    elif progress:
+        progress(cset.size, cset.size)
     ranges = compute_ranges(stats, method)
     return CalibrationResult(
         ranges=ranges,
