@@ -100,8 +100,7 @@ def frame_shapes(profile: ShapeProfile) -> list[tuple[str, tuple[int, int, int]]
     """(label, (N, H, W)) frames to verify at: the profile's verification shapes, one frame whose H/W are not
     multiples of the spatial multiple, and one below the profile's minimum H/W (where those differ)."""
     out = [(label, (s[0], s[2], s[3])) for label, s in profile.verification_shapes()]
-    m = profile.spatial_multiple
-    n, h, w = profile.opt[0], profile.opt[2] - 1 - m // 2, profile.opt[3] - 3
+    n, h, w = profile.opt[0], profile.opt[2] - 1, profile.opt[3] - 1  # opt H/W are multiples: these are not
     if h >= 1 and w >= 1:
         out.append(("unaligned", (n, h, w)))
     if profile.min[2] > 1 and profile.min[3] > 1:
@@ -124,7 +123,7 @@ def source_images(folder: str | None) -> list[np.ndarray]:
     return [read_image(found[k]) for k in sorted(found)[:MAX_SOURCE_IMAGES]]
 
 
-def _frames(shape: tuple[int, int, int], images: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+def tile_frames(shape: tuple[int, int, int], images: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """[N, H, W, 3] uint8 RGB frames: tiles of ``images`` at seeded offsets, or seeded uniform noise without images
     (noise exercises the graph, but a trained model may call all of it one class: give images where possible)."""
     n, h, w = shape
@@ -147,7 +146,7 @@ def _cases(spec: E2ESpec, module: Any, options: E2EOptions, progress: Progress) 
     images = source_images(options.frames_from)
     cases = []
     for i, (label, (n, h, w)) in enumerate(frame_shapes(spec.profile)):
-        rgb = _frames((n, h, w), images, np.random.default_rng(options.seed + i))
+        rgb = tile_frames((n, h, w), images, np.random.default_rng(options.seed + i))
         frames = np.ascontiguousarray(rgb[..., ::-1]) if spec.frame_order == "BGR" else rgb
         batch, _ = to_batch(list(rgb), spec.preprocess, spec.profile)
         ref = None
