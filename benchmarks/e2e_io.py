@@ -27,9 +27,15 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segdeploy.datasets.preprocess import to_batch  # noqa: E402
-from segdeploy.exportdir import ExportDir  # noqa: E402
-from segdeploy.vocab import E2E_INPUT_NAME, INPUT_NAME, MODEL_ONNX, ONNX_PRECISIONS, Precision  # noqa: E402
+from segdeploy.datasets.preprocess import to_batch
+from segdeploy.exportdir import ExportDir
+from segdeploy.vocab import (
+    E2E_INPUT_NAME,
+    INPUT_NAME,
+    MODEL_ONNX,
+    ONNX_PRECISIONS,
+    Precision,
+)
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:

@@ -38,7 +38,8 @@ from segdeploy.errors import UsageError
 from segdeploy.vocab import MODEL_ONNX, ONNX_PRECISIONS, Precision
 
 LABELS_FILE = "labels.txt"
-PLAN_FILE = "model.plan"
+SERVED_FILE = MODEL_ONNX  # the onnxruntime backend loads <version>/model.onnx unless told otherwise
+PLAN_FILE = "model.plan"  # the tensorrt_plan platform's default file name
 BUILD_SCRIPT = "build_tensorrt_plan.sh"
 TRT_SUFFIX = "_tensorrt"
 DATA_TYPES = {TensorProto.UINT8: "TYPE_UINT8", TensorProto.INT8: "TYPE_INT8", TensorProto.INT32: "TYPE_INT32",
@@ -144,7 +145,7 @@ def write_repository(ed: Any, dest: Path, *, name: str, precision: str = Precisi
     max_batch = prof.max[0] if batched else 0
     labels = _labels(ed)
     (dest / name / "1").mkdir(parents=True)
-    (dest / name / "1" / "model.onnx").write_bytes(served.read_bytes())
+    (dest / name / "1" / SERVED_FILE).write_bytes(served.read_bytes())
     (dest / name / "config.pbtxt").write_text(render_config(name, max_batch, inputs, outputs, backend="onnxruntime"),
                                               encoding="utf-8")
     (dest / name / LABELS_FILE).write_text(labels, encoding="utf-8")

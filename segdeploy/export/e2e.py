@@ -33,8 +33,9 @@ the DeepStream variant (:mod:`segdeploy.bundle.deepstream`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,7 +43,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from segdeploy.errors import ArtifactError
 from segdeploy.spec import Preprocess, ShapeProfile
-from segdeploy.vocab import CLASS_MAP_NAME, E2E_INPUT_NAME, E2E_SCORES_NAME, INPUT_NAME, OUTPUT_NAME, Name
+from segdeploy.vocab import (
+    CLASS_MAP_NAME,
+    E2E_INPUT_NAME,
+    E2E_SCORES_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Name,
+)
 
 PREFIX = "e2e/"
 FRAME_DIMS = ("frame_height", "frame_width")  # the symbolic H/W of the frame and the class map

@@ -34,12 +34,29 @@ import numpy as np
 import onnx
 
 from segdeploy.errors import UsageError, VerificationError
-from segdeploy.export.e2e import FRAME_DIMS, ClassDtype, E2ESpec, build_e2e, network_unchanged, refusal
+from segdeploy.export.e2e import (
+    FRAME_DIMS,
+    ClassDtype,
+    E2ESpec,
+    build_e2e,
+    network_unchanged,
+    refusal,
+)
 from segdeploy.export.verify import DEFAULT_ATOL, DEFAULT_RTOL
 from segdeploy.progress import Progress, as_progress
 from segdeploy.spec import ShapeProfile
-from segdeploy.vocab import (CLASS_MAP_NAME, E2E_INPUT_NAME, E2E_SCORES_NAME, GATED_ORT_LEVEL, INPUT_NAME, MODEL_ONNX,
-                             ONNX_PRECISIONS, FileKind, OrtLevel, Precision)
+from segdeploy.vocab import (
+    CLASS_MAP_NAME,
+    E2E_INPUT_NAME,
+    E2E_SCORES_NAME,
+    GATED_ORT_LEVEL,
+    INPUT_NAME,
+    MODEL_ONNX,
+    ONNX_PRECISIONS,
+    FileKind,
+    OrtLevel,
+    Precision,
+)
 
 RULE = ("class map equal to the source ONNX's argmax (fp32: and PyTorch's) wherever the reference top-2 margin "
         "> 2*tol, tol = rtol*max|scores| + atol")
@@ -215,7 +232,7 @@ def _check_case(case: Case, plain, e2e, spec: E2ESpec, options: E2EOptions, gate
 
 
 def verify(e2e_bytes: bytes, source_bytes: bytes, precision: str, spec: E2ESpec, cases: list[Case],
-           options: E2EOptions) -> dict[str, Any]:  # noqa: PLR0913
+           options: E2EOptions) -> dict[str, Any]:
     """The variant against its source ONNX (and PyTorch) on ``cases`` -> the verification record."""
     plain, e2e = _session(source_bytes, options.ort_level), _session(e2e_bytes, options.ort_level)
     gate_torch = precision == Precision.FP32
@@ -228,8 +245,8 @@ def verify(e2e_bytes: bytes, source_bytes: bytes, precision: str, spec: E2ESpec,
         if torch_agree else "not compared: no PyTorch model was given",
         "min_agreement_vs_source": min((s.get("agreement_vs_source", 0.0) for s in shapes), default=0.0),
         "min_agreement_vs_torch": min(torch_agree) if torch_agree else None,
-        "frames": f"tiles of images from {options.frames_from} (seed {options.seed})" if options.frames_from
-        else f"seeded uniform noise (seed {options.seed})",
+        "frames": (f"tiles of images from {options.frames_from} (seed {options.seed})" if options.frames_from
+                   else f"seeded uniform noise (seed {options.seed})"),
         "shapes": shapes,
     }
 
@@ -317,8 +334,8 @@ def _section(spec: E2ESpec, variants: dict[str, tuple[str, str, dict[str, Any]]]
                                          if spec.swaps_channels else [])
     steps += ["Transpose NHWC -> NCHW", f"x = (x * {pre.scale!r} - mean {list(pre.mean)}) / std {list(pre.std)}"]
     if spec.pads:
-        steps += [f"Pad bottom/right with 0 to max(ceil(H/{m})*{m}, {prof.min[2]}) x max(ceil(W/{m})*{m}, "
-                  f"{prof.min[3]})", "the network", "Slice the scores back to H x W"]
+        steps += [(f"Pad bottom/right with 0 to max(ceil(H/{m})*{m}, {prof.min[2]}) x max(ceil(W/{m})*{m}, "
+                  f"{prof.min[3]})"), "the network", "Slice the scores back to H x W"]
     else:
         steps.append("the network")
     steps.append("score > 0" if spec.num_classes == 1 else "ArgMax over the classes")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 import torch
+
 from segdeploy.bundle import deepstream as ds
 from segdeploy.errors import UsageError
 from segdeploy.export import ExportOptions
@@ -74,6 +74,7 @@ def test_nvinfer_formula_then_variant_equals_preprocessing_then_model(example, p
     assert r["class_agreement"] >= 0.9999, r
 
 
+@pytest.mark.slow
 def test_config_keys_values_and_labels(example, tmp_path):
     out = tmp_path / "deepstream"
     out.mkdir()
@@ -98,6 +99,7 @@ def test_config_keys_values_and_labels(example, tmp_path):
     assert cfg16["network-mode"] == "2" and "int8-calib-file" not in cfg16 and cfg16["custom-lib-path"] == "lib.so"
 
 
+@pytest.mark.slow
 def test_refusals(example, tmp_path):
     with pytest.raises(UsageError, match="calibration file"):
         ds.plan_for("int8", example.profile, 6, int8_calib_file=None, custom_lib_path=None, with_labels=True)

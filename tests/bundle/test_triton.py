@@ -34,7 +34,7 @@ def _model_config_pb2():
     spec = importlib.util.find_spec("tritonclient")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("tritonclient is not installed (it is in the test extra: pip install -e '.[test]')")
-    path = Path(list(spec.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py"
+    path = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
     mod_spec = importlib.util.spec_from_file_location("segdeploy_test_model_config_pb2", path)
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
@@ -92,9 +92,9 @@ def test_repository_configs_parse_and_match_the_manifest(example, tmp_path):
     script = (tmp_path / triton.BUILD_SCRIPT).read_text()
     assert "--minShapes=image:1x1x1x3 --optShapes=image:1x128x128x3 --maxShapes=image:8x256x256x3" in script
     assert "--saveEngine=shapes_tensorrt/1/model.plan" in script and r["trtexec"] in script
-    assert subprocess.run(["bash", "-n", str(tmp_path / triton.BUILD_SCRIPT)]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(tmp_path / triton.BUILD_SCRIPT)], check=False).returncode == 0
     if shutil.which("shellcheck"):
-        res = subprocess.run(["shellcheck", str(tmp_path / triton.BUILD_SCRIPT)], capture_output=True, text=True)
+        res = subprocess.run(["shellcheck", str(tmp_path / triton.BUILD_SCRIPT)], capture_output=True, text=True, check=False)
         assert res.returncode == 0, res.stdout
 
 

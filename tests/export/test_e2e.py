@@ -11,18 +11,37 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tinymodels
 import torch
 
-import tinymodels
 from segdeploy.datasets.preprocess import to_batch
 from segdeploy.errors import UsageError
 from segdeploy.export import ExportOptions
-from segdeploy.export.e2e import ClassDtype, E2ESpec, build_e2e, network_unchanged, refusal
-from segdeploy.export.e2e_stage import E2EOptions, class_map, frame_shapes, run, tile_frames
+from segdeploy.export.e2e import (
+    ClassDtype,
+    E2ESpec,
+    build_e2e,
+    network_unchanged,
+    refusal,
+)
+from segdeploy.export.e2e_stage import (
+    E2EOptions,
+    class_map,
+    frame_shapes,
+    run,
+    tile_frames,
+)
 from segdeploy.exportdir import ExportDir, Transaction
 from segdeploy.pipeline import export_model
 from segdeploy.spec import Preprocess
-from segdeploy.vocab import CLASS_MAP_NAME, E2E_INPUT_NAME, E2E_SCORES_NAME, INPUT_NAME, FileKind, Precision
+from segdeploy.vocab import (
+    CLASS_MAP_NAME,
+    E2E_INPUT_NAME,
+    E2E_SCORES_NAME,
+    INPUT_NAME,
+    FileKind,
+    Precision,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VAL = ROOT / "calibration" / "shapes" / "val"
