@@ -2,12 +2,15 @@
 
 Contract: ``run(txn, options, progress) -> CalibrationResult`` is the stage (the contract of
 :mod:`segdeploy.pipeline`): ranges of the staged ``model.onnx`` -> ``ranges.json`` + ``model.calib.cache`` and the
-manifest's ``calibration`` section. :func:`calibrate` is the library call underneath: it samples and checks the set (DataError listing bad files), opens the statistics
-cache first when one is asked for (ArtifactError for an unwritable directory, before the model runs),
-reuses cached statistics only for the identical (model bytes, sampled files' bytes, preprocessing, profile,
-size, seed, grayscale policy, bins, tensors), else streams the set through ONNX Runtime and stores the
-statistics atomically; then computes one amax per tensor with ``method``. Nothing is written except the
-cache entry; use :mod:`segdeploy.calibration.ranges_file` / :mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
+manifest's ``calibration`` section. :func:`calibrate` is the library call underneath: it samples and checks the
+set (DataError listing bad files), opens the statistics cache first when one is asked for (ArtifactError for an
+unwritable directory, before the model runs), reuses cached statistics only for the identical (model bytes, sampled files' bytes, preprocessing, profile,
+size, seed, grayscale policy, tensors) and a statistic that serves ``method`` (histograms, with the same bins,
+serve every method; the absmax-only statistic serves ``max``), else streams the set through ONNX Runtime
+collecting only what ``method`` needs (``max``: the exact max |x|, reduced inside ONNX Runtime; the others:
+histograms) and stores the statistics atomically; then computes one amax per tensor with ``method``.
+Nothing is written except the cache entry; use :mod:`segdeploy.calibration.ranges_file` /
+:mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from segdeploy.calibration.cache import StatsCache, key_fields, statistics_key
+from segdeploy.calibration.cache import StatsCache, key_fields, key_of, serving_statistics
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
 from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
@@ -63,14 +66,56 @@ class CalibrationResult:
 
     def to_manifest(self) -> dict:
         """The manifest's ``calibration`` section."""
-        return {
+        doc = {
             "method": self.method.to_dict(),
             "set": self.calib_set.to_dict(),
             "model_sha256": self.model_sha256,
-            "num_bins": self.statistics.num_bins,
+            "statistic": self.statistics.statistic,
             "tensors": len(self.ranges),
             "notes": list(self.notes),
         }
+        if self.statistics.histograms:
+            doc["num_bins"] = self.statistics.num_bins
+        return doc
+
+
+@dataclass(frozen=True)
+class _StatsKey:
+    """What identifies a run's statistics in the cache, but the statistic (:func:`~segdeploy.calibration.cache.key_fields`)."""
+
+    model_sha256: str
+    data_sha256: str
+    preprocess: dict[str, Any]
+    size: int
+    seed: int
+    num_bins: int
+    tensors: tuple[str, ...] | None
+    profile: dict[str, Any]
+    gray: str
+
+    def fields(self, statistic: str) -> dict[str, Any]:
+        return key_fields(self.model_sha256, self.data_sha256, self.preprocess, self.size, self.seed, self.num_bins,
+                          self.tensors, self.profile, self.gray, statistic)
+
+
+def _cached(cache: StatsCache, key: _StatsKey, method: Method) -> tuple[Statistics | None, str | None]:
+    """(statistics, cache file) of the cheapest cached statistic that serves ``method``, or (None, None)."""
+    for statistic in serving_statistics(method.needs_histogram):
+        fields = key.fields(statistic)
+        stats = cache.load(key_of(fields), fields)
+        if stats is not None:
+            return stats, str(cache.path(key_of(fields)))
+    return None, None
+
+
+def _store(cache: StatsCache, key: _StatsKey, stats: Statistics, notes: list[str]) -> str | None:
+    """Save ``stats`` atomically; a cache never fails the stage (a note says why it was not written)."""
+    fields = key.fields(stats.statistic)
+    try:
+        return str(cache.save(key_of(fields), fields, stats))
+    except ArtifactError as e:
+        notes.append(f"statistics cache not written ({e.message})")
+        return None
 
 
 def calibrate(
@@ -100,43 +145,24 @@ def calibrate(
     cset = open_calibration_set(
         source, size=size, seed=seed, channels=profile.channels, gray=gray, profile=profile, preprocess=preprocess
     )
-    model_sha = sha256_file(onnx_path)
     tens = None if tensors is None else tuple(tensors)
-    fields = key_fields(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
-                        profile.to_dict(), gray)
-    key = statistics_key(model_sha, cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
-                         profile.to_dict(), gray)
-    stats = cache.load(key, fields) if cache else None
+    key = _StatsKey(sha256_file(onnx_path), cset.data_sha256, preprocess.to_dict(), cset.size, seed, num_bins, tens,
+                    profile.to_dict(), gray)
+    stats, cache_file = _cached(cache, key, method) if cache else (None, None)
     hit = stats is not None
-    cache_file = None
-    notes: list[str] = []
-    if gray == "replicate":
-        notes.append("grayscale calibration images were replicated to 3 channels")
+    notes = ["grayscale calibration images were replicated to 3 channels"] if gray == "replicate" else []
     if stats is None:
-        opts = CollectOptions(num_bins=num_bins, tensors=tens, intra_op_threads=intra_op_threads)
+        opts = CollectOptions(num_bins=num_bins, tensors=tens, intra_op_threads=intra_op_threads,
+                              histograms=method.needs_histogram)
         with progress.task("calibrate", total=cset.size, unit="image") as task:
             stats = collect_statistics(onnx_path, iter_batches(cset, preprocess, profile, batch_size), opts, task.update)
         if cache:
-            try:
-                cache_file = str(cache.save(key, fields, stats))
-            except ArtifactError as e:  # a cache never fails the stage
-                notes.append(f"statistics cache not written ({e.message})")
+            cache_file = _store(cache, key, stats, notes)
     else:
-        cache_file = str(cache.path(key))
         progress.step(f"calibrate: statistics of {cset.size} images from the cache")
-    ranges = compute_ranges(stats, method)
-    return CalibrationResult(
-        ranges=ranges,
-        statistics=stats,
-        method=method,
-        calib_set=cset,
-        cache_hit=hit,
-        model_sha256=model_sha,
-        data_sha256=cset.data_sha256,
-        cache_file=cache_file,
-        seconds=time.perf_counter() - t0,
-        notes=notes,
-    )
+    return CalibrationResult(ranges=compute_ranges(stats, method), statistics=stats, method=method, calib_set=cset,
+                             cache_hit=hit, model_sha256=key.model_sha256, data_sha256=cset.data_sha256,
+                             cache_file=cache_file, seconds=time.perf_counter() - t0, notes=notes)
 
 
 @dataclass(frozen=True)

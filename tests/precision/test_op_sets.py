@@ -27,7 +27,9 @@ def test_the_sets_are_defined_once():
     from segdeploy import calibration
     from segdeploy.precision import qdq
 
-    assert calibration.QUANTIZABLE_OPS is vocab.QUANTIZABLE_OPS
+    from segdeploy.calibration import collect
+
+    assert calibration.QUANTIZABLE_OPS is vocab.QUANTIZABLE_OPS is collect.QUANTIZABLE_OPS
     assert set(vocab.QUANTIZABLE_OPS) == vocab.QDQ_WEIGHTED_OPS | vocab.QDQ_POOL_OPS | {vocab.QDQ_RESIDUAL_OP}
     assert not set(vocab.QUANTIZABLE_OPS) & vocab.QDQ_UNTOUCHED_OPS
     src = open(qdq.__file__).read()
@@ -41,8 +43,6 @@ def test_the_placer_quantizes_every_pool_of_the_set(pool):
     assert quantizable_nodes(_pool_model(pool)) == ["conv", "pool"]
 
 
-@pytest.mark.xfail(reason="calibration/collect.py still spells its own QUANTIZABLE_OPS (without GlobalMaxPool) until "
-                          "the calibration-speed branch imports segdeploy.vocab.QUANTIZABLE_OPS", strict=False)
 def test_calibration_quantizable_inputs_follow_the_placer():
     from segdeploy.calibration.collect import quantizable_inputs
 
