@@ -1,11 +1,38 @@
-"""Option groups shared by the commands, so the same option means the same thing everywhere.
+"""Option groups shared by the commands (like Polygraphy's argument groups), so the same option means the same
+thing everywhere. Each group is a decorator that adds its options to a click command and hands the command ONE
+value for the group, parsed into its frozen options object.
+
+Groups that parse at once (a bad value is a usage error, exit 2, before the command body runs):
+
+* :func:`gate_options` -- ``--max-miou-drop POINTS``, ``--min-agreement PERCENT``, ``--min-class-iou PERCENT``
+  -> ``gate``: :class:`segdeploy.parity.gate.GateOptions` (check, merge).
+* :func:`dataset_options` -- ``--data``, ``--masks``, ``--list``, ``--layout``, ``--ignore-index``, ``--label-map``
+  -> ``dataset``: :class:`segdeploy.datasets.DatasetOptions` (check).
+* :func:`ort_options` -- ``--candidate-device``, ``--ort-opt-level`` -> ``ort``:
+  :class:`segdeploy.runners.onnxruntime.OrtOptions` (check's ONNX candidate).
+* :func:`instance_gate_options` -- ``--min-recall``, ``--min-precision``, ``--min-mask-iou``, ``--max-score-drift``
+  -> ``instance_gate``: :class:`segdeploy.parity.instances.InstanceGate` (check --task instance).
+
+Groups whose values the command parses itself, inside its own error handling (``--json`` documents then name
+the directory the command was working on), each a frozen ``*Args`` with ``parse()``:
 
 * :func:`model_options` -- where the PyTorch model comes from: ``MODEL_FILE`` (or ``--reference`` on
   `check`) | ``--model PKG.MODULE:FACTORY`` ``--model-arg K=V`` ``--weights FILE``; ``--trust-pickle``;
-  ``--output NAME|INDEX``. The command receives one :class:`ModelArgs` as ``model``.
+  ``--output NAME|INDEX`` -> ``model``: :class:`ModelArgs` (``validate()``, ``load()``).
+* :func:`precision_options` -- ``--int8 --fp16 --calib --calib-size --calib-method --percentile --seed --val
+  --max-miou-drop --exclude-layer --budget-images --trt-version`` -> ``precision``: :class:`PrecisionArgs`
+  (``parse()`` -> :class:`segdeploy.precision.stage.PrecisionOptions`, or None without --int8/--fp16) (export,
+  precision).
+* :func:`calibration_options` -- ``--calib --calib-size --seed --calib-method --percentile --calib-gray
+  --batch-size --cache-dir --no-cache --trt-version`` -> ``calibration``: :class:`CalibrationArgs` (``parse()`` ->
+  :class:`segdeploy.calibration.stage.CalibrateOptions`) (calibrate).
+
+The calibration-set options both calibration groups share (``--calib-size --seed --calib-method --percentile
+--trt-version``) are defined once (:data:`_CALIBRATION_SET`).
+
 * :func:`output_options` -- ``--json`` (one JSON result document on stdout, :mod:`segdeploy.result`, printed
   for failures and tripped gates too) and ``-q/--quiet`` (no progress on stderr). The command receives
-  ``as_json`` and ``quiet``.
+  ``as_json`` and ``quiet``; :func:`progress_for` is the :class:`~segdeploy.progress.Progress` ``-q`` asks for.
 
 Naming rules: ``--out DIR`` is always a directory segdeploy owns (export, bundle); ``--report FILE`` is always
 a JSON report file and ``--html FILE`` an HTML report file.
@@ -15,11 +42,18 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from segdeploy.errors import UsageError
+from segdeploy.progress import Progress
+from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
+from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_CHECK_ORT_LEVEL, DEFAULT_PERCENTILE, CalibMethod, OrtLevel
+
+if TYPE_CHECKING:
+    from segdeploy.calibration.stage import CalibrateOptions
+    from segdeploy.precision.stage import PrecisionOptions
 
 
 def parse_model_args(items: tuple[str, ...]) -> dict[str, Any]:
@@ -127,3 +161,230 @@ def output_options(f):
     f = click.option("--json", "as_json", is_flag=True,
                      help="Print the JSON result document on stdout (also on failure and tripped gates).")(f)
     return f
+
+
+def progress_for(quiet: bool) -> Progress:
+    """The progress a command shows: step lines and counted tasks on stderr (a bar on a terminal), none with
+    ``-q``. ``--json`` changes stdout only (the document), so a pipeline's log still shows where a run is."""
+    return Progress(not quiet)
+
+
+# ------------------------------------------------------------------------------------------- building groups
+
+
+def _group(keyword: str, names: tuple[str, ...], options: list[Callable[[Any], Any]], make: Callable[..., Any]):
+    """A decorator adding ``options`` (click parameters called ``names``) and passing ``make(**their values)`` to the
+    command as ``keyword``."""
+
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            values = {n: kwargs.pop(n) for n in names}
+            return f(*args, **{keyword: make(**values)}, **kwargs)
+
+        for opt in reversed(options):
+            wrapper = opt(wrapper)
+        return wrapper
+
+    return deco
+
+
+# ------------------------------------------------------------------------------------------- gate
+
+
+def _gate(max_miou_drop, min_agreement, min_class_iou):
+    from segdeploy.parity.gate import GateOptions
+
+    return GateOptions(max_miou_drop, min_agreement, min_class_iou)
+
+
+gate_options = _group("gate", ("max_miou_drop", "min_agreement", "min_class_iou"), [
+    click.option("--max-miou-drop", type=float, default=None, metavar="POINTS",
+                 help="Fail (exit 3) when mIoU drops by more than POINTS percentage points."),
+    click.option("--min-agreement", type=float, default=None, metavar="PERCENT",
+                 help="Fail when pixel agreement (candidate == reference) is below PERCENT."),
+    click.option("--min-class-iou", type=float, default=None, metavar="PERCENT",
+                 help="Fail when any present class has candidate IoU below PERCENT."),
+], _gate)
+"""Decorator: the semantic accuracy gate -> ``gate`` (:class:`~segdeploy.parity.gate.GateOptions`)."""
+
+
+def _instance_gate(min_recall, min_precision, min_mask_iou, max_score_drift):
+    from segdeploy.parity.instances.gate import InstanceGate
+
+    return InstanceGate(min_recall, min_precision, min_mask_iou, max_score_drift)
+
+
+instance_gate_options = _group("instance_gate", ("min_recall", "min_precision", "min_mask_iou", "max_score_drift"), [
+    click.option("--min-recall", type=float, default=None, help="--task instance gate: min % of reference instances matched."),
+    click.option("--min-precision", type=float, default=None, help="--task instance gate: min % of candidate instances matched."),
+    click.option("--min-mask-iou", type=float, default=None, help="--task instance gate: min mean mask IoU (%) of matched pairs."),
+    click.option("--max-score-drift", type=float, default=None, help="--task instance gate: max mean |score difference|."),
+], _instance_gate)
+"""Decorator: the instance gate -> ``instance_gate`` (:class:`~segdeploy.parity.instances.InstanceGate`)."""
+
+
+# ------------------------------------------------------------------------------------------- dataset
+
+
+def _dataset(images, masks, list_file, layout, ignore_index, label_map):
+    from segdeploy.datasets import DatasetOptions
+
+    return DatasetOptions(images, masks, list_file, layout, ignore_index, label_map)
+
+
+dataset_options = _group("dataset", ("images", "masks", "list_file", "layout", "ignore_index", "label_map"), [
+    click.option("--data", "images", required=True, type=click.Path(), help="Image folder (or VOC root with --layout voc)."),
+    click.option("--masks", type=click.Path(), default=None, help="Mask folder (matched by file stem). Omit: unlabelled mode."),
+    click.option("--list", "list_file", type=click.Path(), default=None,
+                 help="List file naming the items (IMAGE [MASK] or STEM per line)."),
+    click.option("--layout", type=click.Choice(["folder", "voc"]), default="folder", show_default=True),
+    click.option("--ignore-index", type=int, default=255, show_default=True, help="Mask value that is not a class."),
+    click.option("--label-map", default=None, metavar="SPEC", help="Raw mask value -> class, e.g. '1:0,2:255' or a JSON file."),
+], _dataset)
+"""Decorator: the dataset group -> ``dataset`` (:class:`~segdeploy.datasets.DatasetOptions`)."""
+
+
+# ------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+def _ort(candidate_device, ort_opt_level):
+    from segdeploy.runners.onnxruntime import OrtOptions
+
+    return OrtOptions(device=candidate_device, graph_optimization_level=ort_opt_level)
+
+
+ort_options = _group("ort", ("candidate_device", "ort_opt_level"), [
+    click.option("--candidate-device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+                 help="ONNX Runtime execution provider for an .onnx candidate."),
+    click.option("--ort-opt-level", type=click.Choice(OrtLevel.values()), default=DEFAULT_CHECK_ORT_LEVEL.value,
+                 show_default=True, help="ONNX Runtime graph optimisation level (candidate)."),
+], _ort)
+"""Decorator: the ONNX Runtime group -> ``ort`` (:class:`~segdeploy.runners.onnxruntime.OrtOptions`)."""
+
+
+# ------------------------------------------------------------------------------------------- calibration and precision
+
+_CALIBRATION_SET = [  # shared by the calibration and precision groups: defined once
+    click.option("--calib-size", type=int, help="Sample this many calibration images (default: all)."),
+    click.option("--calib-method", type=click.Choice(CalibMethod.values()), default=DEFAULT_CALIB_METHOD.value,
+                 show_default=True),
+    click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True,
+                 help="For --calib-method percentile."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Calibration sampling seed."),
+    click.option("--trt-version", default=DEFAULT_CALIB_CACHE_VERSION, show_default=True,
+                 help="TensorRT version of the calibration cache header (8.6.2, 10.3, ...; 8.6 for JetPack 6)."),
+]
+_CALIBRATION_SET_NAMES = ("calib_size", "calib_method", "percentile", "seed", "trt_version")
+
+
+@dataclass(frozen=True)
+class CalibrationArgs:
+    """`segdeploy calibrate`'s values; :meth:`parse` -> :class:`~segdeploy.calibration.stage.CalibrateOptions`."""
+
+    calib: str
+    calib_size: int | None
+    calib_method: str
+    percentile: float
+    seed: int
+    trt_version: str
+    calib_gray: str
+    batch_size: int
+    cache_dir: str | None
+    no_cache: bool
+
+    def parse(self) -> CalibrateOptions:
+        from segdeploy.calibration.methods import Method
+        from segdeploy.calibration.stage import CalibrateOptions
+
+        return CalibrateOptions(calib=self.calib, size=self.calib_size, seed=self.seed,
+                                method=Method(self.calib_method, percentile=self.percentile), gray=self.calib_gray,
+                                batch_size=self.batch_size, trt_version=self.trt_version, cache_dir=self.cache_dir,
+                                use_cache=not self.no_cache)
+
+
+calibration_options = _group("calibration", ("calib",) + _CALIBRATION_SET_NAMES + (
+    "calib_gray", "batch_size", "cache_dir", "no_cache"), [
+    click.option("--calib", "calib", required=True, type=click.Path(path_type=str),
+                 help="Folder of calibration images, or a list file."),
+    *_CALIBRATION_SET,
+    click.option("--calib-gray", type=click.Choice(["refuse", "replicate"]), default="refuse", show_default=True,
+                 help="Grayscale images for a 3-channel model: refuse (error) or replicate to RGB."),
+    click.option("--batch-size", type=int, default=8, show_default=True),
+    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=str),
+                 help="Statistics cache (default: segdeploy's cache directory); another method then does not re-run "
+                      "the model."),
+    click.option("--no-cache", is_flag=True, help="Do not read or write the statistics cache."),
+], CalibrationArgs)
+"""Decorator: `segdeploy calibrate`'s options -> ``calibration`` (:class:`CalibrationArgs`)."""
+
+
+@dataclass(frozen=True)
+class PrecisionArgs:
+    """The precision group's values; :meth:`parse` -> :class:`~segdeploy.precision.stage.PrecisionOptions`, or
+    None when neither --int8 nor --fp16 was given (then every other precision option must be unset)."""
+
+    int8: bool = False
+    fp16: bool = False
+    calib: str | None = None
+    calib_size: int | None = None
+    calib_method: str = DEFAULT_CALIB_METHOD
+    percentile: float = DEFAULT_PERCENTILE
+    seed: int = 0
+    val: str | None = None
+    max_miou_drop: float | None = None
+    exclude_layer: tuple[str, ...] = ()
+    budget_images: int = 32
+    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
+
+    def parse(self) -> PrecisionOptions | None:
+        from segdeploy.precision.stage import PrecisionOptions
+
+        if not (self.int8 or self.fp16):
+            stray = [n for n in ("calib", "calib_size", "val", "max_miou_drop") if getattr(self, n) is not None]
+            if stray or self.exclude_layer:
+                names = ", ".join("--" + n.replace("_", "-") for n in stray or ["exclude_layer"])
+                raise UsageError(f"{names} given without --int8 or --fp16; add --int8 and/or --fp16")
+            return None
+        return PrecisionOptions(
+            int8=self.int8, fp16=self.fp16, calib=self.calib, calib_size=self.calib_size,
+            calib_method=self.calib_method or DEFAULT_CALIB_METHOD, percentile=self.percentile, seed=self.seed or 0,
+            val=self.val, max_miou_drop=self.max_miou_drop, trt_version=self.trt_version or DEFAULT_CALIB_CACHE_VERSION,
+            exclude=tuple(self.exclude_layer or ()), budget_images=self.budget_images or 32)
+
+
+def _precision_args(**values: Any) -> PrecisionArgs:
+    return PrecisionArgs(**{**values, "exclude_layer": tuple(values["exclude_layer"] or ())})
+
+
+precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_miou_drop", "exclude_layer",
+                                         "budget_images") + _CALIBRATION_SET_NAMES, [
+    click.option("--int8", is_flag=True, help="Also write model.int8.onnx (explicit Q/DQ, TensorRT rules)."),
+    click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (strongly typed, IO float32)."),
+    click.option("--calib", type=click.Path(exists=True, path_type=str), help="Calibration images: folder or list file."),
+    *_CALIBRATION_SET,
+    click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=str),
+                 help="Validation split DIR/images + DIR/masks (default: calibration/<set>/val beside --calib)."),
+    click.option("--max-miou-drop", type=float, help="mIoU budget in points; INT8 falls back layers to meet it, else exit 3."),
+    click.option("--exclude-layer", multiple=True, help="Node name kept in float (repeatable)."),
+    click.option("--budget-images", type=int, default=32, show_default=True,
+                 help="Validation images the budget search starts with (escalated automatically)."),
+], _precision_args)
+"""Decorator: the precision group (export, precision) -> ``precision`` (:class:`PrecisionArgs`).
+
+  --int8 / --fp16            lower to INT8 Q/DQ and/or strongly-typed FP16 ONNX (both may be given)
+  --calib DIR                calibration images (folder or list file); required for --int8, used by --fp16
+                             to keep ops whose activations exceed the FP16 range in FP32
+  --calib-size N             sample N images reproducibly (--seed); default all
+  --calib-method M           max | percentile | entropy (default, TensorRT's KL search) | mse
+  --percentile P             for --calib-method percentile (default 99.99)
+  --val DIR                  validation split: DIR/images (+ DIR/masks); default: when --calib is
+                             calibration/<set>/calib, the sibling calibration/<set>/val
+  --max-miou-drop X          accuracy budget in mIoU points: INT8 keeps the most sensitive layers in float
+                             until the drop is within X; exit 3 when it cannot (FP16: gate only)
+  --exclude-layer NAME       keep this node in float (repeatable)
+  --budget-images N          validation images the sensitivity search starts with (default 32; escalated
+                             automatically when its choice misses the budget on the whole split)
+  --trt-version V            TensorRT version written into the calibration cache header (default 10.3;
+                             8.6 for JetPack 6 / TensorRT 8.6)
+"""

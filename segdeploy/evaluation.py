@@ -23,7 +23,8 @@ Contract
 
 ``on_classes(k)`` (optional) is called once, when the class count is first known, before anything is
 yielded; it may raise to stop the run (e.g. a manifest that disagrees). ``loop.timing`` holds the seconds
-spent decoding and preprocessing. Runners are not opened or closed here.
+spent decoding and preprocessing. Runners are not opened or closed here. ``progress`` (a
+:class:`~segdeploy.progress.Progress`) shows the images read as one counted task named ``label``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 
 from segdeploy.datasets.preprocess import restore_prediction, target_size, to_batch
 from segdeploy.errors import DataError, ModelLoadError, SegdeployError, ShapeError, UsageError
+from segdeploy.progress import Progress, Task, as_progress
 
 ON_ERROR = ("fail", "skip")
 
@@ -81,9 +83,8 @@ class PredictionLoop:
     """See the module docstring."""
 
     def __init__(self, dataset, runners: Mapping[str, Any], preprocess, profile, *, batch_size: int = 1,
-                 limit: int | None = None, on_error: str = "fail",
-                 progress: Callable[[int, int], None] | None = None,
-                 on_classes: Callable[[int], None] | None = None):
+                 limit: int | None = None, on_error: str = "fail", progress: Progress | None = None,
+                 label: str = "evaluate", on_classes: Callable[[int], None] | None = None):
         if on_error not in ON_ERROR:
             raise UsageError(f"--on-error must be fail or skip, got {on_error!r}")
         if batch_size < 1:
@@ -97,8 +98,10 @@ class PredictionLoop:
         self.batch_size = batch_size
         self.limit = limit
         self.on_error = on_error
-        self.progress = progress
+        self.progress = as_progress(progress)
+        self.label = label
         self.on_classes = on_classes
+        self._task: Task | None = None
         self.errors: list[ImageError] = []
         self.num_classes: int | None = None
         self.timing = {"load_s": 0.0, "preprocess_s": 0.0}
@@ -129,8 +132,8 @@ class PredictionLoop:
                 continue
             finally:
                 self.timing["load_s"] += time.perf_counter() - t0
-            if self.progress is not None:
-                self.progress(self.consumed, self.total)
+            if self._task is not None:
+                self._task.update(self.consumed)
             yield s
 
     def _infer(self, group: list[Any]):
@@ -182,10 +185,10 @@ class PredictionLoop:
         def bad_size(sample, err: ShapeError) -> None:
             self.record(sample.stem, sample.path, "shape", err)
 
-        for group in same_size_groups(self._samples(), self.preprocess, self.profile, self.batch_size, bad_size):
-            yield from self._batch(group)
-        if self.progress is not None:
-            self.progress(self.total, self.total)
+        with self.progress.task(self.label, self.total, "image") as self._task:
+            for group in same_size_groups(self._samples(), self.preprocess, self.profile, self.batch_size, bad_size):
+                yield from self._batch(group)
+            self._task.update(self.total)
 
 
 def same_size_groups(samples, preprocess, profile, batch_size: int,

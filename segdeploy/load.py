@@ -62,7 +62,8 @@ class LoadedModel:
     ``source_sha256`` hashes the model file (plus weights file) or the factory spec.
     ``shape_hint`` is an example input shape when the file carries one (``.pt2``), else None.
     ``spatial_multiple_hint`` is the multiple declared by the file or the model, else None.
-    ``spec`` is filled by :func:`inspect_model` (channels, classes, multiple).
+    ``spec`` is filled by :func:`segdeploy.export.probe.probe_model` (channels, classes, multiple).
+    Output selection is resolved by :meth:`select_output` (it needs an example input).
     """
 
     module: nn.Module
@@ -77,6 +78,32 @@ class LoadedModel:
     in_channels_hint: int | None = None
     notes: list[str] = field(default_factory=list)
     spec: Any = None
+
+    def select_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Resolve the output selection with the example input ``x`` (no gradients) and return the selected output.
+
+        Afterwards ``module`` returns the selected ``[N, K, H, W]`` logits (``raw`` wrapped in
+        :class:`SelectOutput` unless the model already returns a tensor) and ``output_rule`` names the rule that
+        chose it (``tensor``, ``dict['out']``, ``.logits``, ``tuple[0]`` ...). Raises ShapeError (the model fails
+        on ``x``) or ModelLoadError (no segmentation map; ``--output`` names one)."""
+        try:
+            out = run_model(self.raw, x)
+        except Exception as e:
+            raise ShapeError(
+                f"the model failed on an input of shape {list(x.shape)}: {_short(e)}; check the channel count and --shape"
+            ) from None
+        rule, selector = choose_output(out, None if self.output_rule == "auto" else self.output_rule)
+        t = selector(out)
+        check_segmentation_output(t, tuple(x.shape))
+        self.output_rule = rule
+        self.module = SelectOutput(self.raw, selector) if rule != "tensor" else self.raw
+        return t
+
+    def select_output_at(self, shape: tuple[int, int, int, int]) -> nn.Module:
+        """:meth:`select_output` with a seeded random input of ``shape`` (N, C, H, W); returns :attr:`module`, the
+        logits model (e.g. the PyTorch reference of a precision check at the manifest's opt shape)."""
+        self.select_output(torch.randn(*shape, generator=torch.Generator().manual_seed(0)))
+        return self.module
 
 
 class SelectOutput(nn.Module):
@@ -433,6 +460,53 @@ def check_segmentation_output(t: Any, x_shape: tuple[int, ...]) -> None:
 # ----------------------------------------------------------------------------- public API
 
 
+@dataclass
+class _Loaded:
+    """What one way of loading found: the raw model, its format, source and hash, and the file's hints."""
+
+    raw: Any
+    format: str
+    source: str
+    sha256: str
+    notes: list[str] = field(default_factory=list)
+    shape_hint: tuple[int, ...] | None = None
+    spatial_multiple_hint: int | None = None
+    static_axes: tuple[int, ...] = ()
+
+
+def _from_module(module: nn.Module) -> _Loaded:
+    digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum()))
+                                      for k, v in module.state_dict().items())).encode())
+    return _Loaded(module, "module", type(module).__name__, digest)
+
+
+def _from_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> _Loaded:
+    raw, notes = _load_factory(spec, weights, kwargs)
+    h = sha256_bytes(f"factory:{spec}:{sorted((kwargs or {}).items())}".encode())
+    return _Loaded(raw, "factory", spec, sha256_bytes((h + (sha256_file(weights) if weights else "")).encode()), notes)
+
+
+def _from_file(source: str | os.PathLike | None, weights: str | os.PathLike | None, trust_pickle: bool) -> _Loaded:
+    if source is None:
+        raise UsageError("no model given; pass a model file or --model pkg.module:factory")
+    path = Path(source)
+    fmt = detect_format(path)
+    if weights is not None:
+        raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
+    digest = sha256_file(path)
+    if fmt == "pt2":
+        raw, shape_hint, mult_hint, notes, static_axes = _load_pt2(path, trust_pickle)
+        return _Loaded(raw, fmt, str(path), digest, notes, shape_hint, mult_hint, static_axes)
+    from segdeploy.safety import captured_diagnostics
+
+    with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
+        raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
+    notes = ["loaded a pickled module because --trust-pickle was given"] if fmt == "pickle" else []
+    if diag.summary():
+        notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
+    return _Loaded(raw, fmt, str(path), digest, notes)
+
+
 def load_model(
     source: str | os.PathLike | nn.Module | None = None,
     *,
@@ -445,67 +519,34 @@ def load_model(
     """Load a model from a file, a factory spec (``pkg.module:callable``) or an in-memory module.
 
     ``source`` may be a path, a ``pkg.module:factory`` string (when no such file exists), or an nn.Module.
-    Output selection is resolved later by :func:`inspect_model` (it needs an example input); ``output``
+    Output selection is resolved later by :meth:`LoadedModel.select_output` (it needs an example input); ``output``
     is stored for it. Raises ModelLoadError / UntrustedPickleError / UsageError with the fix.
     """
-    notes: list[str] = []
-    shape_hint = None
-    mult_hint = None
-    static_axes: tuple[int, ...] = ()
     if isinstance(source, nn.Module):
-        raw: Any = source
-        fmt = "module"
-        src = type(source).__name__
-        digest = sha256_bytes(repr(sorted((k, tuple(v.shape), float(v.float().sum())) for k, v in source.state_dict().items())).encode())
+        got = _from_module(source)
     elif factory is not None or (isinstance(source, str) and is_factory_spec(source) and not Path(source).exists()):
-        spec = factory or str(source)
-        raw, n = _load_factory(spec, weights, factory_kwargs)
-        notes += n
-        fmt = "factory"
-        src = spec
-        h = sha256_bytes(f"factory:{spec}:{sorted((factory_kwargs or {}).items())}".encode())
-        digest = sha256_bytes((h + (sha256_file(weights) if weights else "")).encode())
+        got = _from_factory(factory or str(source), weights, factory_kwargs)
     else:
-        if source is None:
-            raise UsageError("no model given; pass a model file or --model pkg.module:factory")
-        path = Path(source)
-        fmt = detect_format(path)
-        src = str(path)
-        if weights is not None:
-            raise UsageError("--weights applies only with --model pkg.module:factory; a model file carries its own weights")
-        digest = sha256_file(path)
-        if fmt == "pt2":
-            raw, shape_hint, mult_hint, n, static_axes = _load_pt2(path, trust_pickle)
-            notes += n
-        else:
-            from segdeploy.safety import captured_diagnostics
-
-            with captured_diagnostics() as diag:  # e.g. torch.jit.load's deprecation warning: a note, not a dump
-                raw = _load_torchscript(path) if fmt == "torchscript" else _load_pickle(path, trust_pickle)
-            if fmt == "pickle":
-                notes.append("loaded a pickled module because --trust-pickle was given")
-            if diag.summary():
-                notes.append(f"PyTorch said while loading {path.name}: {diag.summary()}")
-    if fmt != "pt2" and isinstance(raw, nn.Module) and not isinstance(raw, torch.jit.ScriptModule):
-        raw.eval()
-    elif isinstance(raw, torch.jit.ScriptModule):
-        raw.eval()
+        got = _from_file(source, weights, trust_pickle)
+    raw = got.raw
+    if isinstance(raw, torch.jit.ScriptModule) or (got.format != "pt2" and isinstance(raw, nn.Module)):
+        raw.eval()  # a .pt2 program's module refuses eval(); it is already in inference form
     declared = getattr(raw, "spatial_multiple", None)
-    if isinstance(declared, int) and declared > 0 and mult_hint is None:
-        mult_hint = declared
-        notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
+    if isinstance(declared, int) and declared > 0 and got.spatial_multiple_hint is None:
+        got.spatial_multiple_hint = declared
+        got.notes.append(f"spatial multiple {declared} declared by the model (attribute spatial_multiple)")
     return LoadedModel(
-        module=raw,  # replaced by SelectOutput in inspect_model
+        module=raw,  # replaced by SelectOutput in LoadedModel.select_output
         raw=raw,
-        format=fmt,
-        source=src,
-        source_sha256=digest,
+        format=got.format,
+        source=got.source,
+        source_sha256=got.sha256,
         output_rule=output or "auto",
-        shape_hint=shape_hint,
-        static_axes_hint=static_axes,
-        spatial_multiple_hint=mult_hint,
+        shape_hint=got.shape_hint,
+        static_axes_hint=got.static_axes,
+        spatial_multiple_hint=got.spatial_multiple_hint,
         in_channels_hint=_first_conv_channels(raw),
-        notes=notes,
+        notes=got.notes,
     )
 
 
@@ -531,22 +572,6 @@ def run_model(module: Any, x: torch.Tensor) -> Any:
     """Run ``module`` on ``x`` without gradients."""
     with torch.inference_mode():
         return module(x)
-
-
-def select_output(lm: LoadedModel, x: torch.Tensor) -> torch.Tensor:
-    """Resolve output selection with an example input; wraps ``lm.module``; return the selected output."""
-    try:
-        out = run_model(lm.raw, x)
-    except Exception as e:
-        raise ShapeError(
-            f"the model failed on an input of shape {list(x.shape)}: {_short(e)}; check the channel count and --shape"
-        ) from None
-    rule, selector = choose_output(out, None if lm.output_rule == "auto" else lm.output_rule)
-    t = selector(out)
-    check_segmentation_output(t, tuple(x.shape))
-    lm.output_rule = rule
-    lm.module = SelectOutput(lm.raw, selector) if rule != "tensor" else lm.raw
-    return t
 
 
 def _lcm(a: int, b: int) -> int:

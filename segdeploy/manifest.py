@@ -61,6 +61,11 @@ _ENGINE = {  # written by segdeploy.engine.stage (engine_entry); checked against
     "?build_seconds": _NUM, "?plugins": _OPT_STR, "?plugin_creators": [str],
     "?calibration_cache": (dict, type(None)), "?warnings": [str], "?parity": (dict, type(None)),
 }
+_TENSOR = {"name": str, "dtype": str, "layout": str, "shape": _SHAPE, "?channel_order": str, "?meaning": str}
+_END_TO_END = {  # written by segdeploy.export.e2e (the end-to-end variants: uint8 NHWC frame in, class map out)
+    "input": _TENSOR, "outputs": [_TENSOR], "profile": _PROFILE, "in_graph": [str],
+    "variants": ("dict-of", {"file": str, "source_onnx": str, "?verification": dict}),
+}
 SCHEMA: dict[str, Any] = {
     "schema": str,
     "schema_version": int,
@@ -82,6 +87,7 @@ SCHEMA: dict[str, Any] = {
                      "trt_cache_version": int},
     "?precision": {"source_onnx": str, "?int8": {"file": str}, "?fp16": {"file": str}},
     "?engines": [_ENGINE],
+    "?end_to_end": _END_TO_END,
 }
 
 
@@ -180,6 +186,9 @@ def _file_holders(doc: dict[str, Any]):
             yield [prec[kind]["file"]], lambda k=kind: prec.pop(k)
     for e in list(doc.get("engines") or []):
         yield [e["file"]], lambda e=e: doc["engines"].remove(e)
+    variants = (doc.get("end_to_end") or {}).get("variants") or {}
+    for key, v in list(variants.items()):
+        yield [v["file"]], lambda k=key: variants.pop(k)
 
 
 def referenced_files(doc: dict[str, Any]) -> list[str]:
@@ -198,6 +207,8 @@ def drop_unlisted(doc: dict[str, Any], listed: set[str]) -> None:
         doc.pop("precision")
     if "engines" in doc and not doc["engines"]:
         doc.pop("engines")
+    if "end_to_end" in doc and not doc["end_to_end"].get("variants"):
+        doc.pop("end_to_end")
 
 
 def onnx_profile_of(doc: dict[str, Any]):
@@ -250,6 +261,15 @@ class ManifestView:
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.manifest["model"].get("class_names") or ())
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.manifest["model"]["in_channels"])
+
+    @property
+    def output_stride(self) -> tuple[float, float]:
+        """Output size / input size per spatial axis (1.0: scores at the input resolution)."""
+        return tuple(float(s) for s in self.manifest["model"].get("output_stride") or (1.0, 1.0))  # type: ignore[return-value]
 
     @property
     def model_info(self) -> dict[str, Any]:
@@ -338,6 +358,18 @@ class ManifestView:
         """The engine files the ``engines`` list names, in its order."""
         return tuple(e["file"] for e in self.engines)
 
+    # ---- the end-to-end variants (segdeploy.export.e2e, issue 20)
+    @property
+    def end_to_end(self) -> dict[str, Any] | None:
+        """The ``end_to_end`` section: the variants' input/outputs/profile, what the graph does, and per precision
+        the file, its source ONNX and its verification (None when no variant was made)."""
+        return self.manifest.get("end_to_end") or None
+
+    def e2e_file(self, precision: str) -> str | None:
+        """The end-to-end variant of ``precision`` (fp32, fp16, int8) the manifest lists, or None."""
+        entry = ((self.end_to_end or {}).get("variants") or {}).get(precision)
+        return entry.get("file") if entry else None
+
     def engine_entry(self, file: str) -> dict[str, Any] | None:
         """The ``engines`` entry of engine ``file`` (a copy), or None when the manifest does not list it."""
         return next((dict(e) for e in self.engines if e.get("file") == file), None)
@@ -365,3 +397,11 @@ def engine_plugins_hint(doc: Any, engine_name: str) -> EnginePluginsHint:
     library = entry.get("plugins") if entry is not None else None
     return EnginePluginsHint(entry is not None, library if isinstance(library, str) and library else None,
                              bool(doc.get("tensorrt_plugins")))
+
+
+class ManifestDocument(ManifestView):
+    """A :class:`ManifestView` over a document in memory (a stage's result, a manifest passed by a library caller);
+    validate it first (:func:`validate_manifest`) when it does not come from segdeploy."""
+
+    def __init__(self, doc: dict[str, Any]):
+        self.manifest = doc

@@ -26,6 +26,11 @@ when the command failed before making one (a click usage error, an unreadable sh
 :func:`result_doc` builds from the error, with ``command`` null when no command was recognised -- as the
 only thing on stdout. Outside a channel (the Python API, tests calling commands directly) :func:`echo_json`
 prints at once.
+
+Stages
+------
+Every stage's result satisfies :class:`StageResult`: ``summary()`` is its entry under ``stages`` and ``notes``
+the lines it wants shown (see the stage contract in :mod:`segdeploy.pipeline`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import ctypes
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
@@ -42,6 +47,14 @@ from segdeploy.errors import EXIT_ERROR, SegdeployError
 
 SCHEMA = "segdeploy.result"
 SCHEMA_VERSION = 1
+
+
+class StageResult(Protocol):
+    """What every stage returns (export, calibrate, precision, build): its document entry and its notes."""
+
+    notes: list[str]
+
+    def summary(self) -> dict[str, Any]: ...
 
 
 def result_doc(command: str | None, *, stages: dict[str, Any] | None = None, export_dir: Any = None, published: bool = False,

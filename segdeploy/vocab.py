@@ -16,12 +16,18 @@ Contents
   file kind): ``Precision.INT8.onnx_file == "model.int8.onnx"``.
 * Artifact names of the export directory: :data:`MANIFEST`, :data:`MODEL_ONNX`, :data:`TRT_ONNX`,
   :data:`FP16_ONNX`, :data:`INT8_ONNX`, :data:`RANGES`, :data:`CALIB_CACHE`; :class:`FileKind`.
-* The exported graph's tensor names: :data:`INPUT_NAME`, :data:`OUTPUT_NAME`.
+* The exported graph's tensor names: :data:`INPUT_NAME`, :data:`OUTPUT_NAME`; the end-to-end variants':
+  :data:`E2E_INPUT_NAME`, :data:`CLASS_MAP_NAME`, :data:`E2E_SCORES_NAME` (files :data:`E2E_ONNX`,
+  :data:`FP16_E2E_ONNX`, :data:`INT8_E2E_ONNX`, ``Precision.e2e_file``).
 * :class:`CalibMethod` (range methods) and :data:`DEFAULT_CALIB_METHOD`.
 * :class:`OrtLevel` (ONNX Runtime graph optimisation levels) with ``ort_name`` (``ORT_DISABLE_ALL`` ...),
   :data:`GATED_ORT_LEVEL` and :data:`PRECISION_CHECK_LEVELS`.
 * The dataset split layout: :data:`IMAGES_DIR`, :data:`MASKS_DIR`, :data:`CALIB_SPLIT`, :data:`VAL_SPLIT` and
   :func:`split_dirs`.
+* The INT8 placement's ONNX op sets (TensorRT's explicit-quantization rules): :data:`QDQ_WEIGHTED_OPS`,
+  :data:`QDQ_POOL_OPS`, :data:`QDQ_RESIDUAL_OP`, :data:`QDQ_UNTOUCHED_OPS` and their union of ops whose inputs
+  may carry Q/DQ, :data:`QUANTIZABLE_OPS` (the placer in :mod:`segdeploy.precision.qdq` and calibration's
+  ``quantizable_inputs`` read the same sets).
 """
 
 from __future__ import annotations
@@ -54,6 +60,18 @@ class Name(str, enum.Enum):
             raise UsageError(f"unknown {option} {text!r}; use one of {', '.join(cls.values())}") from None
 
 
+# ----------------------------------------------------------------------------------- INT8 placement (ONNX op types)
+
+QDQ_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})  # Q/DQ on the activation and the weight
+QDQ_POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})  # Q/DQ on the input
+QDQ_RESIDUAL_OP = "Add"  # Q/DQ on the skip branch of an Add fed by a Conv (TensorRT fuses the conv with the add)
+# ops whose inputs never carry Q/DQ (TensorRT rules + our policy): they run in the graph's float precision
+QDQ_UNTOUCHED_OPS = frozenset({"Resize", "Upsample", "Softmax", "LogSoftmax", "ArgMax", "ArgMin", "Concat",
+                               "BatchNormalization", "InstanceNormalization", "LayerNormalization",
+                               "GroupNormalization"})
+QUANTIZABLE_OPS = tuple(sorted(QDQ_WEIGHTED_OPS | QDQ_POOL_OPS | {QDQ_RESIDUAL_OP}))  # inputs may carry Q/DQ
+
+
 # ----------------------------------------------------------------------------------- artifact names
 
 MANIFEST = "manifest.json"
@@ -63,6 +81,10 @@ FP16_ONNX = "model.fp16.onnx"
 INT8_ONNX = "model.int8.onnx"
 RANGES = "ranges.json"
 CALIB_CACHE = "model.calib.cache"
+# end-to-end variants (uint8 NHWC frame in, class map out; segdeploy.export.e2e), one per ONNX precision
+E2E_ONNX = "model.e2e.onnx"
+FP16_E2E_ONNX = "model.fp16.e2e.onnx"
+INT8_E2E_ONNX = "model.int8.e2e.onnx"
 
 
 # Every name the manifest's file table may list: model[.<tag>...].onnx|.engine, ranges.json, model.calib.cache.
@@ -81,6 +103,7 @@ class FileKind(Name):
     ONNX_TRT = "onnx-trt"
     ONNX_INT8 = "onnx-int8"
     ONNX_FP16 = "onnx-fp16"
+    ONNX_E2E = "onnx-e2e"  # an end-to-end variant (segdeploy.export.e2e)
     RANGES = "ranges"
     CALIB_CACHE = "calib-cache"
     ENGINE = "engine"
@@ -118,6 +141,18 @@ class Precision(Name):
         return {"fp16": FileKind.ONNX_FP16, "int8": FileKind.ONNX_INT8}.get(self.value, FileKind.ONNX)
 
     @property
+    def e2e_file(self) -> str:
+        """The end-to-end variant of :attr:`onnx_file` (uint8 NHWC frame in, class map out; int8-implicit: the FP32
+        graph's, built with the calibration cache)."""
+        return {"fp16": FP16_E2E_ONNX, "int8": INT8_E2E_ONNX}.get(self.value, E2E_ONNX)
+
+    @property
+    def deepstream_file(self) -> str:
+        """The DeepStream variant of :attr:`onnx_file` a bundle ships (``segdeploy.bundle.deepstream``)."""
+        return {"fp16": "model.fp16.deepstream.onnx", "int8": "model.int8.deepstream.onnx"}.get(
+            self.value, "model.deepstream.onnx")
+
+    @property
     def engine_file(self) -> str:
         """segdeploy's own engine for this precision, listed in the manifest."""
         return f"model.{self.value}.engine"
@@ -136,6 +171,10 @@ ONNX_PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8)  # precisions
 
 INPUT_NAME = "input"  # [batch, C, height, width] float32
 OUTPUT_NAME = "logits"  # [batch, K, height, width] float32
+# the end-to-end variants' tensors (segdeploy.export.e2e)
+E2E_INPUT_NAME = "image"  # [batch, height, width, 3] uint8, channels in the variant's channel order
+CLASS_MAP_NAME = "classes"  # [batch, height, width] uint8 (K <= 256) or int32
+E2E_SCORES_NAME = "scores"  # optional [batch, K, height, width] float32, cropped to the frame
 
 # ----------------------------------------------------------------------------------- calibration
 
@@ -197,8 +236,8 @@ def split_dirs(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 __all__ = [
-    "ARTIFACT_NAME", "CALIB_CACHE", "CALIB_SPLIT", "CalibMethod", "DEFAULT_CALIB_METHOD", "DEFAULT_CHECK_ORT_LEVEL", "DEFAULT_PERCENTILE",
-    "FP16_ONNX", "FileKind", "GATED_ORT_LEVEL", "IMAGES_DIR", "INPUT_NAME", "INT8_ONNX", "LOWERED_PRECISIONS", "MANIFEST",
+    "ARTIFACT_NAME", "CALIB_CACHE", "CALIB_SPLIT", "CLASS_MAP_NAME", "CalibMethod", "DEFAULT_CALIB_METHOD", "DEFAULT_CHECK_ORT_LEVEL",
+    "DEFAULT_PERCENTILE", "E2E_INPUT_NAME", "E2E_ONNX", "E2E_SCORES_NAME", "FP16_E2E_ONNX", "FP16_ONNX", "INT8_E2E_ONNX", "FileKind", "GATED_ORT_LEVEL", "IMAGES_DIR", "INPUT_NAME", "INT8_ONNX", "LOWERED_PRECISIONS", "MANIFEST",
     "MASKS_DIR", "MODEL_ONNX", "Name", "ONNX_PRECISIONS", "OUTPUT_NAME", "OrtLevel", "PRECISION_CHECK_LEVELS", "Precision",
     "RANGES", "TRT_ONNX", "VAL_SPLIT", "is_artifact_name", "split_dirs",
 ]

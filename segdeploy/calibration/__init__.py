@@ -18,24 +18,26 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
         batch_size=8,
         tensors=None,                  # None: every float activation (graph inputs + float node outputs); or a list of names
         gray="refuse",                 # grayscale images for a 3-channel model: "refuse" (DataError) or "replicate"
-        progress=None,                 # optional callable(done_images: int, total_images: int)
+        progress=None,                 # optional segdeploy.progress.Progress (images streamed: a "calibrate" task)
     )
     res.ranges            # dict[str, float]: tensor name -> amax (>= 0; symmetric range [-amax, amax]; scale = amax / 127)
-    res.statistics        # Statistics (histograms, absmax per tensor): recompute other methods without re-running the model
+    res.statistics        # Statistics: what the method needed -- histograms (serve every method) for percentile /
+                          # entropy / mse, only the exact max |x| per tensor for max (statistics.statistic says which)
     res.absmax            # dict[str, float]: observed max |x| per tensor (FP16 overflow check: > 65504)
     res.method            # Method used
     res.calib_set         # CalibrationSet (the sampled files, data hash)
     res.cache_hit         # bool: statistics came from the cache (model not run)
     res.model_sha256, res.data_sha256
-    res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, tensor count)
+    res.to_manifest()     # dict for the manifest "calibration" section (method, size, seed, hashes, statistic, tensor count)
+    res.summary()         # the stage's entry in the JSON result document (file paths once run() wrote them)
 
-The stage in an export directory's transaction (the one writer of ranges.json, model.calib.cache and the
-manifest's "calibration" section)::
+The stage, ``run(txn, options, progress)`` (the stage contract of segdeploy.pipeline; the one writer of
+ranges.json, model.calib.cache and the manifest's "calibration" section), on a published directory::
 
     from segdeploy.calibration.stage import CalibrateOptions, run
-    with Transaction(export_dir, fresh=False, command="calibrate") as txn:
-        res = run(txn, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"))
-        txn.commit()
+    from segdeploy.pipeline import run_stage
+    res, published = run_stage(export_dir, run, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"),
+                               Progress(), command="calibrate")
 
 CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [--calib-method M]`` (cli.py).
 
@@ -47,22 +49,30 @@ Pieces (each usable alone)::
                          max_pixels=64 Mpx, min_images=1)
     iter_batches(calib_set, preprocess, profile, batch_size=8) -> Iterator[Batch]
         # Batch: .array float32 NCHW (3-channel: segdeploy.datasets.preprocess.to_batch), .files tuple[str]
-    # collect.py
-    CollectOptions(num_bins=2048, tensors=None, intra_op_threads=None)
+    # collect.py (+ probes.py: the in-graph reductions; histogram.py: the per-tensor statistics)
+    CollectOptions(num_bins=2048, tensors=None, intra_op_threads=None, histograms=True, workers=None)
+        # histograms=False: only the max |x| (ONNX Runtime reduces each activation in-graph; nothing materialised)
+        # workers: histogram binning threads (None: intra_op_threads, else the CPUs this process may use)
     collect_statistics(onnx_path, batches, options=CollectOptions(), progress=None) -> Statistics
     calibratable_tensors(onnx_model) -> list[str]    # graph inputs + float node outputs (not Constant nodes)
     quantizable_inputs(onnx_model, op_types=QUANTIZABLE_OPS) -> list[str]  # activations feeding Conv/MatMul/pool/Add...
-    TensorHistogram                                  # streaming |x| histogram, power-of-two range, exact re-binning
-    Statistics                                       # .tensors: dict[str, TensorHistogram] (graph order), .absmax() dict
+                                                     # (QUANTIZABLE_OPS: segdeploy.vocab, the Q/DQ placer's set)
+    TensorRange                                      # exact running max |x| + element count (statistic "absmax")
+    TensorHistogram                                  # a TensorRange + streaming |x| histogram, power-of-two range,
+                                                     # exact re-binning (statistic "histogram")
+    Statistics                                       # .tensors: dict[str, TensorHistogram | TensorRange] (graph order),
+                                                     # .histograms, .statistic, .absmax() dict
     # methods.py
-    Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind: a segdeploy.vocab.CalibMethod
+    Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind: a segdeploy.vocab.CalibMethod; .needs_histogram
     compute_amax(hist: TensorHistogram, method) -> float
-    compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]
+    compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]   # UsageError: histogram method, absmax stats
     # cache.py
-    key_fields(model_sha256, data_sha256, preprocess_dict, size, seed, num_bins, tensors, profile_dict, gray) -> dict
-    statistics_key(same arguments) -> str            # sha256 of the fields
+    key_fields(model_sha256, data_sha256, preprocess_dict, size, seed, num_bins, tensors, profile_dict, gray,
+               statistic="histogram") -> dict       # num_bins is part of the key only for histograms
+    statistics_key(same arguments) -> str            # sha256 of the fields (key_of(fields))
+    serving_statistics(needs_histogram) -> tuple     # statistics that serve a method, cheapest first
     StatsCache(cache_dir).load(key, fields) -> Statistics | None ; .save(key, fields, stats) -> path (atomic)
-    # trt_cache.py
+    # segdeploy.trt.versions, segdeploy.trt.calib_cache, ranges_file.py
     trt_version_code("8.6.2") -> 8602 ; trt_version_code("10.3") -> 100300
     write_trt_cache(path, ranges, trt_version="10.3") ; read_trt_cache(path) -> TrtCache(version_code, algorithm, ranges)
     write_ranges_json(path, ranges, meta=None) ; read_ranges_json(path) -> (ranges, meta)
@@ -98,8 +108,9 @@ _EXPORTS = {
     "collect_statistics": "segdeploy.calibration.collect",
     "calibratable_tensors": "segdeploy.calibration.collect",
     "quantizable_inputs": "segdeploy.calibration.collect",
-    "QUANTIZABLE_OPS": "segdeploy.calibration.collect",
+    "QUANTIZABLE_OPS": "segdeploy.vocab",  # the placer's op set (segdeploy.precision.qdq places Q/DQ by it)
     "TensorHistogram": "segdeploy.calibration.collect",
+    "TensorRange": "segdeploy.calibration.collect",
     "Statistics": "segdeploy.calibration.collect",
     "Method": "segdeploy.calibration.methods",
     "compute_amax": "segdeploy.calibration.methods",
@@ -107,6 +118,7 @@ _EXPORTS = {
     "statistics_key": "segdeploy.calibration.cache",
     "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",
+    "serving_statistics": "segdeploy.calibration.cache",
     "trt_version_code": "segdeploy.trt.versions",
     "write_trt_cache": "segdeploy.trt.calib_cache",
     "read_trt_cache": "segdeploy.trt.calib_cache",

@@ -1,17 +1,19 @@
-"""Statistics cache: collected histograms keyed by everything that determines them.
+"""Statistics cache: collected statistics keyed by everything that determines them.
 
 Contract
 --------
 :func:`statistics_key` hashes (format version, model SHA-256, data SHA-256 = hash of the sampled files'
 bytes in feed order, the preprocessing dict, the shape profile, calibration size, seed, grayscale policy,
-bin count, tensor selection). :class:`StatsCache` stores one ``<key>.npz`` per key (histograms) with the key's
+what was collected (``statistic``: "histogram" with its bin count, or "absmax" -- the max |x| only, for the
+``max`` method), tensor selection). :class:`StatsCache` stores one ``<key>.npz`` per key with the key's
 fields inside; :meth:`StatsCache.load` returns the statistics only when the stored fields equal the
-requested ones (a renamed or hand-copied file is never reused for another model or data set), ``None``
-otherwise (miss, corrupt or foreign file -- or an entry that is not a regular file reached without a link: a FIFO
-or a planted link is a miss, never a hang). Reads and saves go through :mod:`segdeploy.usercache` (safefs:
+requested ones (a renamed or hand-copied file is never reused for another model, data set or statistic),
+``None`` otherwise (miss, corrupt or foreign file -- or an entry that is not a regular file reached without a link: a
+FIFO or a planted link is a miss, never a hang). Reads and saves go through :mod:`segdeploy.usercache` (safefs:
 ``O_NOFOLLOW``, regular files only, new file + rename). An unwritable cache
 directory raises :class:`~segdeploy.errors.ArtifactError` at construction, before any work is done.
-Another method or exclusion list only recomputes ranges from the cached histograms.
+Another method or exclusion list only recomputes ranges from the cached statistics; which statistics serve
+a method is decided by :func:`serving_statistics` (histograms serve every method, absmax only ``max``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,22 @@ from typing import Any
 
 import numpy as np
 
+from segdeploy.calibration.histogram import TensorHistogram, TensorRange
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import ensure_writable_dir
 from segdeploy.usercache import read_entry, write_entry
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: entries say which statistic they hold (absmax-only entries for the max method)
 MAX_ENTRY_BYTES = 1 << 30  # histograms of every tensor; far above any real entry
+STATISTICS = (TensorHistogram.statistic, TensorRange.statistic)
+
+
+def serving_statistics(needs_histogram: bool) -> tuple[str, ...]:
+    """The statistics that can serve a method, cheapest to collect first: a histogram method needs histograms;
+    ``max`` is served by the absmax-only statistic or by histograms (they hold the same exact max)."""
+    if needs_histogram:
+        return (TensorHistogram.statistic,)
+    return (TensorRange.statistic, TensorHistogram.statistic)
 
 
 def key_fields(
@@ -43,7 +55,10 @@ def key_fields(
     tensors: list[str] | tuple[str, ...] | None,
     profile: dict | None = None,
     gray: str = "refuse",
+    statistic: str = TensorHistogram.statistic,
 ) -> dict[str, Any]:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     pre = {k: v for k, v in preprocess.items() if k != "formula"}
     return {
         "format": CACHE_FORMAT,
@@ -54,15 +69,22 @@ def key_fields(
         "size": int(size),
         "seed": int(seed),
         "gray": gray,
-        "num_bins": int(num_bins),
+        "statistic": statistic,
+        "num_bins": int(num_bins) if statistic == TensorHistogram.statistic else None,
         "tensors": None if tensors is None else list(tensors),
     }
 
 
 def statistics_key(model_sha256: str, data_sha256: str, preprocess: dict, size: int, seed: int, num_bins: int,
-                   tensors=None, profile: dict | None = None, gray: str = "refuse") -> str:
+                   tensors=None, profile: dict | None = None, gray: str = "refuse",
+                   statistic: str = TensorHistogram.statistic) -> str:
     """Hex key of the statistics cache entry."""
-    fields = key_fields(model_sha256, data_sha256, preprocess, size, seed, num_bins, tensors, profile, gray)
+    fields = key_fields(model_sha256, data_sha256, preprocess, size, seed, num_bins, tensors, profile, gray, statistic)
+    return key_of(fields)
+
+
+def key_of(fields: dict[str, Any]) -> str:
+    """Hex key of :func:`key_fields`' result."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -94,7 +116,9 @@ class StatsCache:
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                arrs = {k: z[k] for k in ("names", "hist", "range_max", "absmax", "count")}
+                hist = fields.get("statistic") == TensorHistogram.statistic
+                names = ("names", "absmax", "count") + (("hist", "range_max") if hist else ())
+                arrs = {k: z[k] for k in names}
         except Exception:
             return None  # corrupt or foreign: treated as a miss and overwritten on save
         if meta.get("key") != key or meta.get("fields") != json.loads(json.dumps(fields)):

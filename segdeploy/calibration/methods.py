@@ -55,6 +55,11 @@ class Method:
         return d
 
     @property
+    def needs_histogram(self) -> bool:
+        """Whether this method reads the |x| histogram; ``max`` needs only the exact max |x|."""
+        return CalibMethod(self.kind).needs_histogram
+
+    @property
     def label(self) -> str:
         return f"percentile{self.percentile:g}" if self.kind == "percentile" else self.kind
 
@@ -96,10 +101,11 @@ def entropy_divergences(hist: np.ndarray, num_quant_bins: int = 128, start_bin: 
     total = B[-1]
     space = np.linspace(0, cands, num=nq + 1, axis=1)  # [C, nq+1]
     edges = np.minimum(np.ceil(space).astype(np.int64), cands[:, None])
-    lo, hi = edges[:, :-1], edges[:, 1:]
-    S = B[hi] - B[lo]
-    cnt = N[hi] - N[lo]
-    BL = L[hi] - L[lo]
+    lo = edges[:, :-1]
+    # level sums as differences of prefix sums at the level edges (one gather per prefix array)
+    S = np.diff(B[edges], axis=1)
+    cnt = np.diff(N[edges], axis=1)
+    BL = np.diff(L[edges], axis=1)
     qs = B[cands]  # sum of Q's mass = sum(bins[:i])
     has = cnt > 0
     avg = np.divide(S, cnt, out=np.ones_like(S), where=has)
@@ -164,11 +170,14 @@ def amax_mse(hist: np.ndarray, edges: np.ndarray, start_bin: int = 128, bound: i
 
 
 def compute_amax(h, method: Method) -> float:
-    """amax of one :class:`~segdeploy.calibration.collect.TensorHistogram` by ``method`` (never above its max)."""
-    if h.absmax == 0.0 or h.range_max == 0.0:
-        return 0.0
+    """amax of one tensor's statistic by ``method`` (never above its max): a
+    :class:`~segdeploy.calibration.histogram.TensorHistogram`, or for ``max`` also a ``TensorRange``."""
     if method.kind == "max":
         return float(h.absmax)
+    if not getattr(h, "histogram", False):
+        raise UsageError(f"the {method.kind} method needs histograms; these statistics hold only the max |x|")
+    if h.absmax == 0.0 or h.range_max == 0.0:
+        return 0.0
     edges = h.edges
     if method.kind == "percentile":
         a = amax_percentile(h.hist, edges, method.percentile)
@@ -185,4 +194,15 @@ def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
     missing = [k for k in keys if k not in stats.tensors]
     if missing:
         raise UsageError(f"no statistics for tensor(s) {', '.join(missing[:5])}; collect them first")
-    return {k: compute_amax(stats.tensors[k], method) for k in keys}
+    if method.needs_histogram and not stats.histograms:
+        raise UsageError(f"the {method.kind} method needs histograms but these statistics hold only the max |x|; "
+                         "collect them with CollectOptions(histograms=True)")
+    if not method.needs_histogram or len(keys) < 2:
+        return {k: compute_amax(stats.tensors[k], method) for k in keys}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segdeploy.calibration.histogram import default_workers
+
+    # the searches are independent NumPy work per tensor (the GIL is released inside it): one thread per CPU
+    with ThreadPoolExecutor(min(default_workers(), len(keys))) as pool:
+        return dict(zip(keys, pool.map(lambda k: compute_amax(stats.tensors[k], method), keys)))

@@ -23,20 +23,22 @@ Layouts
   ``ImageSets/Segmentation/<split>.txt`` when given as ``list_file``).
 
 Masks: see :mod:`segdeploy.datasets.masks` (palette or grayscale PNG, ignore index, label mapping).
+
+:class:`DatasetOptions` is the frozen description of a dataset on the command line (`check`'s dataset group:
+``--data --masks --list --layout --ignore-index --label-map``); ``options.open()`` is :func:`open_dataset`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from segdeploy.datasets.listing import IMAGE_EXTENSIONS, Entry, list_images
 from segdeploy.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 DEFAULT_IGNORE_INDEX = 255
 
 
@@ -48,15 +50,6 @@ class Sample:
     image: np.ndarray  # HxWx3 uint8 RGB
     mask: np.ndarray | None  # HxW integer class indices, or None
     path: str  # the image file
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One dataset item before decoding: file paths only."""
-
-    stem: str
-    image_path: str
-    mask_path: str | None = None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -214,22 +207,31 @@ def _listing_fingerprint(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-def list_images(directory: str | os.PathLike) -> dict[str, Path]:
-    """Map stem -> path for every image file directly inside ``directory`` (sorted, hidden files skipped).
+LAYOUTS = ("folder", "voc")
 
-    Raises DataError when the directory is missing or two files share a stem.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        raise DataError(f"{d} is not a directory; pass an existing image/mask folder")
-    out: dict[str, Path] = {}
-    for p in sorted(d.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if p.stem in out:
-            raise DataError(f"two files with stem {p.stem!r} in {d} ({out[p.stem].name}, {p.name}); keep one")
-        out[p.stem] = p
-    return out
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Where a dataset is and how its masks read (the CLI's dataset group); validated on construction,
+    opened by :meth:`open`. ``label_map``: a spec string (``"1:0,2:255"`` or a file), parsed on :meth:`open`."""
+
+    images: str
+    masks: str | None = None
+    list_file: str | None = None
+    layout: str = "folder"
+    ignore_index: int = DEFAULT_IGNORE_INDEX
+    label_map: str | None = None
+
+    def __post_init__(self) -> None:
+        from segdeploy.errors import UsageError
+
+        if self.layout not in LAYOUTS:
+            raise UsageError(f"unknown --layout {self.layout!r}; use one of {', '.join(LAYOUTS)}")
+
+    def open(self, *, allow_empty: bool = False) -> "Dataset":
+        """:func:`open_dataset` on these options (DataError / UsageError as it raises)."""
+        return open_dataset(self.images, self.masks, list_file=self.list_file, layout=self.layout,
+                            ignore_index=self.ignore_index, label_map=self.label_map, allow_empty=allow_empty)
 
 
 def open_dataset(
@@ -269,7 +271,7 @@ def open_dataset(
         entries = voc_entries(images, list_file, masks)
         desc = f"VOC {images}"
     else:
-        raise UsageError(f"unknown dataset layout {layout!r}; use 'folder' or 'voc'")
+        raise UsageError(f"unknown dataset layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if not entries and not allow_empty:
         raise DataError(f"dataset {desc} is empty (no images found); check the path and image extensions")
     return Dataset(entries, ignore_index=ignore_index, label_map=label_map, description=desc,
@@ -278,6 +280,8 @@ def open_dataset(
 
 __all__ = [
     "DEFAULT_IGNORE_INDEX",
+    "DatasetOptions",
+    "LAYOUTS",
     "IMAGE_EXTENSIONS",
     "Dataset",
     "Entry",

@@ -1,7 +1,7 @@
 """Image folder + optional mask folder, matched by file stem.
 
 ``folder_entries(images_dir, masks_dir)``: every image file directly in ``images_dir`` (extensions in
-:data:`segdeploy.datasets.IMAGE_EXTENSIONS`); when ``masks_dir`` is given, each image needs exactly one mask
+:data:`segdeploy.datasets.listing.IMAGE_EXTENSIONS`); when ``masks_dir`` is given, each image needs exactly one mask
 with the same stem (``cat_01.jpg`` <-> ``cat_01.png``) and each mask an image. Otherwise DataError lists the
 unmatched stems on both sides (first few, with counts), so one run shows every problem.
 """
@@ -20,7 +20,7 @@ def _few(names: list[str], n: int = 5) -> str:
 
 def folder_entries(images_dir: str | os.PathLike, masks_dir: str | os.PathLike | None = None) -> list:
     """Entries for an image folder (and mask folder). Raises DataError on missing dirs or unmatched files."""
-    from segdeploy.datasets import Entry, list_images
+    from segdeploy.datasets.listing import Entry, list_images
 
     images = list_images(images_dir)
     if masks_dir is None:

@@ -28,7 +28,7 @@ def list_file_entries(
     masks_dir: str | os.PathLike | None = None,
 ) -> list:
     """Entries named by ``list_file`` (see module docstring)."""
-    from segdeploy.datasets import Entry, list_images
+    from segdeploy.datasets.listing import Entry, list_images
 
     lf = Path(list_file)
     try:

@@ -18,8 +18,8 @@ def voc_entries(
     root: str | os.PathLike, split: str | os.PathLike | None = None, masks_dir: str | os.PathLike | None = None
 ) -> list:
     """Entries of a VOC-layout dataset. Raises DataError when the layout is not there."""
-    from segdeploy.datasets import Entry, list_images
     from segdeploy.datasets.listfile import list_file_entries
+    from segdeploy.datasets.listing import Entry, list_images
 
     r = Path(root)
     img_dir = r / "JPEGImages"

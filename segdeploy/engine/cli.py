@@ -4,7 +4,7 @@ Where TensorRT is importable the engines are built and published with the manife
 Where it is not, the trtexec command(s) for ``--trt-target`` are printed on stdout (and carried in the ``--json``
 document), the directory is left untouched, and the command exits 1 with one ``error:`` line naming what is
 missing. Options: :func:`segdeploy.engine.cli_options.engine_build_options` (the engine-build group).
-Library: :func:`segdeploy.engine.stage.build_directory`.
+Library: :func:`segdeploy.pipeline.build_directory` (the build stage through :func:`segdeploy.pipeline.run_stage`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def build_command(export_dir, build, as_json, quiet):
     Without TensorRT on this machine: print the equivalent trtexec command(s) for --trt-target, change
     nothing, and exit 1. Exit codes: 0 built, 1 error (or no TensorRT), 2 usage error.
     """
-    from segdeploy.engine.stage import NO_TENSORRT_FIX, build_directory
+    from segdeploy.engine.stage import NO_TENSORRT_FIX
+    from segdeploy.pipeline import build_directory
     from segdeploy.progress import Progress
 
     res = None

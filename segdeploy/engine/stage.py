@@ -5,7 +5,7 @@ Contract
 ``run(txn, options, progress, *, trt_module=None) -> BuildStageResult`` (the stage contract)
 
 * ``txn``: an open :class:`~segdeploy.exportdir.Transaction` whose staged set holds the export (a fresh export in
-  the same transaction -- :mod:`segdeploy.pipeline` -- or a derived transaction, :func:`build_directory`).
+  the same transaction -- :mod:`segdeploy.pipeline` -- or a derived one, :func:`segdeploy.pipeline.build_directory`).
 * ``options``: a :class:`~segdeploy.engine.request.BuildRequest` (frozen, validated); which engines come from
   which ONNX is :func:`segdeploy.engine.jobs.plan_jobs`. ``progress``: a :class:`~segdeploy.progress.Progress`.
 * TensorRT importable (``import tensorrt``, or ``trt_module``): each job is built by
@@ -24,9 +24,9 @@ Contract
 ``describe_directory(export_dir, options, reason) -> BuildStageResult``: the trtexec commands for a published
 :class:`~segdeploy.exportdir.ExportDir` (read-only: no lock, no staging, nothing written).
 
-``build_directory(path, options, progress=None, *, trt_module=None) -> BuildStageResult`` is `segdeploy build`:
-the cheap checks (:meth:`BuildRequest.check_static`), then without TensorRT :func:`describe_directory`, with
-TensorRT :func:`run` in the directory's own transaction, published on success.
+`segdeploy build` is :func:`segdeploy.pipeline.build_directory`: the cheap checks, then without TensorRT
+:func:`describe_directory`, with TensorRT :func:`run` through :func:`segdeploy.pipeline.run_stage` (the one way to
+run one stage on a published directory), published on success.
 
 The plugin library a plugin model needs is ``--plugins`` or the one :func:`segdeploy.plugins.locate.locate_library`
 finds (``$SEGDEPLOY_PLUGINS``, the `segdeploy plugins build` output).
@@ -35,7 +35,6 @@ finds (``$SEGDEPLOY_PLUGINS``, the `segdeploy plugins build` output).
 from __future__ import annotations
 
 import copy
-import functools
 import importlib
 import os
 import time
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
     from segdeploy.exportdir import ExportDir, Transaction
     from segdeploy.trt.builder import BuildResult
 
-__all__ = ["BuildRequest", "BuildStageResult", "build_directory", "describe_directory", "import_tensorrt", "run",
+__all__ = ["BuildRequest", "BuildStageResult", "describe_directory", "import_tensorrt", "run",
            "trtexec_plan_name"]
 
 NO_TENSORRT_FIX = ("build on the target with the trtexec command(s) printed on stdout, or pip install tensorrt on an "
@@ -181,42 +180,6 @@ def describe_directory(export_dir: ExportDir, options: BuildRequest, reason: str
                            notes=list(plan.notes))
     _describe_commands(res, export_dir, export_dir.path, options)
     res.seconds = time.perf_counter() - t0
-    return res
-
-
-def build_directory(path: str | os.PathLike, options: BuildRequest, progress: Progress | None = None, *,
-                    trt_module: Any = None) -> BuildStageResult:
-    """`segdeploy build EXPORT_DIR` (see the module docstring)."""
-    from segdeploy.exportdir import ExportDir
-
-    t0 = time.perf_counter()
-    options.check_static()
-    trt, why = _tensorrt(trt_module)
-    if trt is None:
-        return describe_directory(ExportDir.open(path), options, why)  # validated, read-only
-    res = _run_stage(path, functools.partial(run, trt_module=trt), options, as_progress(progress), command="build")
-    res.seconds = time.perf_counter() - t0
-    return res
-
-
-def _run_stage(export_dir: str | os.PathLike, stage_run: Callable[..., BuildStageResult], options: BuildRequest,
-               progress: Progress, *, command: str) -> BuildStageResult:
-    """Run one stage on an existing export directory in its own transaction and publish on success.
-
-    LEAD: this is the stand-in for ``segdeploy.pipeline.run_stage(export_dir, stage_run, options, progress, *,
-    command, **inputs)`` (the pipeline-side helper adds it). engine (layer 5) may not import pipeline (layer 6),
-    so at merge `segdeploy build` (engine/cli.py, the command layer) calls ``run_stage`` directly after
-    ``check_static`` / :func:`describe_directory`, and this function and the transaction branch of
-    :func:`build_directory` go (or build_directory moves to the pipeline). What it does beyond the commit that
-    run_stage must keep: the result's ``export_dir`` is the published target and it carries ``txn.notes``.
-    """
-    from segdeploy.exportdir import Transaction
-
-    with Transaction(export_dir, fresh=False, command=command, progress=progress) as txn:
-        res = stage_run(txn, options, progress)
-        txn.commit()
-    res.export_dir = txn.target
-    res.notes += txn.notes
     return res
 
 

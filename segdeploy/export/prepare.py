@@ -18,7 +18,7 @@ and the option that fixes it, before any exporter runs:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -26,6 +26,7 @@ from segdeploy.errors import ShapeError
 from segdeploy.export.probe import ProbeResult, probe_model
 from segdeploy.export.resources import check_input_sizes, check_profile_memory, peak_activation_bytes
 from segdeploy.load import LoadedModel, _short, run_model
+from segdeploy.progress import Progress
 from segdeploy.spec import ShapeProfile, build_profile, parse_shape
 
 DEFAULT_SIZE = 512
@@ -111,7 +112,7 @@ def _scan(lm, start, stop, mult, c, stride) -> tuple[int, int] | None:
     return None
 
 
-def _check_runs(lm: LoadedModel, prep: Prepared, user_min: bool, user_max: bool, say: Callable[[str], None]) -> None:
+def _check_runs(lm: LoadedModel, prep: Prepared, user_min: bool, user_max: bool, say: Progress) -> None:
     prof, probe = prep.profile, prep.probe
     stride, mult, c = probe.output_stride, prof.spatial_multiple, prof.channels
     if "height" not in prof.dynamic_axes and "width" not in prof.dynamic_axes:
@@ -155,7 +156,7 @@ def _check_runs(lm: LoadedModel, prep: Prepared, user_min: bool, user_max: bool,
 
 
 def prepare(lm: LoadedModel, shape: str | None, min_shape: str | None, max_shape: str | None,
-            spatial_multiple: int | None, max_batch: int, say: Callable[[str], None]) -> Prepared:
+            spatial_multiple: int | None, max_batch: int, say: Progress) -> Prepared:
     """Probe ``lm`` and settle the shape profile (see the module docstring). Raises ShapeError/ModelLoadError."""
     opt = resolve_opt(lm, shape)
     c = opt[1]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from segdeploy.errors import ShapeError
-from segdeploy.load import LoadedModel, run_model, select_output
+from segdeploy.load import LoadedModel, run_model
 from segdeploy.spec import ModelSpec
 
 CANDIDATE_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
@@ -53,33 +53,29 @@ def _runs_at(lm: LoadedModel, c: int, h: int, w: int, stride: tuple[float, float
     return out.shape[2] == round(h * stride[0]) and out.shape[3] == round(w * stride[1])
 
 
-def probe_model(
-    lm: LoadedModel,
-    ref_shape: tuple[int, int, int, int],
-    spatial_multiple: int | None = None,
-) -> ProbeResult:
-    """Resolve output selection and probe ``lm`` at ``ref_shape`` (N, C, H, W). See the module docstring."""
+def _reference_output(lm: LoadedModel, ref_shape: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resolve the output selection and return (input, selected output) at a size every plausible model accepts.
+
+    The output stride is measured at a multiple of 64, so a --shape that violates the model's multiple cannot skew
+    it; it falls back to --shape itself (e.g. a ViT that accepts only 224). ShapeError / ModelLoadError."""
     n, c, h, w = ref_shape
-    notes: list[str] = []
     if lm.in_channels_hint is not None and lm.in_channels_hint != c:
         raise ShapeError(
             f"the model's first convolution takes {lm.in_channels_hint} channels but the shape asks for {c}; "
             f"use --shape {n}x{lm.in_channels_hint}x{h}x{w}"
         )
-    # The output stride is measured at a size every plausible model accepts (a multiple of 64), so a
-    # --shape that violates the model's multiple cannot skew it; fall back to --shape itself (e.g. a ViT
-    # that accepts only 224).
     safe = (-(-h // 64) * 64, -(-w // 64) * 64)
-    sizes = [safe, (h, w)] if safe != (h, w) else [(h, w)]
-    out = None
-    for i, (sh, sw) in enumerate(sizes):
-        x = torch.randn(1, c, sh, sw, generator=torch.Generator().manual_seed(0))
+    if safe != (h, w):
+        x = torch.randn(1, c, *safe, generator=torch.Generator().manual_seed(0))
         try:
-            out = select_output(lm, x)  # raises ShapeError / ModelLoadError
-            break
+            return x, lm.select_output(x)  # raises ShapeError / ModelLoadError
         except ShapeError:
-            if i == len(sizes) - 1:
-                raise
+            pass  # try --shape itself
+    x = torch.randn(1, c, h, w, generator=torch.Generator().manual_seed(0))
+    return x, lm.select_output(x)
+
+
+def _check_finite(out: torch.Tensor, x: torch.Tensor) -> None:
     if not torch.isfinite(out).all():
         from segdeploy.errors import ModelLoadError
 
@@ -88,54 +84,58 @@ def probe_model(
             f"the model outputs NaN/Inf for a random input of shape {list(x.shape)} ({bad} of {out.numel()} values); "
             "fix the model (uninitialised weights, a division by zero, an overflow) before exporting it"
         )
-    notes.append(f"output selected by rule: {lm.output_rule} -> {list(out.shape)} for input {list(x.shape)}")
+
+
+def _spatial_multiple(lm: LoadedModel, shape: tuple[int, int, int, int], stride: tuple[float, float],
+                      given: int | None, notes: list[str]) -> tuple[int, bool]:
+    """(multiple, static_spatial): the user's, the model's declared one, else the smallest that runs (see the module
+    docstring); a model that runs only at its reference size gets static H/W."""
+    _, c, h, w = shape
+    if given is not None:
+        notes.append(f"spatial multiple {given} given by the user")
+        return given, False
+    if lm.spatial_multiple_hint is not None:
+        notes.append(f"spatial multiple {lm.spatial_multiple_hint} from the model "
+                     f"({'program constraints' if lm.format == 'pt2' else 'attribute'})")
+        return lm.spatial_multiple_hint, False
+    for m in CANDIDATE_MULTIPLES:
+        hh, ww = _odd_multiple(h, m), _odd_multiple(w, m)
+        if _runs_at(lm, c, hh, ww, stride):
+            notes.append(f"spatial multiple {m} detected by probing (ran at {hh}x{ww})")
+            return m, False
+    other = (h + 16, w + 16) if h > 16 else (h * 2, w * 2)  # does it run at any other size at all?
+    if not _runs_at(lm, c, other[0], other[1], stride):
+        notes.append(f"the model runs only at its reference size {h}x{w} (e.g. fixed position embeddings): "
+                     "height and width are exported static")
+        return 1, True
+    notes.append("no multiple up to 32 worked; using 64")
+    return 64, False
+
+
+def probe_model(
+    lm: LoadedModel,
+    ref_shape: tuple[int, int, int, int],
+    spatial_multiple: int | None = None,
+) -> ProbeResult:
+    """Resolve output selection and probe ``lm`` at ``ref_shape`` (N, C, H, W). See the module docstring."""
+    n, c, h, w = ref_shape
+    x, out = _reference_output(lm, ref_shape)
+    _check_finite(out, x)
+    notes = [f"output selected by rule: {lm.output_rule} -> {list(out.shape)} for input {list(x.shape)}"]
+    sh, sw = x.shape[2], x.shape[3]
     stride = (out.shape[2] / sh, out.shape[3] / sw)
     if (sh, sw) != (h, w) and not _runs_at(lm, c, h, w, stride):
-        static = False
         raise ShapeError(
             f"the model does not accept --shape {n}x{c}x{h}x{w} (it fails or changes the output size there); "
-            f"use H and W that are multiples of the model's downsampling factor (e.g. {n}x{c}x{safe[0]}x{safe[1]})"
+            f"use H and W that are multiples of the model's downsampling factor (e.g. {n}x{c}x{sh}x{sw})"
         )
-    num_classes = int(out.shape[1])
-    static = False
-    if spatial_multiple is not None:
-        mult = spatial_multiple
-        notes.append(f"spatial multiple {mult} given by the user")
-    elif lm.spatial_multiple_hint is not None:
-        mult = lm.spatial_multiple_hint
-        notes.append(f"spatial multiple {mult} from the model ({'program constraints' if lm.format == 'pt2' else 'attribute'})")
-    else:
-        mult = None
-        for m in CANDIDATE_MULTIPLES:
-            hh, ww = _odd_multiple(h, m), _odd_multiple(w, m)
-            if _runs_at(lm, c, hh, ww, stride):
-                mult = m
-                notes.append(f"spatial multiple {m} detected by probing (ran at {hh}x{ww})")
-                break
-        if mult is None:
-            # Does it run at any other size at all?
-            other = (h + 16, w + 16) if h > 16 else (h * 2, w * 2)
-            if not _runs_at(lm, c, other[0], other[1], stride):
-                static = True
-                mult = 1
-                notes.append(
-                    f"the model runs only at its reference size {h}x{w} (e.g. fixed position embeddings): "
-                    "height and width are exported static"
-                )
-            else:
-                mult = 64
-                notes.append("no multiple up to 32 worked; using 64")
+    mult, static = _spatial_multiple(lm, ref_shape, stride, spatial_multiple, notes)
     if not static and (h % mult or w % mult):
         raise ShapeError(
             f"--shape {n}x{c}x{h}x{w} is not a multiple of {mult} in H/W, which this model needs; "
             f"use H and W divisible by {mult}"
         )
-    spec = ModelSpec(
-        in_channels=c,
-        num_classes=num_classes,
-        spatial_multiple=mult,
-        output=lm.output_rule,
-        notes=tuple(notes),
-    )
+    spec = ModelSpec(in_channels=c, num_classes=int(out.shape[1]), spatial_multiple=mult, output=lm.output_rule,
+                     notes=tuple(notes))
     lm.spec = spec
     return ProbeResult(spec=spec, output_stride=stride, static_spatial=static, notes=notes)

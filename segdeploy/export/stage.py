@@ -1,7 +1,9 @@
 """The export stage: a prepared model -> verified ONNX (+ TensorRT plugin variant) + manifest, staged in a transaction.
 
-Contract: :func:`run` takes an open :class:`~segdeploy.exportdir.Transaction` (``fresh=True``), a
-:class:`~segdeploy.export.prepare.Prepared` model and :class:`ExportOptions`. It applies the rewrites,
+Contract: ``run(txn, options, progress, *, prepared) -> ExportResult`` (the stage contract of
+:mod:`segdeploy.pipeline`) takes an open :class:`~segdeploy.exportdir.Transaction` (``fresh=True``),
+:class:`ExportOptions`, a :class:`~segdeploy.progress.Progress` and the
+:class:`~segdeploy.export.prepare.Prepared` model (an input that is not an option). It applies the rewrites,
 tries the exporters in order (``auto``: TorchScript first, it is several times faster; dynamo first for
 ``torch.export`` programs, which the tracer cannot run), keeps the first graph that **verifies** against
 PyTorch at the profile's min, opt, max and an irregular shape, writes ``model.onnx`` (and
@@ -21,15 +23,15 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import onnx
 import torch
 
 from segdeploy import __version__
 from segdeploy.errors import ExportError, UsageError, VerificationError
-from segdeploy.export import graph as graph_mod
-from segdeploy.export import rewrites as rw
+import segdeploy.export.graph as graph_mod
+import segdeploy.export.rewrites as rw
 from segdeploy.export.exporters import EXPORTERS, ExporterFailed, export_with
 from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
 from segdeploy.export.plugin_graph import make_plugin_variant
@@ -40,7 +42,8 @@ from segdeploy.exportdir import Transaction
 from segdeploy.vocab import MANIFEST, MODEL_ONNX, TRT_ONNX
 from segdeploy.fsutil import sha256_bytes
 from segdeploy.load import LoadedModel
-from segdeploy.manifest import SCHEMA_NAME, SCHEMA_VERSION
+from segdeploy.manifest import SCHEMA_NAME, SCHEMA_VERSION, ManifestDocument, ManifestView
+from segdeploy.progress import Progress
 from segdeploy.spec import Preprocess, ShapeProfile
 
 DEFAULT_OPSET = 18
@@ -97,9 +100,11 @@ class Attempt:
 
 @dataclass
 class ExportResult:
+    """What the export stage made: the paths (in the published directory), the manifest document, the attempts."""
+
     onnx_path: Path
     manifest_path: Path
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # the manifest document (the published one once the pipeline committed)
     exporter: str
     attempts: list[Attempt]
     rewrites: list[RewriteApplied]
@@ -107,23 +112,30 @@ class ExportResult:
     profile: ShapeProfile
     loaded: LoadedModel
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def view(self) -> ManifestView:
+        """Typed access to :attr:`manifest` (the owner's accessors, :class:`~segdeploy.manifest.ManifestView`)."""
+        return ManifestDocument(self.manifest)
 
     def summary(self) -> dict[str, Any]:
         """The stage's entry in the JSON result document."""
-        m = self.manifest
+        v = self.view
+        onnx_info = v.onnx_info
         return {
             "onnx": str(self.onnx_path),
             "exporter": self.exporter,
-            "exporter_reason": m["onnx"]["exporter_reason"],
-            "attempts": m["onnx"]["exporter_attempts"],
-            "rewrites": m["rewrites"],
-            "dynamic_axes": m["inputs"][0]["profile"]["dynamic_axes"],
-            "static_axes": m["static_axes"],
-            "profile_narrowed": m.get("profile_narrowed", []),
-            "profile": m["inputs"][0]["profile"],
-            "num_classes": m["model"]["num_classes"],
-            "verification": m["verification"],
-            "tensorrt_plugins": bool(m.get("tensorrt_plugins")),
+            "exporter_reason": onnx_info["exporter_reason"],
+            "attempts": onnx_info["exporter_attempts"],
+            "rewrites": v.rewrites,
+            "dynamic_axes": list(v.profile.dynamic_axes),
+            "static_axes": v.static_axes,
+            "profile_narrowed": v.profile_narrowed,
+            "profile": v.profile.to_dict(),
+            "num_classes": v.num_classes,
+            "verification": v.verification,
+            "tensorrt_plugins": v.needs_plugins,
             "seconds": round(self.seconds, 2),
         }
 
@@ -163,7 +175,7 @@ def _rewritten_copy(module, rewrites) -> tuple[Any, list[RewriteApplied], list[s
     return work, applied, []
 
 
-def _try_exporters(prep: Prepared, opts: ExportOptions, say: Callable[[str], None]):
+def _try_exporters(prep: Prepared, opts: ExportOptions, say: Progress):
     """Export with each exporter in order until one verifies -> (name, bytes, report, opset, attempts, rewrites, notes)."""
     lm, profile = prep.loaded, prep.profile
     active = rw.resolve(opts.rewrites)
@@ -199,13 +211,12 @@ def _try_exporters(prep: Prepared, opts: ExportOptions, say: Callable[[str], Non
     raise ExportError(f"no exporter could export the model ({detail})")
 
 
-def run(txn: Transaction, prep: Prepared, opts: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
+def run(txn: Transaction, options: ExportOptions, progress: Progress, *, prepared: Prepared) -> ExportResult:
     """Export, verify and stage ``model.onnx`` (+ ``model.trt.onnx``) and the manifest (see module docstring)."""
     import time
 
-    say = progress or (lambda s: None)
     t0 = time.perf_counter()
-    lm, profile = prep.loaded, prep.profile
+    prep, opts, say = prepared, options, progress
     k = prep.probe.spec.num_classes
     if opts.class_names and len(opts.class_names) != k:
         raise UsageError(f"--class-names lists {len(opts.class_names)} names but the model outputs {k} classes; "
@@ -216,17 +227,16 @@ def run(txn: Transaction, prep: Prepared, opts: ExportOptions, progress: Callabl
     reason = "first in order" if attempts[0].exporter == name else "; ".join(
         f"{a.exporter} {a.outcome}: {a.reason}" for a in attempts if a.exporter != name and a.outcome != "not tried")
     say(f"exporter used: {name} ({reason})")
-    manifest = build_manifest(prep, opts, name, reason, attempts, rewrites, rewrite_notes, report, data, opset)
+    txn.set_manifest(build_manifest(prep, opts, name, reason, attempts, rewrites, rewrite_notes, report, data, opset))
     txn.write_bytes(MODEL_ONNX, data, "onnx")
     if opts.tensorrt_plugins:
-        variant = make_plugin_variant(data, profile, opts.rtol, opts.atol)
+        variant = make_plugin_variant(data, prep.profile, opts.rtol, opts.atol)
         if variant is not None:
             txn.write_bytes(TRT_ONNX, variant[0], "onnx-trt", derived_from=(MODEL_ONNX,))
-            manifest["tensorrt_plugins"] = variant[1]
+            txn.set_section("tensorrt_plugins", variant[1])
             say(f"TensorRT variant with {len(variant[1]['nodes'])} plugin node(s): {TRT_ONNX}")
-    txn.set_manifest(manifest)
-    return ExportResult(txn.target / MODEL_ONNX, txn.target / MANIFEST, manifest, name, attempts, rewrites, report,
-                        profile, lm, time.perf_counter() - t0)
+    return ExportResult(txn.target / MODEL_ONNX, txn.target / MANIFEST, txn.manifest, name, attempts, rewrites, report,
+                        prep.profile, prep.loaded, time.perf_counter() - t0)
 
 
 def build_manifest(prep: Prepared, opts: ExportOptions, exporter, reason, attempts, rewrites, rewrite_notes, report,

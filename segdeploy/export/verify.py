@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -102,6 +103,51 @@ def _compare(ref: np.ndarray, out: np.ndarray, rtol: float, atol: float) -> tupl
     return err, mag, tol, agree, decisive
 
 
+def _failed(label: str, shape, message: str, torch_s: float = 0.0, ort_s: float = 0.0) -> ShapeCheck:
+    nan = float("nan")
+    return ShapeCheck(label, shape, False, nan, nan, nan, 0.0, -1, torch_s, ort_s, message)
+
+
+def _check_finite_reference(ref: np.ndarray, shape) -> None:
+    """ModelLoadError when PyTorch's own output is not finite (nothing can be verified against it)."""
+    if not np.all(np.isfinite(ref)):
+        from segdeploy.errors import ModelLoadError
+
+        bad = int(np.size(ref) - np.count_nonzero(np.isfinite(ref)))
+        raise ModelLoadError(
+            f"the PyTorch model itself outputs NaN/Inf at {'x'.join(map(str, shape))} ({bad} of {ref.size} values) "
+            "for a seeded random input, so no export can be verified against it; fix the model (uninitialised "
+            "weights, a division by zero, an overflow)"
+        )
+
+
+def _check_shape(module, sess, label: str, shape, x: torch.Tensor, rtol: float, atol: float) -> ShapeCheck:
+    """PyTorch vs ONNX Runtime at one shape (a failure of either, a shape or NaN mismatch, or the comparison)."""
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            ref = module(x).float().numpy()
+    except Exception as e:
+        return _failed(label, shape, f"PyTorch failed: {str(e).splitlines()[0][:200]}")
+    t1 = time.perf_counter()
+    _check_finite_reference(ref, shape)
+    try:
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    except Exception as e:
+        return _failed(label, shape, f"ONNX Runtime failed: {str(e).splitlines()[0][:200]}", t1 - t0)
+    t2 = time.perf_counter()
+    if out.shape != ref.shape:
+        return _failed(label, shape, f"output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}",
+                       t1 - t0, t2 - t1)
+    if not np.all(np.isfinite(out)):
+        return _failed(label, shape, "ONNX output contains NaN/Inf where PyTorch's is finite", t1 - t0, t2 - t1)
+    err, mag, tol, agree, decisive = _compare(ref, out, rtol, atol)
+    ok = err <= tol and decisive == 0
+    return ShapeCheck(label, shape, ok, err, mag, tol, agree, decisive, t1 - t0, t2 - t1,
+                      None if ok else f"max abs error {err:.3g} > tolerance {tol:.3g}" if err > tol
+                      else f"{decisive} pixels change class")
+
+
 def verify_onnx(
     module,
     onnx_bytes: bytes,
@@ -109,9 +155,10 @@ def verify_onnx(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     seed: int = 0,
-    progress=None,
+    progress: Callable[[str], None] | None = None,
 ) -> VerificationReport:
-    """Compare ``module`` and the ONNX model at the profile's verification shapes (see module docstring)."""
+    """Compare ``module`` and the ONNX model at the profile's verification shapes (see module docstring).
+    ``progress``: a :class:`~segdeploy.progress.Progress` (or any ``Callable[[str], None]``) for one step per shape."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -121,49 +168,10 @@ def verify_onnx(
         sess = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise VerificationError(f"ONNX Runtime cannot load the exported graph: {str(e).splitlines()[0]}") from None
-    in_name = sess.get_inputs()[0].name
     for i, (label, shape) in enumerate(profile.verification_shapes()):
         if progress:
             progress(f"verify {label} {'x'.join(map(str, shape))}")
-        x = _input(shape, seed + i)
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                ref = module(x).float().numpy()
-        except Exception as e:
-            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, 0.0, 0.0,
-                                            f"PyTorch failed: {str(e).splitlines()[0][:200]}"))
-            continue
-        t1 = time.perf_counter()
-        if not np.all(np.isfinite(ref)):
-            from segdeploy.errors import ModelLoadError
-
-            bad = int(np.size(ref) - np.count_nonzero(np.isfinite(ref)))
-            raise ModelLoadError(
-                f"the PyTorch model itself outputs NaN/Inf at {'x'.join(map(str, shape))} ({bad} of {ref.size} values) "
-                "for a seeded random input, so no export can be verified against it; fix the model (uninitialised "
-                "weights, a division by zero, an overflow)"
-            )
-        try:
-            out = sess.run(None, {in_name: x.numpy()})[0]
-        except Exception as e:
-            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, 0.0,
-                                            f"ONNX Runtime failed: {str(e).splitlines()[0][:200]}"))
-            continue
-        t2 = time.perf_counter()
-        if out.shape != ref.shape:
-            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, t2 - t1,
-                                            f"output shape {list(out.shape)} differs from PyTorch's {list(ref.shape)}"))
-            continue
-        if not np.all(np.isfinite(out)) and np.all(np.isfinite(ref)):
-            report.shapes.append(ShapeCheck(label, shape, False, float("nan"), float("nan"), float("nan"), 0.0, -1, t1 - t0, t2 - t1,
-                                            "ONNX output contains NaN/Inf where PyTorch's is finite"))
-            continue
-        err, mag, tol, agree, decisive = _compare(ref, out, rtol, atol)
-        ok = err <= tol and decisive == 0
-        report.shapes.append(ShapeCheck(label, shape, ok, err, mag, tol, agree, decisive, t1 - t0, t2 - t1,
-                                        None if ok else f"max abs error {err:.3g} > tolerance {tol:.3g}" if err > tol
-                                        else f"{decisive} pixels change class"))
+        report.shapes.append(_check_shape(module, sess, label, shape, _input(shape, seed + i), rtol, atol))
     return report
 
 

@@ -71,7 +71,7 @@ class Transaction(ManifestView):
     Use as a context manager; call :meth:`commit` to publish.
     """
 
-    STAGE_SECTIONS = ("tensorrt_plugins", "calibration", "precision", "engines")
+    STAGE_SECTIONS = ("tensorrt_plugins", "calibration", "precision", "engines", "end_to_end")
 
     def __init__(self, target: str | os.PathLike, *, fresh: bool, command: str,
                  progress: Progress | Callable[[str], None] | None = None):

@@ -26,8 +26,6 @@ truth, candidate vs reference), per-image scores for the worst-image list.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -45,8 +43,10 @@ from segdeploy.errors import (
     VerificationError,
 )
 from segdeploy.evaluation import ImageError, PredictionLoop
+from segdeploy.manifest import ManifestView
+from segdeploy.metrics import ConfusionMatrix
 from segdeploy.parity.gate import GateOptions, GateResult, evaluate_gate, raise_for_gate
-from segdeploy.parity.metrics import ConfusionMatrix
+from segdeploy.parity.palette_png import encode_class_map
 from segdeploy.parity.report_json import (
     SCHEMA_NAME,
     SCHEMA_VERSION,
@@ -55,6 +55,7 @@ from segdeploy.parity.report_json import (
     metrics_from_confusion,
     versions,
 )
+from segdeploy.progress import Progress
 from segdeploy.runners import Runner, open_runner
 from segdeploy.spec import Preprocess, ShapeProfile
 
@@ -135,21 +136,6 @@ def _image_miou(add: np.ndarray, inv: np.ndarray | None) -> float | None:
     return float((tp[present] / union[present]).mean())
 
 
-def _png_b64(pred: np.ndarray, num_classes: int) -> str | None:
-    """Palette PNG (VOC colours) of a class map, base64; None when it cannot be a palette image."""
-    if num_classes > 256:
-        return None
-    from PIL import Image
-
-    from segdeploy.datasets.masks import default_palette
-
-    im = Image.fromarray(np.clip(pred, 0, 255).astype(np.uint8)).convert("P")
-    im.putpalette(default_palette())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def worst_sort_key(item: dict[str, Any], mode: str) -> tuple:
     """Total order of worst images, worst first (shared with the shard merge)."""
     if mode == "labelled":
@@ -176,27 +162,27 @@ def _describe_runner(r: Runner, path: Any) -> dict[str, Any]:
     return d
 
 
-def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[dict | None, str | None]:
-    """The manifest dict and its path: ``manifest`` (dict, export directory or manifest.json), else the export
+def _resolve_manifest(manifest: Any, candidate: Any, notes: list[str]) -> tuple[ManifestView | None, str | None]:
+    """The manifest and its path: ``manifest`` (dict, export directory or manifest.json), else the export
     directory the candidate sits in (validated with every file's hash), else (None, None)."""
     from segdeploy.exportdir import ExportDir
+    from segdeploy.manifest import ManifestDocument, validate_manifest
     from segdeploy.vocab import MANIFEST
-    from segdeploy.manifest import validate_manifest
 
     if isinstance(manifest, dict):
-        return validate_manifest(manifest), None
+        return ManifestDocument(validate_manifest(manifest)), None
     if manifest is not None:
         ed = ExportDir.open(manifest)
-        return ed.manifest, str(ed.path / MANIFEST)
+        return ed, str(ed.manifest_path)
     if isinstance(candidate, (str, os.PathLike)):
         beside = Path(candidate).parent / MANIFEST
         ed = ExportDir.beside(candidate)  # any manifest.json entry there is read (a FIFO or link: one line)
         if ed is not None:
             name = Path(candidate).name
-            if name not in ed.files:
+            if not ed.has(name):
                 notes.append(f"{name} is not listed in {beside}; its preprocessing and profile are used anyway")
             notes.append(f"using the manifest beside the candidate: {beside}")
-            return ed.manifest, str(beside)
+            return ed, str(beside)
     return None, None
 
 
@@ -292,8 +278,8 @@ class _Accumulator:
             rec = dict(rec)
             e = entries.get(rec["stem"])
             rec["mask"] = e.mask_path if e is not None else None
-            rec["reference_png"] = _png_b64(ref_pred, self.num_classes)
-            rec["candidate_png"] = _png_b64(cand_pred, self.num_classes)
+            rec["reference_png"] = encode_class_map(ref_pred, self.num_classes)
+            rec["candidate_png"] = encode_class_map(cand_pred, self.num_classes)
             out.append(rec)
         return out
 
@@ -315,17 +301,11 @@ def _setup(manifest: Any, candidate: Any, preprocess: Preprocess | None, profile
     notes: list[str] = []
     man, man_path = _resolve_manifest(manifest, candidate, notes)
     if preprocess is None:
-        if man is not None:
-            from segdeploy.manifest import preprocess_of
-
-            preprocess = preprocess_of(man)
-        else:
-            preprocess = Preprocess()
+        preprocess = man.preprocess if man is not None else Preprocess()
+        if man is None:
             notes.append("no manifest: default ImageNet preprocessing (mean/std, RGB, pad mode)")
     if profile is None and man is not None:
-        from segdeploy.manifest import onnx_profile_of
-
-        profile = onnx_profile_of(man)
+        profile = man.profile
     if profile is None:
         notes.append("no shape profile: images are not padded to a multiple")
     elif profile.channels != 3:
@@ -333,8 +313,8 @@ def _setup(manifest: Any, candidate: Any, preprocess: Preprocess | None, profile
             f"the model takes {profile.channels}-channel input but segdeploy check feeds RGB images (3 channels); "
             "check the manifest, or evaluate this model from Python with your own Runner"
         )
-    man_k = int(man["model"]["num_classes"]) if man is not None else None
-    class_names = tuple(opts.class_names) or tuple((man or {}).get("model", {}).get("class_names") or ())
+    man_k = man.num_classes if man is not None else None
+    class_names = tuple(opts.class_names) or (man.class_names if man is not None else ())
     if opts.num_classes is not None and man_k is not None and opts.num_classes != man_k:
         raise UsageError(f"--num-classes {opts.num_classes} contradicts the manifest ({man_k} classes)")
     return _Setup(preprocess, profile, man_k, man_path, class_names, notes)
@@ -364,32 +344,22 @@ def _score(loop: PredictionLoop, acc: _Accumulator) -> None:
             loop.record(s.stem, s.path, "data", err)
 
 
-def run_check(
-    reference: Any,
-    candidate: Any,
-    data: Dataset | str | os.PathLike,
-    masks: str | os.PathLike | None = None,
-    *,
-    manifest: Any = None,
-    preprocess: Preprocess | None = None,
-    profile: ShapeProfile | None = None,
-    options: CheckOptions | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    command: str | None = None,
-) -> CheckResult:
-    """Run the parity check (see module docstring)."""
-    opts = options or CheckOptions()
-    t_start = time.perf_counter()
-    st = _setup(manifest, candidate, preprocess, profile, opts)
+def _open_data(data: Dataset | str | os.PathLike, masks: str | os.PathLike | None,
+               opts: CheckOptions) -> tuple[Dataset, int, bool]:
+    """(the dataset or its shard, the whole dataset's size, labelled?) -- labelled is decided on the whole dataset,
+    so every shard agrees. DataError when only some items have masks."""
     ds = data if isinstance(data, Dataset) else open_dataset(data, masks)
     total_entries = len(ds)
     with_mask = sum(e.mask_path is not None for e in ds.entries)
     if 0 < with_mask < len(ds):
         raise DataError(f"{with_mask} of {len(ds)} items have masks; give a mask for every image or none")
-    labelled = with_mask > 0  # decided on the whole dataset, so every shard agrees
     if opts.shard is not None:
         ds = ds.subset(*opts.shard)
-    acc = _Accumulator(labelled, ds.ignore_index, opts.worst_k, opts.on_error)
+    return ds, total_entries, with_mask > 0
+
+
+def _class_guard(st: _Setup, opts: CheckOptions) -> Callable[[int], None]:
+    """The loop's ``on_classes``: the model's class count must match the manifest's and ``--num-classes``."""
 
     def on_classes(k: int) -> None:
         if st.man_k is not None and st.man_k != k:
@@ -400,38 +370,72 @@ def run_check(
         if opts.num_classes is not None and opts.num_classes != k:
             raise UsageError(f"--num-classes {opts.num_classes} but the model outputs {k} classes")
 
-    ref_r = _make_runner(reference, opts.reference_options)
-    cand_r = _make_runner(candidate, opts.candidate_options)
-    loop = PredictionLoop(ds, {"reference": ref_r, "candidate": cand_r}, st.preprocess, st.profile,
-                          batch_size=opts.batch_size, on_error=opts.on_error, progress=progress, on_classes=on_classes)
+    return on_classes
+
+
+def _loop(loop: PredictionLoop, acc: _Accumulator, runners: tuple[Runner, Runner], on_error: str) -> float:
+    """Open both runners, score every prediction into ``acc``, close them; return when the loop started."""
     try:
-        ref_r.open()
-        cand_r.open()
+        for r in runners:
+            r.open()
         t_loop = time.perf_counter()
-        open_s = t_loop - t_start
         try:
             _score(loop, acc)
         except DataError as e:  # a file the shared readers cannot decode: check alone can score around it
-            if opts.on_error != "fail" or "cannot read" not in e.message:
+            if on_error != "fail" or "cannot read" not in e.message:
                 raise
             raise DataError(f"{e.message}, or pass --on-error skip to score the other images") from None
     finally:
-        ref_r.close()
-        cand_r.close()
+        for r in runners:
+            r.close()
     acc.errors = loop.errors
+    return t_loop
+
+
+def _no_prediction(acc: _Accumulator, ds: Dataset, total_entries: int, st: _Setup, opts: CheckOptions) -> None:
+    """Nothing was predicted (an empty shard, or every image failed): settle the classes or say why not."""
+    k = opts.num_classes or st.man_k
+    if len(ds) == 0 and k is None:
+        raise DataError(
+            f"shard {opts.shard[0]}/{opts.shard[1]} has no images (the dataset has {total_entries}) and the "
+            "class count is unknown; use fewer shards, or pass --manifest or --num-classes"
+        )
+    if len(ds) and (k is None or opts.shard is None):
+        first = f" (first: {acc.errors[0].message})" if acc.errors else ""
+        raise DataError(f"no image could be evaluated: {len(acc.errors)} of {len(ds)} failed{first}")
+    acc.set_classes(k)
+
+
+def run_check(
+    reference: Any,
+    candidate: Any,
+    data: Dataset | str | os.PathLike,
+    masks: str | os.PathLike | None = None,
+    *,
+    manifest: Any = None,
+    preprocess: Preprocess | None = None,
+    profile: ShapeProfile | None = None,
+    options: CheckOptions | None = None,
+    progress: Progress | None = None,
+    command: str | None = None,
+) -> CheckResult:
+    """Run the parity check (see module docstring). ``progress``: the images are a counted task (``check``)."""
+    opts = options or CheckOptions()
+    t_start = time.perf_counter()
+    st = _setup(manifest, candidate, preprocess, profile, opts)
+    ds, total_entries, labelled = _open_data(data, masks, opts)
+    acc = _Accumulator(labelled, ds.ignore_index, opts.worst_k, opts.on_error)
+    ref_r = _make_runner(reference, opts.reference_options)
+    cand_r = _make_runner(candidate, opts.candidate_options)
+    loop = PredictionLoop(ds, {"reference": ref_r, "candidate": cand_r}, st.preprocess, st.profile,
+                          batch_size=opts.batch_size, on_error=opts.on_error, progress=progress, label="check",
+                          on_classes=_class_guard(st, opts))
+    t_loop = _loop(loop, acc, (ref_r, cand_r), opts.on_error)
+    t_end = time.perf_counter()
     if acc.num_classes is None:
-        k = opts.num_classes or st.man_k
-        if len(ds) == 0 and k is None:
-            raise DataError(
-                f"shard {opts.shard[0]}/{opts.shard[1]} has no images (the dataset has {total_entries}) and the "
-                "class count is unknown; use fewer shards, or pass --manifest or --num-classes"
-            )
-        if len(ds) and (k is None or opts.shard is None):
-            first = f" (first: {acc.errors[0].message})" if acc.errors else ""
-            raise DataError(f"no image could be evaluated: {len(acc.errors)} of {len(ds)} failed{first}")
-        acc.set_classes(k)
-    timing = {"load_s": loop.timing["load_s"], "preprocess_s": loop.timing["preprocess_s"], "open_s": open_s,
-              "loop_s": time.perf_counter() - t_loop, "total_s": time.perf_counter() - t_start}
+        _no_prediction(acc, ds, total_entries, st, opts)
+    timing = {"load_s": loop.timing["load_s"], "preprocess_s": loop.timing["preprocess_s"], "open_s": t_loop - t_start,
+              "loop_s": t_end - t_loop, "total_s": time.perf_counter() - t_start}
     report = _report(acc, st, ds, data, masks, total_entries, labelled, ref_r, cand_r, reference, candidate, opts,
                      timing, command)
     gate = evaluate_gate(report, opts.gate) if opts.shard is None else GateResult(opts.gate, False, None)

@@ -5,8 +5,8 @@ Everything here is pure NumPy + Pillow and deterministic (same inputs -> same PN
 Colours
 -------
 Classes use the PASCAL VOC palette (:func:`class_palette`), the same colours the JSON report's palette PNGs
-(``reference_png`` / ``candidate_png``) carry, so a class has one colour everywhere. Values outside
-``[0, 256)`` (e.g. ``-1`` for a NaN/Inf candidate pixel) are drawn in :data:`INVALID_RGB`.
+(``reference_png`` / ``candidate_png``, :mod:`segdeploy.parity.palette_png`) carry, so a class has one colour
+everywhere. Values outside ``[0, 256)`` (``-1`` for a NaN/Inf candidate pixel) are drawn in :data:`INVALID_RGB`.
 
 The disagreement map shows the image dimmed to grey and marks every pixel where the candidate's class
 differs from the reference's. With ground truth it says who was right:
@@ -23,7 +23,8 @@ API
 ---
 * :func:`colorize`, :func:`blend`, :func:`disagreement_map` -> HxWx3 uint8 arrays.
 * :func:`png_bytes`, :func:`png_data_uri` -> encoded PNG.
-* :func:`decode_png_b64` -> class map from the report's base64 palette PNG.
+* :func:`class_map_png_b64` / :func:`decode_png_b64` -> the report's base64 palette PNG of a class map and back
+  (:func:`segdeploy.parity.palette_png.encode_class_map` / ``decode_class_map``: ``-1`` kept as invalid).
 * :func:`render_strip` -> the panels of one image (:class:`Panel` list, PNG data URIs).
 * :func:`render_worst_overlays` -> panels for every ``worst_images`` record of a report (re-reads each
   image from its recorded path; a missing image is drawn as a neutral panel and noted, never fabricated).
@@ -33,7 +34,6 @@ API
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -41,28 +41,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from segdeploy.errors import ArtifactError, DataError
+from segdeploy.parity.palette_png import (
+    INVALID_RGB,
+    class_color_hex,
+    class_palette,
+    decode_class_map,
+    encode_class_map,
+)
 
-INVALID_RGB = (255, 0, 255)
 LOST_RGB = (230, 40, 40)
 GAINED_RGB = (40, 190, 80)
 CHANGED_RGB = (255, 176, 0)
 MISSING_RGB = (200, 200, 200)
-
-
-def class_palette() -> np.ndarray:
-    """256x3 uint8: the PASCAL VOC palette (class 0 black, 1 dark red, 2 green, ...; 255 light grey)."""
-    from segdeploy.datasets.masks import default_palette
-
-    return np.asarray(default_palette(), dtype=np.uint8).reshape(256, 3)
-
-
 _PALETTE = class_palette()
-
-
-def class_color_hex(index: int) -> str:
-    """CSS colour of class ``index`` (the palette entry)."""
-    r, g, b = (int(v) for v in _PALETTE[int(index) % 256])
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def colorize(class_map: np.ndarray) -> np.ndarray:
@@ -184,40 +175,9 @@ def png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
 
-def class_map_png_b64(class_map: np.ndarray) -> str | None:
-    """HxW class map -> base64 palette PNG (palette indices = class ids, VOC colours); None when a value
-    is outside 0..255 (a palette PNG cannot hold it). Inverse of :func:`decode_png_b64`."""
-    from PIL import Image
-
-    cm = np.asarray(class_map)
-    if cm.size and (cm.min() < 0 or cm.max() > 255):
-        return None
-    im = Image.fromarray(cm.astype(np.uint8), mode="L").convert("P")
-    im.putpalette(_PALETTE.reshape(-1).tolist())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=False, compress_level=6)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def decode_png_b64(data: str, what: str = "class map") -> np.ndarray:
-    """The report's base64 palette PNG -> HxW int64 class map (palette indices). Raises ArtifactError (also for a
-    PNG declaring more pixels than the shared image limit, :mod:`segdeploy.datasets.imagefile`)."""
-    from PIL import UnidentifiedImageError
-
-    from segdeploy.datasets.imagefile import ImageTooLargeError, open_image
-
-    try:
-        raw = base64.b64decode(data, validate=True)
-        with open_image(io.BytesIO(raw), name="in the report", what=what) as im:
-            im.load()
-            if im.mode not in ("P", "L"):
-                raise ArtifactError(f"{what} PNG has mode {im.mode}; expected a palette or grayscale PNG of class ids")
-            return np.asarray(im, dtype=np.uint8).astype(np.int64)
-    except ImageTooLargeError as e:
-        raise ArtifactError(f"{what} in the report declares {e.declared}, more than the {e.limit}-pixel image limit; "
-                            "re-run the check") from None
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as e:
-        raise ArtifactError(f"{what} in the report is not a valid base64 PNG ({type(e).__name__}); re-run the check") from None
+# the report's class-map PNGs: one encoding, one rule for the invalid marker (segdeploy.parity.palette_png)
+class_map_png_b64 = encode_class_map
+decode_png_b64 = decode_class_map
 
 
 def _resize(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -312,7 +272,7 @@ def render_worst_overlays(
     ground-truth mask) are re-read from the recorded paths with ``image_loader`` / ``mask_loader``
     (defaults: :func:`segdeploy.datasets.read_image` / :func:`segdeploy.datasets.masks.read_mask`). A file
     that is gone or unreadable is noted and that panel drawn neutral; a record without class-map PNGs
-    (more than 256 classes) gets no panels and a note. Raises ArtifactError for a corrupt PNG in the report.
+    (more than 255 classes, see :mod:`segdeploy.parity.palette_png`) gets no panels and a note. Raises ArtifactError for a corrupt PNG in the report.
     """
     load_image = image_loader or _default_image_loader
     load_mask = mask_loader or _default_mask_loader
@@ -321,7 +281,7 @@ def render_worst_overlays(
     for rec in report.get("worst_images") or []:
         notes: list[str] = []
         if not rec.get("reference_png") or not rec.get("candidate_png"):
-            notes.append("no class maps in the report (more than 256 classes)")
+            notes.append("no class maps in the report (more than 255 classes)")
             out.append(WorstOverlay(rec, (), {}, tuple(notes)))
             continue
         stem = rec.get("stem", "?")
@@ -357,7 +317,7 @@ def render_instance_strip(image: np.ndarray, reference: Any, candidate: Any, *, 
                           alpha: float = 0.6) -> list[Panel]:
     """Strip for instance segmentation: instances (``segdeploy.parity.instances.Instances``) painted by
     class (most confident on top), then the same four panels as :func:`render_strip`."""
-    from segdeploy.parity.instances import instances_to_class_map
+    from segdeploy.parity.instances.model import instances_to_class_map
 
     size = (int(image.shape[0]), int(image.shape[1]))
     return render_strip(image, instances_to_class_map(reference, size), instances_to_class_map(candidate, size),

@@ -17,7 +17,7 @@ from typing import Any
 
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import atomic_write_json
-from segdeploy.parity.metrics import ConfusionMatrix
+from segdeploy.metrics import ConfusionMatrix
 
 MAX_REPORT_BYTES = 256 << 20  # worst-image class maps make reports MBs, not hundreds of MBs
 

@@ -156,19 +156,10 @@ def _sum_timing(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def merge_reports(partials: list[dict[str, Any]], gate: GateOptions | None = None, command: str | None = None,
-                  sources: list[str] | None = None) -> dict[str, Any]:
-    """Merge the partial reports of one sharded run (see module docstring); ``sources`` names them in messages."""
-    if not partials:
-        raise UsageError("segdeploy merge needs at least one shard report")
-    names = list(sources) if sources is not None else [f"input {i + 1}" for i in range(len(partials))]
-    for p, name in zip(partials, names):
-        _check_partial(p, name)
-    _check_one_run(partials, names)
-    first = partials[0]
-    count = first["shard"]["count"]
-    ref = cand = None
-    agree = None
+def _merged_confusion(partials: list[dict[str, Any]], names: list[str]):
+    """The shards' confusion matrices added (reference vs truth, candidate vs truth, agreement). ArtifactError
+    naming the shard whose matrices are not square tables of counts."""
+    ref = cand = agree = None
     for p, name in zip(partials, names):
         try:
             r, c, a = confusion_from_section(p["confusion"])
@@ -180,12 +171,12 @@ def merge_reports(partials: list[dict[str, Any]], gate: GateOptions | None = Non
         ref = r if ref is None else ref.merge(r) if r is not None else ref
         cand = c if cand is None else cand.merge(c) if c is not None else cand
         agree = a if agree is None else agree.merge(a)
-    mode = first["mode"]
-    # every shard kept its own top K; the global top K is the top K of their union
-    worst = sorted((w for p in partials for w in p["worst_images"]), key=lambda w: worst_sort_key(w, mode))
-    worst = worst[: int(first.get("worst_k", len(worst)))]
-    errors = sorted((e for p in partials for e in p["errors"]), key=lambda e: (e["stem"], e["kind"]))
-    ds0 = first["dataset"]
+    return ref, cand, agree
+
+
+def _merged_dataset(partials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first shard's dataset section with the counts summed; ArtifactError when the shards do not add up."""
+    ds0 = partials[0]["dataset"]
     dataset = dict(ds0)
     for key in ("num_entries", "num_evaluated", "num_skipped"):
         dataset[key] = int(sum(p["dataset"][key] for p in partials))
@@ -194,42 +185,55 @@ def merge_reports(partials: list[dict[str, Any]], gate: GateOptions | None = Non
             f"shards hold {dataset['num_entries']} items but the dataset has {ds0['num_entries_total']}; "
             "they were not run on the same dataset"
         )
+    return dataset
+
+
+def _merged_timing(partials: list[dict[str, Any]]) -> dict[str, Any]:
     timings = [p["timing"] for p in partials]
     ref_t = _sum_timing([t["reference"] for t in timings])
     cand_t = _sum_timing([t["candidate"] for t in timings])
     runner_s = ref_t["total_s"] + cand_t["total_s"]
-    total_s = float(sum(t["total_s"] for t in timings))
     loop_s = float(sum(t.get("loop_s", t["total_s"]) for t in timings))
+    return {
+        "reference": ref_t,
+        "candidate": cand_t,
+        **{k: float(sum(t.get(k, 0.0) for t in timings)) for k in ("load_s", "preprocess_s", "metrics_s", "open_s")},
+        "loop_s": loop_s,
+        "total_s": float(sum(t["total_s"] for t in timings)),
+        "overhead_fraction": (loop_s - runner_s) / runner_s if runner_s > 0 else None,
+    }
+
+
+def merge_reports(partials: list[dict[str, Any]], gate: GateOptions | None = None, command: str | None = None,
+                  sources: list[str] | None = None) -> dict[str, Any]:
+    """Merge the partial reports of one sharded run (see module docstring); ``sources`` names them in messages."""
+    if not partials:
+        raise UsageError("segdeploy merge needs at least one shard report")
+    names = list(sources) if sources is not None else [f"input {i + 1}" for i in range(len(partials))]
+    for p, name in zip(partials, names):
+        _check_partial(p, name)
+    _check_one_run(partials, names)
+    first = partials[0]
+    count = first["shard"]["count"]
+    ref, cand, agree = _merged_confusion(partials, names)
+    mode = first["mode"]
+    # every shard kept its own top K; the global top K is the top K of their union
+    worst = sorted((w for p in partials for w in p["worst_images"]), key=lambda w: worst_sort_key(w, mode))
     merged = dict(first)
     merged.update(
         {
             "partial": False,
             "shard": {"index": None, "count": count},
             "command": command,
-            "dataset": dataset,
+            "dataset": _merged_dataset(partials),
             "confusion": confusion_section(ref, cand, agree),
             "metrics": metrics_from_confusion(ref, cand, agree),
-            "worst_images": worst,
-            "errors": errors,
-            "nonfinite": {
-                "images": int(sum(p["nonfinite"]["images"] for p in partials)),
-                "values": int(sum(p["nonfinite"]["values"] for p in partials)),
-            },
-            "timing": {
-                "reference": ref_t,
-                "candidate": cand_t,
-                "load_s": float(sum(t.get("load_s", 0.0) for t in timings)),
-                "preprocess_s": float(sum(t.get("preprocess_s", 0.0) for t in timings)),
-                "metrics_s": float(sum(t.get("metrics_s", 0.0) for t in timings)),
-                "open_s": float(sum(t.get("open_s", 0.0) for t in timings)),
-                "loop_s": loop_s,
-                "total_s": total_s,
-                "overhead_fraction": (loop_s - runner_s) / runner_s if runner_s > 0 else None,
-            },
+            "worst_images": worst[: int(first.get("worst_k", len(worst)))],
+            "errors": sorted((e for p in partials for e in p["errors"]), key=lambda e: (e["stem"], e["kind"])),
+            "nonfinite": {key: int(sum(p["nonfinite"][key] for p in partials)) for key in ("images", "values")},
+            "timing": _merged_timing(partials),
             "notes": sorted({n for p in partials for n in p.get("notes", [])}) + [f"merged from {count} shards"],
         }
     )
-    if gate is None:
-        gate = GateOptions.from_dict(first["gate"]["thresholds"])
-    merged["gate"] = evaluate_gate(merged, gate).to_dict()
+    merged["gate"] = evaluate_gate(merged, gate or GateOptions.from_dict(first["gate"]["thresholds"])).to_dict()
     return merged

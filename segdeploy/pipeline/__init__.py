@@ -1,8 +1,30 @@
-"""The one-command path: export -> precision -> (build) in one transaction, published only if every stage passed.
+"""The pipeline: the stage contract, running one stage on an existing directory, and the one-command path.
 
-``run_pipeline(source, out_dir, PipelineOptions(export=..., precision=..., build=...), progress, load_kwargs)``
+The stage contract
+------------------
+Every stage is a function ``run(txn, options, progress, **inputs) -> Result``:
 
-Order (cheap preconditions before expensive stages):
+* ``txn``: an open :class:`~segdeploy.exportdir.Transaction` (the owner of the directory: stages read the staged
+  manifest through its typed accessors and write through ``write_bytes`` / ``add`` / ``set_section`` /
+  ``put_engine``; they publish nothing -- the caller commits);
+* ``options``: the stage's frozen, validated options object (:class:`~segdeploy.export.ExportOptions`,
+  :class:`~segdeploy.calibration.stage.CalibrateOptions`, :class:`~segdeploy.precision.stage.PrecisionOptions`,
+  the engine build request);
+* ``progress``: the one :class:`~segdeploy.progress.Progress` (``progress.step`` lines, ``progress.task`` for
+  counted loops);
+* ``inputs``: keyword arguments that are not options -- the prepared model (export: ``prepared=``), the PyTorch
+  reference (precision: ``reference=``);
+* the result satisfies :class:`~segdeploy.result.StageResult` (``summary()`` for the JSON document, ``notes``).
+
+:func:`run_stage` runs one stage on a published export directory (``segdeploy calibrate``, ``segdeploy
+precision``, and ``segdeploy build`` through :func:`build_directory`): a derived transaction (``fresh=False``),
+the stage, the commit -- the one way to do that.
+
+The one-command path
+--------------------
+``run_pipeline(source, out_dir, PipelineOptions(export=..., precision=..., build=...), progress, load_kwargs)``:
+export -> precision -> (build) in one transaction, published only if every stage passed. Order (cheap
+preconditions before expensive stages):
 
 1. option values (validated when the options objects are built) and the data folders (calibration images
    listed, validation split present: :func:`segdeploy.precision.stage.check_preconditions`);
@@ -19,7 +41,7 @@ Order (cheap preconditions before expensive stages):
    or SIGKILL before that leaves the previous directory byte-identical.
 
 Returns a :class:`PipelineResult`; every stage's ``summary()`` goes into the JSON result document. On
-failure the exception carries ``.stages`` (what finished or measured before it stopped).
+failure the exception's declared ``stages`` evidence holds what finished or measured before it stopped.
 """
 
 from __future__ import annotations
@@ -27,30 +49,84 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
 
 from segdeploy.errors import SegdeployError
+from segdeploy.progress import Progress, as_progress
+from segdeploy.result import StageResult
 
 if TYPE_CHECKING:
     import torch
 
+    from segdeploy.engine.request import BuildRequest
+    from segdeploy.engine.stage import BuildStageResult
     from segdeploy.export.stage import ExportOptions, ExportResult
+    from segdeploy.exportdir import ExportDir, Transaction
     from segdeploy.load import LoadedModel
+    from segdeploy.precision.stage import PrecisionOptions, PrecisionResult
+
+OptionsT = TypeVar("OptionsT", contravariant=True)
+ResultT = TypeVar("ResultT", bound=StageResult, covariant=True)
+
+
+class StageRun(Protocol[OptionsT, ResultT]):
+    """A stage's ``run`` (see the stage contract in the module docstring)."""
+
+    def __call__(self, txn: Transaction, options: OptionsT, progress: Progress, **inputs: Any) -> ResultT: ...
+
+
+def run_stage(export_dir: str | Path, stage_run: StageRun[OptionsT, ResultT], options: OptionsT, progress: Progress, *,
+              command: str, **inputs: Any) -> tuple[ResultT, ExportDir]:
+    """Run one stage on the published export directory ``export_dir`` and publish its outputs in one step.
+
+    Opens a derived :class:`~segdeploy.exportdir.Transaction` (``fresh=False``: locked, staged from the current
+    set), calls ``stage_run(txn, options, progress, **inputs)``, commits, and returns the stage's result (the
+    transaction's notes appended to ``result.notes``) and the published :class:`~segdeploy.exportdir.ExportDir`.
+    Any error leaves the directory as it was (the stage's evidence travels on the exception)."""
+    from segdeploy.exportdir import Transaction
+
+    with Transaction(export_dir, fresh=False, command=command, progress=progress) as txn:
+        result = stage_run(txn, options, progress, **inputs)
+        published = txn.commit()
+    result.notes.extend(txn.notes)
+    return result, published
+
+
+def build_directory(export_dir: str | Path, options: BuildRequest, progress: Progress | None = None, *,
+                    trt_module: Any = None) -> BuildStageResult:
+    """`segdeploy build EXPORT_DIR`: the request's cheap checks, then without TensorRT the trtexec commands for the
+    published directory (:func:`segdeploy.engine.stage.describe_directory`: read-only, nothing locked or written),
+    with TensorRT (``import tensorrt``, or ``trt_module``) the build stage through :func:`run_stage`."""
+    from segdeploy.engine import stage as build_stage
+    from segdeploy.exportdir import ExportDir
+
+    t0 = time.perf_counter()
+    options.check_static()
+    trt, why = (trt_module, None) if trt_module is not None else build_stage.import_tensorrt()
+    if trt is None:
+        return build_stage.describe_directory(ExportDir.open(export_dir), options, why)
+    res, _ = run_stage(export_dir, build_stage.run, options, as_progress(progress), command="build", trt_module=trt)
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    export: Any  # segdeploy.export.ExportOptions
-    precision: Any = None  # segdeploy.precision.stage.PrecisionOptions | None
-    build: Any = None  # segdeploy.engine.stage.BuildRequest | None
+    """What `segdeploy export` asks: the export, and optionally the precision stage and the engine build."""
+
+    export: ExportOptions
+    precision: PrecisionOptions | None = None
+    build: BuildRequest | None = None
 
 
 @dataclass
 class PipelineResult:
-    export_dir: Any  # segdeploy.exportdir.ExportDir (published)
-    export: Any  # ExportResult
-    precision: Any = None
-    build: Any = None
+    """What a pipeline run published: the directory and each stage's result."""
+
+    export_dir: ExportDir  # the published directory
+    export: ExportResult
+    precision: PrecisionResult | None = None
+    build: BuildStageResult | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -63,73 +139,101 @@ class PipelineResult:
         return out
 
 
-def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
-                 progress: Callable[[str], None] | None = None, load_kwargs: dict[str, Any] | None = None) -> PipelineResult:
-    """Run the requested stages into ``out_dir`` and publish them together (see module docstring)."""
-    from segdeploy.export import stage as export_stage
-    from segdeploy.export.prepare import prepare
-    from segdeploy.exportdir import Transaction
+def _preconditions(options: PipelineOptions) -> list[str]:
+    """Step 1: the cheap checks of the data folders and the build request; returns notes."""
+    notes: list[str] = []
+    if options.precision is not None:
+        from segdeploy.precision.stage import check_preconditions
+
+        notes += check_preconditions(options.precision)
+    if options.build is not None:
+        options.build.check_static()
+    return notes
+
+
+def _load(source: Any, load_kwargs: dict[str, Any] | None, progress: Progress) -> LoadedModel:
     from segdeploy.load import LoadedModel, load_model
 
-    say = progress or (lambda msg: None)
+    progress.step("load model")
+    return source if isinstance(source, LoadedModel) else load_model(source, **(load_kwargs or {}))
+
+
+def _prepare(lm: LoadedModel, options: PipelineOptions, progress: Progress):
+    """Step 3: settle the profile (PyTorch runs at its extremes); check the validation labels against the classes."""
+    from segdeploy.export.prepare import prepare
+
+    eopts = options.export
+    prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple, eopts.max_batch, progress)
+    if options.precision is not None:
+        from segdeploy.precision.stage import check_labels
+
+        check_labels(options.precision, prep.probe.spec.num_classes)
+    return prep
+
+
+def _build(txn: Transaction, options: PipelineOptions, lm: LoadedModel, progress: Progress,
+           stages: dict[str, Any]) -> BuildStageResult:
+    """Step 4's build, then the engines' parity against PyTorch (a tripped gate publishes nothing)."""
+    from segdeploy.engine import stage as build_stage
+
+    build = build_stage.run(txn, options.build, progress)
+    stages["build"] = build.summary()
+    if build.built and options.precision is not None:
+        from segdeploy.engine.verify import check_engines
+
+        try:
+            check_engines(txn, build, lm.module, options.precision, progress)
+        finally:
+            stages["build"] = build.summary()
+    return build
+
+
+def _run_stages(txn: Transaction, source: Any, options: PipelineOptions, progress: Progress,
+                load_kwargs: dict[str, Any] | None,
+                stages: dict[str, Any]) -> tuple[ExportResult, PrecisionResult | None, BuildStageResult | None]:
+    """Steps 3-4 inside the transaction; each finished stage's summary goes into ``stages`` (the evidence)."""
+    from segdeploy.export import stage as export_stage
+
+    lm = _load(source, load_kwargs, progress)
+    prep = _prepare(lm, options, progress)
+    exp = export_stage.run(txn, options.export, progress, prepared=prep)  # checks the class-name count first
+    stages["export"] = exp.summary()
+    prec = None
+    if options.precision is not None:
+        from segdeploy.precision import stage as precision_stage
+
+        prec = precision_stage.run(txn, options.precision, progress, reference=lm.module, checked=True)
+        stages["precision"] = prec.summary()
+    build = _build(txn, options, lm, progress, stages) if options.build is not None else None
+    return exp, prec, build
+
+
+def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
+                 progress: Progress | Callable[[str], None] | None = None,
+                 load_kwargs: dict[str, Any] | None = None) -> PipelineResult:
+    """Run the requested stages into ``out_dir`` and publish them together (see module docstring)."""
+    from segdeploy.exportdir import Transaction
+
+    progress = as_progress(progress)
     t0 = time.perf_counter()
     stages: dict[str, Any] = {}
-    notes: list[str] = []
-    popts, eopts = options.precision, options.export
     try:
-        if popts is not None:
-            from segdeploy.precision.stage import check_preconditions
-
-            notes += check_preconditions(popts)
-        if options.build is not None:
-            options.build.check_static()
-        with Transaction(out_dir, fresh=True, command="export", progress=say) as txn:
-            say("load model")
-            if isinstance(source, LoadedModel):
-                lm = source
-            else:
-                lm = load_model(source, **(load_kwargs or {}))
-            prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple,
-                           eopts.max_batch, say)
-            if popts is not None:
-                from segdeploy.precision.stage import check_labels
-
-                check_labels(popts, prep.probe.spec.num_classes)
-            exp = export_stage.run(txn, prep, eopts, say)  # checks the class-name count before exporting
-            stages["export"] = exp.summary()
-            prec = None
-            if popts is not None:
-                from segdeploy.precision import stage as precision_stage
-
-                prec = precision_stage.run(txn, lm.module, popts, say)
-                stages["precision"] = prec.summary()
-            build = None
-            if options.build is not None:
-                from segdeploy.engine import stage as build_stage
-
-                build = build_stage.run(txn, options.build, say)
-                stages["build"] = build.summary()
-                if build.built and popts is not None:
-                    from segdeploy.engine.verify import check_engines
-
-                    try:  # the engines vs PyTorch on the validation split; a tripped gate publishes nothing
-                        check_engines(txn, build, lm.module, popts, say)
-                    finally:
-                        stages["build"] = build.summary()
-            committed = txn.commit()
+        notes = _preconditions(options)
+        with Transaction(out_dir, fresh=True, command="export", progress=progress) as txn:
+            exp, prec, build = _run_stages(txn, source, options, progress, load_kwargs, stages)
+            published = txn.commit()
     except SegdeployError as e:
         e.stages = {**stages, **e.stages}  # what finished, plus what the failing stage measured
         raise
-    exp.manifest = committed.manifest
-    notes += txn.notes
-    return PipelineResult(committed, exp, prec, build, notes, time.perf_counter() - t0)
+    exp.manifest = published.manifest
+    return PipelineResult(published, exp, prec, build, notes + txn.notes, time.perf_counter() - t0)
 
 
 def export_model(
     source: str | Path | torch.nn.Module | LoadedModel,
     out_dir: str | Path,
     options: ExportOptions | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     **load_kwargs: Any,
 ) -> ExportResult:
     """Export ``source`` to a verified ONNX + manifest published in ``out_dir`` (one transaction).
@@ -142,3 +246,7 @@ def export_model(
     res = run_pipeline(source, out_dir, PipelineOptions(export=options or ExportOptions()), progress=progress,
                        load_kwargs=load_kwargs)
     return res.export
+
+
+__all__ = ["PipelineOptions", "PipelineResult", "StageRun", "build_directory", "export_model", "run_pipeline",
+           "run_stage"]

@@ -1,15 +1,25 @@
-"""`segdeploy export`: options -> :func:`segdeploy.pipeline.run_pipeline` -> summary (or the JSON result document)."""
+"""`segdeploy export`: option groups -> :class:`~segdeploy.pipeline.PipelineOptions` ->
+:func:`segdeploy.pipeline.run_pipeline` -> summary (or the JSON result document).
+
+The summary reads the published directory through the manifest's owner (:class:`~segdeploy.manifest.ManifestView`
+accessors), never the document's keys.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from segdeploy.cli_options import model_options, output_options
+from segdeploy.cli_options import model_options, output_options, precision_options, progress_for
+from segdeploy.engine.cli_options import engine_build_options
 from segdeploy.errors import SegdeployError, UsageError
-from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
-from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
 from segdeploy.vocab import Precision
+
+if TYPE_CHECKING:
+    from segdeploy.export.stage import ExportOptions, ExportResult
+    from segdeploy.pipeline import PipelineResult
 
 
 def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | None:
@@ -24,14 +34,19 @@ def _floats(text: str | None, option: str, n: int = 3) -> tuple[float, ...] | No
     return vals
 
 
-def _build_options(engine: bool, engine_opts: dict):
-    if not engine:
-        if any(v for v in engine_opts.values()):
-            raise UsageError("--trt-target/--plugins given without --engine; add --engine")
-        return None
-    from segdeploy.engine.stage import BuildRequest
+def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, opset, exporter, cleanup, no_rewrites,
+                    no_trt_plugins, rtol, mean, std, scale, channel_order, resize, class_names) -> ExportOptions:
+    """The export group's values -> :class:`~segdeploy.export.ExportOptions` (validated; UsageError)."""
+    from segdeploy.export import ExportOptions
+    from segdeploy.spec import Preprocess
 
-    return BuildRequest.from_cli(**engine_opts)
+    pre = Preprocess(mean=_floats(mean, "--mean") or Preprocess().mean, std=_floats(std, "--std") or Preprocess().std,
+                     scale=scale, channel_order=channel_order, resize=resize)
+    names = tuple(n.strip() for n in class_names.split(",")) if class_names else ()
+    return ExportOptions(shape=shape, min_shape=min_shape, max_shape=max_shape, spatial_multiple=spatial_multiple,
+                         max_batch=max_batch, opset=opset, exporter=exporter, cleanup=cleanup,
+                         rewrites=() if no_rewrites else None, rtol=rtol, tensorrt_plugins=not no_trt_plugins,
+                         preprocess=pre, class_names=names)
 
 
 @click.command("export")
@@ -56,36 +71,21 @@ def _build_options(engine: bool, engine_opts: dict):
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @precision_options
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (where TensorRT is installed; else print the trtexec commands).")
-@click.option("--trt-target", default=None, help="With --engine and no TensorRT here: target TensorRT version of the printed "
-                                                 "trtexec commands (8.6, 10.3, 10.x, 11.x; default newest).")
-@click.option("--plugins", "plugin_library", default=None, type=click.Path(dir_okay=False, path_type=str),
-              help="With --engine: our plugin library (default: `segdeploy plugins build` output).")
+@engine_build_options(exclude=("--verbose",), help_prefix="With --engine: ")
 @output_options
-def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spatial_multiple, opset, exporter, cleanup,
-                   no_rewrites, no_trt_plugins, rtol, mean, std, scale, channel_order, resize, class_names, precision,
-                   engine, trt_target, plugin_library, as_json, quiet):
+def export_command(model, out_dir, precision, engine, build, as_json, quiet, **export):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
     MODEL_FILE: a torch.export program (.pt2), a TorchScript archive, or (with --trust-pickle) a pickled module.
     With --int8/--fp16 the precision stage runs too, and with --engine the TensorRT build; the directory is
     published only when every requested stage passed.
     """
-    from segdeploy.export import ExportOptions
     from segdeploy.pipeline import PipelineOptions, run_pipeline
-    from segdeploy.spec import Preprocess
 
     try:
         model.validate()
-        pre = Preprocess(mean=_floats(mean, "--mean") or Preprocess().mean, std=_floats(std, "--std") or Preprocess().std,
-                         scale=scale, channel_order=channel_order, resize=resize)
-        names = tuple(n.strip() for n in class_names.split(",")) if class_names else ()
-        eopts = ExportOptions(shape=shape, min_shape=min_shape, max_shape=max_shape, spatial_multiple=spatial_multiple,
-                              max_batch=max_batch, opset=opset, exporter=exporter, cleanup=cleanup,
-                              rewrites=() if no_rewrites else None, rtol=rtol, tensorrt_plugins=not no_trt_plugins,
-                              preprocess=pre, class_names=names)
-        popts = options_from_cli(**precision)
-        bopts = _build_options(engine, {"trt_target": trt_target, "plugin_library": plugin_library})
-        res = run_pipeline(model.source, out_dir, PipelineOptions(eopts, popts, bopts), progress=Progress(not quiet),
+        options = PipelineOptions(_export_options(**export), precision.parse(), build.request_if(engine, "--engine"))
+        res = run_pipeline(model.source, out_dir, options, progress=progress_for(quiet),
                            load_kwargs=model.load_kwargs())
     except SegdeployError as e:
         if as_json:
@@ -97,8 +97,14 @@ def export_command(model, out_dir, shape, min_shape, max_shape, max_batch, spati
         raise
     if as_json:
         echo_json(result_doc("export", stages=res.stages(), export_dir=res.export_dir.path, published=True,
-                             files=res.export_dir.manifest["files"], notes=res.notes))
+                             files=res.export_dir.file_table, notes=res.notes))
         return
+    _print_result(res)
+
+
+def _print_result(res: PipelineResult) -> None:
+    from segdeploy.precision.terminal import print_precision_summary
+
     print_summary(res.export)
     if res.precision is not None:
         print_precision_summary(res.precision)
@@ -133,29 +139,34 @@ def _print_gate_evidence(e) -> None:
                        "images (nothing was published)", err=True)
 
 
-def print_summary(res) -> None:
-    m = res.manifest
-    p = m["inputs"][0]["profile"]
-    w = click.echo
-    w(f"exported {res.onnx_path} ({m['onnx']['bytes'] / 1e6:.1f} MB, opset {m['onnx']['opset']}) and {res.manifest_path}")
-    w(f"  exporter      {res.exporter} ({m['onnx']['exporter_reason']})")
-    w(f"  classes       {m['model']['num_classes']}   output rule: {m['model']['output_selection']}")
-    w(f"  profile       min {'x'.join(map(str, p['min']))}  opt {'x'.join(map(str, p['opt']))}  max {'x'.join(map(str, p['max']))}"
-      f"  (H/W multiple of {p['spatial_multiple']})")
-    w(f"  dynamic axes  {', '.join(p['dynamic_axes']) or 'none'}")
-    for s in m["static_axes"]:
+def print_summary(res: ExportResult) -> None:
+    """The export's summary: file, exporter, classes, profile, axes, rewrites, plugins, the verification table."""
+    v, w = res.view, click.echo
+    onnx_info, p = v.onnx_info, v.profile
+    w(f"exported {res.onnx_path} ({onnx_info['bytes'] / 1e6:.1f} MB, opset {onnx_info['opset']}) and {res.manifest_path}")
+    w(f"  exporter      {res.exporter} ({onnx_info['exporter_reason']})")
+    w(f"  classes       {v.num_classes}   output rule: {v.model_info['output_selection']}")
+    w(f"  profile       min {'x'.join(map(str, p.min))}  opt {'x'.join(map(str, p.opt))}  max {'x'.join(map(str, p.max))}"
+      f"  (H/W multiple of {p.spatial_multiple})")
+    w(f"  dynamic axes  {', '.join(p.dynamic_axes) or 'none'}")
+    for s in v.static_axes:
         w(f"  static axis   {s['axis']}: {s['reason']}")
-    for s in m.get("profile_narrowed", []):
+    for s in v.profile_narrowed:
         w(f"  narrowed      {s['bound']} {'x'.join(map(str, s['from']))} -> {'x'.join(map(str, s['to']))}: {s['reason']}")
-    w(f"  rewrites      {', '.join(r['rewrite'] + ' @ ' + r['target'] for r in m['rewrites']) or 'none'}")
-    if "tensorrt_plugins" in m:
-        tp = m["tensorrt_plugins"]
+    w(f"  rewrites      {', '.join(r['rewrite'] + ' @ ' + r['target'] for r in v.rewrites) or 'none'}")
+    tp = v.plugins_section
+    if tp is not None:
         w(f"  TensorRT      {tp['file']}: {len(tp['nodes'])} plugin node(s) "
           f"({', '.join(sorted({n['plugin'] for n in tp['nodes']}))}), CPU-checked max|err| {tp['cpu_check']['max_abs_err']:.2e}")
+    _print_verification(v.verification)
+    w(f"  done in {res.seconds:.1f}s")
+
+
+def _print_verification(verification: dict) -> None:
+    w = click.echo
     w("  verification  (ONNX Runtime CPU vs PyTorch)")
     w(f"    {'shape':<10}{'NxCxHxW':<18}{'max|err|':>10}{'tol':>10}{'argmax':>9}  result")
-    for s in m["verification"]["shapes"]:
+    for s in verification["shapes"]:
         shape = "x".join(map(str, s["shape"]))
         res_txt = "ok" if s["passed"] else f"FAIL: {s['error']}"
         w(f"    {s['label']:<10}{shape:<18}{s['max_abs_err']:>10.2e}{s['tolerance']:>10.2e}{s['argmax_agreement'] * 100:>8.2f}%  {res_txt}")
-    w(f"  done in {res.seconds:.1f}s")

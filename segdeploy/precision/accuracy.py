@@ -13,7 +13,7 @@ under ONNX Runtime on the CPU at two graph-optimisation levels over the validati
   would get, and a cross-check: the two levels disagreeing by more than ``disagree_tol`` mIoU points or
   ``1 - agreement`` > 1% is flagged (``report.disagree``) with a note; the check never picks one silently.
 
-Metrics come from :class:`segdeploy.parity.metrics.ConfusionMatrix` (exact counts). ``drop`` is
+Metrics come from :class:`segdeploy.metrics.ConfusionMatrix` (exact counts). ``drop`` is
 ``100 * (mIoU_reference - mIoU_candidate)`` in points against the masks; a dataset without masks is scored
 against the reference's own predictions (``truth == "reference"``, reference mIoU = 100), said in the report.
 Non-finite candidate logits make that pixel an invalid prediction (a miss), never a silent class 0.
@@ -27,11 +27,12 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from segdeploy.errors import DataError, UsageError
+from segdeploy.progress import Progress
 from segdeploy.vocab import GATED_ORT_LEVEL, PRECISION_CHECK_LEVELS, OrtLevel
 
 
@@ -157,7 +158,7 @@ class _Scorer:
     """Confusion matrices of one candidate (vs truth) plus its agreement with the reference."""
 
     def __init__(self, num_classes: int, ignore_index: int | None):
-        from segdeploy.parity.metrics import ConfusionMatrix
+        from segdeploy.metrics import ConfusionMatrix
 
         self.cm = ConfusionMatrix(num_classes, ignore_index)
         self.same = 0
@@ -184,6 +185,67 @@ def check_accuracy(candidate_onnx: str | os.PathLike, reference: Any, dataset, *
     return check_accuracy_many({"candidate": candidate_onnx}, reference, dataset, **kwargs)["candidate"]
 
 
+class _Tally:
+    """One pass's counts: the reference vs truth, each (candidate, level) vs truth and vs the reference, and the
+    agreement between a candidate's two levels."""
+
+    def __init__(self, candidates: Sequence[str], levels: Sequence[str], num_classes: int, ignore_index: int | None):
+        from segdeploy.metrics import ConfusionMatrix
+
+        self.levels = tuple(levels)
+        self.names = {(c, lv): f"{c}@{lv}" for c in candidates for lv in levels}  # runner name per (candidate, level)
+        self.ref_cm = ConfusionMatrix(num_classes, ignore_index)
+        self.scorers = {k: _Scorer(num_classes, ignore_index) for k in self.names}
+        self.cross = {c: [0, 0] for c in candidates}  # pixels equal between the two levels, pixels
+        self.truth_kind: str | None = None
+        self.images = 0
+
+    def add(self, pred) -> None:
+        """Score one :class:`~segdeploy.evaluation.Prediction` (every runner's class map of one image)."""
+        ref = pred.maps["reference"]
+        kind = "masks" if pred.sample.mask is not None else "reference"
+        if self.truth_kind is None:
+            self.truth_kind = kind
+        elif self.truth_kind != kind:
+            raise DataError("some validation images have masks and some do not; give a mask for every image")
+        truth = pred.sample.mask if pred.sample.mask is not None else ref
+        self.ref_cm.update(ref, truth)
+        for k, name in self.names.items():
+            self.scorers[k].update([pred.maps[name]], [truth], [ref], pred.bad_pixels[name])
+        if len(self.levels) == 2:
+            for c, counts in self.cross.items():
+                x0, x1 = (pred.maps[self.names[(c, lv)]] for lv in self.levels)
+                counts[0] += int((x0 == x1).sum())
+                counts[1] += int(x0.size)
+        self.images += 1
+
+    def report(self, candidate: str, disagree_tol: float) -> AccuracyReport:
+        """The :class:`AccuracyReport` of one candidate (levels flagged when they disagree, see the module docstring)."""
+        rs = self.ref_cm.summary()
+        rep = AccuracyReport(images=self.images, truth=self.truth_kind or "masks", reference_miou=rs["miou"],
+                             reference_pixel_accuracy=rs["pixel_accuracy"])
+        for lv in self.levels:
+            rep.levels[lv] = self.scorers[(candidate, lv)].score(lv, rs["miou"])
+        if rep.truth == "reference":
+            rep.notes.append("the validation set has no masks: mIoU is measured against the PyTorch reference's predictions")
+        same, total = self.cross[candidate]
+        if len(self.levels) == 2 and total:
+            rep.levels_agreement = same / total
+            d0, d1 = rep.levels[self.levels[0]].drop, rep.levels[self.levels[1]].drop
+            gap = abs(d0 - d1) if d0 is not None and d1 is not None else 0.0
+            if gap > disagree_tol or rep.levels_agreement < 0.99:
+                rep.disagree = True
+                rep.notes.append(
+                    f"ONNX Runtime levels disagree: mIoU drop {d0:.2f} (DISABLE_ALL) vs {d1:.2f} (ENABLE_ALL) points, "
+                    f"{100 * rep.levels_agreement:.2f}% pixel agreement; ORT's int8 fusions differ from Q/DQ emulation -- "
+                    "the gate uses DISABLE_ALL, verify on the target with TensorRT"
+                )
+        for lv, sc in rep.levels.items():
+            if sc.invalid_pixels:
+                rep.notes.append(f"{sc.invalid_pixels} pixels had non-finite logits at {OrtLevel(lv).ort_name} (counted as misses)")
+        return rep
+
+
 def check_accuracy_many(
     candidates: Mapping[str, str | os.PathLike],
     reference: Any,
@@ -197,84 +259,38 @@ def check_accuracy_many(
     ignore_index: int | None = 255,
     disagree_tol: float = 0.5,
     limit: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, AccuracyReport]:
     """Score each candidate ONNX at each ORT level against the reference in ONE pass over ``dataset``
-    (the reference runs once per batch). Returns name -> :class:`AccuracyReport`.
+    (the reference runs once per batch). Returns name -> :class:`AccuracyReport`. ``progress``: the images are
+    a counted task (``check``).
 
     Raises DataError for an empty dataset or mixed labelled/unlabelled images, UsageError for an unknown
     level; runner errors propagate.
     """
-    from segdeploy.parity.metrics import ConfusionMatrix
+    from segdeploy.evaluation import PredictionLoop
 
     for lv in levels:
         OrtLevel.parse(lv, "ONNX Runtime level")
     if not candidates:
         raise UsageError("no candidate model to check")
-    from segdeploy.evaluation import PredictionLoop
-
     ignore_index = getattr(dataset, "ignore_index", ignore_index)
-    total = len(dataset) if limit is None else min(limit, len(dataset))
-    if total == 0:
+    if (len(dataset) if limit is None else min(limit, len(dataset))) == 0:
         raise DataError("the validation set is empty; pass --val DIR with images/ and masks/")
+    tally = _Tally(list(candidates), levels, num_classes, ignore_index)
     ref_runner = _runner_for_module(reference)
-    runners = {(c, lv): _ort_runner(str(p), lv) for c, p in candidates.items() for lv in levels}
-    names = {k: f"{k[0]}@{k[1]}" for k in runners}
-    ref_cm = ConfusionMatrix(num_classes, ignore_index)
-    scorers = {k: _Scorer(num_classes, ignore_index) for k in runners}
-    cross = {c: [0, 0] for c in candidates}
-    truth_kind = None
-    done = 0
-    loop = PredictionLoop(dataset, {"reference": ref_runner, **{names[k]: r for k, r in runners.items()}},
-                          preprocess, profile, batch_size=batch_size, limit=limit, progress=progress)
+    runners = {tally.names[(c, lv)]: _ort_runner(str(p), lv) for c, p in candidates.items() for lv in levels}
+    loop = PredictionLoop(dataset, {"reference": ref_runner, **runners}, preprocess, profile, batch_size=batch_size,
+                          limit=limit, progress=progress, label="check")
     try:
         for pred in loop:
-            ref = pred.maps["reference"]
-            kind = "masks" if pred.sample.mask is not None else "reference"
-            if truth_kind is None:
-                truth_kind = kind
-            elif truth_kind != kind:
-                raise DataError("some validation images have masks and some do not; give a mask for every image")
-            truth = pred.sample.mask if pred.sample.mask is not None else ref
-            ref_cm.update(ref, truth)
-            for k in runners:
-                scorers[k].update([pred.maps[names[k]]], [truth], [ref], pred.bad_pixels[names[k]])
-            if len(levels) == 2:
-                for c in candidates:
-                    x0, x1 = (pred.maps[names[(c, lv)]] for lv in levels)
-                    cross[c][0] += int((x0 == x1).sum())
-                    cross[c][1] += int(x0.size)
-            done += 1
+            tally.add(pred)
     finally:
         for r in runners.values():
             r.close()
         if ref_runner is not reference:
             ref_runner.close()
-    rs = ref_cm.summary()
-    out: dict[str, AccuracyReport] = {}
-    for c in candidates:
-        rep = AccuracyReport(images=done, truth=truth_kind or "masks", reference_miou=rs["miou"],
-                             reference_pixel_accuracy=rs["pixel_accuracy"])
-        for lv in levels:
-            rep.levels[lv] = scorers[(c, lv)].score(lv, rs["miou"])
-        if rep.truth == "reference":
-            rep.notes.append("the validation set has no masks: mIoU is measured against the PyTorch reference's predictions")
-        if len(levels) == 2 and cross[c][1]:
-            rep.levels_agreement = cross[c][0] / cross[c][1]
-            d0, d1 = rep.levels[levels[0]].drop, rep.levels[levels[1]].drop
-            gap = abs(d0 - d1) if d0 is not None and d1 is not None else 0.0
-            if gap > disagree_tol or rep.levels_agreement < 0.99:
-                rep.disagree = True
-                rep.notes.append(
-                    f"ONNX Runtime levels disagree: mIoU drop {d0:.2f} (DISABLE_ALL) vs {d1:.2f} (ENABLE_ALL) points, "
-                    f"{100 * rep.levels_agreement:.2f}% pixel agreement; ORT's int8 fusions differ from Q/DQ emulation -- "
-                    "the gate uses DISABLE_ALL, verify on the target with TensorRT"
-                )
-        for lv, sc in rep.levels.items():
-            if sc.invalid_pixels:
-                rep.notes.append(f"{sc.invalid_pixels} pixels had non-finite logits at {OrtLevel(lv).ort_name} (counted as misses)")
-        out[c] = rep
-    return out
+    return {c: tally.report(c, disagree_tol) for c in candidates}
 
 
 class Evaluator:
@@ -286,9 +302,8 @@ class Evaluator:
 
     def __init__(self, reference, dataset, *, preprocess, profile, num_classes: int, limit: int | None = 32,
                  batch_size: int = 8, ignore_index: int | None = 255):
-        from segdeploy.parity.metrics import ConfusionMatrix
-
         from segdeploy.evaluation import preprocessed_batches
+        from segdeploy.metrics import ConfusionMatrix
 
         ignore_index = getattr(dataset, "ignore_index", ignore_index)
         self.num_classes = num_classes

@@ -23,13 +23,14 @@ Costs ~N+k model evaluations on the subset (N quantized layers, k kept out; 2N f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import numpy as np
 
 from segdeploy.errors import GateError, UsageError
 from segdeploy.precision.qdq import QdqOptions, quantize_qdq
+from segdeploy.progress import Progress, as_progress
 from segdeploy.vocab import GATED_ORT_LEVEL
 
 MODES = ("all_but_one", "only_one", "both")
@@ -125,6 +126,98 @@ def _fixed_input_copy(model, shape):
     return m
 
 
+class _Search:
+    """Q/DQ models of ``fp32`` with some layers kept in float, and their measured drop on the evaluator's subset."""
+
+    def __init__(self, fp32_model, amax: Mapping[str, float], evaluator, options: QdqOptions):
+        self.fp32 = fp32_model
+        self.amax = amax
+        self.evaluator = evaluator
+        self.options = options
+        self.ops = {n.name: n.op_type for n in fp32_model.graph.node}
+
+    def build(self, exclude: tuple[str, ...]):
+        """The Q/DQ model with ``exclude`` (and the options' own exclusions) in float. UsageError: nothing left."""
+        return quantize_qdq(self.fp32, self.amax, replace(self.options, exclude=tuple(self.options.exclude) + exclude))
+
+    def measure(self, model) -> tuple[float, float]:
+        """(mIoU drop in points, pixel disagreement with the reference) at ORT_DISABLE_ALL."""
+        s = self.evaluator.score_model(model, GATED_ORT_LEVEL)
+        return (s.drop if s.drop is not None else 0.0), 1.0 - s.agreement
+
+    def costs(self, layers: list[str], sens: dict[str, tuple[float, float]]) -> Callable[..., LayerCost]:
+        """A :class:`LayerCost` maker: sensitivity, weights and MAC share at the evaluator's first input shape."""
+        try:
+            table = _layer_costs(_fixed_input_copy(self.fp32, self.evaluator.batches[0].array.shape))
+        except Exception:  # noqa: BLE001 - costs are informative only
+            table = {}
+        total_macs = sum(table.get(n, (0, 0))[1] for n in layers) or None
+
+        def cost_of(name: str, drop_after: float | None = None) -> LayerCost:
+            w, macs = table.get(name, (0, 0))
+            return LayerCost(name, self.ops.get(name, "?"), sens[name][0], sens[name][1], drop_after, w,
+                             (macs / total_macs) if total_macs else None)
+
+        return cost_of
+
+
+def _sensitivities(search: _Search, layers: list[str], mode: str, d0: float, dis0: float,
+                   progress: Progress) -> dict[str, tuple[float, float]]:
+    """Per layer: (sensitivity in points, disagreement change) by ``mode`` (see the module docstring)."""
+    sens: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in layers}
+    with progress.task("budget: sensitivity", total=len(layers), unit="layer") as task:
+        for name in layers:
+            if mode in ("all_but_one", "both"):
+                d, dis = search.measure(search.build((name,)).model)
+                a, b = sens[name]
+                sens[name] = (a + (d0 - d), b + (dis0 - dis))
+            if mode in ("only_one", "both"):
+                try:
+                    d, dis = search.measure(search.build(tuple(x for x in layers if x != name)).model)
+                except UsageError:
+                    d, dis = 0.0, 0.0
+                a, b = sens[name]
+                sens[name] = (a + d, b + dis)
+            task.advance()
+    return sens
+
+
+def _fall_back(search: _Search, layers: list[str], sens: dict[str, tuple[float, float]], d0: float, max_drop: float,
+               max_fallback: int | None, start: int, progress: Progress) -> BudgetResult:
+    """Keep the most sensitive layers in float, one at a time, until the drop is within ``max_drop``."""
+    ranked = sorted(layers, key=lambda n: (sens[n][0], sens[n][1]), reverse=True)
+    cost_of = search.costs(layers, sens)
+    ev = search.evaluator
+    limit = len(ranked) if max_fallback is None else min(max_fallback, len(ranked))
+    excluded: list[LayerCost] = []
+    best: tuple[float, list[LayerCost]] = (d0, [])
+    drop = d0
+    for name in ranked[:limit]:
+        try:
+            cand = search.build(tuple(c.name for c in excluded) + (name,))
+        except UsageError:  # nothing left to quantize
+            break
+        drop, _ = search.measure(cand.model)
+        excluded.append(cost_of(name, drop))
+        progress.step(f"budget: kept {name} in float -> drop {drop:.3f} points")
+        if drop < best[0]:
+            best = (drop, list(excluded))
+        if drop <= max_drop:
+            return BudgetResult(cand.model, excluded, drop, d0, max_drop, ev.evaluations - start, ev.images,
+                                [cost_of(n) for n in ranked])
+    names = ", ".join(c.name for c in best[1][:5]) or "none"
+    tried = f"; keeping up to {len(excluded)} of {len(layers)} layers in float did not get below {drop:.2f}" \
+        if len(excluded) > len(best[1]) else ""
+    raise BudgetNotMet(
+        f"INT8 cannot meet --max-miou-drop {max_drop}: best drop {best[0]:.2f} points on {ev.images} validation "
+        f"images with {len(best[1])} layer(s) kept in float ({names}{', ...' if len(best[1]) > 5 else ''}){tried}; "
+        "raise the budget, add calibration images, try another --calib-method, or use --fp16",
+        best[0],
+        best[1],
+        d0,
+    )
+
+
 def search_budget(
     fp32_model,
     amax: Mapping[str, float],
@@ -134,92 +227,22 @@ def search_budget(
     *,
     mode: str = "all_but_one",
     max_fallback: int | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> BudgetResult:
-    """Find a Q/DQ model within ``max_drop`` mIoU points (see module docstring). Raises GateError/UsageError."""
+    """Find a Q/DQ model within ``max_drop`` mIoU points (see module docstring). Raises GateError/UsageError.
+    ``progress``: step lines, and the sensitivity measurements as a counted task (``budget: sensitivity``)."""
     if mode not in MODES:
         raise UsageError(f"unknown sensitivity mode {mode!r}; use one of {', '.join(MODES)}")
     if not (max_drop >= 0):
         raise UsageError(f"--max-miou-drop must be >= 0 points, got {max_drop}")
-    qdq_options = qdq_options or QdqOptions()
-    say = progress or (lambda msg: None)
-    base_excl = tuple(qdq_options.exclude)
-
-    def build(exclude: tuple[str, ...]):
-        return quantize_qdq(fp32_model, amax, QdqOptions(exclude=base_excl + exclude, min_channels=qdq_options.min_channels,
-                                                          quantize_pooling=qdq_options.quantize_pooling,
-                                                          quantize_residual_add=qdq_options.quantize_residual_add))
-
-    def measure(model):
-        s = evaluator.score_model(model, GATED_ORT_LEVEL)
-        return (s.drop if s.drop is not None else 0.0), 1.0 - s.agreement
-
+    progress = as_progress(progress)
+    search = _Search(fp32_model, amax, evaluator, qdq_options or QdqOptions())
     start = evaluator.evaluations
-    full = build(())
-    d0, dis0 = measure(full.model)
-    say(f"budget: all {len(full.quantized)} layers INT8 -> drop {d0:.3f} points (budget {max_drop})")
+    full = search.build(())
+    d0, dis0 = search.measure(full.model)
+    progress.step(f"budget: all {len(full.quantized)} layers INT8 -> drop {d0:.3f} points (budget {max_drop})")
     if d0 <= max_drop:
         return BudgetResult(full.model, [], d0, d0, max_drop, evaluator.evaluations - start, evaluator.images)
-
     layers = list(full.quantized)
-    ops = {n.name: n.op_type for n in fp32_model.graph.node}
-    sens: dict[str, tuple[float, float]] = {name: (0.0, 0.0) for name in layers}
-    for i, name in enumerate(layers):
-        if mode in ("all_but_one", "both"):
-            d, dis = measure(build((name,)).model)
-            a, b = sens[name]
-            sens[name] = (a + (d0 - d), b + (dis0 - dis))
-        if mode in ("only_one", "both"):
-            others = tuple(x for x in layers if x != name)
-            try:
-                d, dis = measure(build(others).model)
-            except UsageError:
-                d, dis = 0.0, 0.0
-            a, b = sens[name]
-            sens[name] = (a + d, b + dis)
-        if (i + 1) % 5 == 0 or i + 1 == len(layers):
-            say(f"budget: sensitivity {i + 1}/{len(layers)} layers")
-    ranked = sorted(layers, key=lambda n: (sens[n][0], sens[n][1]), reverse=True)
-
-    costs = {}
-    try:
-        shape = evaluator.batches[0].array.shape
-        costs = _layer_costs(_fixed_input_copy(fp32_model, shape))
-    except Exception:  # noqa: BLE001 - costs are informative only
-        costs = {}
-    total_macs = sum(costs.get(n, (0, 0))[1] for n in layers) or None
-
-    def cost_of(name: str, drop_after=None) -> LayerCost:
-        w, macs = costs.get(name, (0, 0))
-        return LayerCost(name, ops.get(name, "?"), sens[name][0], sens[name][1], drop_after, w,
-                         (macs / total_macs) if total_macs else None)
-
-    limit = len(ranked) if max_fallback is None else min(max_fallback, len(ranked))
-    excluded: list[LayerCost] = []
-    best = (d0, full.model, [])
-    drop = d0
-    for name in ranked[:limit]:
-        chosen = tuple(c.name for c in excluded) + (name,)
-        try:
-            cand = build(chosen)
-        except UsageError:  # nothing left to quantize
-            break
-        drop, _ = measure(cand.model)
-        excluded.append(cost_of(name, drop))
-        say(f"budget: kept {name} in float -> drop {drop:.3f} points")
-        if drop < best[0]:
-            best = (drop, cand.model, list(excluded))
-        if drop <= max_drop:
-            return BudgetResult(cand.model, excluded, drop, d0, max_drop, evaluator.evaluations - start, evaluator.images,
-                                [cost_of(n) for n in ranked])
-    names = ", ".join(c.name for c in best[2][:5]) or "none"
-    tried = f"; keeping up to {len(excluded)} of {len(layers)} layers in float did not get below {drop:.2f}" \
-        if len(excluded) > len(best[2]) else ""
-    raise BudgetNotMet(
-        f"INT8 cannot meet --max-miou-drop {max_drop}: best drop {best[0]:.2f} points on {evaluator.images} validation "
-        f"images with {len(best[2])} layer(s) kept in float ({names}{', ...' if len(best[2]) > 5 else ''}){tried}; "
-        "raise the budget, add calibration images, try another --calib-method, or use --fp16",
-        best[0],
-        best[2],
-        d0,
-    )
+    sens = _sensitivities(search, layers, mode, d0, dis0, progress)
+    return _fall_back(search, layers, sens, d0, max_drop, max_fallback, start, progress)

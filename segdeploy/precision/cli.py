@@ -4,19 +4,51 @@ The same stage `segdeploy export MODEL --int8 ...` runs after exporting; this co
 calibration method, set or budget on a directory that is already exported. MODEL is the PyTorch reference
 (the model given to `segdeploy export`); it must be the model the manifest was made from (its hash is
 compared with the manifest's ``source.sha256``), so the accuracy is measured against the right network.
-The directory is updated in one transaction: published only when every check passed.
-Exit codes: 0 ok, 1 error, 2 usage, 3 the accuracy budget was not met (nothing published).
+The directory is updated in one transaction (:func:`segdeploy.pipeline.run_stage`): published only when every
+check passed. Exit codes: 0 ok, 1 error, 2 usage, 3 the accuracy budget was not met (nothing published).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from segdeploy.cli_options import model_options, output_options
+from segdeploy.cli_options import ModelArgs, PrecisionArgs, model_options, output_options, precision_options, progress_for
 from segdeploy.errors import SegdeployError, UsageError
-from segdeploy.precision.cli_options import options_from_cli, precision_options, print_precision_summary
-from segdeploy.progress import Progress
 from segdeploy.result import echo_json, result_doc
+
+if TYPE_CHECKING:
+    import torch
+
+    from segdeploy.precision.stage import PrecisionOptions
+
+
+def _parse(export_dir: str, model: ModelArgs,
+           precision: PrecisionArgs) -> tuple[PrecisionOptions, str, tuple[int, int, int, int]]:
+    """The options, and (cheap, before the model loads) the directory's validity and the data folders: returns the
+    options, the manifest's source hash and the opt input shape at batch 1."""
+    from segdeploy.exportdir import ExportDir
+    from segdeploy.precision.stage import check_labels, check_preconditions
+
+    model.validate()
+    popts = precision.parse()
+    if popts is None:
+        raise UsageError("nothing to do: give --int8 and/or --fp16")
+    ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
+    check_preconditions(popts)
+    check_labels(popts, ed.num_classes)
+    return popts, ed.source_sha256, (1,) + tuple(ed.profile.opt[1:])
+
+
+def _reference(export_dir: str, model: ModelArgs, source_sha256: str,
+               shape: tuple[int, int, int, int]) -> torch.nn.Module:
+    """The PyTorch reference: the model the directory was exported from, returning the logits the export chose."""
+    lm = model.load()
+    if lm.source_sha256 != source_sha256:
+        raise UsageError(f"{model.source} is not the model {export_dir} was exported from (its hash differs from the "
+                         "manifest's source.sha256); pass the same model, or re-export")
+    return lm.select_output_at(shape)
 
 
 @click.command("precision")
@@ -26,32 +58,22 @@ from segdeploy.result import echo_json, result_doc
 @output_options
 def precision_command(export_dir, model, precision, as_json, quiet):
     """Calibrate, lower to INT8 Q/DQ and/or FP16, and check accuracy on the CPU, for EXPORT_DIR."""
-    from segdeploy.exportdir import ExportDir
-    from segdeploy.export.probe import probe_model
-    from segdeploy.precision.stage import check_labels, check_preconditions, lower
+    from segdeploy.pipeline import run_stage
+    from segdeploy.precision import stage
+    from segdeploy.precision.terminal import print_precision_summary
 
     try:
-        model.validate()
-        popts = options_from_cli(**precision)
-        if popts is None:
-            raise UsageError("nothing to do: give --int8 and/or --fp16")
-        ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
-        check_preconditions(popts)
-        check_labels(popts, ed.num_classes)
-        lm = model.load()
-        if lm.source_sha256 != ed.source_sha256:
-            raise UsageError(f"{model.source} is not the model {export_dir} was exported from (its hash differs from the "
-                             "manifest's source.sha256); pass the same model, or re-export")
-        probe_model(lm, ed.profile.opt)  # applies the output selection to lm.module
-        res = lower(export_dir, lm.module, popts, progress=Progress(not quiet), checked=True)
+        popts, source_sha256, shape = _parse(export_dir, model, precision)
+        reference = _reference(export_dir, model, source_sha256, shape)
+        res, published = run_stage(export_dir, stage.run, popts, progress_for(quiet), command="precision",
+                                   reference=reference, checked=True)
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("precision", stages=e.stages, export_dir=export_dir, error=e))
         raise
     if as_json:
-        published = ExportDir.open(export_dir, verify=False)
         echo_json(result_doc("precision", stages={"precision": res.summary()}, export_dir=export_dir, published=True,
-                             files=published.manifest["files"], notes=res.notes))
+                             files=published.file_table, notes=res.notes))
         return
     print_precision_summary(res)
     for n in res.notes:

@@ -17,6 +17,9 @@ Placement rules (what TensorRT fuses well, see docs/precision.md):
   output channel);
 * nodes named in ``exclude`` stay in float (the accuracy budget uses this).
 
+The op sets are defined once in :mod:`segdeploy.vocab` (``QDQ_*``, ``QUANTIZABLE_OPS``); calibration's
+``quantizable_inputs`` reads the same ones.
+
 Weights keep FP32 initializers followed by a QuantizeLinear/DequantizeLinear pair (the form TensorRT
 8.6, 10.x and 11 all constant-fold; ORT's ``AddQDQPairToWeight``), so the same ONNX serves every version.
 
@@ -35,25 +38,13 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from segdeploy.errors import ArtifactError, UsageError
-
-QUANT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-POOL_OPS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
-# ops whose inputs must never carry Q/DQ (TensorRT rules + our policy)
-UNTOUCHED_OPS = frozenset(
-    {
-        "Resize",
-        "Upsample",
-        "Softmax",
-        "LogSoftmax",
-        "ArgMax",
-        "ArgMin",
-        "Concat",
-        "BatchNormalization",
-        "InstanceNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-    }
+from segdeploy.vocab import (
+    QDQ_POOL_OPS,
+    QDQ_RESIDUAL_OP,
+    QDQ_UNTOUCHED_OPS,
+    QDQ_WEIGHTED_OPS,
 )
+
 INT8_MAX = 127.0
 MIN_OPSET = 13  # per-channel QuantizeLinear (axis attribute)
 
@@ -181,70 +172,82 @@ def _feeds_from_conv(tensor: str, producers: Mapping[str, object]) -> bool:
 # ----------------------------------------------------------------------------------------------- placement
 
 
-def _plan(model, options: QdqOptions):
+_PlanEntry = tuple[object, list[int], "int | None"]  # (node, activation input indices, weight axis or None)
+
+
+class _Graph:
+    """What the placement rules look up in a graph: initializers, producers, constants."""
+
+    def __init__(self, graph):
+        self.inits = {t.name: t for t in graph.initializer}
+        self.producers = _producers(graph)
+
+    def is_const(self, t: str) -> bool:
+        return t in self.inits or (t in self.producers and self.producers[t].op_type == "Constant")
+
+
+def _plan_weighted(node, g: _Graph, options: QdqOptions) -> _PlanEntry | SkippedNode:
+    """Conv/ConvTranspose/MatMul/Gemm: the activation per tensor and the weight per channel, or why not."""
+    from onnx import numpy_helper
+
+    op = node.op_type
+    if len(node.input) < 2 or node.input[1] not in g.inits:
+        if op in ("MatMul", "Gemm") and not g.is_const(node.input[0]) and not g.is_const(node.input[1]):
+            return (node, [0, 1], None)  # activation x activation matmul: both inputs per-tensor
+        return SkippedNode(node.name, op, "weight is not an initializer")
+    w = numpy_helper.to_array(g.inits[node.input[1]])
+    axis = _weight_axis(node, w)
+    if axis is None:
+        return SkippedNode(node.name, op, "no per-channel axis (grouped ConvTranspose or 1-D weight)")
+    if op in ("Conv", "ConvTranspose") and options.min_channels:
+        cin, cout = _conv_channels(node, w)
+        if min(cin, cout) < options.min_channels:
+            return SkippedNode(node.name, op, f"{cin}->{cout} channels < {options.min_channels} (ModelOpt rule)")
+    return (node, [0] if not g.is_const(node.input[0]) else [], axis)
+
+
+def _plan_residual(node, g: _Graph) -> _PlanEntry | None:
+    """An Add fed by a Conv (optionally through BatchNormalization): Q/DQ on the skip branch only (the conv-side
+    input fuses into the conv); None when it is not a residual pattern TensorRT fuses."""
+    ins = list(node.input)
+    if len(ins) != 2 or any(g.is_const(t) for t in ins):
+        return None
+    fused = [_feeds_from_conv(t, g.producers) for t in ins]
+    if not any(fused):
+        return None
+    return (node, [1] if fused[0] else [0], None)
+
+
+def _plan(model, options: QdqOptions) -> tuple[list[_PlanEntry], list[SkippedNode]]:
     """Decide, per node, which inputs get activation Q/DQ and whether the weight gets per-channel Q/DQ.
 
     Returns (plan, skipped): plan is a list of (node, [activation input indices], weight_axis or None).
     """
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    producers = _producers(graph)
+    g = _Graph(model.graph)
     excl = set(options.exclude)
-    plan: list[tuple[object, list[int], int | None]] = []
+    plan: list[_PlanEntry] = []
     skipped: list[SkippedNode] = []
-
-    from onnx import numpy_helper
-
-    def is_const(t: str) -> bool:
-        return t in inits or (t in producers and producers[t].op_type == "Constant")
-
-    for node in graph.node:
+    for node in model.graph.node:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             continue  # custom ops (TensorRT plugins) are never quantized
-        if op in QUANT_OPS:
-            if node.name in excl:
-                skipped.append(SkippedNode(node.name, op, "excluded by name"))
-                continue
-            if len(node.input) < 2 or node.input[1] not in inits:
-                if op in ("MatMul", "Gemm") and not is_const(node.input[0]) and not is_const(node.input[1]):
-                    # activation x activation matmul: both inputs per-tensor
-                    plan.append((node, [0, 1], None))
-                else:
-                    skipped.append(SkippedNode(node.name, op, "weight is not an initializer"))
-                continue
-            w = numpy_helper.to_array(inits[node.input[1]])
-            axis = _weight_axis(node, w)
-            if axis is None:
-                skipped.append(SkippedNode(node.name, op, "no per-channel axis (grouped ConvTranspose or 1-D weight)"))
-                continue
-            if op in ("Conv", "ConvTranspose") and options.min_channels:
-                cin, cout = _conv_channels(node, w)
-                if min(cin, cout) < options.min_channels:
-                    skipped.append(
-                        SkippedNode(node.name, op, f"{cin}->{cout} channels < {options.min_channels} (ModelOpt rule)")
-                    )
-                    continue
-            act = [0] if not is_const(node.input[0]) else []
-            plan.append((node, act, axis))
-        elif op in POOL_OPS and options.quantize_pooling:
-            if node.name in excl:
-                skipped.append(SkippedNode(node.name, op, "excluded by name"))
-                continue
-            plan.append((node, [0], None))
-        elif op == "Add" and options.quantize_residual_add:
-            ins = list(node.input)
-            if len(ins) != 2 or any(is_const(t) for t in ins):
-                continue
-            fused = [_feeds_from_conv(t, producers) for t in ins]
-            if not any(fused):
+        if op in QDQ_WEIGHTED_OPS:
+            entry = None if node.name in excl else _plan_weighted(node, g, options)
+        elif op in QDQ_POOL_OPS and options.quantize_pooling:
+            entry = None if node.name in excl else (node, [0], None)
+        elif op == QDQ_RESIDUAL_OP and options.quantize_residual_add:
+            entry = _plan_residual(node, g)
+            if entry is None:
                 continue  # not a residual pattern TensorRT fuses: leave it alone
-            if node.name in excl:
-                skipped.append(SkippedNode(node.name, op, "excluded by name"))
-                continue
-            # Q/DQ on the skip branch only; the conv-side input fuses into the conv
-            idx = [1] if fused[0] else [0]
-            plan.append((node, idx, None))
+            entry = None if node.name in excl else entry
+        else:
+            continue
+        if entry is None:
+            skipped.append(SkippedNode(node.name, op, "excluded by name"))
+        elif isinstance(entry, SkippedNode):
+            skipped.append(entry)
+        else:
+            plan.append(entry)
     return plan, skipped
 
 
@@ -258,6 +261,78 @@ def quantizable_nodes(model, options: QdqOptions | None = None) -> list[str]:
     return [n.name for n, _, _ in plan]
 
 
+class _Inserter:
+    """Builds the Q/DQ pairs of one model: one shared pair per activation tensor and per (weight, axis), each
+    inserted before its first consumer (graph order is topological, so that is before every consumer)."""
+
+    def __init__(self, graph, amax: Mapping[str, float]):
+        self.graph = graph
+        self.amax = amax
+        self.inits = {t.name: t for t in graph.initializer}
+        self.new_inits: list = []
+        self.before: dict[str, list] = {}  # node name -> Q/DQ nodes to insert before it
+        self.act_dq: dict[str, str] = {}  # activation tensor -> its DQ output
+        self.weight_dq: dict[tuple[str, int], str] = {}
+        self.scales: dict[str, float] = {}
+
+    def _pair(self, tensor: str, scale: np.ndarray, before: str, axis: int | None = None) -> str:
+        """Scale/zero-point initializers and a QuantizeLinear -> DequantizeLinear pair on ``tensor``; the DQ output."""
+        from onnx import helper, numpy_helper
+
+        sname, zname = f"{tensor}_qdq_scale", f"{tensor}_qdq_zero_point"
+        self.new_inits.append(numpy_helper.from_array(scale, sname))
+        self.new_inits.append(numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), zname))
+        qo, dqo = f"{tensor}_quantized", f"{tensor}_dequantized"
+        kw = {} if axis is None else {"axis": axis}
+        self.before.setdefault(before, []).extend([
+            helper.make_node("QuantizeLinear", [tensor, sname, zname], [qo], name=f"{tensor}_QuantizeLinear", **kw),
+            helper.make_node("DequantizeLinear", [qo, sname, zname], [dqo], name=f"{tensor}_DequantizeLinear", **kw),
+        ])
+        return dqo
+
+    def activation(self, t: str, before: str) -> str:
+        """The DQ output for activation ``t`` (per tensor, scale amax / 127); the caller checked the range."""
+        if t not in self.act_dq:
+            s = float(self.amax[t]) / INT8_MAX
+            self.act_dq[t] = self._pair(t, np.array(s, dtype=np.float32), before)
+            self.scales[t] = s
+        return self.act_dq[t]
+
+    def weight(self, node, axis: int, before: str) -> str:
+        """The DQ output for ``node``'s weight, per channel on ``axis`` (scale max |w| / 127 per channel)."""
+        from onnx import numpy_helper
+
+        wname = node.input[1]
+        if (wname, axis) not in self.weight_dq:
+            w = numpy_helper.to_array(self.inits[wname]).astype(np.float32)
+            red = tuple(i for i in range(w.ndim) if i != axis)
+            wmax = np.abs(w).max(axis=red) if red else np.abs(w)
+            scale = np.where(wmax > 0, wmax / INT8_MAX, 1.0).astype(np.float32)
+            self.weight_dq[(wname, axis)] = self._pair(wname, scale, before, axis)
+        return self.weight_dq[(wname, axis)]
+
+    def splice(self) -> None:
+        """Put the new nodes before their consumers and the new initializers into the graph."""
+        nodes = []
+        for n in self.graph.node:
+            nodes.extend(self.before.get(n.name, []))
+            nodes.append(n)
+        del self.graph.node[:]
+        self.graph.node.extend(nodes)
+        self.graph.initializer.extend(self.new_inits)
+
+
+def _range_problem(node, act_idx: list[int], amax: Mapping[str, float]) -> str | None:
+    """Why ``node`` cannot be quantized with these ranges (a missing, zero or non-finite one), or None."""
+    missing = [node.input[i] for i in act_idx if amax.get(node.input[i]) is None]
+    if missing:
+        return f"no calibrated range for {', '.join(missing)}"
+    bad = [node.input[i] for i in act_idx if not (np.isfinite(amax[node.input[i]]) and amax[node.input[i]] > 0)]
+    if bad:
+        return f"zero or non-finite range for {', '.join(bad)}"
+    return None
+
+
 def quantize_qdq(model, amax: Mapping[str, float], options: QdqOptions | None = None) -> QdqResult:
     """Return a copy of ``model`` with Q/DQ inserted per the TensorRT rules.
 
@@ -266,101 +341,34 @@ def quantize_qdq(model, amax: Mapping[str, float], options: QdqOptions | None = 
     and listed in ``skipped``. Raises ArtifactError when the opset is below 13 and UsageError when nothing
     at all could be quantized (the caller should then export without --int8).
     """
-    onnx = _onnx()
-    from onnx import helper, numpy_helper
-
     options = options or QdqOptions()
     if _opset(model) < MIN_OPSET:
         raise ArtifactError(
             f"ONNX opset {_opset(model)} is too old for per-channel Q/DQ (needs >= {MIN_OPSET}); re-export with a newer opset"
         )
-    m = onnx.ModelProto()
+    m = _onnx().ModelProto()
     m.CopyFrom(model)
-    graph = m.graph
-    _name_nodes(graph)
+    _name_nodes(m.graph)
     plan, skipped = _plan(m, options)
-    inits = {t.name: t for t in graph.initializer}
-
-    new_inits: list = []
-    act_dq: dict[str, str] = {}  # activation tensor -> its DQ output (one shared pair per tensor)
-    scales: dict[str, float] = {}
-    new_nodes_before: dict[str, list] = {}  # node name -> Q/DQ nodes to insert before it
+    ins = _Inserter(m.graph, amax)
     quantized: list[str] = []
-    w_done: dict[tuple[str, int], str] = {}
-
-    def act_pair(t: str, before: str) -> str | None:
-        if t in act_dq:
-            return act_dq[t]
-        a = amax.get(t)
-        if a is None or not np.isfinite(a) or a <= 0:
-            return None
-        s = float(a) / INT8_MAX
-        sname, zname = f"{t}_qdq_scale", f"{t}_qdq_zero_point"
-        new_inits.append(numpy_helper.from_array(np.array(s, dtype=np.float32), sname))
-        new_inits.append(numpy_helper.from_array(np.array(0, dtype=np.int8), zname))
-        qo, dqo = f"{t}_quantized", f"{t}_dequantized"
-        new_nodes_before.setdefault(before, []).extend(
-            [
-                helper.make_node("QuantizeLinear", [t, sname, zname], [qo], name=f"{t}_QuantizeLinear"),
-                helper.make_node("DequantizeLinear", [qo, sname, zname], [dqo], name=f"{t}_DequantizeLinear"),
-            ]
-        )
-        act_dq[t] = dqo
-        scales[t] = s
-        return dqo
-
-    def weight_pair(node, axis: int, before: str) -> str:
-        wname = node.input[1]
-        if (wname, axis) in w_done:
-            return w_done[(wname, axis)]
-        w = numpy_helper.to_array(inits[wname]).astype(np.float32)
-        red = tuple(i for i in range(w.ndim) if i != axis)
-        wmax = np.abs(w).max(axis=red) if red else np.abs(w)
-        s = np.where(wmax > 0, wmax / INT8_MAX, 1.0).astype(np.float32)
-        sname, zname = f"{wname}_qdq_scale", f"{wname}_qdq_zero_point"
-        new_inits.append(numpy_helper.from_array(s, sname))
-        new_inits.append(numpy_helper.from_array(np.zeros(s.shape, dtype=np.int8), zname))
-        qo, dqo = f"{wname}_quantized", f"{wname}_dequantized"
-        new_nodes_before.setdefault(before, []).extend(
-            [
-                helper.make_node("QuantizeLinear", [wname, sname, zname], [qo], name=f"{wname}_QuantizeLinear", axis=axis),
-                helper.make_node("DequantizeLinear", [qo, sname, zname], [dqo], name=f"{wname}_DequantizeLinear", axis=axis),
-            ]
-        )
-        w_done[(wname, axis)] = dqo
-        return dqo
-
     for node, act_idx, axis in plan:
-        missing = [node.input[i] for i in act_idx if amax.get(node.input[i]) is None]
-        if missing:
-            skipped.append(SkippedNode(node.name, node.op_type, f"no calibrated range for {', '.join(missing)}"))
-            continue
-        bad = [node.input[i] for i in act_idx if not (np.isfinite(amax[node.input[i]]) and amax[node.input[i]] > 0)]
-        if bad:
-            skipped.append(SkippedNode(node.name, node.op_type, f"zero or non-finite range for {', '.join(bad)}"))
+        problem = _range_problem(node, act_idx, amax)
+        if problem is not None:
+            skipped.append(SkippedNode(node.name, node.op_type, problem))
             continue
         for i in act_idx:
-            node.input[i] = act_pair(node.input[i], node.name)
+            node.input[i] = ins.activation(node.input[i], node.name)
         if axis is not None:
-            node.input[1] = weight_pair(node, axis, node.name)
+            node.input[1] = ins.weight(node, axis, node.name)
         quantized.append(node.name)
-
     if not quantized:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3]) or "no Conv/ConvTranspose/MatMul/Gemm/pooling"
         raise UsageError(
             f"the model has no quantizable layer ({reasons}); INT8 would change nothing -- export without --int8 or use --fp16"
         )
-
-    nodes = []
-    for n in graph.node:
-        nodes.extend(new_nodes_before.get(n.name, []))
-        nodes.append(n)
-    # a Q/DQ pair shared by several consumers must come before the first of them: inserting before the
-    # first consumer in graph order (the loop above) already guarantees it, since graph.node is topological.
-    del graph.node[:]
-    graph.node.extend(nodes)
-    graph.initializer.extend(new_inits)
-    return QdqResult(model=m, quantized=quantized, skipped=skipped, activation_scales=scales)
+    ins.splice()
+    return QdqResult(model=m, quantized=quantized, skipped=skipped, activation_scales=ins.scales)
 
 
 # ----------------------------------------------------------------------------------------------- checker
@@ -378,6 +386,81 @@ def _const_value(t: str, inits: Mapping, producers: Mapping):
     return None
 
 
+def _check_qdq_node(n, g: _Graph, consumers: Mapping[str, list], outputs: set[str]) -> list[Violation]:
+    """The rules of one QuantizeLinear/DequantizeLinear: constant positive scale, int8 zero point 0, pairing."""
+    out: list[Violation] = []
+    scale = _const_value(n.input[1], g.inits, g.producers) if len(n.input) > 1 else None
+    if scale is None:
+        out.append(Violation("scale", n.name, "scale is not a constant"))
+    elif not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        out.append(Violation("scale", n.name, "scale has a zero, negative or non-finite value"))
+    zp = _const_value(n.input[2], g.inits, g.producers) if len(n.input) > 2 and n.input[2] else None
+    if zp is None:
+        if n.op_type == "QuantizeLinear":
+            out.append(Violation("zero_point", n.name, "no zero point: QuantizeLinear then outputs uint8; use int8 zero 0"))
+        else:
+            src = _const_value(n.input[0], g.inits, g.producers)
+            if src is not None and src.dtype not in (np.int8, np.int32):  # int32: reported as a bias where consumed
+                out.append(Violation("dtype", n.name, f"dequantizes {src.dtype}, TensorRT needs int8"))
+    else:
+        if zp.dtype not in (np.int8, np.int32):  # int32 DQ (bias): reported where it is consumed
+            out.append(Violation("dtype", n.name, f"zero point is {zp.dtype}; TensorRT needs int8"))
+        if np.any(zp != 0):
+            out.append(Violation("zero_point", n.name, "non-zero zero point; TensorRT needs symmetric quantization"))
+    if n.op_type == "QuantizeLinear":
+        bad = [c for c in consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
+        if bad or n.output[0] in outputs:
+            who = ", ".join(c.op_type for c in bad) or "a graph output"
+            out.append(Violation("pairing", n.name, f"quantized tensor feeds {who}, not a DequantizeLinear"))
+    return out
+
+
+def _dq_of(t: str, g: _Graph):
+    p = g.producers.get(t)
+    return p if p is not None and p.op_type == "DequantizeLinear" else None
+
+
+def _check_weight(n, g: _Graph) -> list[Violation]:
+    """A constant weight of Conv/ConvTranspose/Gemm/MatMul behind Q/DQ is quantized per output channel."""
+    dq = _dq_of(n.input[1], g)
+    if dq is None:
+        return []
+    q = g.producers.get(dq.input[0])
+    src = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else dq.input[0]
+    w = _const_value(src, g.inits, g.producers)
+    if w is None:
+        return []  # activation x activation: per-tensor is right
+    scale = _const_value(dq.input[1], g.inits, g.producers)
+    axis = int(_attr(dq, "axis", 1))
+    want = _weight_axis(n, w)
+    outc = w.shape[want] if want is not None else 1
+    if scale is not None and scale.size == 1 and outc > 1:
+        return [Violation("per_channel_weight", n.name, "weight quantized per tensor; use per-channel scales")]
+    if scale is not None and scale.size > 1 and want is not None and axis % w.ndim != want:
+        return [Violation("per_channel_weight", n.name, f"weight quantized on axis {axis}, expected {want}")]
+    return []
+
+
+def _check_consumer(n, g: _Graph) -> list[Violation]:
+    """The rules of an op fed by Q/DQ: untouched ops, float bias, per-channel weights."""
+    op = n.op_type
+    out: list[Violation] = []
+    if op in QDQ_UNTOUCHED_OPS:
+        for t in n.input:
+            if t and _dq_of(t, g) is not None:
+                out.append(Violation("untouched_op", n.name, f"{op} input {t} comes from Q/DQ; leave {op} unquantized"))
+    if op in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2 and n.input[2]:
+        dq = _dq_of(n.input[2], g)
+        if dq is not None:
+            src = _const_value(dq.input[0], g.inits, g.producers)
+            zp = _const_value(dq.input[2], g.inits, g.producers) if len(dq.input) > 2 and dq.input[2] else None
+            if (src is not None and src.dtype == np.int32) or (zp is not None and zp.dtype == np.int32):
+                out.append(Violation("int32_bias", n.name, "bias is INT32 from DequantizeLinear; keep bias float"))
+    if op in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(n.input) > 1:
+        out += _check_weight(n, g)
+    return out
+
+
 def check_trt_qdq(model) -> list[Violation]:
     """Check a Q/DQ ONNX against TensorRT's explicit-quantization rules; return every violation.
 
@@ -392,77 +475,15 @@ def check_trt_qdq(model) -> list[Violation]:
     m = _onnx().ModelProto()
     m.CopyFrom(model)
     _name_nodes(m.graph)
-    g = m.graph
-    inits = {t.name: t for t in g.initializer}
-    producers = _producers(g)
-    consumers = _consumers(g)
+    g = _Graph(m.graph)
+    consumers = _consumers(m.graph)
+    outputs = {o.name for o in m.graph.output}
     out: list[Violation] = []
-
-    for n in g.node:
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        scale = _const_value(n.input[1], inits, producers) if len(n.input) > 1 else None
-        if scale is None:
-            out.append(Violation("scale", n.name, "scale is not a constant"))
-        elif not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
-            out.append(Violation("scale", n.name, "scale has a zero, negative or non-finite value"))
-        zp = _const_value(n.input[2], inits, producers) if len(n.input) > 2 and n.input[2] else None
-        if zp is None:
-            if n.op_type == "QuantizeLinear":
-                out.append(Violation("zero_point", n.name, "no zero point: QuantizeLinear then outputs uint8; use int8 zero 0"))
-            else:
-                src = _const_value(n.input[0], inits, producers)
-                if src is not None and src.dtype == np.int32:
-                    pass  # reported as int32 bias below if it feeds a bias
-                elif src is not None and src.dtype != np.int8:
-                    out.append(Violation("dtype", n.name, f"dequantizes {src.dtype}, TensorRT needs int8"))
-        else:
-            if zp.dtype == np.int32:
-                pass  # int32 DQ (bias): reported where it is consumed
-            elif zp.dtype != np.int8:
-                out.append(Violation("dtype", n.name, f"zero point is {zp.dtype}; TensorRT needs int8"))
-            if np.any(zp != 0):
-                out.append(Violation("zero_point", n.name, "non-zero zero point; TensorRT needs symmetric quantization"))
-        if n.op_type == "QuantizeLinear":
-            bad = [c for c in consumers.get(n.output[0], []) if c.op_type != "DequantizeLinear"]
-            if bad or n.output[0] in {o.name for o in g.output}:
-                who = ", ".join(c.op_type for c in bad) or "a graph output"
-                out.append(Violation("pairing", n.name, f"quantized tensor feeds {who}, not a DequantizeLinear"))
-
-    def dq_of(t: str):
-        p = producers.get(t)
-        return p if p is not None and p.op_type == "DequantizeLinear" else None
-
-    for n in g.node:
-        op = n.op_type
-        if op in UNTOUCHED_OPS:
-            for t in n.input:
-                if t and dq_of(t) is not None:
-                    out.append(Violation("untouched_op", n.name, f"{op} input {t} comes from Q/DQ; leave {op} unquantized"))
-        if op in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2 and n.input[2]:
-            dq = dq_of(n.input[2])
-            if dq is not None:
-                src = _const_value(dq.input[0], inits, producers)
-                zp = _const_value(dq.input[2], inits, producers) if len(dq.input) > 2 and dq.input[2] else None
-                if (src is not None and src.dtype == np.int32) or (zp is not None and zp.dtype == np.int32):
-                    out.append(Violation("int32_bias", n.name, "bias is INT32 from DequantizeLinear; keep bias float"))
-        if op in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(n.input) > 1:
-            dq = dq_of(n.input[1])
-            if dq is None:
-                continue
-            src = dq.input[0]
-            q = producers.get(src)
-            w = _const_value(q.input[0], inits, producers) if q is not None and q.op_type == "QuantizeLinear" else _const_value(src, inits, producers)
-            if w is None:
-                continue  # activation x activation: per-tensor is right
-            scale = _const_value(dq.input[1], inits, producers)
-            axis = int(_attr(dq, "axis", 1))
-            want = _weight_axis(n, w)
-            outc = w.shape[want] if want is not None else 1
-            if scale is not None and scale.size == 1 and outc > 1:
-                out.append(Violation("per_channel_weight", n.name, "weight quantized per tensor; use per-channel scales"))
-            elif scale is not None and scale.size > 1 and want is not None and axis % w.ndim != want:
-                out.append(Violation("per_channel_weight", n.name, f"weight quantized on axis {axis}, expected {want}"))
+    for n in m.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            out += _check_qdq_node(n, g, consumers, outputs)
+    for n in m.graph.node:
+        out += _check_consumer(n, g)
     return out
 
 

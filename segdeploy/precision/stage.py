@@ -2,14 +2,18 @@
 
 Contract
 --------
-``run(txn, reference_module, options, progress=None) -> PrecisionResult``
+``run(txn, options, progress, *, reference=None, checked=False) -> PrecisionResult`` (the stage contract of
+:mod:`segdeploy.pipeline`; on a published directory: ``run_stage(dir, run, options, progress,
+command="precision", reference=module)``)
 
 * ``txn``: an open :class:`~segdeploy.exportdir.Transaction` whose staged set holds ``model.onnx`` and its
   manifest (a fresh export in the same transaction, or a derived transaction on a published directory).
-* ``reference_module``: the PyTorch model the accuracy is measured against; ``None`` skips the check (said
+* ``options``: :class:`PrecisionOptions` (validated on construction; :func:`check_preconditions` and
+  :func:`check_labels` check the data folders cheaply, before any expensive stage -- ``run`` calls them first
+  unless ``checked`` says the caller already did, as the pipeline and the CLI do before loading the model).
+* ``progress``: step lines; calibration, the budget search and the accuracy check are counted tasks.
+* ``reference``: the PyTorch model the accuracy is measured against; ``None`` skips the check (said
   in the result and the manifest, never shown as passed).
-* ``options``: :class:`PrecisionOptions` (validated on construction; :func:`check_preconditions` and :func:`check_labels` check the
-  data folders cheaply, before any expensive stage).
 
 Stages into the transaction (the caller commits): ``ranges.json`` + ``model.calib.cache`` through the
 calibration stage (its one writer), ``model.int8.onnx`` (Q/DQ, TensorRT rules checked by
@@ -27,9 +31,6 @@ evaluations, seconds) is recorded.
 Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the sibling
 ``calibration/<set>/val`` of a ``calibration/<set>/calib`` (said in the result). Validation images identical
 (by content) to calibration images are refused (DataError).
-
-``lower(export_dir, reference_module, options, progress)`` runs the stage on a published directory in its
-own transaction (``segdeploy precision``).
 """
 
 from __future__ import annotations
@@ -38,11 +39,22 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from segdeploy.errors import DataError, GateError, UsageError
-from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX, GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision, split_dirs)
+from segdeploy.progress import Progress
 from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
+from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
+                             GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision,
+                             split_dirs)
+
+if TYPE_CHECKING:
+    import torch
+
+    from segdeploy.calibration.stage import CalibrateOptions, CalibrationResult
+    from segdeploy.datasets import Dataset
+    from segdeploy.exportdir import Transaction
+    from segdeploy.spec import Preprocess, ShapeProfile
 
 ESCALATION = 4
 
@@ -104,7 +116,7 @@ class PrecisionOptions:
                 return str(c.parent / VAL_SPLIT), f"validation split defaulted to {c.parent / VAL_SPLIT} (sibling of --calib)"
         return None, "no validation split (--val, or a calibration/<set>/val beside --calib): accuracy not checked"
 
-    def calibrate_options(self):
+    def calibrate_options(self) -> CalibrateOptions:
         from segdeploy.calibration.methods import Method
         from segdeploy.calibration.stage import CalibrateOptions
 
@@ -118,7 +130,7 @@ class PrecisionResult:
     export_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     section: dict[str, Any] = field(default_factory=dict)  # the manifest "precision" section (this run's part)
-    calibration: Any = None  # segdeploy.calibration.CalibrationResult
+    calibration: CalibrationResult | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -131,7 +143,7 @@ class PrecisionResult:
                 "seconds": round(self.seconds, 2)}
 
 
-def _open_val(val_dir: str):
+def _open_val(val_dir: str) -> Dataset:
     from segdeploy.datasets import open_dataset
 
     return open_dataset(*split_dirs(val_dir))
@@ -191,15 +203,15 @@ def _check_disjoint(val_ds, calib_files) -> None:
 class _Context:
     """What the lowering steps share."""
 
-    txn: Any
+    txn: Transaction
     options: PrecisionOptions
-    reference: Any
-    val_ds: Any
+    reference: torch.nn.Module | None
+    val_ds: Dataset | None
     val_dir: str | None
-    preprocess: Any
-    profile: Any
+    preprocess: Preprocess
+    profile: ShapeProfile
     num_classes: int
-    say: Callable[[str], None]
+    progress: Progress
     section: dict[str, Any]
     notes: list[str]
 
@@ -208,26 +220,31 @@ class _Context:
         return self.options.check and self.val_ds is not None and self.reference is not None
 
 
-def _quarters(say: Callable[[str], None], label: str) -> Callable[[int, int], None]:
-    """An images-done callback that prints ``label: done/total images`` at each quarter."""
-    last = [-1]
-
-    def progress(done: int, total: int) -> None:
-        q = (4 * done) // max(total, 1)
-        if q != last[0]:
-            last[0] = q
-            say(f"{label}: {done}/{total} images")
-
-    return progress
+def _context(txn: Transaction, options: PrecisionOptions, reference: torch.nn.Module | None, progress: Progress,
+             notes: list[str]) -> _Context:
+    """The validation split (defaulted beside --calib, said in ``notes``) and the staged export's facts."""
+    val_dir, note = options.validation_dir()
+    if note:
+        notes.append(note)
+    val_ds = _open_val(val_dir) if val_dir else None
+    if val_ds is not None and reference is None:
+        notes.append("no PyTorch reference given: accuracy not checked")
+    section: dict[str, Any] = {"source_onnx": MODEL_ONNX, "source_sha256": txn.sha256_of(MODEL_ONNX)}
+    if val_ds is not None:
+        section["validation"] = {"source": str(val_dir),
+                                 "images": len(val_ds) if options.val_limit is None else min(len(val_ds), options.val_limit)}
+    return _Context(txn, options, reference, val_ds, val_dir, txn.preprocess, txn.profile, txn.num_classes, progress,
+                    section, notes)
 
 
 def _calibrate(ctx: _Context):
     from segdeploy.calibration import stage as cal_stage
 
     opts = ctx.options
-    ctx.say(f"calibrate: {opts.calib_method} on {opts.calib}")
-    cal = cal_stage.run(ctx.txn, opts.calibrate_options(), progress=_quarters(ctx.say, "calibrate"))
-    ctx.say(f"calibrate: {len(cal.ranges)} tensors ({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
+    ctx.progress.step(f"calibrate: {opts.calib_method} on {opts.calib}")
+    cal = cal_stage.run(ctx.txn, opts.calibrate_options(), ctx.progress)
+    ctx.progress.step(f"calibrate: {len(cal.ranges)} tensors "
+                      f"({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
     if ctx.val_ds is not None:
         _check_disjoint(ctx.val_ds, cal.calib_set.files)
     return cal
@@ -246,12 +263,13 @@ def _budget_search(ctx: _Context, fp32, cal, qopts):
     kept_before: list = []
     t0 = time.perf_counter()
     while True:
-        ctx.say(f"budget: sensitivity on {n} of {total} validation images, target drop <= {opts.max_miou_drop}")
+        ctx.progress.step(f"budget: sensitivity on {n} of {total} validation images, target drop <= {opts.max_miou_drop}")
         with Evaluator(ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
                        num_classes=ctx.num_classes, limit=n, batch_size=opts.batch_size) as ev:
             try:
                 res = search_budget(fp32, cal.ranges, ev, opts.max_miou_drop,
-                                    replace(qopts, exclude=qopts.exclude + chosen), mode=opts.sensitivity, progress=ctx.say)
+                                    replace(qopts, exclude=qopts.exclude + chosen), mode=opts.sensitivity,
+                                    progress=ctx.progress)
             except BudgetNotMet as e:
                 e.kept_out = kept_before + list(e.kept_out)
                 raise
@@ -268,8 +286,8 @@ def _budget_search(ctx: _Context, fp32, cal, qopts):
         rounds[-1]["whole_split_drop_points"] = None if full.drop is None else round(full.drop, 4)
         if full.drop is None or full.drop <= opts.max_miou_drop + 1e-9:
             break
-        ctx.say(f"budget: met on {n} images but the whole split loses {full.drop:.3f} points; "
-                f"escalating to {min(total, ESCALATION * n)} images")
+        ctx.progress.step(f"budget: met on {n} images but the whole split loses {full.drop:.3f} points; "
+                          f"escalating to {min(total, ESCALATION * n)} images")
         chosen = tuple(c.name for c in res.excluded)
         kept_before = list(res.excluded)
         n = min(total, ESCALATION * n)
@@ -360,11 +378,10 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
     from segdeploy.precision.accuracy import check_accuracy_many
 
     opts = ctx.options
-    acc_progress = _quarters(ctx.say, "check")
-    ctx.say(f"check: {', '.join(staged)} vs PyTorch on {ctx.val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
+    ctx.progress.step(f"check: {', '.join(staged)} vs PyTorch on {ctx.val_dir} (ORT DISABLE_ALL and ENABLE_ALL)")
     reps = check_accuracy_many(staged, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
                                num_classes=ctx.num_classes, batch_size=opts.batch_size, limit=opts.val_limit,
-                               progress=acc_progress)
+                               progress=ctx.progress)
     failed = []
     for kind, acc in reps.items():
         ctx.section[kind]["accuracy"] = acc.to_dict()
@@ -374,78 +391,48 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
             failed.append(f"{kind} loses {acc.drop:.3f} mIoU points")
     if failed:
         n = next(iter(reps.values())).images
-        err = GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop {opts.max_miou_drop}); "
-                        "raise the budget, add calibration images, try another --calib-method, or keep more layers in "
-                        "float (--exclude-layer)")
-        err.stages["precision"] = {"precision": ctx.section}
-        raise err
+        raise GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop "
+                        f"{opts.max_miou_drop}); raise the budget, add calibration images, try another --calib-method, "
+                        "or keep more layers in float (--exclude-layer)", stages={"precision": {"precision": ctx.section}})
 
 
-def run(txn, reference_module: Any, options: PrecisionOptions,
-        progress: Callable[[str], None] | None = None) -> PrecisionResult:
-    """Run the precision stage inside ``txn`` (see module docstring)."""
-    import onnx
-
-    from segdeploy.manifest import onnx_profile_of, preprocess_of
-
-    t0 = time.perf_counter()
-    say = progress or (lambda msg: None)
-    doc = txn.manifest
-    res = PrecisionResult(export_dir=txn.target)
-    val_dir, note = options.validation_dir()
-    if note:
-        res.notes.append(note)
-    val_ds = _open_val(val_dir) if val_dir else None
-    if val_ds is not None and reference_module is None:
-        res.notes.append("no PyTorch reference given: accuracy not checked")
-    section: dict[str, Any] = {"source_onnx": MODEL_ONNX, "source_sha256": txn.entries[MODEL_ONNX].sha256}
-    ctx = _Context(txn, options, reference_module, val_ds, val_dir, preprocess_of(doc), onnx_profile_of(doc),
-                   int(doc["model"]["num_classes"]), say, section, res.notes)
-    if val_ds is not None:
-        section["validation"] = {"source": str(val_dir),
-                                 "images": len(val_ds) if options.val_limit is None else min(len(val_ds), options.val_limit)}
-    cal = _calibrate(ctx) if options.calib else None
-    res.calibration = cal
-    fp32 = onnx.load(str(txn.staged(MODEL_ONNX)))
-    models: dict[str, Any] = {}
-    if options.int8:
-        models[Precision.INT8], section[Precision.INT8] = _int8(ctx, fp32, cal)
-    if options.fp16:
-        models[Precision.FP16], section[Precision.FP16] = _fp16(ctx, fp32, cal)
-    names = {Precision.INT8: INT8_ONNX, Precision.FP16: FP16_ONNX}
+def _write(ctx: _Context, models: dict[Precision, Any], cal: CalibrationResult | None, res: PrecisionResult) -> None:
+    """Stage the lowered models (derived from model.onnx, and from ranges.json when calibrated) and list the files."""
+    txn = ctx.txn
     for kind, model in models.items():
-        say(f"write: {names[kind]}")
+        ctx.progress.step(f"write: {kind.onnx_file}")
         deps = (MODEL_ONNX, RANGES) if cal is not None else (MODEL_ONNX,)
-        txn.write_bytes(names[kind], model.SerializeToString(), f"onnx-{kind}", derived_from=deps)
-    _check_and_gate(ctx, {k: txn.staged(names[k]) for k in models})
-    for kind in models:
-        section[kind]["sha256"] = txn.entries[names[kind]].sha256
-        res.files[kind] = txn.target / names[kind]
+        txn.write_bytes(kind.onnx_file, model.SerializeToString(), kind.onnx_kind, derived_from=deps)
+        res.files[kind] = txn.target / kind.onnx_file
     if cal is not None:
         res.files["ranges"] = txn.target / RANGES
         res.files["calib_cache"] = txn.target / CALIB_CACHE
-    section["notes"] = list(res.notes)
-    merged = dict(doc.get("precision") or {})
-    merged.update(section)
-    doc["precision"] = merged
-    res.section = section
+
+
+def run(txn: Transaction, options: PrecisionOptions, progress: Progress, *, reference: torch.nn.Module | None = None,
+        checked: bool = False) -> PrecisionResult:
+    """Run the precision stage inside ``txn`` (see module docstring)."""
+    import onnx
+
+    t0 = time.perf_counter()
+    if not checked:
+        check_preconditions(options)
+        check_labels(options, txn.num_classes)
+    res = PrecisionResult(export_dir=txn.target)
+    ctx = _context(txn, options, reference, progress, res.notes)
+    cal = res.calibration = _calibrate(ctx) if options.calib else None
+    fp32 = onnx.load(str(txn.staged(MODEL_ONNX)))
+    models: dict[Precision, Any] = {}
+    if options.int8:
+        models[Precision.INT8], ctx.section[Precision.INT8] = _int8(ctx, fp32, cal)
+    if options.fp16:
+        models[Precision.FP16], ctx.section[Precision.FP16] = _fp16(ctx, fp32, cal)
+    _write(ctx, models, cal, res)
+    _check_and_gate(ctx, {k: txn.staged(k.onnx_file) for k in models})
+    for kind in models:
+        ctx.section[kind]["sha256"] = txn.sha256_of(kind.onnx_file)
+    ctx.section["notes"] = list(res.notes)
+    txn.set_section("precision", {**(txn.precision_section or {}), **ctx.section})  # a still-valid other kind stays
+    res.section = ctx.section
     res.seconds = time.perf_counter() - t0
-    return res
-
-
-def lower(export_dir: str | os.PathLike, reference_module: Any, options: PrecisionOptions,
-          progress: Callable[[str], None] | None = None, *, checked: bool = False) -> PrecisionResult:
-    """Run the precision stage on a published export directory in its own transaction; publish on success.
-
-    ``checked``: the caller already ran :func:`check_preconditions` and :func:`check_labels` (the CLI does, before
-    loading the model), so they are not repeated."""
-    from segdeploy.exportdir import Transaction
-
-    with Transaction(export_dir, fresh=False, command="precision", progress=progress) as txn:
-        if not checked:
-            check_preconditions(options)
-            check_labels(options, int(txn.manifest["model"]["num_classes"]))
-        res = run(txn, reference_module, options, progress)
-        txn.commit()
-    res.notes.extend(txn.notes)
     return res

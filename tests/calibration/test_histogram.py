@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from segdeploy.calibration.collect import TensorHistogram
+from segdeploy.calibration.histogram import CHUNK, PIECE, Binner, NonFiniteError, count_bins
 from segdeploy.errors import UsageError
 
 
@@ -87,3 +88,43 @@ def test_range_jump_larger_than_bin_count():
     h.update(small)
     h.update(big)
     np.testing.assert_array_equal(h.hist, one_shot(np.concatenate([small, big]), 16, 128.0))
+
+
+@pytest.mark.parametrize("size", [1, 1000, CHUNK - 1, CHUNK, CHUNK + 1, 2 * PIECE + 3])
+def test_count_bins_equals_bincount_of_floor(size):
+    rng = np.random.default_rng(size)
+    x = (rng.standard_cauchy(size) * 0.1).astype(np.float32)
+    x[7::7] = 0.0
+    x[1::11] = -x[1::11]
+    h = TensorHistogram(256)
+    h.observe(float(np.abs(x).max()), x.size)
+    ref = np.bincount((np.abs(x) * np.float32(256 / h.range_max)).astype(np.intp), minlength=256)
+    np.testing.assert_array_equal(count_bins(x, h.bin_scale, 256), ref)
+    for workers in (1, 3):
+        g = TensorHistogram(256)
+        g.observe(h.absmax, x.size)
+        with Binner(workers) as b:
+            b.add(g, x)
+            b.finish()
+        np.testing.assert_array_equal(g.hist, ref)
+
+
+def test_binner_all_zero_tensor_goes_to_bin_zero():
+    h = TensorHistogram(16)
+    h.observe(0.0, 5)
+    with Binner(2) as b:
+        b.add(h, np.zeros(5, np.float32))
+        b.finish()
+    assert h.hist[0] == 5 and h.range_max == 0.0
+
+
+def test_nonfinite_update_folds_nothing():
+    h = TensorHistogram(16)
+    h.update(np.array([1.0, -3.0], np.float32))
+    before = (h.hist.copy(), h.absmax, h.count)
+    for bad, word in ((np.nan, "NaN"), (np.inf, "Inf"), (-np.inf, "Inf")):
+        x = np.array([0.5, 2.0, bad, 1.0], np.float32)
+        with pytest.raises(NonFiniteError, match=word):
+            h.update(x)
+        np.testing.assert_array_equal(h.hist, before[0])
+        assert (h.absmax, h.count) == before[1:]

@@ -176,7 +176,7 @@ def test_missing_or_foreign_directory(capsys, tmp_path):
 
 def test_library_result_without_tensorrt(fp32_export):
     from segdeploy.engine.request import BuildRequest
-    from segdeploy.engine.stage import build_directory
+    from segdeploy.pipeline import build_directory
 
     res = build_directory(fp32_export, BuildRequest(trt_target="10.13.3"))
     assert res.built is False and res.engines == [] and [j.precision for j in res.jobs] == ["fp32"]

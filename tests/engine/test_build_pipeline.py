@@ -39,7 +39,7 @@ def test_cheap_checks_fail_before_the_export(capsys, tmp_path):
     for args, text in [
         (["--engine", "--trt-target", "7.1"], "unknown TensorRT target '7.1'"),
         (["--engine", "--plugins", tmp_path / "missing.so"], "does not exist or is not a file"),
-        (["--trt-target", "8.6"], "--trt-target/--plugins given without --engine; add --engine"),
+        (["--trt-target", "8.6"], "--trt-target given without --engine; add --engine"),
     ]:
         rc, _, err = run_cli(capsys, "export", EXAMPLE, "--out", out, "--shape", "1x3x128x128", *args)
         assert rc == 2 and one_error(err) and text in err, (args, err)

@@ -136,3 +136,23 @@ def test_reexport_of_pt2_is_byte_identical(tmp_path, capsys, tiny_pt2):
     assert ExportDir.open(tmp_path / "a").manifest["onnx"]["exporter"] == "dynamo"
     for f in ("model.onnx", "manifest.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_export_engine_exposes_the_engine_build_group(tmp_path, capsys, tiny_pt2):
+    """`export --engine` takes build's option group (all but --verbose), checked before anything is exported."""
+    from click.testing import CliRunner
+
+    from segdeploy.engine.cli_options import OPTION_NAMES
+    from segdeploy.pipeline.cli import export_command
+
+    help_text = CliRunner().invoke(export_command, ["--help"]).output
+    assert all(opt in help_text for opt in OPTION_NAMES.values() if opt != "--verbose")
+    out = tmp_path / "never"
+    for args, text in [
+        (["--workspace", "64", "--dla-core", "0"], "--workspace/--dla-core given without --engine; add --engine"),
+        (["--engine", "--no-gpu-fallback"], "--no-gpu-fallback applies only with --dla-core N"),
+        (["--engine", "--precision", "fp64"], "unknown --precision 'fp64'"),
+    ]:
+        code, _, err = _run(capsys, "export", str(tiny_pt2), "--out", str(out), "--shape", "1x3x32x32", *args)
+        assert code == 2 and text in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert not out.exists()

@@ -178,3 +178,14 @@ def test_static_pt2_exports_static_axes_with_reason(tmp_path):
     assert all("static" in s["reason"] for s in man["static_axes"])
     with pytest.raises(ShapeError, match="static batch of 1.*dynamic_shapes"):
         export_model(p, tmp_path / "out2", ExportOptions(shape="2x3x32x32"))
+
+
+def test_output_selection_is_a_loaded_model_method():
+    """The reference of a precision check gets its logits from LoadedModel.select_output_at (no export probe)."""
+    lm = load_model(tinymodels.DictOut())
+    module = lm.select_output_at((1, 3, 32, 32))
+    assert module is lm.module and lm.output_rule == "dict['out']"
+    assert module(torch.randn(2, 3, 16, 16)).shape == (2, 3, 16, 16)
+    lm2 = load_model(tinymodels.TupleOut(), output="0")
+    with pytest.raises(ModelLoadError, match="not a segmentation map"):  # index 0 is the classifier-like head
+        lm2.select_output_at((1, 3, 32, 32))

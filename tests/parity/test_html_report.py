@@ -227,9 +227,10 @@ def test_overlay_primitives():
     assert tuple(d2[0, 1]) == CHANGED_RGB == tuple(d2[1, 0])
     assert disagreement_counts(ref, cand, gt) == {"changed": 2, "lost": 1, "gained": 1}
     assert png_bytes(d) == png_bytes(d.copy())  # deterministic
-    cmap = np.random.default_rng(0).integers(0, 256, (17, 23))
+    cmap = np.random.default_rng(0).integers(-1, 255, (17, 23))  # classes 0..254 and the invalid marker -1
     assert np.array_equal(decode_png_b64(class_map_png_b64(cmap)), cmap)  # lossless class ids
     assert class_map_png_b64(np.array([[0, 300]])) is None
+    assert class_map_png_b64(np.array([[0, 255]])) is None  # index 255 is the invalid marker's
     big = np.zeros((1000, 500), np.int64)
     panels = render_strip(np.zeros((1000, 500, 3), np.uint8), big, big, max_side=200)
     assert [(p.width, p.height) for p in panels] == [(100, 200)] * 4

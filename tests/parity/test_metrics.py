@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segdeploy.errors import DataError
-from segdeploy.parity.metrics import ConfusionMatrix
+from segdeploy.metrics import ConfusionMatrix
 
 
 def _textbook_iou(pred, gt, K, ignore=255):

@@ -13,9 +13,18 @@ from click.testing import CliRunner
 
 from segdeploy.errors import ArtifactError, DataError, GateError, UsageError
 from segdeploy.exportdir import ExportDir
-from segdeploy.precision.stage import PrecisionOptions, lower
+from segdeploy.pipeline import run_stage
+from segdeploy.precision import stage
+from segdeploy.precision.stage import PrecisionOptions
+from segdeploy.progress import as_progress
 
 from precision_helpers import TinySeg, write_images
+
+
+def lower(export_dir, reference, options, progress=None):
+    """The precision stage on a published directory: the pipeline's one way to run one stage (run_stage)."""
+    res, _ = run_stage(export_dir, stage.run, options, as_progress(progress), command="precision", reference=reference)
+    return res
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +165,7 @@ def test_option_validation():
 
 
 def test_cli_options_parse_validate_and_pass_through(tmp_path):
-    from segdeploy.precision.cli_options import options_from_cli, precision_options
+    from segdeploy.cli_options import PrecisionArgs, precision_options
 
     seen = {}
 
@@ -164,8 +173,8 @@ def test_cli_options_parse_validate_and_pass_through(tmp_path):
     @click.option("--out")
     @precision_options
     def cmd(out, precision):
-        seen.update(precision)
-        seen["options"] = options_from_cli(**precision)
+        seen["args"] = precision
+        seen["options"] = precision.parse()
 
     calib = tmp_path / "c"
     calib.mkdir()
@@ -173,6 +182,7 @@ def test_cli_options_parse_validate_and_pass_through(tmp_path):
                                  "--percentile", "99.9", "--max-miou-drop", "0.5", "--exclude-layer", "/a/Conv",
                                  "--trt-version", "8.6"])
     assert r.exit_code == 0, r.output
+    assert isinstance(seen["args"], PrecisionArgs)
     o = seen["options"]
     assert o.int8 and not o.fp16 and o.calib_method == "percentile" and o.percentile == 99.9
     assert o.max_miou_drop == 0.5 and o.exclude == ("/a/Conv",) and o.trt_version == "8.6"
@@ -221,9 +231,10 @@ def test_no_quantizable_layer_through_the_stage(tmp_path, base):
 def test_second_method_reuses_cached_statistics(exp, tmp_path, monkeypatch):
     module, d, data = exp
     monkeypatch.setenv("SEGDEPLOY_CACHE_DIR", str(tmp_path / "cache"))  # an empty statistics cache
-    a = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max"))
-    b = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="percentile", percentile=99.0))
+    # histograms serve every method; max alone collects only the max (which cannot serve percentile)
+    a = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="percentile", percentile=99.0))
+    b = lower(d, module, PrecisionOptions(int8=True, calib=str(data / "calib"), calib_method="max"))
     assert not a.calibration.cache_hit and b.calibration.cache_hit
-    assert ExportDir.open(d).manifest["precision"]["int8"]["method"] == {"kind": "percentile", "percentile": 99.0}
+    assert ExportDir.open(d).manifest["precision"]["int8"]["method"] == {"kind": "max"}
     ra, rb = a.calibration.ranges, b.calibration.ranges
-    assert all(rb[k] <= ra[k] + 1e-6 for k in ra)  # a 99th percentile never exceeds the max
+    assert all(ra[k] <= rb[k] + 1e-6 for k in rb)  # a 99th percentile never exceeds the max

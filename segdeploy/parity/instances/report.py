@@ -8,11 +8,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from segdeploy.errors import DataError
-from segdeploy.parity.instances.adapters import (InstanceModel, OnnxInstanceModel, RunnerInstanceModel,
-                                                 TorchInstanceModel, _as_chw01)
+from segdeploy.parity.instances.adapters import (
+    InstanceModel,
+    OnnxInstanceModel,
+    RunnerInstanceModel,
+    TorchInstanceModel,
+    _as_chw01,
+)
 from segdeploy.parity.instances.gate import InstanceGate, evaluate_instance_gate
 from segdeploy.parity.instances.matching import InstanceAccumulator
-from segdeploy.parity.instances.model import InstanceOptions, Instances, instances_from_outputs, instances_to_class_map
+from segdeploy.parity.instances.model import (
+    InstanceOptions,
+    Instances,
+    instances_from_outputs,
+    instances_to_class_map,
+)
 
 
 def compare_instances(
@@ -44,11 +54,8 @@ def compare_instances(
     Does not raise when the gate trips (call :func:`raise_for_instance_gate` on ``report["gate"]``).
     Raises DataError on an empty sample stream or malformed outputs, VerificationError on NaN/Inf.
     """
-    from segdeploy.parity.overlays import class_map_png_b64
-
     acc = InstanceAccumulator(options)
-    kept: dict[str, tuple[np.ndarray, Instances, Instances]] = {}
-    maps: dict[str, tuple[str | None, np.ndarray, np.ndarray]] = {}
+    worst = _WorstImages(keep_predictions)
     for item in samples:
         stem, image = (item.stem, item.image) if hasattr(item, "image") else item
         stem = str(stem)
@@ -57,20 +64,11 @@ def compare_instances(
         r = instances_from_outputs(**reference(chw), options=options, image_size=size, source="reference")
         c = instances_from_outputs(**candidate(chw), options=options, image_size=size, source="candidate")
         acc.update(stem, r, c)
-        worst = {im["stem"] for im in acc.images}
-        if stem in worst:
-            maps[stem] = (getattr(item, "path", None), instances_to_class_map(r, size), instances_to_class_map(c, size))
-            if keep_predictions:
-                kept[stem] = (np.asarray(image), r, c)
-        maps = {k: v for k, v in maps.items() if k in worst}
-        kept = {k: v for k, v in kept.items() if k in worst}
+        worst.keep(item, stem, image, size, r, c, {im["stem"] for im in acc.images})
     if acc.num_images == 0:
         raise DataError("no images to compare; check the --data directory")
     report = acc.summary()
-    for im in report["worst_images"]:
-        path, rmap, cmap = maps[im["stem"]]
-        im.update(image=None if path is None else str(path), height=int(rmap.shape[0]), width=int(rmap.shape[1]),
-                  reference_png=class_map_png_b64(rmap), candidate_png=class_map_png_b64(cmap))
+    worst.fill(report["worst_images"])
     from segdeploy.parity.report_json import created_by, versions
 
     report.update(
@@ -83,8 +81,36 @@ def compare_instances(
         gate=evaluate_instance_gate(report, gate or InstanceGate()),
     )
     if keep_predictions:
-        report["_predictions"] = kept
+        report["_predictions"] = worst.kept
     return report
+
+
+class _WorstImages:
+    """The class maps (and, when asked, the predictions) of the images currently among the worst."""
+
+    def __init__(self, keep_predictions: bool):
+        self.keep_predictions = keep_predictions
+        self.maps: dict[str, tuple[str | None, np.ndarray, np.ndarray]] = {}
+        self.kept: dict[str, tuple[np.ndarray, Instances, Instances]] = {}
+
+    def keep(self, item: Any, stem: str, image: Any, size: tuple[int, int], r: Instances, c: Instances,
+             worst: set[str]) -> None:
+        if stem in worst:
+            self.maps[stem] = (getattr(item, "path", None), instances_to_class_map(r, size),
+                               instances_to_class_map(c, size))
+            if self.keep_predictions:
+                self.kept[stem] = (np.asarray(image), r, c)
+        self.maps = {k: v for k, v in self.maps.items() if k in worst}
+        self.kept = {k: v for k, v in self.kept.items() if k in worst}
+
+    def fill(self, records: list[dict[str, Any]]) -> None:
+        """Add each worst record's image path, size and class-map PNGs (the one encoding, parity.palette_png)."""
+        from segdeploy.parity.palette_png import encode_class_map
+
+        for im in records:
+            path, rmap, cmap = self.maps[im["stem"]]
+            im.update(image=None if path is None else str(path), height=int(rmap.shape[0]), width=int(rmap.shape[1]),
+                      reference_png=encode_class_map(rmap), candidate_png=encode_class_map(cmap))
 
 
 def _describe(model: Any, side: str) -> dict[str, Any]:
