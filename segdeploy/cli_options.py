@@ -20,15 +20,17 @@ the directory the command was working on), each a frozen ``*Args`` with ``parse(
   `check`) | ``--model PKG.MODULE:FACTORY`` ``--model-arg K=V`` ``--weights FILE``; ``--trust-pickle``;
   ``--output NAME|INDEX`` -> ``model``: :class:`ModelArgs` (``validate()``, ``load()``).
 * :func:`precision_options` -- ``--int8 --fp16 --calib --calib-size --calib-method --percentile --seed --val
-  --max-miou-drop --exclude-layer --budget-images --trt-version`` -> ``precision``: :class:`PrecisionArgs`
+  --max-miou-drop --exclude-layer --budget-images --trt-target`` -> ``precision``: :class:`PrecisionArgs`
   (``parse()`` -> :class:`segdeploy.precision.stage.PrecisionOptions`, or None without --int8/--fp16) (export,
   precision).
 * :func:`calibration_options` -- ``--calib --calib-size --seed --calib-method --percentile --calib-gray
-  --batch-size --cache-dir --no-cache --trt-version`` -> ``calibration``: :class:`CalibrationArgs` (``parse()`` ->
+  --batch-size --cache-dir --no-cache --trt-target`` -> ``calibration``: :class:`CalibrationArgs` (``parse()`` ->
   :class:`segdeploy.calibration.stage.CalibrateOptions`) (calibrate).
 
 The calibration-set options both calibration groups share (``--calib-size --seed --calib-method --percentile
---trt-version``) are defined once (:data:`_CALIBRATION_SET`).
+--trt-target``) are defined once (:data:`_CALIBRATION_SET`). ``--trt-target`` is the one option naming the target
+TensorRT on every command (:mod:`segdeploy.trt.cli_options`); the old name ``--trt-version`` is a hidden alias that
+prints a one-line deprecation note (both given: a usage error).
 
 * :func:`output_options` -- ``--json`` (one JSON result document on stdout, :mod:`segdeploy.result`, printed
   for failures and tripped gates too) and ``-q/--quiet`` (no progress on stderr). The command receives
@@ -48,7 +50,7 @@ import click
 
 from segdeploy.errors import UsageError
 from segdeploy.progress import Progress
-from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
+from segdeploy.trt.cli_options import LEGACY, OPTION, TARGET_HELP, resolve_alias
 from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_CHECK_ORT_LEVEL, DEFAULT_PERCENTILE, CalibMethod, OrtLevel
 
 if TYPE_CHECKING:
@@ -272,10 +274,18 @@ _CALIBRATION_SET = [  # shared by the calibration and precision groups: defined 
     click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True,
                  help="For --calib-method percentile."),
     click.option("--seed", type=int, default=0, show_default=True, help="Calibration sampling seed."),
-    click.option("--trt-version", default=DEFAULT_CALIB_CACHE_VERSION, show_default=True,
-                 help="TensorRT version of the calibration cache header (8.6.2, 10.3, ...; 8.6 for JetPack 6)."),
+    click.option(OPTION, "trt_target", default=None, metavar="V",
+                 help=f"TensorRT the calibration cache header is for (export --engine: also the printed trtexec "
+                      f"commands): {TARGET_HELP}."),
+    click.option(LEGACY, "trt_version_legacy", default=None, hidden=True),  # the old name (a deprecation note)
 ]
-_CALIBRATION_SET_NAMES = ("calib_size", "calib_method", "percentile", "seed", "trt_version")
+_CALIBRATION_SET_NAMES = ("calib_size", "calib_method", "percentile", "seed", "trt_target", "trt_version_legacy")
+
+
+def _with_target(values: dict[str, Any]) -> dict[str, Any]:
+    """The group's values with ``--trt-version`` folded into ``trt_target`` (its note printed once, here)."""
+    legacy = values.pop("trt_version_legacy", None)
+    return {**values, "trt_target": resolve_alias(values.get("trt_target"), legacy)}
 
 
 @dataclass(frozen=True)
@@ -287,7 +297,7 @@ class CalibrationArgs:
     calib_method: str
     percentile: float
     seed: int
-    trt_version: str
+    trt_target: str | None
     calib_gray: str
     batch_size: int
     cache_dir: str | None
@@ -299,7 +309,7 @@ class CalibrationArgs:
 
         return CalibrateOptions(calib=self.calib, size=self.calib_size, seed=self.seed,
                                 method=Method(self.calib_method, percentile=self.percentile), gray=self.calib_gray,
-                                batch_size=self.batch_size, trt_version=self.trt_version, cache_dir=self.cache_dir,
+                                batch_size=self.batch_size, trt_target=self.trt_target, cache_dir=self.cache_dir,
                                 use_cache=not self.no_cache)
 
 
@@ -315,7 +325,7 @@ calibration_options = _group("calibration", ("calib",) + _CALIBRATION_SET_NAMES 
                  help="Statistics cache (default: segdeploy's cache directory); another method then does not re-run "
                       "the model."),
     click.option("--no-cache", is_flag=True, help="Do not read or write the statistics cache."),
-], CalibrationArgs)
+], lambda **values: CalibrationArgs(**_with_target(values)))
 """Decorator: `segdeploy calibrate`'s options -> ``calibration`` (:class:`CalibrationArgs`)."""
 
 
@@ -335,7 +345,7 @@ class PrecisionArgs:
     max_miou_drop: float | None = None
     exclude_layer: tuple[str, ...] = ()
     budget_images: int = 32
-    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
+    trt_target: str | None = None  # None: the default target (the installed TensorRT, else JetPack 6.2's 10.3.0)
 
     def parse(self) -> PrecisionOptions | None:
         from segdeploy.precision.stage import PrecisionOptions
@@ -349,12 +359,12 @@ class PrecisionArgs:
         return PrecisionOptions(
             int8=self.int8, fp16=self.fp16, calib=self.calib, calib_size=self.calib_size,
             calib_method=self.calib_method or DEFAULT_CALIB_METHOD, percentile=self.percentile, seed=self.seed or 0,
-            val=self.val, max_miou_drop=self.max_miou_drop, trt_version=self.trt_version or DEFAULT_CALIB_CACHE_VERSION,
+            val=self.val, max_miou_drop=self.max_miou_drop, trt_target=self.trt_target,
             exclude=tuple(self.exclude_layer or ()), budget_images=self.budget_images or 32)
 
 
 def _precision_args(**values: Any) -> PrecisionArgs:
-    return PrecisionArgs(**{**values, "exclude_layer": tuple(values["exclude_layer"] or ())})
+    return PrecisionArgs(**{**_with_target(values), "exclude_layer": tuple(values["exclude_layer"] or ())})
 
 
 precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_miou_drop", "exclude_layer",
@@ -385,6 +395,7 @@ precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_mi
   --exclude-layer NAME       keep this node in float (repeatable)
   --budget-images N          validation images the sensitivity search starts with (default 32; escalated
                              automatically when its choice misses the budget on the whole split)
-  --trt-version V            TensorRT version written into the calibration cache header (default 10.3;
-                             8.6 for JetPack 6 / TensorRT 8.6)
+  --trt-target V             the TensorRT the calibration cache header is for: a version (10.13.3), a JetPack
+                             release (jetpack-6.2) or a line (8.6, 10.3, 10.x, 11.x); default: the installed
+                             TensorRT, else JetPack 6.2's 10.3.0 (--trt-version: the old name, deprecated)
 """

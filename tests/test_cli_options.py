@@ -73,14 +73,31 @@ def test_instance_gate_group():
 
 def test_calibration_group(tmp_path):
     args = _invoke(co.calibration_options, ["--calib", str(tmp_path), "--calib-method", "percentile", "--percentile",
-                                            "99.9", "--calib-size", "4", "--no-cache", "--trt-version", "8.6.2"])["calibration"]
+                                            "99.9", "--calib-size", "4", "--no-cache", "--trt-target", "8.6.2"])["calibration"]
     assert isinstance(args, co.CalibrationArgs)
     o = args.parse()
-    assert o.calib == str(tmp_path) and o.size == 4 and not o.use_cache and o.trt_version == "8.6.2"
+    assert o.calib == str(tmp_path) and o.size == 4 and not o.use_cache and o.trt_target == "8.6.2"
     assert o.method.to_dict() == {"kind": "percentile", "percentile": 99.9}
-    bad = _invoke(co.calibration_options, ["--calib", str(tmp_path), "--trt-version", "ten"])["calibration"]
-    with pytest.raises(UsageError):
+    bad = _invoke(co.calibration_options, ["--calib", str(tmp_path), "--trt-target", "ten"])["calibration"]
+    with pytest.raises(UsageError, match="unknown TensorRT target 'ten'"):
         bad.parse()  # parsed by the command, inside its own error handling
+
+
+def test_trt_version_is_a_hidden_alias_of_trt_target(tmp_path, capsys):
+    """One option name for the target TensorRT on every command; the old --trt-version still works, with a note."""
+    seen = {}
+
+    @click.command()
+    @co.calibration_options
+    def cmd(calibration):
+        seen["target"] = calibration.parse().trt_target
+
+    r = CliRunner().invoke(cmd, ["--calib", str(tmp_path), "--trt-version", "8.6.2"])
+    assert r.exit_code == 0 and seen["target"] == "8.6.2"
+    assert "note: --trt-version is deprecated; use --trt-target (same values)\n" in r.output  # stderr, one line
+    assert "--trt-version" not in CliRunner().invoke(cmd, ["--help"]).output  # hidden
+    with pytest.raises(UsageError, match="--trt-version is the old name of --trt-target; give only --trt-target"):
+        _invoke(co.calibration_options, ["--calib", str(tmp_path), "--trt-version", "8.6", "--trt-target", "10.3"])
 
 
 def test_the_calibration_set_options_are_defined_once():
@@ -91,7 +108,7 @@ def test_the_calibration_set_options_are_defined_once():
         return {p.name: p for p in cmd.params}
 
     cal, prec = opts(calibrate_command), opts(precision_command)
-    for name in ("calib_size", "calib_method", "percentile", "seed", "trt_version"):
+    for name in ("calib_size", "calib_method", "percentile", "seed", "trt_target", "trt_version_legacy"):
         assert cal[name].help == prec[name].help and cal[name].default == prec[name].default, name
 
 

@@ -36,7 +36,7 @@ ranges.json, model.calib.cache and the manifest's "calibration" section), on a p
 
     from segdeploy.calibration.stage import CalibrateOptions, run
     from segdeploy.pipeline import run_stage
-    res, published = run_stage(export_dir, run, CalibrateOptions(calib="calibration/shapes/calib", trt_version="10.3"),
+    res, published = run_stage(export_dir, run, CalibrateOptions(calib="calibration/shapes/calib", trt_target="10.3"),
                                Progress(), command="calibrate")
 
 CLI: ``segdeploy calibrate EXPORT_DIR --calib DIR [--calib-size N] [--seed S] [--calib-method M]`` (cli.py).

@@ -27,7 +27,7 @@ from segdeploy.calibration.methods import Method, compute_ranges
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
 from segdeploy.trt.calib_cache import write_trt_cache
 from segdeploy.calibration.ranges_file import write_ranges_json
-from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION, trt_version_code
+from segdeploy.trt.versions import cache_header_code, resolve_target
 from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import sha256_file
 from segdeploy.progress import Progress, as_progress
@@ -175,14 +175,14 @@ class CalibrateOptions:
     method: Method = field(default_factory=Method)
     gray: str = "refuse"
     batch_size: int = 8
-    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
+    trt_target: str | None = None  # the TensorRT of the cache header (None: the default target); --trt-target
     cache_dir: str | None = None  # statistics cache; None: segdeploy's cache directory
     use_cache: bool = True
 
     def __post_init__(self) -> None:
         from segdeploy.errors import UsageError
 
-        trt_version_code(self.trt_version)  # UsageError for a malformed version
+        resolve_target(self.trt_target)  # UsageError naming the forms (before any image is read)
         if self.size is not None and self.size < 1:
             raise UsageError(f"--calib-size must be >= 1, got {self.size}")
         if self.batch_size < 1:
@@ -223,7 +223,9 @@ def run(txn: Transaction, options: CalibrateOptions, progress: Progress) -> Cali
                     size=options.size, seed=options.seed, method=options.method, cache_dir=cache_dir,
                     batch_size=options.batch_size, gray=options.gray, progress=progress)
     res.notes.extend(notes)
-    code = trt_version_code(options.trt_version)
+    code, note = cache_header_code(resolve_target(options.trt_target))
+    if note:
+        res.notes.append(note)
     section = res.to_manifest()
     section.update({"ranges_file": RANGES, "trt_cache_file": CALIB_CACHE, "trt_cache_version": code})
     write_ranges_json(txn.path(RANGES), res.ranges, {k: v for k, v in section.items()

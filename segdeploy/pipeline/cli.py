@@ -7,6 +7,7 @@ accessors), never the document's keys.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import click
@@ -71,7 +72,7 @@ def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, op
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @precision_options
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (where TensorRT is installed; else print the trtexec commands).")
-@engine_build_options(exclude=("--verbose",), help_prefix="With --engine: ")
+@engine_build_options(exclude=("--verbose", "--trt-target"), help_prefix="With --engine: ")
 @output_options
 def export_command(model, out_dir, precision, engine, build, as_json, quiet, **export):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
@@ -84,6 +85,11 @@ def export_command(model, out_dir, precision, engine, build, as_json, quiet, **e
 
     try:
         model.validate()
+        # one --trt-target (the precision group's): the calibration cache header and the printed trtexec commands
+        if precision.trt_target is not None and not (engine or precision.int8 or precision.fp16):
+            raise UsageError("--trt-target given without --int8/--fp16 or --engine; add the stage it is for")
+        if engine:
+            build = dataclasses.replace(build, trt_target=precision.trt_target)
         options = PipelineOptions(_export_options(**export), precision.parse(), build.request_if(engine, "--engine"))
         res = run_pipeline(model.source, out_dir, options, progress=progress_for(quiet),
                            load_kwargs=model.load_kwargs())

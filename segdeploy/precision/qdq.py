@@ -350,18 +350,26 @@ def quantize_qdq(model, amax: Mapping[str, float], options: QdqOptions | None = 
     m.CopyFrom(model)
     _name_nodes(m.graph)
     plan, skipped = _plan(m, options)
-    ins = _Inserter(m.graph, amax)
+    ranges = dict(amax)  # a quantized pool's output takes its input's range (below)
+    ins = _Inserter(m.graph, ranges)
     quantized: list[str] = []
     for node, act_idx, axis in plan:
-        problem = _range_problem(node, act_idx, amax)
+        problem = _range_problem(node, act_idx, ranges)
         if problem is not None:
             skipped.append(SkippedNode(node.name, node.op_type, problem))
             continue
+        source = node.input[0]
         for i in act_idx:
             node.input[i] = ins.activation(node.input[i], node.name)
         if axis is not None:
             node.input[1] = ins.weight(node, axis, node.name)
         quantized.append(node.name)
+        if node.op_type in QDQ_POOL_OPS and len(node.output) == 1:
+            # TensorRT runs a quantized pool in int8 at its input's scale (a max or mean of values on one grid stays
+            # within the input's range); a Q/DQ with the output's own, smaller amax on the next consumer would cost a
+            # requantize per pool, so the pool output shares the input's scale (graph order is topological: every
+            # consumer of the output comes after the pool)
+            ranges[node.output[0]] = ranges[source]
     if not quantized:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3]) or "no Conv/ConvTranspose/MatMul/Gemm/pooling"
         raise UsageError(

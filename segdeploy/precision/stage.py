@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from segdeploy.errors import DataError, GateError, UsageError
 from segdeploy.progress import Progress
-from segdeploy.trt.versions import DEFAULT_CALIB_CACHE_VERSION
 from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
                              GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision,
                              split_dirs)
@@ -72,7 +71,7 @@ class PrecisionOptions:
     seed: int = 0
     val: str | None = None
     max_miou_drop: float | None = None
-    trt_version: str = DEFAULT_CALIB_CACHE_VERSION
+    trt_target: str | None = None  # the TensorRT of the calibration cache header (None: the default target)
     exclude: tuple[str, ...] = ()
     min_channels: int = 16
     budget_images: int = 32
@@ -102,9 +101,9 @@ class PrecisionOptions:
             raise UsageError(f"--calib {self.calib} does not exist; pass an image folder or a list file")
         if self.val is not None and not os.path.isdir(self.val):
             raise UsageError(f"--val {self.val} is not a directory; pass a folder with images/ and masks/")
-        from segdeploy.trt.versions import trt_version_code
+        from segdeploy.trt.versions import resolve_target
 
-        trt_version_code(self.trt_version)
+        resolve_target(self.trt_target)  # UsageError naming the forms, before any work
 
     def validation_dir(self) -> tuple[str | None, str | None]:
         """(directory, note): ``val`` if given, else the documented sibling default, else (None, reason)."""
@@ -122,7 +121,7 @@ class PrecisionOptions:
 
         return CalibrateOptions(calib=self.calib, size=self.calib_size, seed=self.seed,
                                 method=Method(self.calib_method, percentile=self.percentile),
-                                batch_size=self.batch_size, trt_version=self.trt_version, use_cache=self.stats_cache)
+                                batch_size=self.batch_size, trt_target=self.trt_target, use_cache=self.stats_cache)
 
 
 @dataclass
@@ -318,12 +317,13 @@ def _int8(ctx: _Context, fp32, cal):
     """Q/DQ model (+ budget search) -> (onnx.ModelProto, manifest entry)."""
     from segdeploy.precision.budget import BudgetNotMet
     from segdeploy.precision.qdq import QdqOptions, assert_trt_qdq, quantize_qdq
+    from segdeploy.trt.versions import version_from_code
 
     opts = ctx.options
     qopts = QdqOptions(exclude=tuple(opts.exclude), min_channels=opts.min_channels)
     entry: dict[str, Any] = {"file": INT8_ONNX, "placement": "segdeploy.precision.qdq (TensorRT rules)",
                              "method": cal.method.to_dict(), "calibration_set": cal.calib_set.to_dict(),
-                             "trt_cache_version": opts.trt_version}
+                             "trt_cache_version": version_from_code(cal.trt_cache_version)}
     quantize_qdq(fp32, cal.ranges, qopts)  # fails fast (UsageError) when nothing is quantizable
     budget = None
     if opts.max_miou_drop is not None:

@@ -16,7 +16,7 @@ from segdeploy.exportdir import ExportDir
 
 def test_calibrate_command(tmp_path, capsys, images):
     exp = make_export_dir(tmp_path / "exp")
-    rc = main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "6", "--trt-version", "8.6.2", "--json"])
+    rc = main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "6", "--trt-target", "8.6.2", "--json"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "segdeploy.result" and doc["ok"] and doc["published"]
@@ -41,8 +41,8 @@ def test_calibrate_command(tmp_path, capsys, images):
 
 def test_calibrate_command_errors(tmp_path, capsys, images):
     exp = make_export_dir(tmp_path / "exp")
-    assert main(["calibrate", str(exp), "--calib", str(images), "--trt-version", "ten"]) == 2
-    assert "not like 8.6.2" in capsys.readouterr().err
+    assert main(["calibrate", str(exp), "--calib", str(images), "--trt-target", "ten"]) == 2
+    assert "unknown TensorRT target 'ten'" in capsys.readouterr().err
     gray = write_images(tmp_path / "gray", 2, mode="L")
     assert main(["calibrate", str(exp), "--calib", str(gray), "-q"]) == 1
     err = capsys.readouterr().err
@@ -58,3 +58,18 @@ def test_calibrate_command_errors(tmp_path, capsys, images):
     empty.mkdir()
     assert main(["calibrate", str(exp), "--calib", str(empty)]) == 1
     assert "contains no images" in capsys.readouterr().err
+
+
+def test_calibrate_target_forms_and_the_old_option_name(tmp_path, capsys, images):
+    exp = make_export_dir(tmp_path / "exp")
+    # a range cannot name the header: its example version's, with a note that implicit INT8 needs the exact one
+    assert main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "2", "--trt-target", "10.x",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["stages"]["calibrate"]["trt_cache_version"] == 101303
+    assert any("give the device's exact version with --trt-target" in n for n in doc["notes"] + doc["stages"]["calibrate"].get("notes", []))
+    # the old name still works: one note on stderr
+    assert main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "2", "--trt-version", "jetpack-6.0",
+                 "-q"]) == 0
+    assert capsys.readouterr().err == "note: --trt-version is deprecated; use --trt-target (same values)\n"
+    assert read_trt_cache(exp / "model.calib.cache").version_code == 8602

@@ -39,11 +39,28 @@ def test_cheap_checks_fail_before_the_export(capsys, tmp_path):
     for args, text in [
         (["--engine", "--trt-target", "7.1"], "unknown TensorRT target '7.1'"),
         (["--engine", "--plugins", tmp_path / "missing.so"], "does not exist or is not a file"),
-        (["--trt-target", "8.6"], "--trt-target given without --engine; add --engine"),
+        (["--trt-target", "8.6"], "--trt-target given without --int8/--fp16 or --engine; add the stage it is for"),
+        (["--engine", "--trt-target", "10.x", "--int8-implicit"], "give the device's exact version with --trt-target"),
     ]:
         rc, _, err = run_cli(capsys, "export", EXAMPLE, "--out", out, "--shape", "1x3x128x128", *args)
         assert rc == 2 and one_error(err) and text in err, (args, err)
         assert not out.exists()  # refused before the export started
+
+
+@pytest.mark.slow
+def test_one_trt_target_for_the_cache_header_and_the_commands(capsys, monkeypatch, tmp_path):
+    """export --int8 --engine --trt-target: the calibration cache header and the printed commands follow one target,
+    so the printed implicit-INT8 command reads the cache as written (no header rewrite needed)."""
+    hide_tensorrt(monkeypatch)
+    out = tmp_path / "shapes"
+    rc, stdout, err = run_cli(capsys, "export", EXAMPLE, "--out", out, "--shape", "1x3x128x128", "--int8", "--calib",
+                              CALIB, "--calib-size", "8", "--engine", "--int8-implicit", "--trt-target", "jetpack-6.0",
+                              "-q")
+    assert rc == 0, err
+    assert (out / "model.calib.cache").read_text().startswith("TRT-8602-EntropyCalibration2\n")
+    (implicit,) = [c for c in trtexec_lines(stdout) if "--calib=" in c]
+    assert implicit.startswith(TRTEXEC) and "--int8 --fp16 --calib=model.calib.cache" in implicit  # no sed copy
+    assert "TensorRT 8.6.2, JetPack 6.0" in stdout
 
 
 @pytest.mark.slow

@@ -195,3 +195,40 @@ def test_checker_catches_unpaired_quantize(tiny):
             if x == dq.output[0]:
                 n.input[i] = q.output[0]
     assert "pairing" in _rules(m)
+
+
+def _pool_model(pool: str):
+    """input -> Conv(16->16) -> pool -> Conv(16->16) -> logits (a real, small ONNX)."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1, "w2")
+    kw = {"kernel_shape": [2, 2], "strides": [2, 2]} if pool in ("MaxPool", "AveragePool") else {}
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node(pool, ["c1"], ["p"], name="pool", **kw),
+             helper.make_node("Conv", ["p", "w2"], ["logits"], pads=[1, 1, 1, 1], name="conv2")]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "g", [vi("input", onnx.TensorProto.FLOAT, [1, 16, 8, 8])],
+                              [vi("logits", onnx.TensorProto.FLOAT, None)], [w1, w2])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _dq_scale_of(m, tensor: str) -> float:
+    """The scale of the DequantizeLinear that feeds ``tensor``'s quantized copy to its consumer."""
+    dq = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == f"{tensor}_dequantized")
+    return float(numpy_helper.to_array(_init(m, dq.input[1])))
+
+
+@pytest.mark.parametrize("pool", ["MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"])
+def test_a_pool_output_shares_its_input_scale(pool):
+    """TensorRT runs a quantized pool in int8 at its input's scale; the pool output's own (smaller) amax on the next
+    Q/DQ would cost a requantize per pool. The output's Q/DQ uses the input's scale (no clipping: a max or mean of
+    values within the input's range stays within it)."""
+    amax = {"input": 3.0, "c1": 4.0, "p": 2.5}
+    r = quantize_qdq(_pool_model(pool), amax, QdqOptions())
+    assert {"pool", "conv2"} <= set(r.quantized) and check_trt_qdq(r.model) == []
+    assert _dq_scale_of(r.model, "c1") == pytest.approx(4.0 / 127)
+    assert _dq_scale_of(r.model, "p") == pytest.approx(4.0 / 127)  # the pool input's, not 2.5 / 127
+    assert r.activation_scales["p"] == r.activation_scales["c1"]
+    # a pool kept in float (by name) is not quantized at its input: its output keeps its own range
+    r2 = quantize_qdq(_pool_model(pool), amax, QdqOptions(exclude=("pool",)))
+    assert "pool" not in r2.quantized and _dq_scale_of(r2.model, "p") == pytest.approx(2.5 / 127)

@@ -180,12 +180,12 @@ def test_cli_options_parse_validate_and_pass_through(tmp_path):
     calib.mkdir()
     r = CliRunner().invoke(cmd, ["--out", "x", "--int8", "--calib", str(calib), "--calib-method", "percentile",
                                  "--percentile", "99.9", "--max-miou-drop", "0.5", "--exclude-layer", "/a/Conv",
-                                 "--trt-version", "8.6"])
+                                 "--trt-target", "8.6"])
     assert r.exit_code == 0, r.output
     assert isinstance(seen["args"], PrecisionArgs)
     o = seen["options"]
     assert o.int8 and not o.fp16 and o.calib_method == "percentile" and o.percentile == 99.9
-    assert o.max_miou_drop == 0.5 and o.exclude == ("/a/Conv",) and o.trt_version == "8.6"
+    assert o.max_miou_drop == 0.5 and o.exclude == ("/a/Conv",) and o.trt_target == "8.6"
     seen.clear()
     r = CliRunner().invoke(cmd, ["--out", "x"])
     assert r.exit_code == 0 and seen["options"] is None  # no precision flags: the stage does not run
