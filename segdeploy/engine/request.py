@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from segdeploy.errors import UsageError
-from segdeploy.plugins.locate import check_given, library_for_engine
+from segdeploy.plugins.locate import check_given
 from segdeploy.vocab import Precision
 
 # CLI spelling -> segdeploy.trt.recipe.HARDWARE_COMPATIBILITY key
@@ -167,6 +167,3 @@ class BuildRequest:
                 "timing_cache": self.timing_cache_dir if self.use_timing_cache else None,
                 "plugin_library": self.plugin_library, "trt_target": self.trt_target}
 
-
-# LEAD: segdeploy/parity/cli.py imports this name; switch it to segdeploy.plugins.library_for_engine and drop it.
-engine_plugin_library = library_for_engine

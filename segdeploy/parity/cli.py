@@ -133,11 +133,10 @@ class CheckRequest:
         cand_kind = guess_kind(self.candidate)
         cand_opts: Any = self.ort if cand_kind == "onnxruntime" else None
         if cand_kind == "tensorrt":
-            from segdeploy.engine.request import engine_plugin_library
+            from segdeploy.plugins.locate import library_for_engine
             from segdeploy.runners.tensorrt import TensorRTOptions
 
-            cand_opts = TensorRTOptions(plugin_library=engine_plugin_library(self.candidate, self.plugin_library,
-                                                                             self.manifest))
+            cand_opts = TensorRTOptions(plugin_library=library_for_engine(self.candidate, self.plugin_library, self.manifest))
         return replace(self.options, reference_options=ref_opts, candidate_options=cand_opts)
 
 
