@@ -52,7 +52,7 @@ def example(tmp_path_factory):
                "--int8", "--calib", str(ROOT / "calibration" / "shapes" / "calib"), "--calib-size", "8", "-q"])
     assert rc == 0
     with Transaction(d, fresh=False, command="test") as txn:
-        run(txn, None, E2EOptions())
+        run(txn, E2EOptions())
         txn.commit()
     return ExportDir.open(d)
 
