@@ -78,9 +78,9 @@ def _print_deepstream(ds: dict) -> None:
 def _print_triton(s: dict) -> None:
     t = s["triton"]
     click.echo(f"Triton model repository {s['bundle']} ({s['files']} files)")
-    for name, m in t["models"].items():
-        kind = m.get("backend") or m.get("platform")
-        click.echo(f"  {name:<24} {kind:<14} {m['onnx']}{'  (end-to-end)' if m['end_to_end'] else ''}")
+    for name, served in t["models"].items():
+        kind = served.get("backend") or served.get("platform")
+        click.echo(f"  {name:<24} {kind:<14} {served['onnx']}{'  (end-to-end)' if served['end_to_end'] else ''}")
     from segdeploy.bundle.triton import BUILD_SCRIPT
 
     def tensors(specs: list) -> str:
