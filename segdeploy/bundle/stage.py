@@ -17,11 +17,21 @@ Contract
 * ``runtime/`` -- the C++ runtime (``segdeploy::Segmenter`` + ``segdeploy_infer``), built on the device;
 * ``samples/images/`` + ``samples/reference/`` -- sample images and their reference class maps (the FP32 ONNX
   on ONNX Runtime with the manifest's preprocessing, which the export verified against PyTorch), 8-bit PNG;
+* ``deepstream/`` -- with ``--deepstream`` (:func:`_stage_deepstream`): ``config_infer_primary_segdeploy.txt`` for
+  nvinfer, the DeepStream variant of the first of int8, fp16, fp32 the bundle builds (plugin models: fp32) and
+  ``labels.txt`` (:func:`segdeploy.bundle.deepstream.write_files`); nvinfer's formula + the variant is checked
+  against the manifest's preprocessing + the model on the sample images, and a class agreement below
+  :data:`DEEPSTREAM_MIN_AGREEMENT` publishes nothing (VerificationError); the result is bundle.json's ``deepstream``;
 * ``tools/detect_trt.sh``, ``build.sh`` (plugins -> engines (``segdeploy build`` where Python has segdeploy and
   TensorRT, else the trtexec command for the detected TensorRT line: the recipe of that line rendered by
   :mod:`segdeploy.trt.trtexec`, the cache header stamped at run time) -> runner -> smoke test against
   the reference maps with per-precision thresholds), ``README.md``, ``bundle.json`` (every file's sha256, the
   thresholds, the trtexec commands per TensorRT line, notes).
+
+``--target triton`` makes no device bundle: ``out`` receives the Triton model repository instead
+(:func:`segdeploy.bundle.triton.write_repository`: the onnxruntime model serves fp32, the end-to-end variant when the
+export has one; the tensorrt_plan model the first of int8, fp16, fp32 the bundle names) and a ``bundle.json`` with
+every file's sha256 and the repository's description (key ``triton``); published the same way.
 
 The run: check the options, the export and ``out`` before any work (an existing ``out`` must be an earlier bundle
 or empty, and may not be (inside) the export directory: :func:`segdeploy.exportdir.guard_outputs`) -> stage the
@@ -31,7 +41,7 @@ interrupted publish is recovered, the files are staged in a marked sibling, swap
 operation goes through :mod:`segdeploy.safefs`: the export's files are read without following links and only when
 regular (:meth:`~segdeploy.exportdir.ExportDir.copy_without_engines`), a killed run's leftovers are removed only
 when they are ours, and the archive is written to a new temporary file (never through a link) renamed into place.
-Raises ArtifactError / UsageError / DataError, one line each.
+Raises ArtifactError / UsageError / DataError / VerificationError, one line each.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ import numpy as np
 
 from segdeploy import __version__, safefs
 from segdeploy.bundle.targets import TRITON, BundleTarget, resolve, trt_target_for
-from segdeploy.errors import ArtifactError, DataError, UsageError
+from segdeploy.errors import ArtifactError, DataError, UsageError, VerificationError
 from segdeploy.exportdir import ExportDir, StagedDirectory, guard_outputs
 from segdeploy.fsutil import sha256_file
 from segdeploy.manifest import REEXPORT
@@ -376,6 +386,9 @@ def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: li
 # ------------------------------------------------------------------------------------------------ DeepStream, Triton
 
 DEEPSTREAM_DIR = "deepstream"
+# nvinfer's formula + the variant vs the manifest's preprocessing + the model, classes on the sample images: float
+# rounding differs in the last bit (an INT8 model can move a pixel across a quantization step), nothing more
+DEEPSTREAM_MIN_AGREEMENT = 0.999
 DEEPSTREAM_ORDER = (Precision.INT8, Precision.FP16, Precision.FP32, Precision.INT8_IMPLICIT)
 
 
@@ -405,7 +418,13 @@ def _stage_deepstream(plan: _Plan, staging: Path, progress: Progress) -> dict[st
     lib = f"../build/plugins/lib/{PLUGIN_LIBRARY}" if plan.ed.needs_plugins else None
     info = ds.write_files(plan.ed, staging / DEEPSTREAM_DIR, [read_image(p) for p in plan.images], plan.deepstream,
                           int8_calib_file=_ds_calib(plan.ed), custom_lib_path=lib)
-    return {**info, "directory": DEEPSTREAM_DIR}
+    agreement = info["check"]["class_agreement"]
+    if agreement < DEEPSTREAM_MIN_AGREEMENT:
+        raise VerificationError(f"the DeepStream variant ({info['onnx']}) after nvinfer's normalisation agrees with "
+                                f"{info['source_onnx']} on only {100 * agreement:.2f}% of the sample pixels (needs "
+                                f"{100 * DEEPSTREAM_MIN_AGREEMENT:.1f}%); report this with the model (nothing was "
+                                "published)")
+    return {**info, "directory": DEEPSTREAM_DIR, "min_agreement": DEEPSTREAM_MIN_AGREEMENT}
 
 
 def _triton_name(ed: ExportDir) -> str:
