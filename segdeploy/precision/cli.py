@@ -13,6 +13,7 @@ check passed. Exit codes: 0 ok, 1 error, 2 usage, 3 the accuracy budget was not 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,13 +77,14 @@ def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
     from segdeploy.precision.stage import check_labels, check_preconditions
 
     popts = precision.parse()
+    e2e_opts = e2e.parse()
+    if popts is None and e2e_opts is None:
+        raise UsageError("nothing to do: give --int8, --fp16 and/or --end-to-end")
     if popts is not None or model.file is not None or model.factory is not None:
         model.validate()  # MODEL is optional only for --end-to-end alone
     ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
-    e2e_opts = e2e.parse(frames_from=popts.validation_dir()[0] if popts else ed.validation_source)
-    if popts is None and e2e_opts is None:
-        raise UsageError("nothing to do: give --int8, --fp16 and/or --end-to-end")
-    if e2e_opts is not None:
+    if e2e_opts is not None:  # verification frames: tiles of the validation images
+        e2e_opts = dataclasses.replace(e2e_opts, frames_from=popts.validation_dir()[0] if popts else ed.validation_source)
         spec_of(ed, e2e_opts)  # UsageError: the export cannot have an end-to-end variant
     if popts is not None:
         check_preconditions(popts)
