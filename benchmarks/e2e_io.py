@@ -26,7 +26,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segdeploy.bench.e2e import measure_pair  # the measurement `segdeploy bench` shows too
+from segdeploy.bench.e2e import (
+    measure_pair,  # the measurement `segdeploy bench` shows too
+)
 from segdeploy.exportdir import ExportDir
 from segdeploy.vocab import MODEL_ONNX, ONNX_PRECISIONS, Precision
 

@@ -30,7 +30,13 @@ import numpy as np
 
 from segdeploy.progress import Progress, as_progress
 from segdeploy.spec import Preprocess, ShapeProfile
-from segdeploy.vocab import E2E_INPUT_NAME, INPUT_NAME, MODEL_ONNX, ONNX_PRECISIONS, Precision
+from segdeploy.vocab import (
+    E2E_INPUT_NAME,
+    INPUT_NAME,
+    MODEL_ONNX,
+    ONNX_PRECISIONS,
+    Precision,
+)
 
 PARTS = ("host_pre", "run", "host_post", "e2e_run")
 

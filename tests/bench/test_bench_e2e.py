@@ -26,7 +26,7 @@ def test_bench_shows_each_variant_beside_its_plain_model(e2e_export, capsys):
     rows = {r["precision"]: r for r in doc["end_to_end"]}
     assert set(rows) == {"fp32", "fp16"}
     ed = ExportDir.open(e2e_export)
-    n, c, h, w = doc["shapes"][0]
+    n, _, h, w = doc["shapes"][0]
     for p, r in rows.items():
         assert r["e2e_onnx"] == ed.e2e_file(p) and r["frames"] == [n, h, w, 3] and r["class_maps_equal"]
         k = ed.num_classes
