@@ -104,6 +104,7 @@ class E2EResult:
         """The stage's entry in the JSON result document."""
         variants = self.section["variants"]
         return {"files": dict(self.written), "input": self.section["input"], "outputs": self.section["outputs"],
+                "profile": self.section["profile"], "in_graph": self.section["in_graph"],
                 "verification": {p: {k: v["verification"][k] for k in ("passed", "min_agreement_vs_source",
                                                                          "min_agreement_vs_torch")}
                                  for p, v in variants.items()},

@@ -39,6 +39,7 @@ def test_export_end_to_end_json_and_files(tmp_path, capsys, tiny_pt2):
     assert stage["files"] == {"fp32": "model.e2e.onnx"}
     assert [o["name"] for o in stage["outputs"]] == [CLASS_MAP_NAME, E2E_SCORES_NAME]
     assert stage["outputs"][0]["dtype"] == "int32"
+    assert stage["profile"]["max"] == [2, 64, 64, 3] and "ArgMax over the classes" in stage["in_graph"]
     ver = stage["verification"]["fp32"]
     assert ver["passed"] and ver["min_agreement_vs_source"] == 1.0 and ver["min_agreement_vs_torch"] is not None
     ed = ExportDir.open(out)
