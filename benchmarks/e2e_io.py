@@ -9,7 +9,8 @@ e2e stage run on it). For each precision with both files, the same seeded uint8 
   host crop + argmax over the K score planes -> class map;
 * end-to-end: session.run on the uint8 NHWC frames -> class map (preprocessing, pad, crop, argmax in the graph).
 
-Both class maps are compared (they must be equal). Prints JSON: per precision the median milliseconds of each
+The measurement is :func:`segdeploy.bench.e2e.measure_pair` (``segdeploy bench`` shows the same rows). Both class maps
+are compared (they must be equal). Prints JSON: per precision the median milliseconds of each
 part, the totals and their ratio, and the bytes each path moves across the model boundary per frame.
 """
 
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,55 +26,11 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segdeploy.datasets.preprocess import to_batch
-from segdeploy.exportdir import ExportDir
-from segdeploy.vocab import (
-    E2E_INPUT_NAME,
-    INPUT_NAME,
-    MODEL_ONNX,
-    ONNX_PRECISIONS,
-    Precision,
+from segdeploy.bench.e2e import (
+    measure_pair,  # the measurement `segdeploy bench` shows too
 )
-
-
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def _median_ms(samples: list[float]) -> float:
-    return round(1000 * statistics.median(samples), 3)
-
-
-def bench_precision(ed: ExportDir, p: str, frames: np.ndarray, repeats: int, threads: int) -> dict:
-    plain_file = MODEL_ONNX if p == Precision.FP32 else ed.lowered_file(p)
-    plain, e2e = _session(ed.file(plain_file), threads), _session(ed.file(ed.e2e_file(p)), threads)
-    n, h, w = frames.shape[:3]
-    times = {"host_pre": [], "run": [], "host_post": [], "e2e_run": []}
-    for i in range(repeats + 3):
-        t0 = time.perf_counter()
-        x, _ = to_batch(list(frames), ed.preprocess, ed.profile)
-        t1 = time.perf_counter()
-        scores = plain.run(None, {INPUT_NAME: x})[0]
-        t2 = time.perf_counter()
-        ref = scores[:, :, :h, :w].argmax(1).astype(np.uint8)
-        t3 = time.perf_counter()
-        got = e2e.run(None, {E2E_INPUT_NAME: frames})[0]
-        t4 = time.perf_counter()
-        if i >= 3:
-            for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                times[k].append(v)
-    plain_total = [a + b + c for a, b, c in zip(times["host_pre"], times["run"], times["host_post"])]
-    return {
-        "plain_onnx": plain_file, "e2e_onnx": ed.e2e_file(p), "class_maps_equal": bool(np.array_equal(ref, got)),
-        "ms": {**{k: _median_ms(v) for k, v in times.items()}, "plain_total": _median_ms(plain_total)},
-        "speedup_total": round(statistics.median(plain_total) / statistics.median(times["e2e_run"]), 2),
-        "bytes_per_frame": {"plain": {"in": x.nbytes // n, "out": scores.nbytes // n},
-                            "end_to_end": {"in": frames.nbytes // n, "out": got.nbytes // n}},
-    }
+from segdeploy.exportdir import ExportDir
+from segdeploy.vocab import MODEL_ONNX, ONNX_PRECISIONS, Precision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
            "onnxruntime": ort.__version__, "precisions": {}}
     for p in ONNX_PRECISIONS:
         if ed.e2e_file(p):
-            out["precisions"][p] = bench_precision(ed, p, frames, args.repeats, args.threads)
+            plain = ed.file(MODEL_ONNX if p == Precision.FP32 else ed.lowered_file(p))
+            out["precisions"][p] = measure_pair(plain, ed.file(ed.e2e_file(p)), frames, ed.preprocess, ed.profile,
+                                                iters=args.repeats, threads=args.threads)
     print(json.dumps(out, indent=2))
     return 0 if all(v["class_maps_equal"] for v in out["precisions"].values()) else 1
 

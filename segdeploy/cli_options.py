@@ -32,6 +32,8 @@ The calibration-set options both calibration groups share (``--calib-size --seed
 TensorRT on every command (:mod:`segdeploy.trt.cli_options`); the old name ``--trt-version`` is a hidden alias that
 prints a one-line deprecation note (both given: a usage error).
 
+* :func:`e2e_options` -- ``--end-to-end --class-dtype --with-scores --frame-order`` -> ``e2e``: :class:`E2EArgs`
+  (``parse()`` -> :class:`segdeploy.export.e2e_stage.E2EOptions`, or None without --end-to-end) (export, precision).
 * :func:`output_options` -- ``--json`` (one JSON result document on stdout, :mod:`segdeploy.result`, printed
   for failures and tripped gates too) and ``-q/--quiet`` (no progress on stderr). The command receives
   ``as_json`` and ``quiet``; :func:`progress_for` is the :class:`~segdeploy.progress.Progress` ``-q`` asks for.
@@ -55,6 +57,7 @@ from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_CHECK_ORT_LEVEL, DEFAU
 
 if TYPE_CHECKING:
     from segdeploy.calibration.stage import CalibrateOptions
+    from segdeploy.export.e2e_stage import E2EOptions
     from segdeploy.precision.stage import PrecisionOptions
 
 
@@ -399,3 +402,49 @@ precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_mi
                              release (jetpack-6.2) or a line (8.6, 10.3, 10.x, 11.x); default: the installed
                              TensorRT, else JetPack 6.2's 10.3.0 (--trt-version: the old name, deprecated)
 """
+
+
+# ------------------------------------------------------------------------------------------- end-to-end variants
+
+
+@dataclass(frozen=True)
+class E2EArgs:
+    """The end-to-end group's values (export, precision); :meth:`parse` ->
+    :class:`~segdeploy.export.e2e_stage.E2EOptions`, or None without ``--end-to-end`` (then its other options must be
+    unset)."""
+
+    end_to_end: bool = False
+    class_dtype: str | None = None
+    with_scores: bool = False
+    frame_order: str | None = None
+
+    def parse(self, *, frames_from: str | None = None, rtol: float | None = None) -> E2EOptions | None:
+        """The stage's options; ``frames_from`` the images tiled into the verification frames (the validation split),
+        ``rtol`` the export's verification tolerance (default: the stage's)."""
+        from segdeploy.export.e2e_stage import E2EOptions
+
+        if not self.end_to_end:
+            stray = [n for n, v in (("--class-dtype", self.class_dtype), ("--with-scores", self.with_scores or None),
+                                    ("--frame-order", self.frame_order)) if v is not None]
+            if stray:
+                raise UsageError(f"{', '.join(stray)} given without --end-to-end; add --end-to-end")
+            return None
+        extra = {} if rtol is None else {"rtol": rtol}
+        return E2EOptions(class_dtype=self.class_dtype or "auto", with_scores=self.with_scores,
+                          input_order=self.frame_order, frames_from=frames_from, **extra)
+
+
+e2e_options = _group("e2e", ("end_to_end", "class_dtype", "with_scores", "frame_order"), [
+    click.option("--end-to-end", "end_to_end", is_flag=True,
+                 help="Also write model[.fp16|.int8].e2e.onnx per ONNX precision: uint8 NHWC camera frames in "
+                      "(preprocessing and padding in the graph), the class map out (ArgMax in the graph); verified "
+                      "against the source ONNX and PyTorch on the CPU."),
+    click.option("--class-dtype", type=click.Choice(["auto", "uint8", "int32"]), default=None,
+                 help="With --end-to-end: the class map's type (default auto: uint8 up to 256 classes, else int32)."),
+    click.option("--with-scores", is_flag=True,
+                 help="With --end-to-end: also output the float32 scores, cropped to the frame."),
+    click.option("--frame-order", type=click.Choice(["RGB", "BGR"]), default=None,
+                 help="With --end-to-end: the camera frame's channel order (default: the model's --channel-order; "
+                      "a different one is swapped in the graph)."),
+], E2EArgs)
+"""Decorator: the end-to-end group (export, precision) -> ``e2e`` (:class:`E2EArgs`)."""

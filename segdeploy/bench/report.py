@@ -210,6 +210,7 @@ def format_report(doc: dict[str, Any]) -> str:
     for shape in doc["shapes"]:
         out += _latency_table(doc, shape, footnotes)
     out += _memory_table(doc)
+    out += _e2e_table(doc)
     if doc["skipped"]:
         out.append("")
         out.append("skipped:")
@@ -270,3 +271,22 @@ def _memory_table(doc: dict[str, Any]) -> list[str]:
         rows.append(row)
     header = ["#", "target", "open s", "first call ms", "peak RSS +MB", "kept RSS +MB"] + (["device +MB"] if dev else [])
     return out + _table(header, rows, right={0, 2, 3, 4, 5, 6})
+
+
+def _e2e_table(doc: dict[str, Any]) -> list[str]:
+    """The ``end_to_end`` rows (segdeploy.bench.e2e): each variant beside its plain model on ONNX Runtime's CPU."""
+    rows = doc.get("end_to_end") or []
+    if not rows:
+        return []
+    table = []
+    for r in rows:
+        b, ms = r["bytes_per_frame"], r["ms"]
+        table.append([r["e2e_onnx"], "x".join(map(str, r["frames"])), f"{b['plain']['in']:,}/{b['plain']['out']:,}",
+                      f"{b['end_to_end']['in']:,}/{b['end_to_end']['out']:,}",
+                      f"{ms['host_pre']:.2f}+{ms['run']:.2f}+{ms['host_post']:.2f}", _num(ms["plain_total"]),
+                      _num(ms["e2e_run"]), f"{r['speedup_total']:.2f}x", "yes" if r["class_maps_equal"] else "NO"])
+    header = ["end-to-end variant", "frames", "plain B in/out", "e2e B in/out", "plain pre+run+post ms",
+              "plain ms", "e2e ms", "speedup", "same map"]
+    return (["", "end-to-end variants vs the plain model (ONNX Runtime CPU, medians; bytes per frame across the "
+                 "model boundary; plain = host preprocessing + run + host crop/argmax)"]
+            + _table(header, table, right={2, 3, 5, 6, 7}))

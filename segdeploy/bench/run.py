@@ -12,7 +12,10 @@
 4. :func:`segdeploy.bench.measure.measure` runs them interleaved, with ``torch.set_num_threads(threads)`` in
    effect only for the duration of the measurement when ``threads`` is given (restored afterwards, also on
    error); ONNX Runtime sessions get ``intra_op_num_threads = threads``;
-5. :func:`segdeploy.bench.report.build_report` assembles the document (docs/bench.md).
+5. :func:`segdeploy.bench.report.build_report` assembles the document (docs/bench.md);
+6. on ONNX Runtime's CPU provider, an export directory with end-to-end variants (``--end-to-end``) also gets the
+   ``end_to_end`` rows (:func:`segdeploy.bench.e2e.e2e_rows`): each variant beside its plain model, host
+   preprocessing and argmax included for the plain one, bytes in/out per frame and latency.
 
 Raises: UsageError (bad options, no shape, runner/artifact mismatch), ShapeError (a shape outside a profile,
 an input a model rejects), ArtifactError (missing/invalid artifacts), MissingDependencyError (a runner whose
@@ -184,4 +187,12 @@ def run_bench(artifacts: list[Any], options: BenchOptions | None = None,
     with torch_threads(opts.threads if uses_torch else None) as torch_n:
         m = measure(runners, shapes, mopts, progress,
                     on_open=lambda i, r: _check_ort_device(exp.targets[i], r))
-    return build_report(exp, shapes, m, opts, notes=notes, torch_threads=torch_n, command=command)
+    doc = build_report(exp, shapes, m, opts, notes=notes, torch_threads=torch_n, command=command)
+    if not opts.runners or "ort-cpu" in opts.runners:
+        from segdeploy.bench.e2e import e2e_rows
+
+        rows = e2e_rows(artifacts, shapes, iters=mopts.iters or 20, warmup=opts.warmup, threads=opts.threads,
+                        seed=opts.seed, progress=progress)
+        if rows:
+            doc["end_to_end"] = rows
+    return doc

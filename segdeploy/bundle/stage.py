@@ -17,11 +17,21 @@ Contract
 * ``runtime/`` -- the C++ runtime (``segdeploy::Segmenter`` + ``segdeploy_infer``), built on the device;
 * ``samples/images/`` + ``samples/reference/`` -- sample images and their reference class maps (the FP32 ONNX
   on ONNX Runtime with the manifest's preprocessing, which the export verified against PyTorch), 8-bit PNG;
+* ``deepstream/`` -- with ``--deepstream`` (:func:`_stage_deepstream`): ``config_infer_primary_segdeploy.txt`` for
+  nvinfer, the DeepStream variant of the first of int8, fp16, fp32 the bundle builds (plugin models: fp32) and
+  ``labels.txt`` (:func:`segdeploy.bundle.deepstream.write_files`); nvinfer's formula + the variant is checked
+  against the manifest's preprocessing + the model on the sample images, and a class agreement below
+  :data:`DEEPSTREAM_MIN_AGREEMENT` publishes nothing (VerificationError); the result is bundle.json's ``deepstream``;
 * ``tools/detect_trt.sh``, ``build.sh`` (plugins -> engines (``segdeploy build`` where Python has segdeploy and
   TensorRT, else the trtexec command for the detected TensorRT line: the recipe of that line rendered by
   :mod:`segdeploy.trt.trtexec`, the cache header stamped at run time) -> runner -> smoke test against
   the reference maps with per-precision thresholds), ``README.md``, ``bundle.json`` (every file's sha256, the
   thresholds, the trtexec commands per TensorRT line, notes).
+
+``--target triton`` makes no device bundle: ``out`` receives the Triton model repository instead
+(:func:`segdeploy.bundle.triton.write_repository`: the onnxruntime model serves fp32, the end-to-end variant when the
+export has one; the tensorrt_plan model the first of int8, fp16, fp32 the bundle names) and a ``bundle.json`` with
+every file's sha256 and the repository's description (key ``triton``); published the same way.
 
 The run: check the options, the export and ``out`` before any work (an existing ``out`` must be an earlier bundle
 or empty, and may not be (inside) the export directory: :func:`segdeploy.exportdir.guard_outputs`) -> stage the
@@ -31,7 +41,7 @@ interrupted publish is recovered, the files are staged in a marked sibling, swap
 operation goes through :mod:`segdeploy.safefs`: the export's files are read without following links and only when
 regular (:meth:`~segdeploy.exportdir.ExportDir.copy_without_engines`), a killed run's leftovers are removed only
 when they are ours, and the archive is written to a new temporary file (never through a link) renamed into place.
-Raises ArtifactError / UsageError / DataError, one line each.
+Raises ArtifactError / UsageError / DataError / VerificationError, one line each.
 """
 
 from __future__ import annotations
@@ -50,8 +60,8 @@ from typing import Any, Callable
 import numpy as np
 
 from segdeploy import __version__, safefs
-from segdeploy.bundle.targets import BundleTarget, resolve, trt_target_for
-from segdeploy.errors import ArtifactError, DataError, UsageError
+from segdeploy.bundle.targets import TRITON, BundleTarget, resolve, trt_target_for
+from segdeploy.errors import ArtifactError, DataError, UsageError, VerificationError
 from segdeploy.exportdir import ExportDir, StagedDirectory, guard_outputs
 from segdeploy.fsutil import sha256_file
 from segdeploy.manifest import REEXPORT
@@ -81,9 +91,17 @@ class BundleOptions:
     num_samples: int = 4
     archive: bool = True
     version_compatible: bool = False  # engines built VERSION_COMPATIBLE; the smoke test then runs with --trust-host-code
+    deepstream: bool = False  # also deepstream/: the nvinfer configuration, the DeepStream variant, the labels
 
     def __post_init__(self) -> None:
         device = resolve(self.target)
+        if device.key == TRITON and (self.deepstream or self.version_compatible):
+            flag = "--deepstream" if self.deepstream else "--version-compatible"
+            raise UsageError(f"{flag} applies to a device bundle, not to --target triton (a model repository); leave "
+                             f"{flag} out, or use --target orin|thor|x86")
+        if device.key == TRITON and Precision.INT8_IMPLICIT in (self.precisions or ()):
+            raise UsageError("--target triton serves ONNX models (fp32, fp16, int8), not int8-implicit; leave it out "
+                             "of --precision")
         if self.trt_target is not None:
             trt_target_for(device, self.trt_target)  # UsageError: unknown, or not one this device can have
         if self.precisions is not None:
@@ -104,7 +122,11 @@ class BundleResult:
 
     def summary(self) -> dict[str, Any]:
         written = self.doc  # bundle.json
-        return {"bundle": str(self.path), "archive": None if self.archive is None else str(self.archive),
+        if TRITON in written:
+            return {"bundle": str(self.path), "archive": None if self.archive is None else str(self.archive),
+                    "target": written["target"], "triton": written[TRITON], "files": len(written["files"]),
+                    "notes": list(self.notes)}
+        return {"deepstream": written.get("deepstream"), "bundle": str(self.path), "archive": None if self.archive is None else str(self.archive),
                 "target": written["target"], "precisions": written["precisions"],
                 "files": len(written["files"]), "samples": len(written["samples"]),
                 "thresholds": written["smoke_test"]["thresholds"], "notes": list(self.notes)}
@@ -251,6 +273,7 @@ class _Plan:
     precisions: list[str]
     images: list[Path]
     out: Path  # absolute
+    deepstream: str | None = None  # the precision of deepstream/ (--deepstream), else None
 
 
 def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: BundleOptions,
@@ -264,8 +287,12 @@ def make_bundle(export_dir: str | os.PathLike, out: str | os.PathLike, options: 
             _remove_stale_archives(sd.parent_fd, plan.out.name)
             sd.stage()
             progress.step(f"bundle for {plan.target.label}: {', '.join(plan.precisions)}")
-            samples = _stage_files(plan, sd.staging, notes, progress)
-            doc = _render(plan, sd.staging, samples, notes)
+            if plan.target.key == TRITON:
+                doc = _stage_triton(plan, sd.staging, notes, progress)
+            else:
+                samples = _stage_files(plan, sd.staging, notes, progress)
+                deepstream = _stage_deepstream(plan, sd.staging, progress) if plan.deepstream else None
+                doc = _render(plan, sd.staging, samples, notes, deepstream)
             archive = _archive(sd.parent_fd, sd.staging, plan.out) if options.archive else None
             sd.publish()
     except OSError as e:
@@ -281,9 +308,11 @@ def _plan(export_dir: str | os.PathLike, out: str | os.PathLike, options: Bundle
     trt = trt_target_for(target, options.trt_target)
     ed = ExportDir.open(export_dir)
     precisions = _precisions(ed, options)
-    images = _sample_images(ed, options)
-    if ed.num_classes > 255:
+    triton = target.key == TRITON
+    images = [] if triton else _sample_images(ed, options)
+    if ed.num_classes > 255 and not triton:
         raise UsageError(f"the model has {ed.num_classes} classes; the bundle's 8-bit reference maps hold up to 255")
+    deepstream = _deepstream_precision(ed, precisions) if options.deepstream else None
     target_dir = Path(os.path.abspath(out))
     guard_outputs([("--out", out)], [("the export directory", ed.path)], directory=True)
     if target_dir.exists():
@@ -291,7 +320,7 @@ def _plan(export_dir: str | os.PathLike, out: str | os.PathLike, options: Bundle
             raise ArtifactError(f"--out {target_dir} exists and is not a directory; choose another --out")
         if os.listdir(target_dir) and not (target_dir / BUNDLE_JSON).is_file():
             raise ArtifactError(f"{target_dir} is not empty and not a segdeploy bundle; choose an empty or new --out")
-    return _Plan(ed, options, target, trt, precisions, images, target_dir)
+    return _Plan(ed, options, target, trt, precisions, images, target_dir, deepstream)
 
 
 def _sample_images(ed: ExportDir, options: BundleOptions) -> list[Path]:
@@ -324,7 +353,8 @@ def _stage_files(plan: _Plan, staging: Path, notes: list[str], progress: Progres
     return _references(ed, plan.images, staging, progress)
 
 
-def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: list[str],
+            deepstream: dict[str, Any] | None = None) -> dict[str, Any]:
     """build.sh, README.md and bundle.json (every file's sha256) into ``staging``, every file's mode set; returns
     the bundle.json document."""
     ed, options, target = plan.ed, plan.options, plan.target
@@ -345,11 +375,84 @@ def _render(plan: _Plan, staging: Path, samples: list[dict[str, Any]], notes: li
            "precisions": plan.precisions, "needs_plugins": ed.needs_plugins, "samples": samples,
            "version_compatible": options.version_compatible,
            "smoke_test": {"thresholds": thresholds, "rule": "percent of pixels equal to samples/reference/"},
-           "trtexec": table, "files": files, "notes": notes}
+           "trtexec": table, "files": files, "notes": notes, "deepstream": deepstream}
     (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for p in staging.rglob("*"):  # every file here is a new inode this run wrote (no links)
         if _is_bundle_file(staging, p) and p.name not in ("build.sh", "detect_trt.sh"):
             os.chmod(p, 0o644)
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------ DeepStream, Triton
+
+DEEPSTREAM_DIR = "deepstream"
+# nvinfer's formula + the variant vs the manifest's preprocessing + the model, classes on the sample images: float
+# rounding differs in the last bit (an INT8 model can move a pixel across a quantization step), nothing more
+DEEPSTREAM_MIN_AGREEMENT = 0.999
+DEEPSTREAM_ORDER = (Precision.INT8, Precision.FP16, Precision.FP32, Precision.INT8_IMPLICIT)
+
+
+def _deepstream_precision(ed: ExportDir, precisions: list[str]) -> str:
+    """The precision deepstream/ is configured for: the first of int8, fp16, fp32, int8-implicit the bundle builds
+    (plugin models: fp32). Checks here, before any work, that nvinfer can build it (UsageError)."""
+    from segdeploy.bundle import deepstream as ds
+
+    p = Precision.FP32 if ed.needs_plugins else next(p for p in DEEPSTREAM_ORDER if p in precisions)
+    ds.plan_for(p, ed.profile, ed.num_classes, int8_calib_file=_ds_calib(ed), custom_lib_path=None, with_labels=True)
+    return p
+
+
+def _ds_calib(ed: ExportDir) -> str | None:
+    return f"../calib/{CALIB_CACHE}" if ed.has(CALIB_CACHE) else None
+
+
+def _stage_deepstream(plan: _Plan, staging: Path, progress: Progress) -> dict[str, Any]:
+    """deepstream/: the nvinfer configuration, the DeepStream variant (verified against the manifest's preprocessing
+    on the sample images) and the labels; paths in the configuration are relative to it."""
+    from segdeploy.bundle import deepstream as ds
+    from segdeploy.datasets import read_image
+
+    assert plan.deepstream is not None
+    progress.step(f"DeepStream configuration and variant ({plan.deepstream}), checked on {len(plan.images)} sample(s)")
+    (staging / DEEPSTREAM_DIR).mkdir()
+    lib = f"../build/plugins/lib/{PLUGIN_LIBRARY}" if plan.ed.needs_plugins else None
+    info = ds.write_files(plan.ed, staging / DEEPSTREAM_DIR, [read_image(p) for p in plan.images], plan.deepstream,
+                          int8_calib_file=_ds_calib(plan.ed), custom_lib_path=lib)
+    agreement = info["check"]["class_agreement"]
+    if agreement < DEEPSTREAM_MIN_AGREEMENT:
+        raise VerificationError(f"the DeepStream variant ({info['onnx']}) after nvinfer's normalisation agrees with "
+                                f"{info['source_onnx']} on only {100 * agreement:.2f}% of the sample pixels (needs "
+                                f"{100 * DEEPSTREAM_MIN_AGREEMENT:.1f}%); report this with the model (nothing was "
+                                "published)")
+    return {**info, "directory": DEEPSTREAM_DIR, "min_agreement": DEEPSTREAM_MIN_AGREEMENT}
+
+
+def _triton_name(ed: ExportDir) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]", "_", ed.path.name).strip("_") or "segdeploy"
+
+
+def _stage_triton(plan: _Plan, staging: Path, notes: list[str], progress: Progress) -> dict[str, Any]:
+    """The Triton model repository (:func:`segdeploy.bundle.triton.write_repository`) and its bundle.json: the
+    onnxruntime model serves fp32; the TensorRT plan is built for the first precision the bundle names."""
+    from segdeploy.bundle import triton
+
+    ed, name = plan.ed, _triton_name(plan.ed)
+    trt_precision = next((p for p in (Precision.INT8, Precision.FP16, Precision.FP32) if p in plan.precisions),
+                         plan.precisions[0])
+    progress.step(f"Triton model repository {name} (onnxruntime fp32, tensorrt_plan {trt_precision})")
+    info = triton.write_repository(ed, staging, name=name, trt_precision=trt_precision, trt_line=plan.trt.line)
+    if not any(m["end_to_end"] for m in info["models"].values()):
+        notes.append("the export has no end-to-end variant: Triton serves float32 NCHW in and scores out (export "
+                     "with --end-to-end to serve uint8 frames in and the class map out)")
+    files = {str(p.relative_to(staging)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+             for p in sorted(staging.rglob("*")) if _is_bundle_file(staging, p)}
+    doc = {"schema": SCHEMA, "schema_version": 1, "segdeploy_version": __version__,
+           "target": {"key": plan.target.key, "label": plan.target.label, "trt": plan.trt.to_dict()},
+           "source": {"export_dir": str(ed.path), "manifest_source_sha256": ed.source_sha256},
+           TRITON: {"name": name, **info}, "files": files, "notes": notes}
+    (staging / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return doc
 
 

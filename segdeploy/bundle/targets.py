@@ -3,6 +3,8 @@
 ``orin`` (Jetson AGX Orin / Orin NX / Orin Nano, SoC tegra234, SM 8.7): JetPack 6.0 (TensorRT 8.6), 6.1/6.2
 (10.3), 7.2 (10.16), 7.2.2+ (11.4). ``thor`` (Jetson Thor, tegra264, SM 11.0 with CUDA 13): JetPack 7.x (10.13,
 10.16, 11.4). ``x86`` (a workstation/server GPU; architecture from nvidia-smi): TensorRT 10.x / 11.x (8.6 too).
+``triton`` is no device: ``segdeploy bundle --target triton`` writes a Triton model repository instead
+(:mod:`segdeploy.bundle.triton`; its plan is built on the server, so any TensorRT line).
 The TensorRT version itself is detected on the device by ``build.sh``; ``--trt-target`` only picks the line
 shown in the bundle's README and the calibration-cache header written into ``calib/`` (build.sh re-stamps it).
 Its default (:func:`trt_target_for`) is the one every command uses (:func:`segdeploy.trt.versions.default_target`:
@@ -34,7 +36,11 @@ TARGETS: dict[str, BundleTarget] = {
     "thor": BundleTarget("thor", "Jetson Thor (JetPack 7.x)", "110", ("10.x", "11.x"), "jetpack-7.1", "Thor has no DLA"),
     "x86": BundleTarget("x86", "x86-64 workstation or server GPU", "native", ("8.6", "10.3", "10.x", "11.x"),
                         "jetpack-6.2", "no DLA"),
+    # not a device bundle: a Triton Inference Server model repository (segdeploy.bundle.triton)
+    "triton": BundleTarget("triton", "Triton Inference Server model repository", "native",
+                           ("8.6", "10.3", "10.x", "11.x"), "jetpack-6.2", "no DLA"),
 }
+TRITON = "triton"
 
 
 def trt_target_for(device: BundleTarget, text: str | None) -> Target:

@@ -97,13 +97,21 @@ class E2ESpec:
         return p.spatial_multiple > 1 or p.min[2] > 1 or p.min[3] > 1
 
 
-def refusal(preprocess: Preprocess, output_stride: Sequence[float], in_channels: int,
-            num_classes: int = 2, class_dtype: ClassDtype = ClassDtype.AUTO) -> str | None:
-    """Why this model cannot get an end-to-end variant (one line with the fix), or None."""
+def preprocess_refusal(preprocess: Preprocess) -> str | None:
+    """The part of :func:`refusal` the export options alone decide (checked before the model loads), or None."""
     if preprocess.resize != "pad":
         return ("--end-to-end needs pad preprocessing, but this export uses resize preprocessing (Pillow's bilinear "
                 "resize of the 8-bit frame, which rounds between its passes and no ONNX Resize reproduces exactly); "
                 "re-export with --resize pad, or resize frames on the host and use model.onnx")
+    return None
+
+
+def refusal(preprocess: Preprocess, output_stride: Sequence[float], in_channels: int,
+            num_classes: int = 2, class_dtype: ClassDtype = ClassDtype.AUTO) -> str | None:
+    """Why this model cannot get an end-to-end variant (one line with the fix), or None."""
+    reason = preprocess_refusal(preprocess)
+    if reason:
+        return reason
     if any(float(s) != 1.0 for s in output_stride):
         return (f"--end-to-end needs scores at the input resolution, but this model's are at {list(output_stride)} "
                 "of it; export a model that upsamples its scores to the input size")

@@ -2,12 +2,12 @@
 
 Contract
 --------
-``run(txn, reference_module, options, progress) -> E2EResult``
+``run(txn, options, progress, *, reference=None) -> E2EResult`` (the stage contract of :mod:`segdeploy.pipeline`)
 
 * ``txn``: an open :class:`~segdeploy.exportdir.Transaction` holding ``model.onnx`` (and ``model.fp16.onnx`` /
   ``model.int8.onnx`` where the precision stage made them) -- the same transaction as export/precision
   (``--end-to-end``) or a derived one on a published directory.
-* ``reference_module``: the PyTorch model; ``None`` skips the PyTorch comparison (said in the verification, never
+* ``reference``: the PyTorch model; ``None`` skips the PyTorch comparison (said in the verification, never
   shown as passed).
 * For each precision: :func:`segdeploy.export.e2e.build_e2e` around its ONNX (network nodes byte-identical,
   checked), then verification with ONNX Runtime on the CPU at the profile's verification shapes (min, opt, max,
@@ -104,6 +104,7 @@ class E2EResult:
         """The stage's entry in the JSON result document."""
         variants = self.section["variants"]
         return {"files": dict(self.written), "input": self.section["input"], "outputs": self.section["outputs"],
+                "profile": self.section["profile"], "in_graph": self.section["in_graph"],
                 "verification": {p: {k: v["verification"][k] for k in ("passed", "min_agreement_vs_source",
                                                                          "min_agreement_vs_torch")}
                                  for p, v in variants.items()},
@@ -286,10 +287,12 @@ def io_bytes_per_frame(spec: E2ESpec, h: int, w: int) -> dict[str, Any]:
             "ratio": round((plain["in"] + plain["out"]) / (e2e["in"] + e2e["out"]), 2)}
 
 
-def run(txn: Any, reference_module: Any, options: E2EOptions,
-        progress: Progress | Any = None) -> E2EResult:
-    """Build, verify and stage the end-to-end variants (see the module docstring)."""
+def run(txn: Any, options: E2EOptions, progress: Progress | Any = None, *,
+        reference: Any = None) -> E2EResult:
+    """Build, verify and stage the end-to-end variants (see the module docstring; the pipeline's stage contract,
+    ``reference`` the PyTorch module)."""
     progress = as_progress(progress)
+    reference_module = reference
     t0 = time.perf_counter()
     spec = spec_of(txn, options)
     todo = sources(txn)

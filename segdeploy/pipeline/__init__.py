@@ -33,7 +33,9 @@ preconditions before expensive stages):
 3. load the model (refusing unsafe content) and settle the profile (:func:`segdeploy.export.prepare.prepare`:
    memory guard, PyTorch runs at the profile's extremes); then the validation labels against the model's class
    count, and (first thing in the export stage) the class-name count;
-4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
+4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), the end-to-end
+   variants of every ONNX precision (``--end-to-end``: :mod:`segdeploy.export.e2e_stage`; its pad-preprocessing
+   precondition is checked in step 1), build
    (:mod:`segdeploy.engine.stage`, when asked: engines where TensorRT is importable, else only the trtexec
    commands in the result), and after a build with a validation split the engines' parity against PyTorch
    (:func:`segdeploy.engine.verify.check_engines`: drift in each engine's manifest entry, ``max_miou_drop`` gates);
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from segdeploy.engine.request import BuildRequest
     from segdeploy.engine.stage import BuildStageResult
     from segdeploy.export.stage import ExportOptions, ExportResult
+    from segdeploy.export.e2e_stage import E2EOptions, E2EResult
     from segdeploy.exportdir import ExportDir, Transaction
     from segdeploy.load import LoadedModel
     from segdeploy.precision.stage import PrecisionOptions, PrecisionResult
@@ -117,6 +120,7 @@ class PipelineOptions:
     export: ExportOptions
     precision: PrecisionOptions | None = None
     build: BuildRequest | None = None
+    end_to_end: E2EOptions | None = None  # --end-to-end: the variants after the precision stage, same transaction
 
 
 @dataclass
@@ -129,11 +133,14 @@ class PipelineResult:
     build: BuildStageResult | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    end_to_end: E2EResult | None = None
 
     def stages(self) -> dict[str, Any]:
         out = {"export": self.export.summary()}
         if self.precision is not None:
             out["precision"] = self.precision.summary()
+        if self.end_to_end is not None:
+            out["end_to_end"] = self.end_to_end.summary()
         if self.build is not None:
             out["build"] = self.build.summary()
         return out
@@ -148,6 +155,13 @@ def _preconditions(options: PipelineOptions) -> list[str]:
         notes += check_preconditions(options.precision)
     if options.build is not None:
         options.build.check_static()
+    if options.end_to_end is not None:
+        from segdeploy.errors import UsageError
+        from segdeploy.export.e2e import preprocess_refusal
+
+        reason = preprocess_refusal(options.export.preprocess)
+        if reason:
+            raise UsageError(reason)
     return notes
 
 
@@ -190,7 +204,8 @@ def _build(txn: Transaction, options: PipelineOptions, lm: LoadedModel, progress
 
 def _run_stages(txn: Transaction, source: Any, options: PipelineOptions, progress: Progress,
                 load_kwargs: dict[str, Any] | None,
-                stages: dict[str, Any]) -> tuple[ExportResult, PrecisionResult | None, BuildStageResult | None]:
+                stages: dict[str, Any]) -> tuple[ExportResult, PrecisionResult | None, BuildStageResult | None,
+                                                 E2EResult | None]:
     """Steps 3-4 inside the transaction; each finished stage's summary goes into ``stages`` (the evidence)."""
     from segdeploy.export import stage as export_stage
 
@@ -204,8 +219,14 @@ def _run_stages(txn: Transaction, source: Any, options: PipelineOptions, progres
 
         prec = precision_stage.run(txn, options.precision, progress, reference=lm.module, checked=True)
         stages["precision"] = prec.summary()
+    e2e = None
+    if options.end_to_end is not None:
+        from segdeploy.export import e2e_stage
+
+        e2e = e2e_stage.run(txn, options.end_to_end, progress, reference=lm.module)
+        stages["end_to_end"] = e2e.summary()
     build = _build(txn, options, lm, progress, stages) if options.build is not None else None
-    return exp, prec, build
+    return exp, prec, build, e2e
 
 
 def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
@@ -220,13 +241,13 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
     try:
         notes = _preconditions(options)
         with Transaction(out_dir, fresh=True, command="export", progress=progress) as txn:
-            exp, prec, build = _run_stages(txn, source, options, progress, load_kwargs, stages)
+            exp, prec, build, e2e = _run_stages(txn, source, options, progress, load_kwargs, stages)
             published = txn.commit()
     except SegdeployError as e:
         e.stages = {**stages, **e.stages}  # what finished, plus what the failing stage measured
         raise
     exp.manifest = published.manifest
-    return PipelineResult(published, exp, prec, build, notes + txn.notes, time.perf_counter() - t0)
+    return PipelineResult(published, exp, prec, build, notes + txn.notes, time.perf_counter() - t0, e2e)
 
 
 def export_model(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from segdeploy.cli_options import model_options, output_options, precision_options, progress_for
+from segdeploy.cli_options import e2e_options, model_options, output_options, precision_options, progress_for
 from segdeploy.engine.cli_options import engine_build_options
 from segdeploy.errors import SegdeployError, UsageError
 from segdeploy.result import echo_json, result_doc
@@ -71,14 +71,16 @@ def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, op
 @click.option("--resize", type=click.Choice(["pad", "resize"]), default="pad", show_default=True, help="How datasets reach an accepted size.")
 @click.option("--class-names", help="Comma-separated class names (recorded in the manifest).")
 @precision_options
+@e2e_options
 @click.option("--engine", is_flag=True, help="Also build TensorRT engines (where TensorRT is installed; else print the trtexec commands).")
 @engine_build_options(exclude=("--verbose", "--trt-target"), help_prefix="With --engine: ")
 @output_options
-def export_command(model, out_dir, precision, engine, build, as_json, quiet, **export):
+def export_command(model, out_dir, precision, e2e, engine, build, as_json, quiet, **export):
     """Export MODEL_FILE (or --model) to a verified ONNX with dynamic batch/height/width.
 
     MODEL_FILE: a torch.export program (.pt2), a TorchScript archive, or (with --trust-pickle) a pickled module.
-    With --int8/--fp16 the precision stage runs too, and with --engine the TensorRT build; the directory is
+    With --int8/--fp16 the precision stage runs too, with --end-to-end the end-to-end variants (uint8 frames in,
+    class map out) of every ONNX precision, and with --engine the TensorRT build; the directory is
     published only when every requested stage passed.
     """
     from segdeploy.pipeline import PipelineOptions, run_pipeline
@@ -90,7 +92,9 @@ def export_command(model, out_dir, precision, engine, build, as_json, quiet, **e
             raise UsageError("--trt-target given without --int8/--fp16 or --engine; add the stage it is for")
         if engine:
             build = dataclasses.replace(build, trt_target=precision.trt_target)
-        options = PipelineOptions(_export_options(**export), precision.parse(), build.request_if(engine, "--engine"))
+        popts = precision.parse()
+        e2e_opts = e2e.parse(frames_from=popts.validation_dir()[0] if popts else None, rtol=export["rtol"])
+        options = PipelineOptions(_export_options(**export), popts, build.request_if(engine, "--engine"), e2e_opts)
         res = run_pipeline(model.source, out_dir, options, progress=progress_for(quiet),
                            load_kwargs=model.load_kwargs())
     except SegdeployError as e:
@@ -114,6 +118,10 @@ def _print_result(res: PipelineResult) -> None:
     print_summary(res.export)
     if res.precision is not None:
         print_precision_summary(res.precision)
+    if res.end_to_end is not None:
+        from segdeploy.export.e2e_terminal import print_e2e_summary
+
+        print_e2e_summary(res.end_to_end)
     if res.build is not None:
         res.build.print_summary()
     shown = set(res.precision.section.get("notes", [])) if res.precision is not None else set()

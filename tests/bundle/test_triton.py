@@ -16,8 +16,7 @@ from google.protobuf import text_format
 
 from segdeploy.bundle import triton
 from segdeploy.errors import UsageError
-from segdeploy.export.e2e_stage import E2EOptions, run
-from segdeploy.exportdir import ExportDir, Transaction
+from segdeploy.exportdir import ExportDir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,11 +48,9 @@ def example(tmp_path_factory):
     d = tmp_path_factory.mktemp("triton") / "shapes"
     rc = main(["export", str(ROOT / "examples" / "shapes_unet.pt2"), "--out", str(d), "--shape", "1x3x128x128",
                "--class-names", "background,circle,square,triangle,ring,star",
-               "--int8", "--calib", str(ROOT / "calibration" / "shapes" / "calib"), "--calib-size", "8", "-q"])
+               "--int8", "--calib", str(ROOT / "calibration" / "shapes" / "calib"), "--calib-size", "8", "--end-to-end",
+               "-q"])
     assert rc == 0
-    with Transaction(d, fresh=False, command="test") as txn:
-        run(txn, None, E2EOptions())
-        txn.commit()
     return ExportDir.open(d)
 
 

@@ -99,7 +99,7 @@ def test_stage_refuses_resize_mode_before_any_work(tiny_export, tmp_path):
     with Transaction(d, fresh=False, command="test") as txn:
         txn.manifest["preprocess"]["resize"] = "resize"  # as a resize-mode export records it
         with pytest.raises(UsageError, match="--end-to-end needs pad preprocessing"):
-            run(txn, None, E2EOptions())
+            run(txn, E2EOptions())
     assert ExportDir.open(d).end_to_end is None
 
 
@@ -147,7 +147,7 @@ def test_stage_on_the_example_every_precision(example, tmp_path):
     shutil.copytree(example, d)
     module = load_model(ROOT / "examples" / "shapes_unet.pt2").module
     with Transaction(d, fresh=False, command="test") as txn:
-        res = run(txn, module, E2EOptions(frames_from=str(VAL)))
+        res = run(txn, E2EOptions(frames_from=str(VAL)), reference=module)
         txn.commit()
     ed = ExportDir.open(d)
     assert res.written == {p: p.e2e_file for p in (Precision.FP32, Precision.FP16, Precision.INT8)}

@@ -182,7 +182,7 @@ int run(const std::vector<std::string>& a) {
             std::cout << (i ? ";" : "") << e.file << "|" << e.precision << "|" << e.plugins << "|" << e.tensorrt_version << "|"
                       << e.version_compatible;
         }
-        std::cout << "\n";
+        std::cout << "\nhas_end_to_end=" << m.has_end_to_end << "\nframe_order=" << toString(m.frame_order) << "\n";
         return 0;
     }
     if (cmd == "encode-png") {

@@ -51,6 +51,21 @@ def test_plugin_graph_and_engines_sections(harness, manifest_doc, tmp_path):
                                        "model.int8.engine|int8|libsegdeploy_trt_plugins.so|10.3.0.26|0"]
 
 
+def test_end_to_end_section_gives_the_frame_order(harness, manifest_doc, tmp_path):
+    """An export with --end-to-end: the runtime learns the frames' channel order (end_to_end.input.channel_order);
+    a bad value is a one-line error."""
+    assert _fields(harness.run("manifest", rt_util.write_manifest(tmp_path / "plain.json", manifest_doc)))[
+        "has_end_to_end"] == "0"
+    doc = copy.deepcopy(manifest_doc)
+    doc["end_to_end"] = {"input": {"name": "image", "dtype": "uint8", "layout": "NHWC", "channel_order": "BGR"},
+                         "variants": {}}
+    f = _fields(harness.run("manifest", rt_util.write_manifest(tmp_path / "e2e.json", doc)))
+    assert (f["has_end_to_end"], f["frame_order"]) == ("1", "BGR")
+    doc["end_to_end"]["input"]["channel_order"] = "GRAY"
+    bad = harness.run("manifest", rt_util.write_manifest(tmp_path / "bad.json", doc), ok=False)
+    assert "end_to_end.input.channel_order must be RGB or BGR" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def _broken(doc: dict) -> dict[str, tuple[dict | str, str]]:
     def with_(path: str, value):
         d = copy.deepcopy(doc)

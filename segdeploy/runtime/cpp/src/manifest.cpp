@@ -362,6 +362,19 @@ void readModel(const Reader& r, const Json& doc, const std::string& where, Manif
     }
 }
 
+// The end-to-end variants' frame order (end_to_end.input.channel_order), when the export has them.
+void readEndToEnd(const Reader& r, const Json& doc, Manifest& m) {
+    const Json* e2e = optional(doc, "end_to_end");
+    if (!e2e) return;
+    if (!e2e->is_object()) r.wrongType(*e2e, "end_to_end", "an object");
+    const Json& input = r.object(*e2e, "input", "end_to_end");
+    std::string order = r.string(input, "channel_order", "end_to_end.input");
+    if (order == "RGB") m.frame_order = ChannelOrder::kRGB;
+    else if (order == "BGR") m.frame_order = ChannelOrder::kBGR;
+    else r.fail("end_to_end.input.channel_order must be RGB or BGR, got '" + order + "'");
+    m.has_end_to_end = true;
+}
+
 }  // namespace
 
 const EngineEntry* Manifest::engineFor(const std::string& file_name) const {
@@ -386,6 +399,7 @@ Manifest parseManifest(const std::string& text, const std::string& where) {
         m.plugin_graph_file = r.string(*plug, "file", "tensorrt_plugins");
     }
     m.engines = readEngines(r, doc);
+    readEndToEnd(r, doc, m);
     return m;
 }
 

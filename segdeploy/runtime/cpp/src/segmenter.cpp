@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -76,6 +77,7 @@ const char* dtypeName(nvinfer1::DataType t) {
         case nvinfer1::DataType::kINT8: return "int8";
         case nvinfer1::DataType::kINT32: return "int32";
         case nvinfer1::DataType::kBOOL: return "bool";
+        case nvinfer1::DataType::kUINT8: return "uint8";
         default: return "another type";
     }
 }
@@ -277,6 +279,61 @@ std::string findPluginLibrary(const EngineEntry* entry, const std::string& engin
     return "";
 }
 
+// ------------------------------------------------------------------------------------------- end-to-end engines
+// The I/O of an end-to-end engine (segdeploy export --end-to-end): uint8 frames [N, H, W, 3] in, the class map
+// [N, H, W] (uint8 or int32) out, and any other output (the float32 scores of --with-scores) bound but not read.
+struct EndToEndIO {
+    std::string frames, classes;
+    bool int32_map = false;
+    std::vector<std::string> others;
+};
+
+// True (and `io` filled) when `engine` is an end-to-end engine; throws when it has a uint8 NHWC input but no class map.
+bool detectEndToEnd(nvinfer1::ICudaEngine& engine, const std::string& engine_path, EndToEndIO& io) {
+    int n_io = engine.getNbIOTensors();
+    for (int i = 0; i < n_io; ++i) {
+        const char* name = engine.getIOTensorName(i);
+        nvinfer1::Dims d = engine.getTensorShape(name);
+        nvinfer1::DataType t = engine.getTensorDataType(name);
+        if (engine.getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT) {
+            if (t != nvinfer1::DataType::kUINT8 || d.nbDims != 4 || d.d[3] != 3 || !io.frames.empty()) return false;
+            io.frames = name;
+        } else if (d.nbDims == 3 && (t == nvinfer1::DataType::kUINT8 || t == nvinfer1::DataType::kINT32) && io.classes.empty()) {
+            io.classes = name;
+            io.int32_map = t == nvinfer1::DataType::kINT32;
+        } else {
+            io.others.push_back(name);
+        }
+    }
+    if (io.frames.empty()) return false;
+    if (io.classes.empty()) {
+        throw Error("engine " + engine_path + " takes uint8 frames but has no uint8/int32 [N, H, W] class map output; build it "
+                    "from the model[.prec].e2e.onnx segdeploy wrote (export --end-to-end)");
+    }
+    for (const std::string& n : io.others) {
+        if (engine.getTensorDataType(n.c_str()) != nvinfer1::DataType::kFLOAT) {
+            throw Error("engine " + engine_path + " has an extra output '" + n + "' of type " + dtypeName(engine.getTensorDataType(n.c_str())) +
+                        "; an end-to-end engine's extra output is its float32 scores: rebuild it from the e2e ONNX");
+        }
+    }
+    return true;
+}
+
+// `view`'s rows into `dst` (tightly packed H x W x 3), channels reversed: the host fallback for a frame whose
+// PixelFormat is not the engine's frame order.
+void swapChannels(const ImageView& view, uint8_t* dst) {
+    const size_t row = size_t(view.width) * 3;
+    for (int y = 0; y < view.height; ++y) {
+        const uint8_t* src = view.data + size_t(y) * view.stride();
+        uint8_t* out = dst + size_t(y) * row;
+        for (int x = 0; x < view.width; ++x) {
+            out[3 * x] = src[3 * x + 2];
+            out[3 * x + 1] = src[3 * x + 1];
+            out[3 * x + 2] = src[3 * x];
+        }
+    }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------- Impl
@@ -294,6 +351,10 @@ struct Segmenter::Impl {
     int num_classes = 0;
     gpu::DeviceBuffer input, output;
     std::unique_ptr<gpu::Pipeline> pipeline;
+    bool end_to_end = false;
+    EndToEndIO e2e;
+    std::vector<gpu::DeviceBuffer> e2e_others;  // the extra outputs' buffers (bound, not read)
+    std::vector<uint8_t> swapped, class_bytes;  // host staging (channel swap fallback, the downloaded class map)
 
     Impl(const SegmenterOptions& o) : options(o), logger(o.log_level, o.log) {}
 
@@ -306,7 +367,9 @@ struct Segmenter::Impl {
     }
 
     void load(const std::string& engine_path, const std::string& manifest_path);
+    void loadEndToEnd(const std::string& engine_path);
     std::vector<ClassMap> run(const std::vector<ImageView>& images);
+    std::vector<ClassMap> runEndToEnd(const std::vector<ImageView>& images);
 };
 
 void Segmenter::Impl::load(const std::string& engine_path, const std::string& manifest_path) {
@@ -364,6 +427,10 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
                                            options.trust_host_code));
     }
 
+    if (detectEndToEnd(*engine, engine_path, e2e)) {
+        loadEndToEnd(engine_path);
+        return;
+    }
     // I/O tensors: exactly the manifest's input and output
     const char* in = manifest.input_name.c_str();
     const char* out = manifest.output_name.c_str();
@@ -442,7 +509,111 @@ void Segmenter::Impl::load(const std::string& engine_path, const std::string& ma
     }
 }
 
+void Segmenter::Impl::loadEndToEnd(const std::string& engine_path) {
+    end_to_end = true;
+    const char* in = e2e.frames.c_str();
+    const char* out = e2e.classes.c_str();
+    summary.end_to_end = true;
+    summary.input_name = e2e.frames;
+    summary.output_name = e2e.classes;
+    summary.output_dtype = e2e.int32_map ? "int32" : "uint8";
+    for (const std::string& n : {e2e.frames, e2e.classes}) {
+        if (engine->getTensorLocation(n.c_str()) != nvinfer1::TensorLocation::kDEVICE) {
+            throw Error("engine " + engine_path + " keeps '" + n + "' on the host; rebuild it from the e2e ONNX");
+        }
+    }
+    nvinfer1::Dims pmin = engine->getTensorShape(in), pmax = pmin;
+    if (engine->getNbOptimizationProfiles() > 0) {
+        pmin = engine->getProfileShape(in, 0, nvinfer1::OptProfileSelector::kMIN);
+        pmax = engine->getProfileShape(in, 0, nvinfer1::OptProfileSelector::kMAX);
+    }
+    summary.min_batch = pmin.d[0], summary.max_batch = pmax.d[0];
+    summary.min_h = pmin.d[1], summary.max_h = pmax.d[1], summary.min_w = pmin.d[2], summary.max_w = pmax.d[2];
+    if (summary.min_batch < 1 || summary.max_h < 1 || summary.max_w < 1) {
+        throw Error("engine " + engine_path + " has no usable input range (" + dimsText(pmin) + " .. " + dimsText(pmax) +
+                    "); rebuild it with --minShapes/--maxShapes for '" + e2e.frames + "'");
+    }
+    context.reset(engine->createExecutionContext());
+    if (!context) throw Error("TensorRT could not create an execution context" + withLog(logger) + "; free GPU memory or rebuild with a smaller max shape");
+    checkCuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    const size_t maxNHW = size_t(summary.max_batch) * size_t(summary.max_h) * size_t(summary.max_w);
+    input.reserve(maxNHW * 3, "frames");
+    output.reserve(maxNHW * (e2e.int32_map ? 4 : 1), "class map");
+    bool ok = context->setTensorAddress(in, input.as<void>()) && context->setTensorAddress(out, output.as<void>());
+    e2e_others = std::vector<gpu::DeviceBuffer>(e2e.others.size());
+    for (size_t i = 0; i < e2e.others.size(); ++i) {  // the scores: [N, K, H, W] float32
+        e2e_others[i].reserve(maxNHW * size_t(std::max(1, num_classes)) * sizeof(float), "scores");
+        ok = ok && context->setTensorAddress(e2e.others[i].c_str(), e2e_others[i].as<void>());
+    }
+    if (!ok) throw Error("TensorRT setTensorAddress failed" + withLog(logger) + "; report this as a segdeploy bug with the engine's summary");
+}
+
+std::vector<ClassMap> Segmenter::Impl::runEndToEnd(const std::vector<ImageView>& views) {
+    if (views.empty()) throw usageError("no images given; pass at least one frame");
+    const int n = int(views.size()), H = views.front().height, W = views.front().width;
+    for (size_t i = 0; i < views.size(); ++i) {
+        const ImageView& v = views[i];
+        if (!v.data || v.width <= 0 || v.height <= 0 || (v.row_stride && v.row_stride < size_t(v.width) * 3)) {
+            throw usageError("image " + std::to_string(i) + " is empty or has a row_stride below width * 3; pass a decoded 8-bit 3-channel image");
+        }
+        if (v.height != H || v.width != W) {
+            throw usageError("an end-to-end engine runs frames of one size per batch, but image " + std::to_string(i) + " is " +
+                             std::to_string(v.width) + "x" + std::to_string(v.height) + " and image 0 " + std::to_string(W) + "x" +
+                             std::to_string(H) + "; segment them in separate calls");
+        }
+    }
+    if (n < summary.min_batch || n > summary.max_batch || H < summary.min_h || H > summary.max_h || W < summary.min_w || W > summary.max_w) {
+        throw usageError("frames " + std::to_string(n) + "x" + std::to_string(H) + "x" + std::to_string(W) + "x3 are outside the engine's range " +
+                         std::to_string(summary.min_batch) + "x" + std::to_string(summary.min_h) + "x" + std::to_string(summary.min_w) + "x3 .. " +
+                         std::to_string(summary.max_batch) + "x" + std::to_string(summary.max_h) + "x" + std::to_string(summary.max_w) +
+                         "x3; pass fewer/smaller frames, or rebuild the engine with a larger profile");
+    }
+    const size_t frame = size_t(H) * size_t(W) * 3;
+    const PixelFormat wanted = manifest.frame_order == ChannelOrder::kBGR ? PixelFormat::kBGR8 : PixelFormat::kRGB8;
+    swapped.resize(frame * size_t(n));
+    for (int i = 0; i < n; ++i) {  // the bytes go in as they are (the engine normalises and pads)
+        uint8_t* dst = input.as<uint8_t>() + frame * size_t(i);
+        const ImageView& v = views[size_t(i)];
+        if (v.format == wanted) {
+            checkCuda(cudaMemcpy2DAsync(dst, size_t(W) * 3, v.data, v.stride(), size_t(W) * 3, size_t(H), cudaMemcpyHostToDevice, stream),
+                      "frame upload (cudaMemcpy2DAsync)");
+        } else {
+            swapChannels(v, swapped.data() + frame * size_t(i));
+            checkCuda(cudaMemcpyAsync(dst, swapped.data() + frame * size_t(i), frame, cudaMemcpyHostToDevice, stream), "frame upload");
+        }
+    }
+    if (!context->setInputShape(e2e.frames.c_str(), nvinfer1::Dims4(n, H, W, 3))) {
+        throw Error("TensorRT rejected frames " + std::to_string(n) + "x" + std::to_string(H) + "x" + std::to_string(W) + "x3" + withLog(logger) +
+                    "; rebuild the engine with the manifest's end_to_end profile");
+    }
+    nvinfer1::Dims os = context->getTensorShape(e2e.classes.c_str());
+    if (os.nbDims != 3 || os.d[0] != n || os.d[1] != H || os.d[2] != W) {
+        throw Error("the engine's class map for frames " + std::to_string(n) + "x" + std::to_string(H) + "x" + std::to_string(W) + "x3 is " +
+                    dimsText(os) + "; build the engine from the e2e ONNX segdeploy wrote");
+    }
+    if (!context->enqueueV3(stream)) throw Error("TensorRT enqueueV3 failed" + withLog(logger) + "; check the TensorRT log above and the GPU state");
+    const size_t bytes_per = e2e.int32_map ? 4 : 1, pixels = size_t(H) * size_t(W);
+    class_bytes.resize(pixels * size_t(n) * bytes_per);
+    checkCuda(cudaMemcpyAsync(class_bytes.data(), output.as<void>(), class_bytes.size(), cudaMemcpyDeviceToHost, stream), "class map download");
+    checkCuda(cudaStreamSynchronize(stream), "stream execution (frame upload, inference, class map download)");
+    std::vector<ClassMap> maps(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        ClassMap& m = maps[size_t(i)];
+        m.width = W, m.height = H;
+        m.labels.resize(pixels);
+        const uint8_t* src = class_bytes.data() + pixels * size_t(i) * bytes_per;
+        for (size_t p = 0; p < pixels; ++p) {
+            int32_t v = 0;
+            if (bytes_per == 4) std::memcpy(&v, src + 4 * p, 4);
+            else v = src[p];
+            m.labels[p] = uint16_t(v);
+        }
+    }
+    return maps;
+}
+
 std::vector<ClassMap> Segmenter::Impl::run(const std::vector<ImageView>& views) {
+    if (end_to_end) return runEndToEnd(views);
     std::vector<std::pair<int, int>> sizes;
     for (size_t i = 0; i < views.size(); ++i) {
         const ImageView& v = views[i];

@@ -4,7 +4,8 @@
 //                   [--device N] [--compare REF --min-agreement PERCENT]
 //
 // Output (stdout): the engine summary, the latency over N timed iterations of Segmenter::segment (end to end:
-// image upload, GPU preprocessing, inference, GPU argmax + restore, class map download; wall clock on the host,
+// image upload, GPU preprocessing, inference, GPU argmax + restore, class map download -- for an end-to-end engine
+// (export --end-to-end) the frame's bytes upload, inference and class map download; wall clock on the host,
 // after `--warmup` untimed runs), and the pixel count per class. Errors: one line "error: ..." on stderr.
 // With --compare: the pixel agreement with a reference class map (the bundle's smoke test); exit 3 below
 // --min-agreement. Exit status: 0 ok, 1 error, 2 usage error, 3 agreement below the threshold.
@@ -31,12 +32,19 @@ void printSummary(const segdeploy::Segmenter& seg, const segdeploy::Image& img) 
     std::printf("engine        %s (built by TensorRT %s; runtime TensorRT %s)\n", s.engine_path.c_str(), s.plan.versionString().c_str(),
                 s.tensorrt_runtime_version.c_str());
     std::printf("device        %d: %s\n", s.device, s.device_name.c_str());
-    std::printf("tensors       %s float32 -> %s %s, %d classes\n", s.input_name.c_str(), s.output_name.c_str(), s.output_dtype.c_str(),
-                seg.numClasses());
+    if (s.end_to_end) {
+        std::printf("tensors       %s uint8 NHWC %s frames -> %s %s class map, %d classes (end-to-end: preprocessing and "
+                    "argmax in the engine)\n", s.input_name.c_str(), segdeploy::toString(m.frame_order), s.output_name.c_str(),
+                    s.output_dtype.c_str(), seg.numClasses());
+    } else {
+        std::printf("tensors       %s float32 -> %s %s, %d classes\n", s.input_name.c_str(), s.output_name.c_str(),
+                    s.output_dtype.c_str(), seg.numClasses());
+    }
     std::printf("shape range   batch %lld..%lld, H %lld..%lld, W %lld..%lld (multiple of %lld)\n", (long long)s.min_batch,
                 (long long)s.max_batch, (long long)s.min_h, (long long)s.max_h, (long long)s.min_w, (long long)s.max_w,
                 (long long)m.profile.spatial_multiple);
-    std::printf("preprocess    %s, channels %s, scale %.9g\n", segdeploy::toString(m.preprocess.resize),
+    std::printf("preprocess    %s%s, channels %s, scale %.9g\n", segdeploy::toString(m.preprocess.resize),
+                s.end_to_end ? " (in the engine: the frame's bytes go straight in)" : "",
                 segdeploy::toString(m.preprocess.channel_order), m.preprocess.scale);
     std::printf("plugins       %s\n", s.plugins_loaded ? s.plugin_library.c_str() : "none");
     if (s.host_code_allowed) std::printf("host code     allowed (--trust-host-code)\n");

@@ -72,6 +72,10 @@ struct Manifest {
     bool has_plugin_graph = false;         //!< manifest["tensorrt_plugins"] present: the model needs our plugins
     std::string plugin_graph_file;         //!< its ONNX file (model.trt.onnx)
     std::vector<EngineEntry> engines;
+    //! manifest["end_to_end"] present (segdeploy export --end-to-end): engines built from model[.prec].e2e.onnx take
+    //! uint8 [N, H, W, 3] frames in `frame_order` and return the class map.
+    bool has_end_to_end = false;
+    ChannelOrder frame_order = ChannelOrder::kRGB;  //!< end_to_end.input.channel_order
 
     //! The engines entry whose file name equals `file_name` (no directory), else nullptr.
     const EngineEntry* engineFor(const std::string& file_name) const;

@@ -29,6 +29,13 @@
 //    with enqueueV3 on the segmenter's CUDA stream, computes argmax on the GPU and restores every class map to
 //    its image's original size (crop for "pad", nearest for "resize"), then copies the maps back and waits
 //    for the stream. Bit-for-bit the same class maps as the host reference (postprocess.h) on the same logits.
+//  * End-to-end engines (built from model[.prec].e2e.onnx, `segdeploy export --end-to-end`) are recognised by their
+//    I/O tensors: one uint8 input [N, H, W, 3] and a uint8 or int32 output [N, H, W] (the class map; a float32
+//    scores output, --with-scores, is bound but not read). Then segment() copies each frame's bytes straight into
+//    the input (cudaMemcpy2DAsync, strided rows included; no CPU or GPU normalisation: the engine does it, and pads
+//    to its multiple) and copies the class map back (no argmax kernel). The frames of one call must share one
+//    size; a frame whose PixelFormat differs from the manifest's end_to_end.input.channel_order is swapped on the
+//    host first (export with --frame-order to avoid it). The usable range is the engine's profile 0.
 //  * Errors: segdeploy::Error with one line "<what failed>; <how to fix it>" (code 2 for inputs outside the
 //    profile, 1 otherwise). CUDA/TensorRT failures name the call; TensorRT's own error log lines are appended.
 //  * Threads: one Segmenter is one execution context, one stream and one set of buffers -- use it from one
@@ -73,7 +80,8 @@ struct EngineSummary {
     std::string tensorrt_runtime_version;  //!< the linked libnvinfer, e.g. "10.3.0"
     PlanInfo plan;                         //!< the TensorRT that built the engine (from the plan header)
     std::string input_name, output_name;
-    std::string output_dtype;               //!< "float32" or "float16"
+    std::string output_dtype;               //!< "float32" or "float16"; end-to-end: "uint8" or "int32" (class map)
+    bool end_to_end = false;                //!< uint8 NHWC frames in, the class map out (see above)
     int64_t min_batch = 0, max_batch = 0;   //!< usable batch range
     int64_t min_h = 0, min_w = 0, max_h = 0, max_w = 0;  //!< usable input H/W range
     bool plugins_loaded = false;
