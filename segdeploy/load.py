@@ -149,12 +149,11 @@ def detect_format(path: Path) -> str:
             f"{path} is not a PyTorch model file (not a torch.export/TorchScript/torch.save archive); "
             "save the model with torch.export.save"
         )
-    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-        return "pt2"
-    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
-        return "torchscript"
-    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
-        return "pickle"
+    from segdeploy.inspect.torch_file import archive_kind
+
+    kind = archive_kind(names)
+    if kind is not None:
+        return kind
     raise ModelLoadError(f"model file {path} is a zip archive of unknown layout; save the model with torch.export.save")
 
 

@@ -1,4 +1,4 @@
-"""`segdeploy inspect FILE [--json]`: plan header, manifest entry, installed TensorRT; non-plans exit 1."""
+"""`segdeploy inspect ENGINE [--json]`: plan header, manifest entry, installed TensorRT (other artifacts: tests/inspect)."""
 
 from __future__ import annotations
 
@@ -112,16 +112,16 @@ def test_inspect_reports_whether_the_installed_tensorrt_can_load_it(tmp_path, ca
     assert "installed TensorRT: 10.16.1.11 (can load it)" in capsys.readouterr().out
 
 
-def test_inspect_non_plans_exit_1(tmp_path, onnx_dir, capsys):
-    assert main(["inspect", str(onnx_dir / "model.onnx")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: model.onnx is not a TensorRT engine: it is an ONNX model") and err.count("\n") == 1
+def test_inspect_other_files(tmp_path, onnx_dir, capsys):
+    assert main(["inspect", str(onnx_dir / "model.onnx")]) == 0  # an ONNX is inspected (tests/inspect)
+    assert "model.onnx: ONNX model" in capsys.readouterr().out
     empty = tmp_path / "e.engine"
     empty.write_bytes(b"")
     assert main(["inspect", str(empty), "--json"]) == 1
     captured = capsys.readouterr()
     res = json.loads(captured.out)
-    assert res["exit_code"] == 1 and res["error"]["type"] == "NotAPlanError"
-    assert res["stages"]["inspect"]["kind"] == "empty" and "is empty" in captured.err
+    assert res["exit_code"] == 1 and res["error"]["type"] == "NotInspectable"
+    assert res["stages"]["inspect"]["kind"] == "empty" and "e.engine is empty" in captured.err
+    assert captured.err.count("\n") == 1
     assert main(["inspect", str(tmp_path / "missing.engine")]) == 1
-    assert "missing.engine not found; fix the path" in capsys.readouterr().err
+    assert "missing.engine not found; check the path" in capsys.readouterr().err
