@@ -125,3 +125,21 @@ def test_inspect_other_files(tmp_path, onnx_dir, capsys):
     assert captured.err.count("\n") == 1
     assert main(["inspect", str(tmp_path / "missing.engine")]) == 1
     assert "missing.engine not found; check the path" in capsys.readouterr().err
+
+
+def test_inspect_the_export_directory_of_an_engine(export_with_engine, capsys, monkeypatch):
+    hide_tensorrt(monkeypatch)
+    path, _ = export_with_engine
+    assert main(["inspect", str(path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "segdeploy export directory (all files intact)" in out
+    assert "fp16:     model.fp16.onnx (accuracy not checked)" in out
+    assert "engine:   model.fp16.engine (fp16, TensorRT 10.3.0.26, Orin (nvgpu))" in out
+    path.write_bytes(plan_bytes((10, 3, 0, 26), size=999))  # replaced after the build
+    assert main(["inspect", str(path.parent), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["stages"]["inspect"]
+    assert rep["kind"] == "export-dir" and not rep["intact"]
+    assert {n: f["state"] for n, f in rep["files"].items()} == {
+        "model.onnx": "ok", "model.fp16.onnx": "ok", "model.fp16.engine": "modified"}
+    assert rep["engines"] == [{"file": "model.fp16.engine", "precision": "fp16", "tensorrt": "10.3.0.26",
+                               "gpu": "Orin (nvgpu)"}]
