@@ -50,9 +50,10 @@ def _precisions(ed: ExportDir) -> dict[str, Any]:
     for kind in LOWERED_PRECISIONS:
         entry = ed.lowered(kind)
         if entry:
-            acc = entry.get("accuracy")
+            acc = entry.get("accuracy") if isinstance(entry.get("accuracy"), dict) else None
             out[str(kind)] = {"file": entry.get("file"), "accuracy_checked": acc is not None,
-                              "accuracy_passed": acc.get("passed") if isinstance(acc, dict) else None}
+                              "images": acc.get("images") if acc else None, "truth": acc.get("truth") if acc else None,
+                              "miou_drop_points": acc.get("miou_drop_points") if acc else None}
     return out
 
 
@@ -98,9 +99,10 @@ def export_dir_text(r: dict[str, Any]) -> str:
              f"  onnx:     {o['file']} (opset {o['opset']}, {o['exporter']} exporter), "
              + ("verified against PyTorch" if r["verified"] else "NOT verified")]
     for kind, p in r["precisions"].items():
-        acc = ("accuracy not checked" if not p["accuracy_checked"] else
-               "accuracy checked" + ("" if p["accuracy_passed"] is None else
-                                     (", passed" if p["accuracy_passed"] else ", FAILED")))
+        drop = p["miou_drop_points"]
+        acc = ("accuracy NOT checked" if not p["accuracy_checked"] else
+               f"accuracy checked on {p['images']} images against {p['truth']}"
+               + (f": mIoU drop {drop:.2f} points" if drop is not None else ""))
         lines.append(f"  {kind}:     {p['file']} ({acc})")
     if r["plugins"]:
         lines.append(f"  plugins:  {', '.join(r['plugins'])}")

@@ -133,7 +133,7 @@ def test_inspect_the_export_directory_of_an_engine(export_with_engine, capsys, m
     assert main(["inspect", str(path.parent)]) == 0
     out = capsys.readouterr().out
     assert "segdeploy export directory (all files intact)" in out
-    assert "fp16:     model.fp16.onnx (accuracy not checked)" in out
+    assert "fp16:     model.fp16.onnx (accuracy NOT checked)" in out
     assert "engine:   model.fp16.engine (fp16, TensorRT 10.3.0.26, Orin (nvgpu))" in out
     path.write_bytes(plan_bytes((10, 3, 0, 26), size=999))  # replaced after the build
     assert main(["inspect", str(path.parent), "--json"]) == 0
