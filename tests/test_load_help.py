@@ -117,3 +117,9 @@ def test_pt2_with_an_unregistered_output_type_says_which_and_how(tmp_path, monke
     assert r.stderr.startswith("error: cannot load ") and "its output type segout.SegOutput is not registered" in r.stderr
     assert "re-export a wrapper whose forward returns the logits tensor" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+    # inspect names the output type from the archive alone
+    from segdeploy.inspect import inspect_path, render_text
+
+    report = inspect_path(tmp_path / "model.pt2")
+    assert report["output_type"] == "segout.SegOutput"
+    assert "output type: segout.SegOutput: `segdeploy export` cannot load it" in render_text(report)

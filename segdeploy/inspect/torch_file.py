@@ -229,7 +229,30 @@ def _program(z: zipfile.ZipFile, root: str, shown: str) -> dict[str, Any]:
     inputs = [_tensor_meta(graph, s, ranges) for s in sig.get("input_specs") or [] if "user_input" in s]
     outputs = [_tensor_meta(graph, s, ranges) for s in sig.get("output_specs") or [] if "user_output" in s]
     return {"user_inputs": len(inputs), "example_input": inputs[0] if inputs else None, "outputs": outputs,
-            "torch_version": doc.get("torch_version")}
+            "output_type": _output_type(gm), "torch_version": doc.get("torch_version")}
+
+
+_BUILTIN_CONTAINERS = frozenset({"builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict",
+                                 "collections.namedtuple", "collections.defaultdict"})
+
+
+def _output_type(gm: dict[str, Any]) -> str | None:
+    """The Python type of the program's output as its pytree spec names it (None: a plain tensor)."""
+    from segdeploy.jsonio import parse as parse_json
+
+    calls = gm.get("module_call_graph") or []
+    spec = ((calls[0] if calls else {}).get("signature") or {}).get("out_spec")
+    try:
+        tree = parse_json(spec, max_bytes=1 << 20) if isinstance(spec, str) else None
+    except ValueError:
+        return None
+    node = tree[1] if isinstance(tree, list) and len(tree) == 2 and isinstance(tree[1], dict) else {}
+    return node.get("type") if isinstance(node.get("type"), str) else None
+
+
+def needs_registration(output_type: str | None) -> bool:
+    """True when loading the program needs ``output_type`` registered with torch.utils._pytree by the loader."""
+    return output_type is not None and output_type not in _BUILTIN_CONTAINERS
 
 
 def _pt2_report(z: zipfile.ZipFile, data: bytes, shown: str) -> dict[str, Any]:
@@ -300,6 +323,9 @@ def torch_text(r: dict[str, Any]) -> str:
     if r["format"] == "pt2" and "example_input" in r:
         lines.append(f"  example input: {_shape_text(r['example_input'])}")
         lines += [f"  output:   {_shape_text(o)}" for o in r.get("outputs") or []]
+        if needs_registration(r.get("output_type")):
+            lines.append(f"  output type: {r['output_type']}: `segdeploy export` cannot load it unless that type is "
+                         "registered with torch.utils._pytree; re-export a wrapper whose forward returns the logits tensor")
         w = r.get("weights") or {}
         if w:
             lines.append(f"  weights:  {w['parameters']:,} parameters, {w['buffers']:,} buffer elements")

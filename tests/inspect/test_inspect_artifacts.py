@@ -114,7 +114,7 @@ def test_pt2_read_without_loading(capsys, tmp_path):
     assert [d["size"] for d in dims] == [2, 3, 128, 128] and dims[1] == {"size": 3}
     assert dims[2]["dynamic"] == "16*s76" and dims[2]["range"] == [16, 2048]
     assert rep["outputs"][0]["dims"][1] == {"size": 6}
-    assert rep["weights"]["parameters"] == 838_870
+    assert rep["weights"]["parameters"] == 838_870 and rep["output_type"] is None  # a plain tensor
     # an archive with an AOTInductor library is named unsafe (the loader would need --trust-pickle)
     aoti = tmp_path / "aoti.pt2"
     with zipfile.ZipFile(PT2) as src, zipfile.ZipFile(aoti, "w") as dst:
