@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segdeploy", "errors", "vocab", "jsonio", "spec", "safefs", "fsutil", "usercache", "progress", "manifest",
      "exportdir", "result"),
     ("datasets", "safety", "platform", "zoo", "trt", "plugins", "metrics"),
-    ("load", "runners", "evaluation"),
+    ("load", "runners", "evaluation", "inspect", "factory_hints"),
     ("export", "calibration", "parity"),
     ("precision",),
     ("engine",),

@@ -39,6 +39,7 @@ import contextlib
 import importlib
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,12 +150,11 @@ def detect_format(path: Path) -> str:
             f"{path} is not a PyTorch model file (not a torch.export/TorchScript/torch.save archive); "
             "save the model with torch.export.save"
         )
-    if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
-        return "pt2"
-    if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
-        return "torchscript"
-    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
-        return "pickle"
+    from segdeploy.inspect.torch_file import archive_kind
+
+    kind = archive_kind(names)
+    if kind is not None:
+        return kind
     raise ModelLoadError(f"model file {path} is a zip archive of unknown layout; save the model with torch.export.save")
 
 
@@ -214,9 +214,7 @@ def _read_program(path: Path, data: bytes, trust: bool, diag: Any) -> tuple[Any,
             except Exception as e:  # torch raises many types for corrupt archives
                 if guard is not None and guard.refusal is not None:
                     raise guard.refusal from None
-                cause = diag.first_exception() or e
-                raise ModelLoadError(f"cannot load torch.export program {path}: {_short(cause)}; re-save it with "
-                                     "torch.export.save") from None
+                raise _program_load_error(path, diag.first_exception() or e, e) from None
     except UnrestrictableTorch as r:
         raise UntrustedPickleError(
             f"cannot load {path} safely with PyTorch {torch.__version__}: its .pt2 loader has changed where segdeploy "
@@ -227,6 +225,22 @@ def _read_program(path: Path, data: bytes, trust: bool, diag: Any) -> tuple[Any,
     if guard is not None and guard.refusal is not None:  # a refusal that torch caught and carried on after
         raise UntrustedPickleError(_runs_code(path, str(guard.refusal)))
     return ep, module
+
+
+_UNREGISTERED_PYTREE = re.compile(r"Deserializing (\S+) in pytree is not registered")
+
+
+def _program_load_error(path: Path, cause: BaseException, raised: BaseException) -> ModelLoadError:
+    """The one line for a program torch.export.load could not read; an output type that is not registered with
+    pytree in this process (e.g. a Hugging Face ModelOutput) is named with its two fixes."""
+    found = _UNREGISTERED_PYTREE.search(f"{cause} {raised}")
+    if found:
+        name = found.group(1).rstrip(".")
+        return ModelLoadError(
+            f"cannot load {path}: its output type {name} is not registered with torch.utils._pytree in this process; "
+            "re-export a wrapper whose forward returns the logits tensor (torch.export.export(Wrapper(model), (x,))), "
+            f"or from Python import the module that registers {name} before segdeploy.load_model")
+    return ModelLoadError(f"cannot load torch.export program {path}: {_short(cause)}; re-save it with torch.export.save")
 
 
 def _input_constraints(ep: Any, name: str) -> tuple[tuple[int, ...] | None, int | None, tuple[int, ...]]:
@@ -270,10 +284,9 @@ def _load_pickle(path: Path, trust: bool) -> Any:
     except (EOFError, zipfile.BadZipFile, OSError) as e:
         raise ModelLoadError(f"cannot read {path}: {_short(e)}; the file is corrupt or truncated") from None
     if obj is not None:
-        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise ModelLoadError(
-                f"{path} holds weights (a state dict), not a model; pass --model pkg.module:factory --weights {path}"
-            )
+        state = _state_dict_in(obj)
+        if state is not None:
+            raise ModelLoadError(f"{path} holds weights (a state dict), not a model; {_factory_advice(state, path)}")
         raise ModelLoadError(f"{path} holds a {type(obj).__name__}, not a model; save the model with torch.export.save")
     if not trust:
         raise UntrustedPickleError(
@@ -287,6 +300,26 @@ def _load_pickle(path: Path, trust: bool) -> Any:
     if not isinstance(obj, nn.Module):
         raise ModelLoadError(f"{path} unpickles to a {type(obj).__name__}, not an nn.Module")
     return obj
+
+
+def _state_dict_in(obj: Any) -> dict[str, Any] | None:
+    """The state dict ``obj`` is, or holds under ``"state_dict"`` (a training checkpoint), else None."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    return None
+
+
+def _factory_advice(state: dict[str, Any], path: Path) -> str:
+    """The fix for a state dict given as a model: the factory its keys identify, with the arguments they imply."""
+    from segdeploy.factory_hints import suggest_factory
+
+    hint = suggest_factory({k: tuple(v.shape) for k, v in state.items()})
+    if hint is None:
+        return f"pass --model pkg.module:factory --weights {path} (the factory that built the model)"
+    also = f" and set {'; '.join(hint.missing)}" if hint.missing else ""
+    return f"its keys are {hint.describe()}: give {hint.command(str(path))} instead of the file{also}"
 
 
 def _load_factory(spec: str, weights: str | os.PathLike | None, kwargs: dict[str, Any] | None) -> tuple[nn.Module, list[str]]:

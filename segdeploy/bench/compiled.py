@@ -67,9 +67,28 @@ class CompiledTorchRunner(TorchRunner):
 
         check_compile_available("cuda" if self.options.device.startswith("cuda") else "cpu")
         super()._open()
+        if isinstance(self.module, torch.jit.ScriptModule):  # torch.compile raises a RuntimeError on it
+            raise ModelLoadError(f"{self.name} is a TorchScript model, which torch.compile cannot compile; benchmark it "
+                                 "with --runner torch, or save the model with torch.export.save and compile that")
         self.module = torch.compile(self.module, dynamic=False)
+        self._compiled_shapes: set[tuple[int, ...]] = set()
+        self.compile_notes: list[str] = []
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """The compiled forward; the first call at a shape compiles, and what torch logs and warns while it does
+        (e.g. "No CUDA runtime is found") is kept in ``compile_notes`` instead of reaching the command's stderr."""
+        if tuple(batch.shape) in self._compiled_shapes:
+            return self._forward(batch)
+        from segdeploy.safety import captured_diagnostics
+
+        with captured_diagnostics() as diag:
+            out = self._forward(batch)
+        self._compiled_shapes.add(tuple(batch.shape))
+        if diag.summary():
+            self.compile_notes.append(f"torch.compile at {tuple(batch.shape)} said: {diag.summary()}")
+        return out
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
         import torch._dynamo
 
@@ -94,5 +113,6 @@ class CompiledTorchRunner(TorchRunner):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update({"kind": self.kind, "compile": {"backend": "inductor", "dynamic": False}})
+        d.update({"kind": self.kind, "compile": {"backend": "inductor", "dynamic": False,
+                                                  "notes": list(getattr(self, "compile_notes", []))}})
         return d

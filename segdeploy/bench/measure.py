@@ -43,7 +43,7 @@ import numpy as np
 
 from segdeploy.bench.memory import PeakSampler, device_used_bytes, init_device_probe, rss_bytes
 from segdeploy.errors import UsageError
-from segdeploy.progress import Progress, as_progress
+from segdeploy.progress import Progress, Task, as_progress
 from segdeploy.runners.base import Runner
 
 Shape = tuple[int, int, int, int]
@@ -256,7 +256,8 @@ def _time_shape(m: Measurement, si: int, shape: Shape, x: np.ndarray, runners: S
     timed: list[list[float]] = [[] for _ in runners]
     splits: list[list[dict[str, float]]] = [[] for _ in runners]
     t_start = time.perf_counter()
-    k = _timed_rounds(si, shape, x, runners, options, progress, timed, splits, m.call_log)
+    with progress.task(f"timing {'x'.join(map(str, shape))}", options.iters, unit="round") as task:
+        k = _timed_rounds(si, x, runners, options, task, timed, splits, m.call_log)
     m.rounds[si] = k
     m.seconds[si] = time.perf_counter() - t_start
     for i in range(len(runners)):
@@ -268,16 +269,16 @@ def _time_shape(m: Measurement, si: int, shape: Shape, x: np.ndarray, runners: S
             output_shape=list(outs[i].shape),
             argmax_agreement_vs_baseline=None if i == 0 else _agreement(outs[i], outs[0]),
         ))
-    progress.step(f"shape {'x'.join(map(str, shape))}: {k} rounds in {m.seconds[si]:.1f} s")
 
 
-def _timed_rounds(si: int, shape: Shape, x: np.ndarray, runners: Sequence[Runner], options: MeasureOptions,
-                  progress: Progress, timed: list[list[float]], splits: list[list[dict[str, float]]],
+def _timed_rounds(si: int, x: np.ndarray, runners: Sequence[Runner], options: MeasureOptions, task: Task,
+                  timed: list[list[float]], splits: list[list[dict[str, float]]],
                   call_log: list[tuple[int, int]]) -> int:
-    """The rotating round-robin (see the module docstring); returns the number of rounds."""
+    """The rotating round-robin (see the module docstring); returns the number of rounds. ``task`` counts them
+    (with an ETA under ``--iters``)."""
     n = len(runners)
     switching = n > 1
-    t_start = t_last_say = time.perf_counter()
+    t_start = time.perf_counter()
     k = 0
     while True:
         for i in rotation(n, k):
@@ -293,16 +294,11 @@ def _timed_rounds(si: int, shape: Shape, x: np.ndarray, runners: Sequence[Runner
             if sp is not None:
                 splits[i].append(sp)
         k += 1
-        now = time.perf_counter()
+        task.update(k)
         if options.iters is not None and k >= options.iters:
             return k
-        if options.seconds is not None and now - t_start >= options.seconds and k >= options.min_iters:
+        if options.seconds is not None and time.perf_counter() - t_start >= options.seconds and k >= options.min_iters:
             return k
-        if now - t_last_say >= 2.0:
-            t_last_say = now
-            total = options.iters if options.iters is not None else None
-            progress.step(f"shape {'x'.join(map(str, shape))}: round {k}" + (f"/{total}" if total else
-                          f" ({now - t_start:.0f}/{options.seconds:.0f} s)"))
 
 
 __all__ = ["MeasureOptions", "Measurement", "RunnerRecord", "ShapeResult", "device_used_bytes", "latency_stats",

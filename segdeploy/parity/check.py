@@ -376,7 +376,8 @@ def _class_guard(st: _Setup, opts: CheckOptions) -> Callable[[int], None]:
 def _loop(loop: PredictionLoop, acc: _Accumulator, runners: tuple[Runner, Runner], on_error: str) -> float:
     """Open both runners, score every prediction into ``acc``, close them; return when the loop started."""
     try:
-        for r in runners:
+        for role, r in zip(("reference", "candidate"), runners):
+            loop.progress.step(f"check: opening the {role}, {r.name}")
             r.open()
         t_loop = time.perf_counter()
         try:

@@ -224,6 +224,8 @@ def _check_semantic(request: CheckRequest, as_json: bool, progress: Progress) ->
     """Run the parity check, write the reports, then apply the gate (exit 3 after the evidence is written)."""
     from segdeploy.parity.check import run_check
 
+    if request.model.factory:
+        progress.step(f"check: building the reference, {request.model.factory}")
     reference = _reference(request.model)
     opts = request.check_options(reference)
     ds = request.dataset.open()

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from segdeploy.errors import DataError, UsageError
-from segdeploy.progress import Progress
+from segdeploy.progress import Progress, as_progress
 from segdeploy.vocab import GATED_ORT_LEVEL, PRECISION_CHECK_LEVELS, OrtLevel
 
 
@@ -260,10 +260,11 @@ def check_accuracy_many(
     disagree_tol: float = 0.5,
     limit: int | None = None,
     progress: Progress | None = None,
+    label: str = "check",
 ) -> dict[str, AccuracyReport]:
     """Score each candidate ONNX at each ORT level against the reference in ONE pass over ``dataset``
     (the reference runs once per batch). Returns name -> :class:`AccuracyReport`. ``progress``: the images are
-    a counted task (``check``).
+    a counted task named ``label``.
 
     Raises DataError for an empty dataset or mixed labelled/unlabelled images, UsageError for an unknown
     level; runner errors propagate.
@@ -281,7 +282,7 @@ def check_accuracy_many(
     ref_runner = _runner_for_module(reference)
     runners = {tally.names[(c, lv)]: _ort_runner(str(p), lv) for c, p in candidates.items() for lv in levels}
     loop = PredictionLoop(dataset, {"reference": ref_runner, **runners}, preprocess, profile, batch_size=batch_size,
-                          limit=limit, progress=progress, label="check")
+                          limit=limit, progress=progress, label=label)
     try:
         for pred in loop:
             tally.add(pred)
@@ -301,7 +302,7 @@ class Evaluator:
     """
 
     def __init__(self, reference, dataset, *, preprocess, profile, num_classes: int, limit: int | None = 32,
-                 batch_size: int = 8, ignore_index: int | None = 255):
+                 batch_size: int = 8, ignore_index: int | None = 255, progress: Progress | None = None):
         from segdeploy.evaluation import preprocessed_batches
         from segdeploy.metrics import ConfusionMatrix
 
@@ -312,12 +313,7 @@ class Evaluator:
                         preprocessed_batches(dataset, preprocess, profile, batch_size, limit)]
         if not self.batches:
             raise DataError("the validation subset is empty; pass --val DIR with images/ and masks/")
-        runner = _runner_for_module(reference)
-        try:
-            self.refs = [class_maps(runner.infer(b.array), b.infos)[0] for b in self.batches]
-        finally:
-            if runner is not reference:
-                runner.close()
+        self.refs = self._reference_maps(reference, as_progress(progress))
         self.truths = [b.masks if b.masks is not None else r for b, r in zip(self.batches, self.refs)]
         cm = ConfusionMatrix(num_classes, ignore_index)
         for rs, ts in zip(self.refs, self.truths):
@@ -327,6 +323,20 @@ class Evaluator:
         self.images = sum(len(b.stems) for b in self.batches)
         self._tmp = tempfile.TemporaryDirectory(prefix="segdeploy-eval-")
         self.evaluations = 0
+
+    def _reference_maps(self, reference, progress: Progress) -> list[list[np.ndarray]]:
+        """The reference's class maps per batch (a counted task: this is the slow part of building the subset)."""
+        runner = _runner_for_module(reference)
+        refs = []
+        try:
+            with progress.task("budget: reference on the subset", sum(len(b.stems) for b in self.batches)) as task:
+                for b in self.batches:
+                    refs.append(class_maps(runner.infer(b.array), b.infos)[0])
+                    task.advance(len(b.stems))
+        finally:
+            if runner is not reference:
+                runner.close()
+        return refs
 
     def close(self) -> None:
         self._tmp.cleanup()

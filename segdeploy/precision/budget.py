@@ -239,6 +239,7 @@ def search_budget(
     search = _Search(fp32_model, amax, evaluator, qdq_options or QdqOptions())
     start = evaluator.evaluations
     full = search.build(())
+    progress.step(f"budget: scoring all {len(full.quantized)} layers in INT8 on {evaluator.images} images")
     d0, dis0 = search.measure(full.model)
     progress.step(f"budget: all {len(full.quantized)} layers INT8 -> drop {d0:.3f} points (budget {max_drop})")
     if d0 <= max_drop:

@@ -264,7 +264,7 @@ def _budget_search(ctx: _Context, fp32, cal, qopts):
     while True:
         ctx.progress.step(f"budget: sensitivity on {n} of {total} validation images, target drop <= {opts.max_miou_drop}")
         with Evaluator(ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
-                       num_classes=ctx.num_classes, limit=n, batch_size=opts.batch_size) as ev:
+                       num_classes=ctx.num_classes, limit=n, batch_size=opts.batch_size, progress=ctx.progress) as ev:
             try:
                 res = search_budget(fp32, cal.ranges, ev, opts.max_miou_drop,
                                     replace(qopts, exclude=qopts.exclude + chosen), mode=opts.sensitivity,
@@ -281,7 +281,7 @@ def _budget_search(ctx: _Context, fp32, cal, qopts):
         with _temp_onnx(res.model) as path:
             full = check_accuracy(path, ctx.reference, ctx.val_ds, preprocess=ctx.preprocess, profile=ctx.profile,
                                   num_classes=ctx.num_classes, levels=(GATED_ORT_LEVEL,), batch_size=opts.batch_size,
-                                  limit=opts.val_limit)
+                                  limit=opts.val_limit, progress=ctx.progress, label="budget: whole split")
         rounds[-1]["whole_split_drop_points"] = None if full.drop is None else round(full.drop, 4)
         if full.drop is None or full.drop <= opts.max_miou_drop + 1e-9:
             break

@@ -152,6 +152,16 @@ def test_torch_compile_unavailable_is_one_line(tiny_model, monkeypatch, capsys):
     assert "torch.compile is unavailable here" in line and "use --runner torch" in line
 
 
+def test_torch_compile_of_torchscript_is_one_line(tmp_path, capsys):
+    import torch
+
+    with pytest.warns(FutureWarning):
+        torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 2, 1)), tmp_path / "ts.pt")
+    assert run_cli(["bench", tmp_path / "ts.pt", "--runner", "torch-compile", "--shape", "1x3x32x32", "-q"]) == 1
+    line = _one_line_error(capsys)
+    assert "ts.pt is a TorchScript model, which torch.compile cannot compile" in line and "--runner torch" in line
+
+
 def test_tensorrt_engine_without_tensorrt(tmp_path, capsys):
     import importlib.util
 
@@ -171,7 +181,9 @@ def test_torch_compile_runs_next_to_eager(tiny_model, capsys):
     assert code == 0
     doc = json.loads(capsys.readouterr().out)["stages"]["bench"]
     assert [t["runner"] for t in doc["targets"]] == ["torch", "torch-compile"]
-    assert doc["targets"][1]["runner_info"]["compile"] == {"backend": "inductor", "dynamic": False}
+    compile_info = doc["targets"][1]["runner_info"]["compile"]
+    assert compile_info["backend"] == "inductor" and compile_info["dynamic"] is False
+    assert isinstance(compile_info["notes"], list)  # what torch logged while compiling, kept off stderr
     assert doc["results"][1]["argmax_agreement_vs_baseline"] > 0.99
 
 

@@ -141,3 +141,24 @@ def test_peak_sampler_sees_memory_that_stays_allocated():
     assert s.rss_growth >= 48 * 2**20
     assert s.peak_rss_growth >= s.rss_growth
     del block
+
+
+def test_measure_progress_counts_rounds_with_an_eta_in_a_log_and_nothing_when_quiet():
+    import io
+
+    from segdeploy.progress import Progress
+
+    log: list = []
+    stream = io.StringIO()
+    runners = [RecordingRunner(f"r{i}", log, seed=i) for i in range(2)]
+    measure(runners, [(1, 3, 8, 8)], MeasureOptions(warmup=1, iters=10, switch_gap_s=0.0, settle_calls=0),
+            Progress(stream=stream, tty=False))
+    lines = stream.getvalue().splitlines()
+    assert [l.split("] ", 1)[1] for l in lines[:2]] == ["loading 1/2: r0", "loading 2/2: r1"]
+    counted = [l for l in lines if "timing 1x3x8x8: " in l]
+    assert any("rounds (" in l and "ETA" in l for l in counted[:-1]), lines
+    assert counted[-1].split("] ", 1)[1].startswith("timing 1x3x8x8: 10/10 rounds in ")
+    quiet = io.StringIO()
+    measure([RecordingRunner("r", [], seed=0)], [(1, 3, 8, 8)], MeasureOptions(warmup=1, iters=3, switch_gap_s=0.0),
+            Progress(False, stream=quiet, tty=False))
+    assert quiet.getvalue() == ""

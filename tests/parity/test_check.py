@@ -220,3 +220,21 @@ def test_with_segdeploy_export_manifest(tiny_model, tmp_path):
     assert rep["profile"]["spatial_multiple"] == 8 and r.passed
     assert rep["metrics"]["agreement"]["pixel_accuracy"] > 0.999
     assert rep["metrics"]["reference"]["pixels"] == sum(h * w - 2 * w for h, w in ((30, 45), (32, 32), (17, 60)))
+
+
+def test_progress_says_what_opens_then_counts_images_with_an_eta(tiny_model, tiny_onnx, data):
+    import io
+
+    from segdeploy.progress import Progress
+
+    images, masks = data
+    stream = io.StringIO()
+    run_check(tiny_model, tiny_onnx, images, masks, options=CheckOptions(batch_size=1),
+              progress=Progress(stream=stream, tty=False))
+    lines = [l.split("] ", 1)[1] for l in stream.getvalue().splitlines()]
+    assert lines[0].startswith("check: opening the reference, ") and lines[1].startswith("check: opening the candidate, ")
+    assert any(l.startswith("check: ") and "images (" in l and "ETA" in l for l in lines[2:-1]), lines
+    assert lines[-1].startswith("check: 7/7 images in ")
+    quiet = io.StringIO()
+    run_check(tiny_model, tiny_onnx, images, masks, progress=Progress(False, stream=quiet, tty=False))
+    assert quiet.getvalue() == ""

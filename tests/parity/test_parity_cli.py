@@ -128,3 +128,16 @@ def test_report_paths_and_old_out_option(setup, tmp_path, capsys):
     rc = main(["check", "--reference", ref, "--candidate", ref, "--data", images, "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     assert rc == 2 and err == "error: no such option '--out'; check writes its JSON report with --report FILE\n"
+
+
+def test_check_progress_names_each_model_as_it_loads(setup, capsys):
+    """Plain lines on a non-TTY stderr: the factory reference, then the two runners, then the counted images."""
+    root, ref, _, images, masks = setup
+    rc = main(["check", "--model", "parity_helpers:TinySeg", "--candidate", ref, "--data", images, "--masks", masks])
+    assert rc in (0, 3)  # a freshly built TinySeg vs the exported one: the gate's verdict is not the point here
+    err = [l.split("] ", 1)[1] for l in capsys.readouterr().err.splitlines() if l.startswith("[")]
+    assert err[:3] == ["check: building the reference, parity_helpers:TinySeg", "check: opening the reference, TinySeg",
+                       "check: opening the candidate, tiny.onnx"], err
+    assert err[-1].startswith("check: 5/5 images in ")
+    assert main(["check", "--model", "parity_helpers:TinySeg", "--candidate", ref, "--data", images, "-q"]) in (0, 3)
+    assert "[" not in capsys.readouterr().err

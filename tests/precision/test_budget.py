@@ -77,3 +77,27 @@ def test_bad_budget_options(setup):
         search_budget(m, bad, ev, 1.0, mode="random")
     with pytest.raises(UsageError, match=">= 0"):
         search_budget(m, bad, ev, -1.0)
+
+
+
+def test_budget_progress_lines(setup, tiny, tmp_path):
+    """The reference pass over the subset and the sensitivity measurements are counted; every phase says itself."""
+    import io
+
+    from segdeploy.datasets import open_dataset
+    from segdeploy.progress import Progress
+
+    m, bad, _, victim = setup
+    write_images(tmp_path / "images", 8, 32, seed=3)
+    stream = io.StringIO()
+    progress = Progress(stream=stream, tty=False)
+    profile = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 32), (4, 3, 64, 64), 2)
+    with Evaluator(tiny[0], open_dataset(tmp_path / "images"), preprocess=Preprocess(), profile=profile, num_classes=4,
+                   limit=8, batch_size=4, progress=progress) as ev:
+        search_budget(m, bad, ev, max_drop=10.0, progress=progress)
+    lines = [l.split("] ", 1)[1] for l in stream.getvalue().splitlines()]
+    assert lines[0].startswith("budget: reference on the subset: 4/8 images (50%), ETA")
+    assert lines[1].startswith("budget: reference on the subset: 8/8 images in ")
+    assert lines[2].startswith("budget: scoring all ") and lines[2].endswith(" layers in INT8 on 8 images")
+    assert any(l.startswith("budget: sensitivity: ") and "layers in" in l for l in lines)
+    assert any(l.startswith(f"budget: kept {victim} in float") for l in lines)

@@ -1,4 +1,4 @@
-"""`segdeploy inspect FILE [--json]`: plan header, manifest entry, installed TensorRT; non-plans exit 1."""
+"""`segdeploy inspect ENGINE [--json]`: plan header, manifest entry, installed TensorRT (other artifacts: tests/inspect)."""
 
 from __future__ import annotations
 
@@ -112,16 +112,34 @@ def test_inspect_reports_whether_the_installed_tensorrt_can_load_it(tmp_path, ca
     assert "installed TensorRT: 10.16.1.11 (can load it)" in capsys.readouterr().out
 
 
-def test_inspect_non_plans_exit_1(tmp_path, onnx_dir, capsys):
-    assert main(["inspect", str(onnx_dir / "model.onnx")]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: model.onnx is not a TensorRT engine: it is an ONNX model") and err.count("\n") == 1
+def test_inspect_other_files(tmp_path, onnx_dir, capsys):
+    assert main(["inspect", str(onnx_dir / "model.onnx")]) == 0  # an ONNX is inspected (tests/inspect)
+    assert "model.onnx: ONNX model" in capsys.readouterr().out
     empty = tmp_path / "e.engine"
     empty.write_bytes(b"")
     assert main(["inspect", str(empty), "--json"]) == 1
     captured = capsys.readouterr()
     res = json.loads(captured.out)
-    assert res["exit_code"] == 1 and res["error"]["type"] == "NotAPlanError"
-    assert res["stages"]["inspect"]["kind"] == "empty" and "is empty" in captured.err
+    assert res["exit_code"] == 1 and res["error"]["type"] == "NotInspectable"
+    assert res["stages"]["inspect"]["kind"] == "empty" and "e.engine is empty" in captured.err
+    assert captured.err.count("\n") == 1
     assert main(["inspect", str(tmp_path / "missing.engine")]) == 1
-    assert "missing.engine not found; fix the path" in capsys.readouterr().err
+    assert "missing.engine not found; check the path" in capsys.readouterr().err
+
+
+def test_inspect_the_export_directory_of_an_engine(export_with_engine, capsys, monkeypatch):
+    hide_tensorrt(monkeypatch)
+    path, _ = export_with_engine
+    assert main(["inspect", str(path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "segdeploy export directory (all files intact)" in out
+    assert "fp16:     model.fp16.onnx (accuracy NOT checked)" in out
+    assert "engine:   model.fp16.engine (fp16, TensorRT 10.3.0.26, Orin (nvgpu))" in out
+    path.write_bytes(plan_bytes((10, 3, 0, 26), size=999))  # replaced after the build
+    assert main(["inspect", str(path.parent), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["stages"]["inspect"]
+    assert rep["kind"] == "export-dir" and not rep["intact"]
+    assert {n: f["state"] for n, f in rep["files"].items()} == {
+        "model.onnx": "ok", "model.fp16.onnx": "ok", "model.fp16.engine": "modified"}
+    assert rep["engines"] == [{"file": "model.fp16.engine", "precision": "fp16", "tensorrt": "10.3.0.26",
+                               "gpu": "Orin (nvgpu)"}]
