@@ -44,7 +44,7 @@ class Task:
         self.done = 0
         self.t0 = time.perf_counter()
         self._bar: Any = None
-        self._next_fraction = 0.1
+        self._next_tenth = 1  # the next tenth of the total that prints a line (integers: 3 * 0.1 != 0.3)
         self._last_line = self.t0
         if progress.enabled and progress.is_tty:
             from tqdm import tqdm
@@ -76,12 +76,12 @@ class Task:
             self._bar.update(step)
             return
         now = time.perf_counter()
-        frac = done / self.total if self.total else None
-        due = (frac is not None and frac >= self._next_fraction) or now - self._last_line >= 30.0
+        reached = done * 10 >= self._next_tenth * self.total if self.total else False
+        due = reached or now - self._last_line >= 30.0
         if due and (self.total is None or done < self.total):
-            if frac is not None:
-                while self._next_fraction <= frac:
-                    self._next_fraction += 0.1
+            if self.total:
+                while self._next_tenth * self.total <= done * 10:
+                    self._next_tenth += 1
             self._last_line = now
             self.progress.step(self._describe(now))
 
