@@ -227,11 +227,13 @@ def _try_exporters(prep: Prepared, profile: ShapeProfile, opts: ExportOptions, s
     return None, attempts
 
 
-def _raise_failure(attempts: list[Attempt]) -> None:
+def _raise_failure(attempts: list[Attempt], known_cause: str | None = None) -> None:
+    """VerificationError / ExportError with every attempt; a cause the probe found (overlapping unpools) first."""
     detail = "; ".join(f"{a.exporter}: {a.reason}" for a in attempts)
+    lead = f"{known_cause}; " if known_cause else ""
     if any(a.outcome == "verification failed" for a in attempts):
-        raise VerificationError(f"no exporter produced a graph that matches PyTorch ({detail})")
-    raise ExportError(f"no exporter could export the model ({detail})")
+        raise VerificationError(f"{lead}no exporter produced a graph that matches PyTorch ({detail})")
+    raise ExportError(f"{lead}no exporter could export the model ({detail})")
 
 
 def _user_fixed_profile(opts: ExportOptions) -> list[str]:
@@ -249,7 +251,7 @@ def _export_verified(prep: Prepared, opts: ExportOptions, say: Progress) -> _Exp
         return outcome
     failed = rescue_mod.rescue_applies(prep.profile, [a.verification for a in attempts])
     if failed is None:
-        _raise_failure(attempts)
+        _raise_failure(attempts, prep.probe.unpool_finding)
     order = [a.exporter for a in attempts if a.verification is not None and a.verification.shapes
              and any(s.label == rescue_mod.OPT_LABEL and s.passed for s in a.verification.shapes)]
 
