@@ -252,8 +252,7 @@ def _export_verified(prep: Prepared, opts: ExportOptions, say: Progress) -> _Exp
     failed = rescue_mod.rescue_applies(prep.profile, [a.verification for a in attempts])
     if failed is None:
         _raise_failure(attempts, prep.probe.unpool_finding)
-    order = [a.exporter for a in attempts if a.verification is not None and a.verification.shapes
-             and any(s.label == rescue_mod.OPT_LABEL and s.passed for s in a.verification.shapes)]
+    order = [next(a.exporter for a in attempts if a.verification is failed)]  # its graph was right at opt
 
     def try_profile(profile: ShapeProfile):
         found, tried = _try_exporters(prep, profile, opts, say, order)
