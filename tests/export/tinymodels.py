@@ -153,3 +153,14 @@ def hf_swin_maskformer(num_classes: int = 4, in_channels: int = 3) -> nn.Module:
     dec.d_model, dec.encoder_ffn_dim, dec.decoder_ffn_dim = 32, 64, 64
     dec.encoder_layers, dec.decoder_layers, dec.encoder_attention_heads, dec.decoder_attention_heads = 1, 2, 2, 2
     return SemanticFromMasks(MaskFormerForInstanceSegmentation(cfg).eval()).eval()
+
+
+def hf_swin_mask2former(num_classes: int = 4, in_channels: int = 3) -> nn.Module:
+    """Hugging Face Mask2Former on the same tiny Swin (8 queries, 32-wide pixel decoder, 2 decoder layers)."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation
+
+    torch.manual_seed(0)
+    cfg = Mask2FormerConfig(backbone_config=_hf_swin_config(), num_labels=num_classes, hidden_dim=32,
+                            mask_feature_size=32, feature_size=32, encoder_layers=1, decoder_layers=2, num_queries=8,
+                            encoder_feedforward_dim=64, dim_feedforward=64, num_attention_heads=2)
+    return SemanticFromMasks(Mask2FormerForUniversalSegmentation(cfg).eval()).eval()
