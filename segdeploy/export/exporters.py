@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -29,9 +30,41 @@ class ExporterFailed(Exception):
     """An exporter could not produce a graph; str() is a one-line reason."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
+SUMMARY_HEADER = "## Exception summary"  # torch.onnx's section holding the root cause under its headline
+
+
+def _middle_cut(text: str, limit: int) -> str:
+    """``text`` cut in the middle to ``limit`` characters (both ends of a long symbolic shape stay readable)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head):]}"
+
+
+def _root_cause(lines: list[str]) -> str | None:
+    """torch.onnx's real cause: the first line under "## Exception summary", with the model's source line that
+    raised it (the last frame of "Original traceback"), e.g. "ValueError: Cannot view ... (modeling_swin.py:465)"."""
+    if SUMMARY_HEADER not in lines:
+        return None
+    rest = lines[lines.index(SUMMARY_HEADER) + 1:]
+    if not rest:
+        return None
+    cause = re.sub(r"^<class '(?:\w+\.)*(\w+)'>:", r"\1:", rest[0])
+    frames = [m for m in (_FRAME.search(l) for l in rest) if m]
+    where = f" ({Path(frames[-1].group(1)).name}:{frames[-1].group(2)})" if frames else ""
+    return _middle_cut(cause, 220) + where
+
+
 def _one_line(e: BaseException, limit: int = 300) -> str:
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    lines = [_ANSI.sub("", l).strip() for l in str(e).splitlines()]
+    lines = [l for l in lines if l]
     msg = lines[0] if lines else type(e).__name__
+    cause = _root_cause(lines)
+    if cause is not None:  # the headline's first sentence, then the cause (which gets the room)
+        head = f"{type(e).__name__}: {msg.split('. ')[0]}"
+        return _middle_cut(f"{head}; cause: {cause}", limit + 120)
     # torch often puts the useful part on a later line
     for l in lines[1:4]:
         if len(msg) < 80:

@@ -3,7 +3,10 @@
 Contract: :func:`probe_model` runs the model (no gradients) at a few small shapes and returns a
 :class:`~segdeploy.spec.ModelSpec`, wrapping ``lm.module`` with the output selection. It raises
 :class:`~segdeploy.errors.ShapeError` when the model rejects the requested channel count or the
-reference shape. It never changes the model's weights.
+reference shape. Overlapping max-pool windows feeding a max-unpool that writes conflicting values (a result
+that depends on the runtime's write order: :mod:`segdeploy.export.unpool_check`, watched during the
+reference run, no extra run) are a note and ``ProbeResult.unpool_finding``. It never changes the model's
+weights.
 
 The spatial multiple is, in order: the user's ``--spatial-multiple``; the multiple declared by the file
 (``.pt2`` dynamic-shape constraints) or the model (``spatial_multiple`` attribute); else the smallest
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from segdeploy.errors import ShapeError
+from segdeploy.export.unpool_check import UnpoolRecorder
 from segdeploy.load import LoadedModel, run_model
 from segdeploy.spec import ModelSpec
 
@@ -31,6 +35,7 @@ class ProbeResult:
     output_stride: tuple[float, float]  # output H/W divided by input H/W at the reference shape
     static_spatial: bool
     notes: list[str] = field(default_factory=list)
+    unpool_finding: str | None = None  # overlapping pools -> conflicting unpool writes (unpool_check)
 
 
 def _odd_multiple(ref: int, m: int) -> int:
@@ -119,9 +124,13 @@ def probe_model(
 ) -> ProbeResult:
     """Resolve output selection and probe ``lm`` at ``ref_shape`` (N, C, H, W). See the module docstring."""
     n, c, h, w = ref_shape
-    x, out = _reference_output(lm, ref_shape)
+    with UnpoolRecorder() as unpools:  # no extra run: it watches the reference run
+        x, out = _reference_output(lm, ref_shape)
     _check_finite(out, x)
+    unpool_finding = unpools.finding()
     notes = [f"output selected by rule: {lm.output_rule} -> {list(out.shape)} for input {list(x.shape)}"]
+    if unpool_finding is not None:
+        notes.append(f"warning: {unpool_finding}")
     sh, sw = x.shape[2], x.shape[3]
     stride = (out.shape[2] / sh, out.shape[3] / sw)
     if (sh, sw) != (h, w) and not _runs_at(lm, c, h, w, stride):
@@ -138,4 +147,5 @@ def probe_model(
     spec = ModelSpec(in_channels=c, num_classes=int(out.shape[1]), spatial_multiple=mult, output=lm.output_rule,
                      notes=tuple(notes))
     lm.spec = spec
-    return ProbeResult(spec=spec, output_stride=stride, static_spatial=static, notes=notes)
+    return ProbeResult(spec=spec, output_stride=stride, static_spatial=static, notes=notes,
+                       unpool_finding=unpool_finding)

@@ -6,7 +6,9 @@ Contract: ``run(txn, options, progress, *, prepared) -> ExportResult`` (the stag
 :class:`~segdeploy.export.prepare.Prepared` model (an input that is not an option). It applies the rewrites,
 tries the exporters in order (``auto``: TorchScript first, it is several times faster; dynamo first for
 ``torch.export`` programs, which the tracer cannot run), keeps the first graph that **verifies** against
-PyTorch at the profile's min, opt, max and an irregular shape, writes ``model.onnx`` (and
+PyTorch at the profile's min, opt, max and an irregular shape (when a graph verified at opt only, the export
+rescue of :mod:`segdeploy.export.rescue` re-exports at a coarser spatial multiple, else static H/W, and
+records why), writes ``model.onnx`` (and
 ``model.trt.onnx`` when TensorRT needs our plugins) into the transaction and sets its manifest. It
 publishes nothing: the caller commits. Raises ExportError (no exporter produced a graph),
 VerificationError (none verified; every attempt and its reason in the message), ModelLoadError (the
@@ -31,6 +33,7 @@ import torch
 from segdeploy import __version__
 from segdeploy.errors import ExportError, UsageError, VerificationError
 import segdeploy.export.graph as graph_mod
+import segdeploy.export.rescue as rescue_mod
 import segdeploy.export.rewrites as rw
 from segdeploy.export.exporters import EXPORTERS, ExporterFailed, export_with
 from segdeploy.vocab import INPUT_NAME, OUTPUT_NAME
@@ -175,16 +178,31 @@ def _rewritten_copy(module, rewrites) -> tuple[Any, list[RewriteApplied], list[s
     return work, applied, []
 
 
-def _try_exporters(prep: Prepared, opts: ExportOptions, say: Progress):
-    """Export with each exporter in order until one verifies -> (name, bytes, report, opset, attempts, rewrites, notes)."""
-    lm, profile = prep.loaded, prep.profile
+@dataclass
+class _Exported:
+    """A graph that verified: the exporter, the bytes, the report and what shaped it."""
+
+    name: str
+    data: bytes
+    report: VerificationReport
+    opset: int
+    attempts: list[Attempt]
+    rewrites: list[RewriteApplied]
+    rewrite_notes: list[str]
+    rescue: str | None = None  # the export rescue's one-line summary, when it chose the profile
+
+
+def _try_exporters(prep: Prepared, profile: ShapeProfile, opts: ExportOptions, say: Progress,
+                   order: list[str]) -> tuple[_Exported | None, list[Attempt]]:
+    """Export at ``profile`` with each exporter of ``order`` until one verifies -> (the verified graph or None, attempts)."""
+    lm = prep.loaded
     active = rw.resolve(opts.rewrites)
     work, graph_rewrites, rewrite_notes = _rewritten_copy(lm.module, active)
     for n in rewrite_notes:
         say(n)
     attempts: list[Attempt] = []
     with tempfile.TemporaryDirectory(prefix="segdeploy-export-") as tmp:
-        for name in _order(opts, lm):
+        for name in order:
             say(f"export with the {name} exporter (opset {opts.opset})")
             raw_path = Path(tmp) / f"{name}.onnx"
             try:
@@ -200,15 +218,59 @@ def _try_exporters(prep: Prepared, opts: ExportOptions, say: Progress):
             report = verify_onnx(lm.module, data, profile, opts.rtol, opts.atol, progress=say)
             if report.passed:
                 attempts.append(Attempt(name, "verified", f"verified at {len(report.shapes)} shapes", report))
-                attempts += [Attempt(o, "not tried", f"{name} already verified") for o in _order(opts, lm)[len(attempts):]]
-                return name, data, report, graph_mod.opset_of(model), attempts, graph_rewrites + fn_rewrites, rewrite_notes
+                attempts += [Attempt(o, "not tried", f"{name} already verified") for o in order[len(attempts):]]
+                return _Exported(name, data, report, graph_mod.opset_of(model), attempts,
+                                 graph_rewrites + fn_rewrites, rewrite_notes), attempts
             reason = failure_message(report, name)
             attempts.append(Attempt(name, "verification failed", reason, report))
             say(f"{name}: {reason}")
+    return None, attempts
+
+
+def _raise_failure(attempts: list[Attempt], known_cause: str | None = None) -> None:
+    """VerificationError / ExportError with every attempt; a cause the probe found (overlapping unpools) first."""
     detail = "; ".join(f"{a.exporter}: {a.reason}" for a in attempts)
+    lead = f"{known_cause}; " if known_cause else ""
     if any(a.outcome == "verification failed" for a in attempts):
-        raise VerificationError(f"no exporter produced a graph that matches PyTorch ({detail})")
-    raise ExportError(f"no exporter could export the model ({detail})")
+        raise VerificationError(f"{lead}no exporter produced a graph that matches PyTorch ({detail})")
+    raise ExportError(f"{lead}no exporter could export the model ({detail})")
+
+
+def _user_fixed_profile(opts: ExportOptions) -> list[str]:
+    """The profile options the user gave (the export rescue never rewrites them)."""
+    given = (("--spatial-multiple", opts.spatial_multiple), ("--min-shape", opts.min_shape),
+             ("--max-shape", opts.max_shape))
+    return [flag for flag, value in given if value is not None]
+
+
+def _export_verified(prep: Prepared, opts: ExportOptions, say: Progress) -> _Exported:
+    """The first exporter's graph that verifies at the profile; else the export rescue (:mod:`.rescue`) when the
+    graph was right at opt only; else VerificationError / ExportError with every attempt."""
+    outcome, attempts = _try_exporters(prep, prep.profile, opts, say, _order(opts, prep.loaded))
+    if outcome is not None:
+        return outcome
+    failed = rescue_mod.rescue_applies(prep.profile, [a.verification for a in attempts])
+    if failed is None:
+        _raise_failure(attempts, prep.probe.unpool_finding)
+    order = [next(a.exporter for a in attempts if a.verification is failed)]  # its graph was right at opt
+
+    def try_profile(profile: ShapeProfile):
+        found, tried = _try_exporters(prep, profile, opts, say, order)
+        at = f"rescue at {_hw_range(profile)}"
+        attempts.extend(Attempt(a.exporter, a.outcome, f"{at}: {a.reason}", a.verification)
+                        for a in tried if a.outcome != "not tried")
+        return found
+
+    rescued = rescue_mod.rescue(prep, _user_fixed_profile(opts), failed, try_profile, (opts.rtol, opts.atol), say)
+    say(rescued.summary)
+    outcome = rescued.outcome
+    outcome.attempts, outcome.rescue = attempts, rescued.summary
+    return outcome
+
+
+def _hw_range(p: ShapeProfile) -> str:
+    lo, hi = f"{p.min[2]}x{p.min[3]}", f"{p.max[2]}x{p.max[3]}"
+    return f"H/W {lo} (static)" if lo == hi else f"H/W {lo}..{hi} (multiple {p.spatial_multiple})"
 
 
 def run(txn: Transaction, options: ExportOptions, progress: Progress, *, prepared: Prepared) -> ExportResult:
@@ -221,11 +283,12 @@ def run(txn: Transaction, options: ExportOptions, progress: Progress, *, prepare
     if opts.class_names and len(opts.class_names) != k:
         raise UsageError(f"--class-names lists {len(opts.class_names)} names but the model outputs {k} classes; "
                          f"give {k} names")
-    name, data, report, opset, attempts, rewrites, rewrite_notes = _try_exporters(prep, opts, say)
+    exported = _export_verified(prep, opts, say)
+    name, data, report, opset = exported.name, exported.data, exported.report, exported.opset
+    attempts, rewrites, rewrite_notes = exported.attempts, exported.rewrites, exported.rewrite_notes
     for r in rewrites:
         say(f"rewrite {r.rewrite}: {r.target} ({r.detail})")
-    reason = "first in order" if attempts[0].exporter == name else "; ".join(
-        f"{a.exporter} {a.outcome}: {a.reason}" for a in attempts if a.exporter != name and a.outcome != "not tried")
+    reason = _exporter_reason(exported)
     say(f"exporter used: {name} ({reason})")
     txn.set_manifest(build_manifest(prep, opts, name, reason, attempts, rewrites, rewrite_notes, report, data, opset))
     txn.write_bytes(MODEL_ONNX, data, "onnx")
@@ -237,6 +300,14 @@ def run(txn: Transaction, options: ExportOptions, progress: Progress, *, prepare
             say(f"TensorRT variant with {len(variant[1]['nodes'])} plugin node(s): {TRT_ONNX}")
     return ExportResult(txn.target / MODEL_ONNX, txn.target / MANIFEST, txn.manifest, name, attempts, rewrites, report,
                         prep.profile, prep.loaded, time.perf_counter() - t0)
+
+
+def _exporter_reason(exported: _Exported) -> str:
+    if exported.rescue is not None:
+        return exported.rescue
+    attempts, name = exported.attempts, exported.name
+    return "first in order" if attempts[0].exporter == name else "; ".join(
+        f"{a.exporter} {a.outcome}: {a.reason}" for a in attempts if a.exporter != name and a.outcome != "not tried")
 
 
 def build_manifest(prep: Prepared, opts: ExportOptions, exporter, reason, attempts, rewrites, rewrite_notes, report,

@@ -31,11 +31,15 @@ class SegNet(nn.Module):
         in_channels: int = 3,
         widths: tuple[int, ...] = (16, 32, 64, 96),
         convs_per_stage: tuple[int, ...] = (2, 2, 3, 3),
+        pool_kernel: int = 2,
     ):
         super().__init__()
         if len(widths) != len(convs_per_stage):
             raise ValueError("widths and convs_per_stage must have the same length")
         self.num_classes = num_classes
+        # 2 (the paper): non-overlapping windows. 3 (padding 1): overlapping windows, whose max-pool indices can
+        # repeat -- an unpool then writes two values to one position (exporting refuses it: see docs/plugins.md)
+        self.pool_kernel, self.pool_padding = pool_kernel, (pool_kernel - 1) // 2
         enc = []
         prev = in_channels
         for w, n in zip(widths, convs_per_stage):
@@ -62,14 +66,16 @@ class SegNet(nn.Module):
         for enc in self.encoders:
             x = enc(x)
             sizes.append(x.shape[-2:])
-            x, idx = F.max_pool2d(x, kernel_size=2, stride=2, return_indices=True)
+            x, idx = F.max_pool2d(x, kernel_size=self.pool_kernel, stride=2, padding=self.pool_padding,
+                                  return_indices=True)
             indices.append(idx)
         for dec, idx, size in zip(self.decoders, reversed(indices), reversed(sizes)):
-            x = F.max_unpool2d(x, idx, kernel_size=2, stride=2, output_size=size)
+            x = F.max_unpool2d(x, idx, kernel_size=self.pool_kernel, stride=2, padding=self.pool_padding,
+                               output_size=size)
             x = dec(x)
         return self.classifier(x)
 
 
-def segnet(num_classes: int = 21, in_channels: int = 3) -> SegNet:
-    """Factory: compact SegNet (about 0.66 M parameters)."""
-    return SegNet(num_classes=num_classes, in_channels=in_channels)
+def segnet(num_classes: int = 21, in_channels: int = 3, pool_kernel: int = 2) -> SegNet:
+    """Factory: compact SegNet (about 0.66 M parameters); ``pool_kernel=3``: the overlapping-window variant."""
+    return SegNet(num_classes=num_classes, in_channels=in_channels, pool_kernel=pool_kernel)
