@@ -28,9 +28,18 @@ layers already chosen) until it meets the budget on the whole split or has searc
 budget that the float model meets is met without tuning ``--budget-images``. The cost (rounds, images,
 evaluations, seconds) is recorded.
 
-Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the sibling
-``calibration/<set>/val`` of a ``calibration/<set>/calib`` (said in the result). Validation images identical
-(by content) to calibration images are refused (DataError).
+Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the split the data convention
+defines for ``--calib`` (:func:`segdeploy.datasets.convention.validation_split_of`: ``<calib>/val``, or the
+sibling ``calibration/<set>/val`` of a ``calibration/<set>/calib``; said in the result) -- never any other folder.
+Validation images identical (by content) to calibration images are refused (DataError). Masks with a label
+that is not a class of the model (nor the ignore index) are refused before the export runs (:func:`check_labels`,
+exit 2).
+
+The verdict (honest): every lowered model's entry says ``checked`` (true/false). Not checked (no validation
+split) is stated in the entry (``not_checked``: why and the fix), the notes and the summary, and is an error
+(exit 2, before any work) with ``require_check`` or ``max_miou_drop``. A reference mIoU below
+:data:`MEANINGFUL_REFERENCE_MIOU` points on masks (the PyTorch model does not predict these labels: untrained, or
+trained for other classes) makes any drop meaningless: the entry's ``accuracy.reference_warning`` says so.
 """
 
 from __future__ import annotations
@@ -43,8 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 from segdeploy.errors import DataError, GateError, UsageError
 from segdeploy.progress import Progress
-from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
-                             GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision,
+from segdeploy.vocab import (CALIB_CACHE, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
+                             GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, CalibMethod, Precision,
                              split_dirs)
 
 if TYPE_CHECKING:
@@ -56,6 +65,12 @@ if TYPE_CHECKING:
     from segdeploy.spec import Preprocess, ShapeProfile
 
 ESCALATION = 4
+# A reference mIoU (masks as truth) below this many points means the model does not predict these labels (chance
+# level for a handful of classes is ~5-20 points of mIoU only when the model predicts them at all): a drop measured
+# against it means nothing, so the verdict carries a warning. Chosen over "2x chance" because chance mIoU depends
+# on the class frequencies, which the check does not model.
+MEANINGFUL_REFERENCE_MIOU = 10.0
+NOT_CHECKED_FIX = "no validation split; pass --val DIR or add calibration/val/"
 
 
 @dataclass(frozen=True)
@@ -80,12 +95,15 @@ class PrecisionOptions:
     check: bool = True
     val_limit: int | None = None
     stats_cache: bool = True
+    require_check: bool = False  # a missing validation split is an error (exit 2), not "not checked"
 
     def __post_init__(self) -> None:
         if not (self.int8 or self.fp16):
             raise UsageError("nothing to do: give --int8 and/or --fp16")
         if self.int8 and not self.calib:
-            raise UsageError("--int8 needs calibration images: pass --calib DIR (e.g. calibration/shapes/calib)")
+            from segdeploy.datasets.convention import CONVENTION
+
+            raise UsageError(f"--int8 needs calibration images: {CONVENTION}")
         object.__setattr__(self, "calib_method", CalibMethod.parse(self.calib_method, "--calib-method"))
         if not (0.0 < self.percentile <= 100.0):
             raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
@@ -110,10 +128,12 @@ class PrecisionOptions:
         if self.val:
             return self.val, None
         if self.calib:
-            c = Path(self.calib).resolve()
-            if c.name == CALIB_SPLIT and (c.parent / VAL_SPLIT).is_dir():
-                return str(c.parent / VAL_SPLIT), f"validation split defaulted to {c.parent / VAL_SPLIT} (sibling of --calib)"
-        return None, "no validation split (--val, or a calibration/<set>/val beside --calib): accuracy not checked"
+            from segdeploy.datasets.convention import validation_split_of
+
+            split = validation_split_of(self.calib)
+            if split is not None:
+                return str(split), f"validation split: {split} (the convention for --calib {self.calib}; pass --val to choose)"
+        return None, f"accuracy NOT CHECKED: {NOT_CHECKED_FIX}"
 
     def calibrate_options(self) -> CalibrateOptions:
         from segdeploy.calibration.methods import Method
@@ -142,7 +162,8 @@ class PrecisionResult:
                 "seconds": round(self.seconds, 2)}
 
 
-def _open_val(val_dir: str) -> Dataset:
+def open_validation(val_dir: str) -> Dataset:
+    """The validation split ``val_dir`` (``images/`` + optional ``masks/``, :func:`segdeploy.vocab.split_dirs`)."""
     from segdeploy.datasets import open_dataset
 
     return open_dataset(*split_dirs(val_dir))
@@ -159,10 +180,12 @@ def check_preconditions(options: PrecisionOptions) -> list[str]:
     val_dir, note = options.validation_dir()
     if note:
         notes.append(note)
-    if val_dir and len(_open_val(val_dir)) == 0:
+    if val_dir and len(open_validation(val_dir)) == 0:
         raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
     if options.max_miou_drop is not None and not val_dir:
-        raise UsageError("--max-miou-drop needs a validation split: pass --val DIR (images/ and masks/)")
+        raise UsageError(f"--max-miou-drop needs a validation split: {NOT_CHECKED_FIX}")
+    if options.require_check and not val_dir:
+        raise UsageError(f"--require-check: nothing to check the lowered model(s) on: {NOT_CHECKED_FIX}")
     return notes
 
 
@@ -176,7 +199,7 @@ def check_labels(options: PrecisionOptions, num_classes: int) -> None:
     val_dir, _ = options.validation_dir()
     if not val_dir:
         return
-    ds = _open_val(val_dir)
+    ds = open_validation(val_dir)
     if not ds.has_masks:
         return
     for e in ds.entries:
@@ -184,8 +207,9 @@ def check_labels(options: PrecisionOptions, num_classes: int) -> None:
         vals = np.unique(m)
         bad = [int(v) for v in vals if v != ds.ignore_index and not (0 <= v < num_classes)]
         if bad:
-            raise DataError(f"mask {e.mask_path} has label(s) {bad[:5]} but the model has {num_classes} classes "
-                            f"(0..{num_classes - 1}, ignore {ds.ignore_index}); fix the masks in {val_dir}")
+            raise UsageError(f"mask {e.mask_path} has label(s) {bad[:5]} but the model has {num_classes} classes "
+                             f"(0..{num_classes - 1}, ignore {ds.ignore_index}): these masks are not for this model; "
+                             f"fix the masks in {val_dir} or pass --val with a split labelled for it")
 
 
 def _check_disjoint(val_ds, calib_files) -> None:
@@ -195,7 +219,7 @@ def _check_disjoint(val_ds, calib_files) -> None:
     clash = [os.path.basename(e.image_path) for e in val_ds.entries if sha256_file(e.image_path) in calib]
     if clash:
         raise DataError(f"{len(clash)} validation image(s) also in the calibration set ({', '.join(clash[:5])}); "
-                        "use disjoint splits (e.g. calibration/<set>/calib and calibration/<set>/val)")
+                        "use disjoint splits (calibration images in --calib DIR, validation images in DIR/val/images)")
 
 
 @dataclass
@@ -225,7 +249,7 @@ def _context(txn: Transaction, options: PrecisionOptions, reference: torch.nn.Mo
     val_dir, note = options.validation_dir()
     if note:
         notes.append(note)
-    val_ds = _open_val(val_dir) if val_dir else None
+    val_ds = open_validation(val_dir) if val_dir else None
     if val_ds is not None and reference is None:
         notes.append("no PyTorch reference given: accuracy not checked")
     section: dict[str, Any] = {"source_onnx": MODEL_ONNX, "source_sha256": txn.sha256_of(MODEL_ONNX)}
@@ -244,6 +268,10 @@ def _calibrate(ctx: _Context):
     cal = cal_stage.run(ctx.txn, opts.calibrate_options(), ctx.progress)
     ctx.progress.step(f"calibrate: {len(cal.ranges)} tensors "
                       f"({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
+    if cal.calib_set.oversize:
+        mx = ctx.profile.max
+        ctx.notes.append(f"{cal.calib_set.oversize} calibration image(s) larger than the profile max {mx[2]}x{mx[3]} "
+                         "(H x W) were resized down keeping aspect (pad mode); pass --max-shape to cover them")
     if ctx.val_ds is not None:
         _check_disjoint(ctx.val_ds, cal.calib_set.files)
     return cal
@@ -372,8 +400,9 @@ def _fp16(ctx: _Context, fp32, cal):
 def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
     """Accuracy of every lowered model in one pass over the validation set, then the gate."""
     if not ctx.checking:
+        why = NOT_CHECKED_FIX if ctx.val_ds is None else "no PyTorch reference given"
         for kind in staged:
-            ctx.section[kind]["accuracy"] = None
+            ctx.section[kind].update(accuracy=None, checked=False, not_checked=why)
         return
     from segdeploy.precision.accuracy import check_accuracy_many
 
@@ -384,7 +413,8 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
                                progress=ctx.progress)
     failed = []
     for kind, acc in reps.items():
-        ctx.section[kind]["accuracy"] = acc.to_dict()
+        ctx.section[kind].update(accuracy=acc.to_dict(), checked=True)
+        _warn_reference(ctx, kind, acc)
         if acc.disagree:
             ctx.notes.append(f"{kind}: {acc.notes[-1]}" if acc.notes else f"{kind}: ORT levels disagree")
         if opts.max_miou_drop is not None and acc.drop is not None and acc.drop > opts.max_miou_drop + 1e-9:
@@ -394,6 +424,17 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
         raise GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop "
                         f"{opts.max_miou_drop}); raise the budget, add calibration images, try another --calib-method, "
                         "or keep more layers in float (--exclude-layer)", stages={"precision": {"precision": ctx.section}})
+
+
+def _warn_reference(ctx: _Context, kind: Precision, acc) -> None:
+    """A reference mIoU below :data:`MEANINGFUL_REFERENCE_MIOU` points (masks as truth): warn in the entry and notes."""
+    ref = acc.reference_miou
+    if acc.truth != "masks" or ref is None or 100.0 * ref >= MEANINGFUL_REFERENCE_MIOU:
+        return
+    warning = (f"the PyTorch model's own mIoU on {ctx.val_dir} is {100.0 * ref:.2f} points (below "
+               f"{MEANINGFUL_REFERENCE_MIOU:g}): it does not predict these masks' labels, so the {kind} drop measures "
+               "nothing; validate on masks the model was trained for")
+    ctx.section[kind]["accuracy"]["reference_warning"] = warning
 
 
 def _write(ctx: _Context, models: dict[Precision, Any], cal: CalibrationResult | None, res: PrecisionResult) -> None:
