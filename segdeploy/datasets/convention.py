@@ -7,13 +7,13 @@ The convention (one place; the folder names are :mod:`segdeploy.vocab`'s split l
 
 * ``./calibration/`` (:data:`~segdeploy.vocab.CALIB_ROOT`, relative to the working directory) is the default of
   ``--calib``. Its calibration images are the images directly inside it, or, when it has a ``calib/`` folder
-  (the ``calibration/<set>/calib`` layout), the images in ``calib/``.
+  (the ``calibration/<set>/calib`` layout), the images in ``calib/``. A folder holding neither is no default.
 * The validation split of a calibration folder ``C`` (:func:`validation_split_of`): ``C/val`` when it exists
   (images directly in ``calibration/``, split in ``calibration/val/images`` + ``calibration/val/masks``), or
   the sibling ``C/../val`` when ``C`` is named ``calib`` (``calibration/<set>/calib`` + ``calibration/<set>/val``).
   Nothing else: never a folder the user did not name or the convention does not define.
 
-:func:`default_calibration` -> :class:`Convention` (the calibration source, or None with the one line that states
+:func:`add_validation_hint` is the fix a missing split names. :func:`default_calibration` -> :class:`Convention` (the calibration source, or None with the one line that states
 the convention and the flag). :func:`image_sizes` -> :class:`DataSizes` (a Counter of (H, W), header only, no
 decoding; unreadable files are skipped here -- the readers that decode them report them).
 """
@@ -48,10 +48,15 @@ def calib_source_of(root: str | os.PathLike) -> Path:
 
 def default_calibration(cwd: str | os.PathLike | None = None) -> Convention:
     """``./calibration/`` (relative to ``cwd``, default the working directory) when it exists, else None + why."""
+    from segdeploy.datasets.listing import list_images
+
     root = Path(cwd or os.getcwd()) / CALIB_ROOT
     if not root.is_dir():
         return Convention(None, f"no --calib and no ./{CALIB_ROOT}/ folder here; {CONVENTION}")
     src = calib_source_of(root)
+    if not list_images(src):
+        return Convention(None, f"no --calib, and ./{CALIB_ROOT}/ holds no images directly (nor in a {CALIB_SPLIT}/ "
+                                f"folder); {CONVENTION}")
     shown = os.path.relpath(src, cwd or os.getcwd())
     return Convention(str(src), f"calibration images: ./{shown}/ (the default; pass --calib to choose)")
 
@@ -66,6 +71,18 @@ def validation_split_of(calib: str | os.PathLike) -> Path | None:
     if c.name == CALIB_SPLIT and (c.parent / VAL_SPLIT).is_dir():
         return c.parent / VAL_SPLIT
     return None
+
+
+def add_validation_hint(calib: str | os.PathLike | None) -> str:
+    """How to give a calibration folder its validation split: ``pass --val DIR or add <folder>/val/`` (the folder as
+    typed from the working directory; beside a ``calib/`` folder; a list file or no --calib: only --val)."""
+    if calib is None or not Path(calib).is_dir():
+        return "pass --val DIR"
+    c = Path(calib).resolve()
+    home = c.parent if c.name == CALIB_SPLIT else c
+    cwd = Path.cwd().resolve()
+    shown = home.relative_to(cwd) if home.is_relative_to(cwd) else home
+    return f"pass --val DIR or add {shown}/{VAL_SPLIT}/"
 
 
 @dataclass(frozen=True)

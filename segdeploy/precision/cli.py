@@ -1,7 +1,8 @@
 """`segdeploy precision EXPORT_DIR MODEL --int8|--fp16 ...`: lower an existing export without re-exporting.
 
 The same stage `segdeploy export MODEL --int8 ...` runs after exporting; this command is for trying another
-calibration method, set or budget on a directory that is already exported. MODEL is the PyTorch reference
+calibration method, set or budget on a directory that is already exported. ``--calib`` defaults to ./calibration/
+(and its val/ split), as on `segdeploy export`. MODEL is the PyTorch reference
 (the model given to `segdeploy export`); it must be the model the manifest was made from (its hash is
 compared with the manifest's ``source.sha256``), so the accuracy is measured against the right network.
 The directory is updated in one transaction (:func:`segdeploy.pipeline.run_stage`): published only when every
@@ -22,17 +23,19 @@ if TYPE_CHECKING:
     import torch
 
     from segdeploy.precision.stage import PrecisionOptions
+    from segdeploy.progress import Progress
 
 
-def _parse(export_dir: str, model: ModelArgs,
-           precision: PrecisionArgs) -> tuple[PrecisionOptions, str, tuple[int, int, int, int]]:
-    """The options, and (cheap, before the model loads) the directory's validity and the data folders: returns the
-    options, the manifest's source hash and the opt input shape at batch 1."""
+def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
+           progress: Progress) -> tuple[PrecisionOptions, str, tuple[int, int, int, int]]:
+    """The options (``--calib`` defaulted to ./calibration/, said), and (cheap, before the model loads) the
+    directory's validity and the data folders: returns the options, the manifest's source hash and the opt input
+    shape at batch 1."""
     from segdeploy.exportdir import ExportDir
     from segdeploy.precision.stage import check_labels, check_preconditions
 
     model.validate()
-    popts = precision.parse()
+    popts = precision.with_default_calib(progress).parse()
     if popts is None:
         raise UsageError("nothing to do: give --int8 and/or --fp16")
     ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
@@ -62,10 +65,11 @@ def precision_command(export_dir, model, precision, as_json, quiet):
     from segdeploy.precision import stage
     from segdeploy.precision.terminal import print_precision_summary
 
+    progress = progress_for(quiet)
     try:
-        popts, source_sha256, shape = _parse(export_dir, model, precision)
+        popts, source_sha256, shape = _parse(export_dir, model, precision, progress)
         reference = _reference(export_dir, model, source_sha256, shape)
-        res, published = run_stage(export_dir, stage.run, popts, progress_for(quiet), command="precision",
+        res, published = run_stage(export_dir, stage.run, popts, progress, command="precision",
                                    reference=reference, checked=True)
     except SegdeployError as e:
         if as_json:

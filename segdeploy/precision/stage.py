@@ -70,7 +70,6 @@ ESCALATION = 4
 # against it means nothing, so the verdict carries a warning. Chosen over "2x chance" because chance mIoU depends
 # on the class frequencies, which the check does not model.
 MEANINGFUL_REFERENCE_MIOU = 10.0
-NOT_CHECKED_FIX = "no validation split; pass --val DIR or add calibration/val/"
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,14 @@ class PrecisionOptions:
             split = validation_split_of(self.calib)
             if split is not None:
                 return str(split), f"validation split: {split} (the convention for --calib {self.calib}; pass --val to choose)"
-        return None, f"accuracy NOT CHECKED: {NOT_CHECKED_FIX}"
+        return None, f"accuracy NOT CHECKED: {self.not_checked_reason()}"
+
+    def not_checked_reason(self) -> str:
+        """Why nothing can check the lowered models, and the fix (``no validation split; pass --val DIR or add
+        calibration/val/`` for the ./calibration/ convention)."""
+        from segdeploy.datasets.convention import add_validation_hint
+
+        return f"no validation split; {add_validation_hint(self.calib)}"
 
     def calibrate_options(self) -> CalibrateOptions:
         from segdeploy.calibration.methods import Method
@@ -183,9 +189,9 @@ def check_preconditions(options: PrecisionOptions) -> list[str]:
     if val_dir and len(open_validation(val_dir)) == 0:
         raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
     if options.max_miou_drop is not None and not val_dir:
-        raise UsageError(f"--max-miou-drop needs a validation split: {NOT_CHECKED_FIX}")
+        raise UsageError(f"--max-miou-drop needs a validation split: {options.not_checked_reason()}")
     if options.require_check and not val_dir:
-        raise UsageError(f"--require-check: nothing to check the lowered model(s) on: {NOT_CHECKED_FIX}")
+        raise UsageError(f"--require-check: nothing to check the lowered model(s) on: {options.not_checked_reason()}")
     return notes
 
 
@@ -400,7 +406,7 @@ def _fp16(ctx: _Context, fp32, cal):
 def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
     """Accuracy of every lowered model in one pass over the validation set, then the gate."""
     if not ctx.checking:
-        why = NOT_CHECKED_FIX if ctx.val_ds is None else "no PyTorch reference given"
+        why = ctx.options.not_checked_reason() if ctx.val_ds is None else "no PyTorch reference given"
         for kind in staged:
             ctx.section[kind].update(accuracy=None, checked=False, not_checked=why)
         return
