@@ -47,7 +47,8 @@ def calib_source_of(root: str | os.PathLike) -> Path:
 
 
 def default_calibration(cwd: str | os.PathLike | None = None) -> Convention:
-    """``./calibration/`` (relative to ``cwd``, default the working directory) when it exists, else None + why."""
+    """``./calibration/`` (relative to ``cwd``, default the working directory; ``calib`` is that relative path) when
+    it holds images, else None + why."""
     from segdeploy.datasets.listing import list_images
 
     root = Path(cwd or os.getcwd()) / CALIB_ROOT
@@ -58,7 +59,7 @@ def default_calibration(cwd: str | os.PathLike | None = None) -> Convention:
         return Convention(None, f"no --calib, and ./{CALIB_ROOT}/ holds no images directly (nor in a {CALIB_SPLIT}/ "
                                 f"folder); {CONVENTION}")
     shown = os.path.relpath(src, cwd or os.getcwd())
-    return Convention(str(src), f"calibration images: ./{shown}/ (the default; pass --calib to choose)")
+    return Convention(shown, f"calibration images: ./{shown}/ (the default; pass --calib to choose)")
 
 
 def validation_split_of(calib: str | os.PathLike) -> Path | None:

@@ -33,7 +33,8 @@ preconditions before expensive stages):
 3. load the model (refusing unsafe content) and settle the profile (:func:`segdeploy.export.prepare.prepare`:
    sized by the calibration/validation images when no --shape or example input decides (:func:`data_sizes`),
    memory guard, PyTorch runs at the profile's extremes); then the validation labels against the model's class
-   count, and (first thing in the export stage) the class-name count;
+   count and (pad mode) the validation image sizes against the profile's max, and (first thing in the export
+   stage) the class-name count;
 4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), build
    (:mod:`segdeploy.engine.stage`, when asked: engines where TensorRT is importable, else only the trtexec
    commands in the result), and after a build with a validation split the engines' parity against PyTorch
@@ -192,9 +193,12 @@ def _prepare(lm: LoadedModel, options: PipelineOptions, progress: Progress):
     prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple, eopts.max_batch, progress,
                    data=data_sizes(options), resize=eopts.preprocess.resize)
     if options.precision is not None:
-        from segdeploy.precision.stage import check_labels
+        from segdeploy.precision.stage import check_labels, check_validation_fits
 
         check_labels(options.precision, prep.probe.spec.num_classes)
+        check_validation_fits(options.precision, prep.profile, eopts.preprocess,
+                              "pass a larger --max-shape (or leave it out: the data then sizes the profile) or "
+                              "--resize resize")
     return prep
 
 

@@ -32,7 +32,7 @@ def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
     directory's validity and the data folders: returns the options, the manifest's source hash and the opt input
     shape at batch 1."""
     from segdeploy.exportdir import ExportDir
-    from segdeploy.precision.stage import check_labels, check_preconditions
+    from segdeploy.precision.stage import check_labels, check_preconditions, check_validation_fits
 
     model.validate()
     popts = precision.with_default_calib(progress).parse()
@@ -41,6 +41,8 @@ def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
     ed = ExportDir.open(export_dir)  # validates the manifest and every file's hash before any work
     check_preconditions(popts)
     check_labels(popts, ed.num_classes)
+    check_validation_fits(popts, ed.profile, ed.preprocess,
+                          "re-export with a larger --max-shape (segdeploy export), or pass --val with smaller images")
     return popts, ed.source_sha256, (1,) + tuple(ed.profile.opt[1:])
 
 

@@ -218,6 +218,25 @@ def check_labels(options: PrecisionOptions, num_classes: int) -> None:
                              f"fix the masks in {val_dir} or pass --val with a split labelled for it")
 
 
+def check_validation_fits(options: PrecisionOptions, profile: ShapeProfile, preprocess: Preprocess, fix: str) -> None:
+    """Once the profile is settled (before exporting): in pad mode every validation image must pad to within the
+    profile's max H/W (the accuracy check feeds them as they are). Header reads only. UsageError naming ``fix``."""
+    if preprocess.resize != "pad":
+        return
+    val_dir, _ = options.validation_dir()
+    if not val_dir:
+        return
+    from segdeploy.datasets.imagefile import open_image
+
+    m, hi = profile.spatial_multiple, profile.max
+    for e in open_validation(val_dir).entries:
+        with open_image(e.image_path) as im:
+            w, h = im.size
+        if -(-h // m) * m > hi[2] or -(-w // m) * m > hi[3]:
+            raise UsageError(f"validation image {e.image_path} ({h}x{w}, H x W) is larger than the profile's max H/W "
+                             f"{hi[2]}x{hi[3]} in pad mode, so the accuracy check cannot feed it; {fix}")
+
+
 def _check_disjoint(val_ds, calib_files) -> None:
     from segdeploy.fsutil import sha256_file
 

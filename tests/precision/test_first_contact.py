@@ -164,6 +164,16 @@ def test_images_above_a_given_max_are_resized_not_refused(project, capsys):
     assert ed.profile_source["opt_from"] == "--shape" and ed.profile_source["data_fits_profile"] is False
 
 
+def test_validation_images_above_a_given_max_are_refused_before_export(project, capsys):
+    root, model = project
+    _images(root / "calibration" / "val" / "images", 2, seed=2, model=model)
+    code, out, err = _run(capsys, "export", "unet.pt", "--int8", "--shape", "1x3x32x32", "--max-shape", "2x3x32x32")
+    assert code == 2
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert "larger than the profile's max H/W 32x32 in pad mode" in line and "--max-shape" in line
+    assert "export with" not in err and not (root / "unet.segdeploy").exists()
+
+
 # ------------------------------------------------------------------------------------------- units
 
 
@@ -187,7 +197,7 @@ def test_convention_layouts(tmp_path):
     assert default_calibration(tmp_path).calib is None and "--calib DIR" in default_calibration(tmp_path).line
     flat = tmp_path / "calibration"
     _images(flat, 2, seed=0)
-    assert default_calibration(tmp_path).calib == str(flat) and validation_split_of(flat) is None
+    assert default_calibration(tmp_path).calib == "calibration" and validation_split_of(flat) is None
     (flat / "val" / "images").mkdir(parents=True)
     assert validation_split_of(flat) == (flat / "val").resolve()
     sets = tmp_path / "sets" / "a"  # calibration/<set>/calib + calibration/<set>/val
