@@ -209,3 +209,21 @@ def test_convention_layouts(tmp_path):
     _images(tmp_path / "mixed", 1, seed=2, size=(96, 128))
     sizes = image_sizes(sorted(str(p) for p in (tmp_path / "mixed").iterdir()), "mixed")
     assert sizes.images == 4 and sizes.most_common == (H, W) and sizes.largest == (96, 128)
+
+
+def test_chance_level_of_the_masks(tmp_path):
+    from segdeploy.datasets import open_dataset
+    from segdeploy.precision.stage import chance_miou_points
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.new("RGB", (20, 10)).save(tmp_path / "images" / "a.png")
+    m = np.zeros((10, 20), np.uint8)  # 55% class 0, 15% each of 1..3
+    m[:, 11:14], m[:, 14:17], m[:, 17:20] = 1, 2, 3
+    Image.fromarray(m).save(tmp_path / "masks" / "a.png")
+    ds = open_dataset(tmp_path / "images", tmp_path / "masks")
+    assert chance_miou_points(ds, 4) == pytest.approx(12.947, abs=1e-2)  # 4 classes: below 2x13 warns
+    m = np.concatenate([m, np.full((10, 20), 255, np.uint8)])  # the ignore index counts for no class
+    Image.fromarray(m).save(tmp_path / "masks" / "a.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "images" / "a.png")
+    assert chance_miou_points(open_dataset(tmp_path / "images", tmp_path / "masks"), 4) == pytest.approx(12.947, abs=1e-2)
