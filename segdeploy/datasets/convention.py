@@ -68,10 +68,16 @@ def validation_split_of(calib: str | os.PathLike) -> Path | None:
     if not c.is_dir():
         return None
     if (c / VAL_SPLIT).is_dir():
-        return c / VAL_SPLIT
+        return _as_typed(c / VAL_SPLIT)
     if c.name == CALIB_SPLIT and (c.parent / VAL_SPLIT).is_dir():
-        return c.parent / VAL_SPLIT
+        return _as_typed(c.parent / VAL_SPLIT)
     return None
+
+
+def _as_typed(path: Path) -> Path:
+    """``path`` (absolute) relative to the working directory when inside it, as a user would type it."""
+    cwd = Path.cwd().resolve()
+    return path.relative_to(cwd) if path.is_relative_to(cwd) else path
 
 
 def add_validation_hint(calib: str | os.PathLike | None) -> str:
@@ -80,10 +86,7 @@ def add_validation_hint(calib: str | os.PathLike | None) -> str:
     if calib is None or not Path(calib).is_dir():
         return "pass --val DIR"
     c = Path(calib).resolve()
-    home = c.parent if c.name == CALIB_SPLIT else c
-    cwd = Path.cwd().resolve()
-    shown = home.relative_to(cwd) if home.is_relative_to(cwd) else home
-    return f"pass --val DIR or add {shown}/{VAL_SPLIT}/"
+    return f"pass --val DIR or add {_as_typed(c.parent if c.name == CALIB_SPLIT else c)}/{VAL_SPLIT}/"
 
 
 @dataclass(frozen=True)

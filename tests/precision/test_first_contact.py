@@ -191,7 +191,7 @@ def test_verification_plan_separates_the_axes():
     assert [lbl for lbl, _ in verification_plan(one)][:3] == ["min", "opt", "max"] and corner_verified(one)
 
 
-def test_convention_layouts(tmp_path):
+def test_convention_layouts(tmp_path, monkeypatch):
     from segdeploy.datasets.convention import calib_source_of, default_calibration, image_sizes, validation_split_of
 
     assert default_calibration(tmp_path).calib is None and "--calib DIR" in default_calibration(tmp_path).line
@@ -199,11 +199,13 @@ def test_convention_layouts(tmp_path):
     _images(flat, 2, seed=0)
     assert default_calibration(tmp_path).calib == "calibration" and validation_split_of(flat) is None
     (flat / "val" / "images").mkdir(parents=True)
-    assert validation_split_of(flat) == (flat / "val").resolve()
+    assert validation_split_of(flat) == (flat / "val").resolve()  # outside the working directory: absolute
+    monkeypatch.chdir(tmp_path)
+    assert validation_split_of("calibration") == Path("calibration/val")  # inside it: as the user types it
     sets = tmp_path / "sets" / "a"  # calibration/<set>/calib + calibration/<set>/val
     (sets / "calib").mkdir(parents=True)
     (sets / "val").mkdir()
-    assert calib_source_of(sets) == sets / "calib" and validation_split_of(sets / "calib") == (sets / "val").resolve()
+    assert calib_source_of(sets) == sets / "calib" and validation_split_of(sets / "calib").resolve() == (sets / "val").resolve()
     assert validation_split_of(tmp_path / "sets") is None  # nothing the convention does not define
     _images(tmp_path / "mixed", 3, seed=1)
     _images(tmp_path / "mixed", 1, seed=2, size=(96, 128))
