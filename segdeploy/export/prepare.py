@@ -191,7 +191,7 @@ def _cover_data(profile: ShapeProfile, data: DataSizes) -> ShapeProfile:
 
 
 def _data_decision(prep: Prepared, data: DataSizes | None, decided_by: str, max_given: bool, resize: str,
-                   say: Progress) -> None:
+                   say: Progress, fix: str = "pass --max-shape to cover them") -> None:
     """Step of :func:`prepare`: cover the data (when the data decided opt), say and record how the profile was chosen."""
     prof = prep.profile
     src: dict[str, Any] = {"opt_from": decided_by}
@@ -209,7 +209,7 @@ def _data_decision(prep: Prepared, data: DataSizes | None, decided_by: str, max_
                 f"({lh}x{lw}); pass --shape / --max-shape to choose")
         elif not fits:
             say(f"the largest image in {data.source} ({lh}x{lw}) is above the profile max {_s(prof.max)}: calibration "
-                f"resizes such images down keeping aspect; pass --max-shape to cover them")
+                f"resizes such images down keeping aspect; {fix}")
     src.update(opt=list(prof.opt), max=list(prof.max))
     prep.profile_source = src
 
@@ -256,7 +256,9 @@ def prepare(lm: LoadedModel, shape: str | None, min_shape: str | None, max_shape
     for n in profile_notes:
         say(n)
     prep = Prepared(lm, probe, profile, static_notes, [], list(profile_notes))
-    _data_decision(prep, data, decided_by, max_s is not None, resize, say)
+    _data_decision(prep, data, decided_by, max_s is not None, resize, say,
+                   "pass --resize resize to resize every image to the model's fixed size" if probe.static_spatial
+                   else "pass --max-shape to cover them")
     profile = prep.profile
     probe_shape = (1, c, opt[2], opt[3])
     try:

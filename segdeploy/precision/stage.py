@@ -297,7 +297,7 @@ def _calibrate(ctx: _Context):
     if cal.calib_set.oversize:
         mx = ctx.profile.max
         ctx.notes.append(f"{cal.calib_set.oversize} calibration image(s) larger than the profile max {mx[2]}x{mx[3]} "
-                         "(H x W) were resized down keeping aspect (pad mode); pass --max-shape to cover them")
+                         "(H x W) were resized down keeping aspect (pad mode); a larger `segdeploy export --max-shape` covers them")
     if ctx.val_ds is not None:
         _check_disjoint(ctx.val_ds, cal.calib_set.files)
     return cal
