@@ -41,7 +41,8 @@ SEPARATE_AXES = ("batch and height/width are independent axes: the max batch is 
 
 
 def verification_plan(profile: ShapeProfile) -> list[tuple[str, Shape]]:
-    """The shapes verified, labelled (see "The plan" in the module docstring); no shape is repeated."""
+    """The shapes verified, labelled (see "The plan" in the module docstring): min, opt and the max always (as
+    before), the max-batch / max-hw / irregular shapes only where they differ from the shapes already planned."""
     lo, opt, hi = profile.min, profile.opt, profile.max
     c = profile.channels
     max_batch = (hi[0], c, opt[2], opt[3])
@@ -54,9 +55,9 @@ def verification_plan(profile: ShapeProfile) -> list[tuple[str, Shape]]:
     irregular = dict(profile.verification_shapes()).get("irregular")
     if irregular is not None:
         planned.append(("irregular", irregular))
-    out: list[tuple[str, Shape]] = []
-    for label, shape in planned:
-        if all(shape != s for _, s in out):
+    out: list[tuple[str, Shape]] = planned[:2]  # min and opt always (as labels), even where they coincide
+    for label, shape in planned[2:]:
+        if all(tuple(shape) != tuple(s) for _, s in out) or label == "max":
             out.append((label, tuple(shape)))
     return out
 
