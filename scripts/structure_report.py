@@ -39,7 +39,7 @@ CLI_LAYER = len(LAYERS) - 1
 # the owner of manifest keys and file names (a package owns through all its modules)
 MANIFEST_OWNERS = ("segdeploy.manifest", "segdeploy.exportdir", "segdeploy.vocab")
 MANIFEST_KEYS = frozenset({"source", "model", "inputs", "outputs", "static_axes", "preprocess", "onnx", "rewrites", "verification", "versions", "files",
-                           "profile_narrowed", "tensorrt_plugins", "calibration", "precision", "engines"})
+                           "profile_narrowed", "profile_source", "tensorrt_plugins", "calibration", "precision", "engines"})
 MANIFEST_HOLDERS = frozenset({"manifest", "doc", "man", "m"})  # names that hold a manifest document in this code base
 ARTIFACT_NAMES = frozenset({"manifest.json", "model.onnx", "model.trt.onnx", "model.fp16.onnx", "model.int8.onnx",
                             "ranges.json", "model.calib.cache"})

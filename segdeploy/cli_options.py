@@ -20,7 +20,7 @@ the directory the command was working on), each a frozen ``*Args`` with ``parse(
   `check`) | ``--model PKG.MODULE:FACTORY`` ``--model-arg K=V`` ``--weights FILE``; ``--trust-pickle``;
   ``--output NAME|INDEX`` -> ``model``: :class:`ModelArgs` (``validate()``, ``load()``).
 * :func:`precision_options` -- ``--int8 --fp16 --calib --calib-size --calib-method --percentile --seed --val
-  --max-miou-drop --exclude-layer --budget-images --trt-target`` -> ``precision``: :class:`PrecisionArgs`
+  --max-miou-drop --exclude-layer --budget-images --require-check --trt-target`` -> ``precision``: :class:`PrecisionArgs`
   (``parse()`` -> :class:`segdeploy.precision.stage.PrecisionOptions`, or None without --int8/--fp16) (export,
   precision).
 * :func:`calibration_options` -- ``--calib --calib-size --seed --calib-method --percentile --calib-gray
@@ -295,7 +295,7 @@ def _with_target(values: dict[str, Any]) -> dict[str, Any]:
 class CalibrationArgs:
     """`segdeploy calibrate`'s values; :meth:`parse` -> :class:`~segdeploy.calibration.stage.CalibrateOptions`."""
 
-    calib: str
+    calib: str | None  # None: the ./calibration/ convention
     calib_size: int | None
     calib_method: str
     percentile: float
@@ -310,7 +310,15 @@ class CalibrationArgs:
         from segdeploy.calibration.methods import Method
         from segdeploy.calibration.stage import CalibrateOptions
 
-        return CalibrateOptions(calib=self.calib, size=self.calib_size, seed=self.seed,
+        calib = self.calib
+        if calib is None:  # the convention: ./calibration/ (segdeploy.datasets.convention)
+            from segdeploy.datasets.convention import default_calibration
+
+            conv = default_calibration()
+            if conv.calib is None:
+                raise UsageError(conv.line)
+            calib = conv.calib
+        return CalibrateOptions(calib=calib, size=self.calib_size, seed=self.seed,
                                 method=Method(self.calib_method, percentile=self.percentile), gray=self.calib_gray,
                                 batch_size=self.batch_size, trt_target=self.trt_target, cache_dir=self.cache_dir,
                                 use_cache=not self.no_cache)
@@ -318,8 +326,8 @@ class CalibrationArgs:
 
 calibration_options = _group("calibration", ("calib",) + _CALIBRATION_SET_NAMES + (
     "calib_gray", "batch_size", "cache_dir", "no_cache"), [
-    click.option("--calib", "calib", required=True, type=click.Path(path_type=str),
-                 help="Folder of calibration images, or a list file."),
+    click.option("--calib", "calib", type=click.Path(path_type=str),
+                 help="Folder of calibration images, or a list file (default: ./calibration/)."),
     *_CALIBRATION_SET,
     click.option("--calib-gray", type=click.Choice(["refuse", "replicate"]), default="refuse", show_default=True,
                  help="Grayscale images for a 3-channel model: refuse (error) or replicate to RGB."),
@@ -349,21 +357,40 @@ class PrecisionArgs:
     exclude_layer: tuple[str, ...] = ()
     budget_images: int = 32
     trt_target: str | None = None  # None: the default target (the installed TensorRT, else JetPack 6.2's 10.3.0)
+    require_check: bool = False
+
+    def with_default_calib(self, say: Callable[[str], None]) -> "PrecisionArgs":
+        """These values with ``--calib`` defaulted to the ./calibration/ convention (said through ``say``) when
+        --int8/--fp16 is given without --calib; unchanged otherwise. Without the folder: --int8 is a UsageError
+        stating the convention, --fp16 goes on without calibration (said once)."""
+        if self.calib is not None or not (self.int8 or self.fp16):
+            return self
+        import dataclasses
+
+        from segdeploy.datasets.convention import default_calibration
+
+        conv = default_calibration()
+        if conv.calib is None and self.int8:
+            raise UsageError(f"--int8 needs calibration images: {conv.line}")
+        say(conv.line)
+        return dataclasses.replace(self, calib=conv.calib)
 
     def parse(self) -> PrecisionOptions | None:
         from segdeploy.precision.stage import PrecisionOptions
 
         if not (self.int8 or self.fp16):
             stray = [n for n in ("calib", "calib_size", "val", "max_miou_drop") if getattr(self, n) is not None]
-            if stray or self.exclude_layer:
-                names = ", ".join("--" + n.replace("_", "-") for n in stray or ["exclude_layer"])
+            stray += ["exclude_layer"] * bool(self.exclude_layer) + ["require_check"] * self.require_check
+            if stray:
+                names = ", ".join("--" + n.replace("_", "-") for n in stray)
                 raise UsageError(f"{names} given without --int8 or --fp16; add --int8 and/or --fp16")
             return None
         return PrecisionOptions(
             int8=self.int8, fp16=self.fp16, calib=self.calib, calib_size=self.calib_size,
             calib_method=self.calib_method or DEFAULT_CALIB_METHOD, percentile=self.percentile, seed=self.seed or 0,
             val=self.val, max_miou_drop=self.max_miou_drop, trt_target=self.trt_target,
-            exclude=tuple(self.exclude_layer or ()), budget_images=self.budget_images or 32)
+            exclude=tuple(self.exclude_layer or ()), budget_images=self.budget_images or 32,
+            require_check=self.require_check)
 
 
 def _precision_args(**values: Any) -> PrecisionArgs:
@@ -371,28 +398,34 @@ def _precision_args(**values: Any) -> PrecisionArgs:
 
 
 precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_miou_drop", "exclude_layer",
-                                         "budget_images") + _CALIBRATION_SET_NAMES, [
+                                         "budget_images", "require_check") + _CALIBRATION_SET_NAMES, [
     click.option("--int8", is_flag=True, help="Also write model.int8.onnx (explicit Q/DQ, TensorRT rules)."),
     click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (strongly typed, IO float32)."),
-    click.option("--calib", type=click.Path(exists=True, path_type=str), help="Calibration images: folder or list file."),
+    click.option("--calib", type=click.Path(exists=True, path_type=str),
+                 help="Calibration images: folder or list file (default: ./calibration/ when it exists)."),
     *_CALIBRATION_SET,
     click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=str),
-                 help="Validation split DIR/images + DIR/masks (default: calibration/<set>/val beside --calib)."),
+                 help="Validation split DIR/images + DIR/masks (default: --calib's val/ folder, or the val/ beside a "
+                      "calib/ folder)."),
     click.option("--max-miou-drop", type=float, help="mIoU budget in points; INT8 falls back layers to meet it, else exit 3."),
     click.option("--exclude-layer", multiple=True, help="Node name kept in float (repeatable)."),
     click.option("--budget-images", type=int, default=32, show_default=True,
                  help="Validation images the budget search starts with (escalated automatically)."),
+    click.option("--require-check", is_flag=True,
+                 help="Fail (exit 2, before any work) when no validation split can check the lowered model(s)."),
 ], _precision_args)
 """Decorator: the precision group (export, precision) -> ``precision`` (:class:`PrecisionArgs`).
 
   --int8 / --fp16            lower to INT8 Q/DQ and/or strongly-typed FP16 ONNX (both may be given)
-  --calib DIR                calibration images (folder or list file); required for --int8, used by --fp16
-                             to keep ops whose activations exceed the FP16 range in FP32
+  --calib DIR                calibration images (folder or list file); required for --int8 (default:
+                             ./calibration/ when it exists), used by --fp16 to keep ops whose activations
+                             exceed the FP16 range in FP32
   --calib-size N             sample N images reproducibly (--seed); default all
   --calib-method M           max | percentile | entropy (default, TensorRT's KL search) | mse
   --percentile P             for --calib-method percentile (default 99.99)
-  --val DIR                  validation split: DIR/images (+ DIR/masks); default: when --calib is
-                             calibration/<set>/calib, the sibling calibration/<set>/val
+  --val DIR                  validation split: DIR/images (+ DIR/masks); default: --calib's val/ folder,
+                             or the sibling val/ of a --calib named calib/ (calibration/<set>/calib)
+  --require-check            a lowered model no validation split can check is an error (exit 2)
   --max-miou-drop X          accuracy budget in mIoU points: INT8 keeps the most sensitive layers in float
                              until the drop is within X; exit 3 when it cannot (FP16: gate only)
   --exclude-layer NAME       keep this node in float (repeatable)

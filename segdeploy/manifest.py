@@ -303,6 +303,11 @@ class ManifestView:
         return list(self.manifest.get("profile_narrowed") or [])
 
     @property
+    def profile_source(self) -> dict[str, Any]:
+        """How the profile's opt/max were chosen (``opt_from``: --shape, example input, data, default); {} if unrecorded."""
+        return dict(self.manifest.get("profile_source") or {})
+
+    @property
     def rewrites(self) -> list[dict[str, Any]]:
         return list(self.manifest.get("rewrites") or [])
 

@@ -22,7 +22,7 @@ Contents
 * :class:`CalibMethod` (range methods) and :data:`DEFAULT_CALIB_METHOD`.
 * :class:`OrtLevel` (ONNX Runtime graph optimisation levels) with ``ort_name`` (``ORT_DISABLE_ALL`` ...),
   :data:`GATED_ORT_LEVEL` and :data:`PRECISION_CHECK_LEVELS`.
-* The dataset split layout: :data:`IMAGES_DIR`, :data:`MASKS_DIR`, :data:`CALIB_SPLIT`, :data:`VAL_SPLIT` and
+* The dataset split layout: :data:`IMAGES_DIR`, :data:`MASKS_DIR`, :data:`CALIB_ROOT`, :data:`CALIB_SPLIT`, :data:`VAL_SPLIT` and
   :func:`split_dirs`.
 * The INT8 placement's ONNX op sets (TensorRT's explicit-quantization rules): :data:`QDQ_WEIGHTED_OPS`,
   :data:`QDQ_POOL_OPS`, :data:`QDQ_RESIDUAL_OP`, :data:`QDQ_UNTOUCHED_OPS` and their union of ops whose inputs
@@ -224,6 +224,7 @@ IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 CALIB_SPLIT = "calib"  # calibration/<set>/calib
 VAL_SPLIT = "val"  # calibration/<set>/val/{images,masks}
+CALIB_ROOT = "calibration"  # the default --calib folder, ./calibration/ (segdeploy.datasets.convention)
 
 
 def split_dirs(path: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -236,7 +237,7 @@ def split_dirs(path: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 __all__ = [
-    "ARTIFACT_NAME", "CALIB_CACHE", "CALIB_SPLIT", "CLASS_MAP_NAME", "CalibMethod", "DEFAULT_CALIB_METHOD", "DEFAULT_CHECK_ORT_LEVEL",
+    "ARTIFACT_NAME", "CALIB_CACHE", "CALIB_ROOT", "CALIB_SPLIT", "CLASS_MAP_NAME", "CalibMethod", "DEFAULT_CALIB_METHOD", "DEFAULT_CHECK_ORT_LEVEL",
     "DEFAULT_PERCENTILE", "E2E_INPUT_NAME", "E2E_ONNX", "E2E_SCORES_NAME", "FP16_E2E_ONNX", "FP16_ONNX", "INT8_E2E_ONNX", "FileKind", "GATED_ORT_LEVEL", "IMAGES_DIR", "INPUT_NAME", "INT8_ONNX", "LOWERED_PRECISIONS", "MANIFEST",
     "MASKS_DIR", "MODEL_ONNX", "Name", "ONNX_PRECISIONS", "OUTPUT_NAME", "OrtLevel", "PRECISION_CHECK_LEVELS", "Precision",
     "RANGES", "TRT_ONNX", "VAL_SPLIT", "is_artifact_name", "split_dirs",

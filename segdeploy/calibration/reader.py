@@ -17,8 +17,11 @@ For 3-channel models listing and preprocessing are the dataset readers' own (``s
 ``list_images`` and ``preprocess.to_batch``), so calibration tensors equal the parity checker's inputs.
 
 Policies (see the package docstring): grayscale for a 3-channel model is refused unless ``gray="replicate"``;
-palette images are colour; RGBA only with a fully opaque alpha; images above the profile's max H/W in
-``pad`` mode, or declaring more pixels than the shared limit (or ``max_pixels``), are refused. Every file is
+palette images are colour; RGBA only with a fully opaque alpha; images declaring more pixels than the shared
+limit (or ``max_pixels``) are refused. Images above the profile's max H/W in ``pad`` mode are not refused: they
+are resized down keeping their aspect ratio until they fit (:func:`fit_within`; ``CalibrationSet.oversize`` counts
+them, and the manifest's calibration set records ``resized_to_fit``), since a camera's frames are what the
+deployment sees, only smaller than the profile allows. Every file is
 opened through :func:`segdeploy.datasets.imagefile.open_image`, the guarded opener all readers share.
 """
 
@@ -53,9 +56,10 @@ class CalibrationSet:
     available: int
     data_sha256: str
     gray: str = "refuse"
+    oversize: int = 0  # images above the profile's max H/W (pad mode): resized down keeping aspect
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "source": self.source,
             "size": self.size,
             "seed": self.seed,
@@ -63,6 +67,9 @@ class CalibrationSet:
             "data_sha256": self.data_sha256,
             "gray": self.gray,
         }
+        if self.oversize:
+            out["resized_to_fit"] = self.oversize
+        return out
 
 
 @dataclass(frozen=True)
@@ -141,12 +148,36 @@ def _image_channels(mode: str) -> int | None:
     return None  # CMYK and exotic modes: report as unsupported
 
 
-def _check_image(path: str, channels: int, gray: str, profile: ShapeProfile | None, preprocess: Preprocess | None,
-                 max_pixels: int | None) -> str | None:
+def _above_max(h: int, w: int, profile: ShapeProfile | None, preprocess: Preprocess | None) -> bool:
+    """Whether a pad-mode image of ``h`` x ``w`` pads past the profile's max H/W (so :func:`fit_within` shrinks it)."""
+    if profile is None or preprocess is None or preprocess.resize != "pad":
+        return False
+    m = profile.spatial_multiple
+    return -(-h // m) * m > profile.max[2] or -(-w // m) * m > profile.max[3]
+
+
+def fit_within(img: np.ndarray, profile: ShapeProfile) -> np.ndarray:
+    """``img`` (HxWxC uint8) resized down (bilinear, aspect kept) so its padded size fits the profile's max H/W;
+    unchanged when it already fits."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    m = profile.spatial_multiple
+    if -(-h // m) * m <= profile.max[2] and -(-w // m) * m <= profile.max[3]:
+        return img
+    max_h, max_w = (profile.max[2] // m) * m, (profile.max[3] // m) * m
+    scale = min(max_h / h, max_w / w)
+    nh, nw = max(1, min(max_h, int(h * scale))), max(1, min(max_w, int(w * scale)))
+    pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    out = np.asarray(pil.resize((nw, nh), Image.BILINEAR), dtype=np.uint8)
+    return np.ascontiguousarray(out[:, :, None] if out.ndim == 2 else out)
+
+
+def _check_image(path: str, channels: int, gray: str, max_pixels: int | None) -> str | None:
     """None if the image is usable, else a short reason."""
     try:
         with open_image(path, max_pixels=max_pixels) as im:
-            mode, (w, h) = im.mode, im.size
+            mode = im.mode
             c = _image_channels(mode)
             if c is None:
                 return f"mode {mode} is not RGB or grayscale"
@@ -159,9 +190,6 @@ def _check_image(path: str, channels: int, gray: str, profile: ShapeProfile | No
                 lo, _ = alpha.getextrema()
                 if lo < 255:
                     return "has transparent pixels (alpha < 255); flatten it onto a background first"
-            if profile is not None and preprocess is not None and preprocess.resize == "pad":
-                if h > profile.max[2] or w > profile.max[3]:
-                    return f"{w}x{h} exceeds the profile's max {profile.max[3]}x{profile.max[2]} (W x H) in pad mode"
     except ImageTooLargeError as e:
         return f"declares {e.declared}, above the {e.limit} pixel limit"
     except UsageError:  # a bad SEGDEPLOY_MAX_IMAGE_PIXELS: not this file's fault
@@ -186,7 +214,7 @@ def open_calibration_set(
     """List, sample, check and hash a calibration set.
 
     ``channels`` is the model's input channel count (1 or 3). With ``profile`` and ``preprocess`` the
-    size check for ``pad`` mode runs too. ``max_pixels`` lowers the shared image pixel limit
+    images that ``pad`` mode must shrink are counted (``oversize``). ``max_pixels`` lowers the shared image pixel limit
     (:func:`segdeploy.datasets.imagefile.max_image_pixels`, default 64 Mi pixels). Raises DataError listing every bad file, UsageError for bad options.
     """
     if gray not in GRAY_POLICIES:
@@ -201,9 +229,10 @@ def open_calibration_set(
     chosen = sample_files(files, size, seed, str(source))
     problems: list[str] = []
     for f in chosen:
-        why = _check_image(f, channels, gray, profile, preprocess, max_pixels)
+        why = _check_image(f, channels, gray, max_pixels)
         if why:
             problems.append(f"{os.path.basename(f)}: {why}")
+    oversize = _count_oversize(chosen, profile, preprocess) if not problems else 0
     if problems:
         fix = "remove or convert them"
         if any("grayscale" in p for p in problems):
@@ -226,7 +255,20 @@ def open_calibration_set(
         available=len(files),
         data_sha256=h.hexdigest(),
         gray=gray,
+        oversize=oversize,
     )
+
+
+def _count_oversize(files: list[str], profile: ShapeProfile | None, preprocess: Preprocess | None) -> int:
+    """How many of ``files`` (already checked readable) pad past the profile's max H/W in pad mode."""
+    if profile is None or preprocess is None or preprocess.resize != "pad":
+        return 0
+    n = 0
+    for f in files:
+        with open_image(f) as im:
+            w, h = im.size
+        n += _above_max(h, w, profile, preprocess)
+    return n
 
 
 def load_image(path: str, channels: int = 3, gray: str = "refuse") -> np.ndarray:
@@ -260,6 +302,8 @@ def preprocess_image(img: np.ndarray, preprocess: Preprocess, profile: ShapeProf
             img = np.asarray(pil.resize((ow, oh), Image.BILINEAR))
             if img.ndim == 2:
                 img = img[:, :, None]
+    if preprocess.resize == "pad":
+        img = fit_within(img, profile)
     x = img.astype(np.float32)
     if img.shape[2] == 3 and preprocess.channel_order == "BGR":
         x = x[:, :, ::-1]
@@ -317,6 +361,8 @@ def _batches_rgb(calib_set: CalibrationSet, preprocess: Preprocess, profile: Sha
     cur_size = None
     for f in calib_set.files:
         img = load_image(f, 3, calib_set.gray)
+        if preprocess.resize == "pad":
+            img = fit_within(img, profile)
         try:
             size = target_size(img.shape[0], img.shape[1], preprocess, profile)
         except ShapeError as e:

@@ -13,21 +13,35 @@ and the option that fixes it, before any exporter runs:
   model that only takes square inputs gets static H/W at ``--shape``) and that is said and recorded
   (``manifest.profile_narrowed`` / ``manifest.static_axes``); where the user gave the bound, the run stops
   naming the size, PyTorch's own error and the option -- a user's option is never rewritten silently.
+
+The data shapes the profile: given the sizes of the calibration/validation images (``data``, a
+:class:`~segdeploy.datasets.convention.DataSizes`), and neither ``--shape`` nor a ``.pt2`` example input, the opt
+H/W is the most common image size rounded to the spatial multiple (up in pad mode, to the nearest in resize
+mode) and the max H/W (unless ``--max-shape`` was given) covers the largest image (pad mode). The decision is
+said in one line and kept in ``Prepared.profile_source`` (the manifest's ``profile_source``); where ``--shape`` or
+the example input decided instead and the data does not fit, one line names the option that would.
+
+The memory guard budgets the verification plan's largest shape (:func:`segdeploy.export.verify.verification_plan`:
+max batch and max H/W are verified separately), not the profile's max corner.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from segdeploy.errors import ShapeError
 from segdeploy.export.probe import ProbeResult, probe_model
 from segdeploy.export.resources import check_input_sizes, check_profile_memory, peak_activation_bytes
+from segdeploy.export.verify import verification_plan
 from segdeploy.load import LoadedModel, _short, run_model
 from segdeploy.progress import Progress
-from segdeploy.spec import ShapeProfile, build_profile, parse_shape
+from segdeploy.spec import ShapeProfile, build_profile, parse_shape, round_to_multiple
+
+if TYPE_CHECKING:
+    from segdeploy.datasets.convention import DataSizes
 
 DEFAULT_SIZE = 512
 
@@ -41,10 +55,16 @@ class Prepared:
     narrowed: list[dict[str, Any]] = field(default_factory=list)  # {"bound", "from", "to", "reason"}
     notes: list[str] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    profile_source: dict[str, Any] = field(default_factory=dict)  # how opt/max were chosen (manifest profile_source)
 
 
 def _s(shape) -> str:
     return "x".join(str(v) for v in shape)
+
+
+def _example_shape(lm: LoadedModel) -> bool:
+    """Whether the file carries a usable example input (a ``.pt2``'s NCHW example)."""
+    return bool(lm.shape_hint and len(lm.shape_hint) == 4 and min(lm.shape_hint[1:]) > 0)
 
 
 def resolve_opt(lm: LoadedModel, shape: str | None) -> tuple[int, int, int, int]:
@@ -55,7 +75,7 @@ def resolve_opt(lm: LoadedModel, shape: str | None) -> tuple[int, int, int, int]
     channels = c_hint or 3
     if shape:
         return parse_shape(shape, channels, "--shape")
-    if lm.shape_hint and len(lm.shape_hint) == 4 and min(lm.shape_hint[1:]) > 0:
+    if _example_shape(lm):
         n = lm.shape_hint[0] if 0 in lm.static_axes_hint else 1
         return (n, lm.shape_hint[1], lm.shape_hint[2], lm.shape_hint[3])
     return (1, channels, DEFAULT_SIZE, DEFAULT_SIZE)
@@ -155,10 +175,51 @@ def _check_runs(lm: LoadedModel, prep: Prepared, user_min: bool, user_max: bool,
     prep.profile = prof
 
 
+def _data_opt(data: DataSizes, c: int, mult: int, resize: str) -> tuple[int, int, int, int]:
+    """The opt shape the data asks for: batch 1, the most common H/W rounded to the multiple."""
+    how = "up" if resize == "pad" else "nearest"
+    h, w = data.most_common
+    return (1, c, round_to_multiple(h, mult, how), round_to_multiple(w, mult, how))
+
+
+def _cover_data(profile: ShapeProfile, data: DataSizes) -> ShapeProfile:
+    """``profile`` with its max H/W raised to the data's largest image padded to the multiple (pad mode)."""
+    m = profile.spatial_multiple
+    h, w = (round_to_multiple(v, m, "up") for v in data.largest)
+    hi = profile.max
+    return ShapeProfile(profile.min, profile.opt, (hi[0], hi[1], max(hi[2], h), max(hi[3], w)), m)
+
+
+def _data_decision(prep: Prepared, data: DataSizes | None, decided_by: str, max_given: bool, resize: str,
+                   say: Progress, fix: str = "pass --max-shape to cover them") -> None:
+    """Step of :func:`prepare`: cover the data (when the data decided opt), say and record how the profile was chosen."""
+    prof = prep.profile
+    src: dict[str, Any] = {"opt_from": decided_by}
+    if data is not None:
+        src.update(images=data.images, data=data.source, most_common_hw=list(data.most_common),
+                   largest_hw=list(data.largest))
+        if decided_by == "data" and resize == "pad" and not max_given:
+            prof = prep.profile = _cover_data(prof, data)
+        lh, lw = data.largest
+        fits = resize == "resize" or (lh <= prof.max[2] and lw <= prof.max[3])
+        src["data_fits_profile"] = fits
+        if decided_by == "data":
+            say(f"profile from the data: opt {_s(prof.opt)} (the most common size of {data.images} images in "
+                f"{data.source}: {data.most_common[0]}x{data.most_common[1]}), max {_s(prof.max)} covers the largest "
+                f"({lh}x{lw}); pass --shape / --max-shape to choose")
+        elif not fits:
+            say(f"the largest image in {data.source} ({lh}x{lw}) is above the profile max {_s(prof.max)}: calibration "
+                f"resizes such images down keeping aspect; {fix}")
+    src.update(opt=list(prof.opt), max=list(prof.max))
+    prep.profile_source = src
+
+
 def prepare(lm: LoadedModel, shape: str | None, min_shape: str | None, max_shape: str | None,
-            spatial_multiple: int | None, max_batch: int, say: Progress) -> Prepared:
+            spatial_multiple: int | None, max_batch: int, say: Progress, *, data: DataSizes | None = None,
+            resize: str = "pad") -> Prepared:
     """Probe ``lm`` and settle the shape profile (see the module docstring). Raises ShapeError/ModelLoadError."""
     opt = resolve_opt(lm, shape)
+    decided_by = "--shape" if shape else "example input" if _example_shape(lm) else "default"
     c = opt[1]
     min_s = parse_shape(min_shape, c, "--min-shape") if min_shape else None
     max_s = parse_shape(max_shape, c, "--max-shape") if max_shape else None
@@ -170,6 +231,8 @@ def prepare(lm: LoadedModel, shape: str | None, min_shape: str | None, max_shape
     for n in probe.notes:
         say(n)
     mult = probe.spec.spatial_multiple
+    if decided_by == "default" and data is not None and not probe.static_spatial:
+        opt, decided_by = _data_opt(data, c, mult, resize), "data"
     static_notes: list[dict[str, str]] = []
     if probe.static_spatial:
         for flag, s in (("--min-shape", min_s), ("--max-shape", max_s)):
@@ -193,13 +256,18 @@ def prepare(lm: LoadedModel, shape: str | None, min_shape: str | None, max_shape
     for n in profile_notes:
         say(n)
     prep = Prepared(lm, probe, profile, static_notes, [], list(profile_notes))
+    _data_decision(prep, data, decided_by, max_s is not None, resize, say,
+                   "pass --resize resize to resize every image to the model's fixed size" if probe.static_spatial
+                   else "pass --max-shape to cover them")
+    profile = prep.profile
     probe_shape = (1, c, opt[2], opt[3])
     try:
         peak = peak_activation_bytes(lm.module, torch.randn(*probe_shape, generator=torch.Generator().manual_seed(0)))
     except Exception:  # noqa: BLE001 - the probe already ran this shape; measurement is best effort
         peak = None
     if peak is not None:
-        prep.memory = check_profile_memory(peak, probe_shape, profile.max, "--max-shape")
+        largest = max((s for _, s in verification_plan(profile)), key=lambda s: s[0] * s[2] * s[3])
+        prep.memory = check_profile_memory(peak, probe_shape, largest, "--max-shape")
     if not probe.static_spatial:
         _check_runs(lm, prep, min_shape is not None, max_shape is not None, say)
     return prep

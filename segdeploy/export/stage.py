@@ -339,6 +339,7 @@ def build_manifest(prep: Prepared, opts: ExportOptions, exporter, reason, attemp
                      else "one score per pixel; > 0 is the foreground class"}],
         "static_axes": prep.static_axes,
         "profile_narrowed": prep.narrowed,
+        "profile_source": prep.profile_source,
         "preprocess": opts.preprocess.to_dict(),
         "onnx": {"file": MODEL_ONNX, "sha256": sha256_bytes(data), "bytes": len(data), "opset": opset,
                  "exporter": exporter, "exporter_reason": reason, "exporter_attempts": [a.to_dict() for a in attempts],

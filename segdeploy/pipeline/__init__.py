@@ -31,8 +31,10 @@ preconditions before expensive stages):
 2. the output directory: locked against concurrent writers, writable, not someone else's folder
    (:class:`~segdeploy.exportdir.Transaction`, ``fresh=True``);
 3. load the model (refusing unsafe content) and settle the profile (:func:`segdeploy.export.prepare.prepare`:
+   sized by the calibration/validation images when no --shape or example input decides (:func:`data_sizes`),
    memory guard, PyTorch runs at the profile's extremes); then the validation labels against the model's class
-   count, and (first thing in the export stage) the class-name count;
+   count and (pad mode) the validation image sizes against the profile's max, and (first thing in the export
+   stage) the class-name count;
 4. export + verify (:mod:`segdeploy.export.stage`), precision (:mod:`segdeploy.precision.stage`), the end-to-end
    variants of every ONNX precision (``--end-to-end``: :mod:`segdeploy.export.e2e_stage`; its pad-preprocessing
    precondition is checked in step 1), build
@@ -60,6 +62,7 @@ from segdeploy.result import StageResult
 if TYPE_CHECKING:
     import torch
 
+    from segdeploy.datasets.convention import DataSizes
     from segdeploy.engine.request import BuildRequest
     from segdeploy.engine.stage import BuildStageResult
     from segdeploy.export.stage import ExportOptions, ExportResult
@@ -172,16 +175,44 @@ def _load(source: Any, load_kwargs: dict[str, Any] | None, progress: Progress) -
     return source if isinstance(source, LoadedModel) else load_model(source, **(load_kwargs or {}))
 
 
+def data_sizes(options: PipelineOptions) -> DataSizes | None:
+    """The sizes of the calibration and validation images (headers only), which shape the profile; None without."""
+    from segdeploy.datasets.convention import image_sizes
+
+    popts = options.precision
+    if popts is None:
+        return None
+    files: list[str] = []
+    named: list[str] = []
+    if popts.calib:
+        from segdeploy.calibration.reader import list_images
+
+        files += list_images(popts.calib)
+        named.append(str(popts.calib))
+    val_dir, _ = popts.validation_dir()
+    if val_dir:
+        from segdeploy.precision.stage import open_validation
+
+        files += [e.image_path for e in open_validation(val_dir).entries]
+        named.append(str(val_dir))
+    return image_sizes(files, " and ".join(named)) if files else None
+
+
 def _prepare(lm: LoadedModel, options: PipelineOptions, progress: Progress):
-    """Step 3: settle the profile (PyTorch runs at its extremes); check the validation labels against the classes."""
+    """Step 3: settle the profile (PyTorch runs at its extremes, the data's sizes covered); check the validation
+    labels against the classes."""
     from segdeploy.export.prepare import prepare
 
     eopts = options.export
-    prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple, eopts.max_batch, progress)
+    prep = prepare(lm, eopts.shape, eopts.min_shape, eopts.max_shape, eopts.spatial_multiple, eopts.max_batch, progress,
+                   data=data_sizes(options), resize=eopts.preprocess.resize)
     if options.precision is not None:
-        from segdeploy.precision.stage import check_labels
+        from segdeploy.precision.stage import check_labels, check_validation_fits
 
         check_labels(options.precision, prep.probe.spec.num_classes)
+        check_validation_fits(options.precision, prep.profile, eopts.preprocess,
+                              "pass a larger --max-shape (or leave it out: the data then sizes the profile) or "
+                              "--resize resize")
     return prep
 
 
@@ -250,6 +281,12 @@ def run_pipeline(source: Any, out_dir: str | Path, options: PipelineOptions,
     return PipelineResult(published, exp, prec, build, notes + txn.notes, time.perf_counter() - t0, e2e)
 
 
+def default_out_dir(model_file: str | Path) -> Path:
+    """`segdeploy export`'s default --out: ``<stem>.segdeploy/`` beside the model file."""
+    p = Path(model_file)
+    return p.parent / f"{p.stem}.segdeploy"
+
+
 def export_model(
     source: str | Path | torch.nn.Module | LoadedModel,
     out_dir: str | Path,
@@ -269,5 +306,5 @@ def export_model(
     return res.export
 
 
-__all__ = ["PipelineOptions", "PipelineResult", "StageRun", "build_directory", "export_model", "run_pipeline",
-           "run_stage"]
+__all__ = ["PipelineOptions", "PipelineResult", "StageRun", "build_directory", "data_sizes", "default_out_dir",
+           "export_model", "run_pipeline", "run_stage"]

@@ -52,7 +52,8 @@ def _export_options(shape, min_shape, max_shape, max_batch, spatial_multiple, op
 
 @click.command("export")
 @model_options()
-@click.option("--out", "out_dir", required=True, type=str, help="Export directory (owned by segdeploy; published atomically).")
+@click.option("--out", "out_dir", type=str,
+              help="Export directory (owned by segdeploy; published atomically). Default: <stem>.segdeploy/ beside MODEL_FILE.")
 @click.option("--shape", help="Optimal input shape NxCxHxW or HxW (default: the .pt2's example, else 1x3x512x512).")
 @click.option("--min-shape", help="Smallest input shape NxCxHxW (default: batch 1, half of --shape H/W).")
 @click.option("--max-shape", help="Largest input shape NxCxHxW (default: batch --max-batch, twice --shape H/W).")
@@ -85,8 +86,11 @@ def export_command(model, out_dir, precision, e2e, engine, build, as_json, quiet
     """
     from segdeploy.pipeline import PipelineOptions, run_pipeline
 
+    progress = progress_for(quiet)
     try:
         model.validate()
+        out_dir = _out_dir(out_dir, model, progress)
+        precision = precision.with_default_calib(progress)
         # one --trt-target (the precision group's): the calibration cache header and the printed trtexec commands
         if precision.trt_target is not None and not (engine or precision.int8 or precision.fp16):
             raise UsageError("--trt-target given without --int8/--fp16 or --engine; add the stage it is for")
@@ -95,8 +99,7 @@ def export_command(model, out_dir, precision, e2e, engine, build, as_json, quiet
         popts = precision.parse()
         e2e_opts = e2e.parse(frames_from=popts.validation_dir()[0] if popts else None, rtol=export["rtol"])
         options = PipelineOptions(_export_options(**export), popts, build.request_if(engine, "--engine"), e2e_opts)
-        res = run_pipeline(model.source, out_dir, options, progress=progress_for(quiet),
-                           load_kwargs=model.load_kwargs())
+        res = run_pipeline(model.source, out_dir, options, progress=progress, load_kwargs=model.load_kwargs())
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("export", stages=e.stages, export_dir=out_dir, error=e))
@@ -110,6 +113,20 @@ def export_command(model, out_dir, precision, e2e, engine, build, as_json, quiet
                              files=res.export_dir.file_table, notes=res.notes))
         return
     _print_result(res)
+    click.echo(f"done in {progress.elapsed:.1f}s")  # the progress lines' clock: one clock
+
+
+def _out_dir(out_dir: str | None, model, progress) -> str:
+    """``--out``, else ``<stem>.segdeploy/`` beside MODEL_FILE (said once); a factory (--model) must name it."""
+    from segdeploy.pipeline import default_out_dir
+
+    if out_dir is not None:
+        return out_dir
+    if model.file is None:
+        raise UsageError("--model PKG.MODULE:FACTORY has no file to put the export beside; pass --out DIR")
+    out = str(default_out_dir(model.file))
+    progress.step(f"output: {out} (default: beside the model; pass --out to choose)")
+    return out
 
 
 def _print_result(res: PipelineResult) -> None:
@@ -161,7 +178,7 @@ def print_summary(res: ExportResult) -> None:
     w(f"  exporter      {res.exporter} ({onnx_info['exporter_reason']})")
     w(f"  classes       {v.num_classes}   output rule: {v.model_info['output_selection']}")
     w(f"  profile       min {'x'.join(map(str, p.min))}  opt {'x'.join(map(str, p.opt))}  max {'x'.join(map(str, p.max))}"
-      f"  (H/W multiple of {p.spatial_multiple})")
+      f"  (H/W multiple of {p.spatial_multiple}{_profile_from(v.profile_source)})")
     w(f"  dynamic axes  {', '.join(p.dynamic_axes) or 'none'}")
     for s in v.static_axes:
         w(f"  static axis   {s['axis']}: {s['reason']}")
@@ -173,12 +190,21 @@ def print_summary(res: ExportResult) -> None:
         w(f"  TensorRT      {tp['file']}: {len(tp['nodes'])} plugin node(s) "
           f"({', '.join(sorted({n['plugin'] for n in tp['nodes']}))}), CPU-checked max|err| {tp['cpu_check']['max_abs_err']:.2e}")
     _print_verification(v.verification)
-    w(f"  done in {res.seconds:.1f}s")
+
+
+def _profile_from(source: dict) -> str:
+    """", opt from ..." for the profile line, from the manifest's profile_source."""
+    how = source.get("opt_from")
+    if how == "data":
+        return f"; opt from the data: most common of {source['images']} images"
+    return f"; opt from {how}" if how else ""
 
 
 def _print_verification(verification: dict) -> None:
     w = click.echo
     w("  verification  (ONNX Runtime CPU vs PyTorch)")
+    if verification.get("corner_verified") is False:
+        w(f"    plan: {verification['plan']}")
     w(f"    {'shape':<10}{'NxCxHxW':<18}{'max|err|':>10}{'tol':>10}{'argmax':>9}  result")
     for s in verification["shapes"]:
         shape = "x".join(map(str, s["shape"]))

@@ -1,7 +1,8 @@
 """`segdeploy precision EXPORT_DIR MODEL --int8|--fp16|--end-to-end ...`: lower an existing export without re-exporting.
 
 The same stage `segdeploy export MODEL --int8 ...` runs after exporting; this command is for trying another
-calibration method, set or budget on a directory that is already exported. MODEL is the PyTorch reference
+calibration method, set or budget on a directory that is already exported. ``--calib`` defaults to ./calibration/
+(and its val/ split), as on `segdeploy export`. MODEL is the PyTorch reference
 (the model given to `segdeploy export`); it must be the model the manifest was made from (its hash is
 compared with the manifest's ``source.sha256``), so the accuracy is measured against the right network.
 With ``--end-to-end`` the end-to-end variants of every ONNX precision the directory then holds are built and
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from segdeploy.export.e2e_stage import E2EOptions, E2EResult
     from segdeploy.precision.stage import PrecisionOptions, PrecisionResult
+    from segdeploy.progress import Progress
 
 
 @dataclass
@@ -68,15 +70,16 @@ def _run(txn, options: tuple[PrecisionOptions | None, E2EOptions | None], progre
     return res
 
 
-def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
-           e2e: E2EArgs) -> tuple[tuple[PrecisionOptions | None, E2EOptions | None], str, tuple[int, int, int, int]]:
-    """The options, and (cheap, before the model loads) the directory's validity and the data folders: returns the
-    (precision, end-to-end) options, the manifest's source hash and the opt input shape at batch 1."""
+def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs, e2e: E2EArgs,
+           progress: Progress) -> tuple[tuple[PrecisionOptions | None, E2EOptions | None], str, tuple[int, int, int, int]]:
+    """The options (``--calib`` defaulted to ./calibration/, said), and (cheap, before the model loads) the
+    directory's validity and the data folders: returns the (precision, end-to-end) options, the manifest's source
+    hash and the opt input shape at batch 1."""
     from segdeploy.export.e2e_stage import spec_of
     from segdeploy.exportdir import ExportDir
-    from segdeploy.precision.stage import check_labels, check_preconditions
+    from segdeploy.precision.stage import check_labels, check_preconditions, check_validation_fits
 
-    popts = precision.parse()
+    popts = precision.with_default_calib(progress).parse()
     e2e_opts = e2e.parse()
     if popts is None and e2e_opts is None:
         raise UsageError("nothing to do: give --int8, --fp16 and/or --end-to-end")
@@ -89,6 +92,8 @@ def _parse(export_dir: str, model: ModelArgs, precision: PrecisionArgs,
     if popts is not None:
         check_preconditions(popts)
         check_labels(popts, ed.num_classes)
+        check_validation_fits(popts, ed.profile, ed.preprocess,
+                              "re-export with a larger --max-shape (segdeploy export), or pass --val with smaller images")
     return (popts, e2e_opts), ed.source_sha256, (1,) + tuple(ed.profile.opt[1:])
 
 
@@ -118,11 +123,11 @@ def precision_command(export_dir, model, precision, e2e, as_json, quiet):
     from segdeploy.pipeline import run_stage
     from segdeploy.precision.terminal import print_precision_summary
 
+    progress = progress_for(quiet)
     try:
-        options, source_sha256, shape = _parse(export_dir, model, precision, e2e)
+        options, source_sha256, shape = _parse(export_dir, model, precision, e2e, progress)
         reference = _reference(export_dir, model, source_sha256, shape)
-        res, published = run_stage(export_dir, _run, options, progress_for(quiet), command="precision",
-                                   reference=reference)
+        res, published = run_stage(export_dir, _run, options, progress, command="precision", reference=reference)
     except SegdeployError as e:
         if as_json:
             echo_json(result_doc("precision", stages=e.stages, export_dir=export_dir, error=e))

@@ -28,9 +28,19 @@ layers already chosen) until it meets the budget on the whole split or has searc
 budget that the float model meets is met without tuning ``--budget-images``. The cost (rounds, images,
 evaluations, seconds) is recorded.
 
-Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the sibling
-``calibration/<set>/val`` of a ``calibration/<set>/calib`` (said in the result). Validation images identical
-(by content) to calibration images are refused (DataError).
+Validation data: ``options.val`` (``images/`` + optional ``masks/``), by default the split the data convention
+defines for ``--calib`` (:func:`segdeploy.datasets.convention.validation_split_of`: ``<calib>/val``, or the
+sibling ``calibration/<set>/val`` of a ``calibration/<set>/calib``; said in the result) -- never any other folder.
+Validation images identical (by content) to calibration images are refused (DataError). Masks with a label
+that is not a class of the model (nor the ignore index) are refused before the export runs (:func:`check_labels`,
+exit 2).
+
+The verdict (honest): every lowered model's entry says ``checked`` (true/false). Not checked (no validation
+split) is stated in the entry (``not_checked``: why and the fix), the notes and the summary, and is an error
+(exit 2, before any work) with ``require_check`` or ``max_miou_drop``. A reference mIoU below
+:data:`MEANINGFUL_REFERENCE_MIOU` points, or below twice the chance level (:func:`chance_miou_points`), on
+masks (the PyTorch model does not predict these labels: untrained, or trained for other classes) makes any drop
+meaningless: the entry's ``accuracy.reference_warning`` says so.
 """
 
 from __future__ import annotations
@@ -43,8 +53,8 @@ from typing import TYPE_CHECKING, Any
 
 from segdeploy.errors import DataError, GateError, UsageError
 from segdeploy.progress import Progress
-from segdeploy.vocab import (CALIB_CACHE, CALIB_SPLIT, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
-                             GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, VAL_SPLIT, CalibMethod, Precision,
+from segdeploy.vocab import (CALIB_CACHE, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, FP16_ONNX,
+                             GATED_ORT_LEVEL, INT8_ONNX, MODEL_ONNX, RANGES, CalibMethod, Precision,
                              split_dirs)
 
 if TYPE_CHECKING:
@@ -56,6 +66,11 @@ if TYPE_CHECKING:
     from segdeploy.spec import Preprocess, ShapeProfile
 
 ESCALATION = 4
+# A reference mIoU (masks as truth) below this many points, or below twice the chance level, means the model does not
+# predict these labels: a drop measured against it means nothing, so the verdict carries a warning. Chance level: the
+# expected mIoU of a prediction drawn uniformly from the model's K classes, given the masks' class shares f_c:
+# IoU_c = (f_c / K) / (f_c + 1/K - f_c / K), averaged over the K classes (13 points for a 55/15/15/15 split of 4).
+MEANINGFUL_REFERENCE_MIOU = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,12 +95,15 @@ class PrecisionOptions:
     check: bool = True
     val_limit: int | None = None
     stats_cache: bool = True
+    require_check: bool = False  # a missing validation split is an error (exit 2), not "not checked"
 
     def __post_init__(self) -> None:
         if not (self.int8 or self.fp16):
             raise UsageError("nothing to do: give --int8 and/or --fp16")
         if self.int8 and not self.calib:
-            raise UsageError("--int8 needs calibration images: pass --calib DIR (e.g. calibration/shapes/calib)")
+            from segdeploy.datasets.convention import CONVENTION
+
+            raise UsageError(f"--int8 needs calibration images: {CONVENTION}")
         object.__setattr__(self, "calib_method", CalibMethod.parse(self.calib_method, "--calib-method"))
         if not (0.0 < self.percentile <= 100.0):
             raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
@@ -110,10 +128,19 @@ class PrecisionOptions:
         if self.val:
             return self.val, None
         if self.calib:
-            c = Path(self.calib).resolve()
-            if c.name == CALIB_SPLIT and (c.parent / VAL_SPLIT).is_dir():
-                return str(c.parent / VAL_SPLIT), f"validation split defaulted to {c.parent / VAL_SPLIT} (sibling of --calib)"
-        return None, "no validation split (--val, or a calibration/<set>/val beside --calib): accuracy not checked"
+            from segdeploy.datasets.convention import validation_split_of
+
+            split = validation_split_of(self.calib)
+            if split is not None:
+                return str(split), f"validation split: {split} (the convention for --calib {self.calib}; pass --val to choose)"
+        return None, f"accuracy NOT CHECKED: {self.not_checked_reason()}"
+
+    def not_checked_reason(self) -> str:
+        """Why nothing can check the lowered models, and the fix (``no validation split; pass --val DIR or add
+        calibration/val/`` for the ./calibration/ convention)."""
+        from segdeploy.datasets.convention import add_validation_hint
+
+        return f"no validation split; {add_validation_hint(self.calib)}"
 
     def calibrate_options(self) -> CalibrateOptions:
         from segdeploy.calibration.methods import Method
@@ -142,7 +169,8 @@ class PrecisionResult:
                 "seconds": round(self.seconds, 2)}
 
 
-def _open_val(val_dir: str) -> Dataset:
+def open_validation(val_dir: str) -> Dataset:
+    """The validation split ``val_dir`` (``images/`` + optional ``masks/``, :func:`segdeploy.vocab.split_dirs`)."""
     from segdeploy.datasets import open_dataset
 
     return open_dataset(*split_dirs(val_dir))
@@ -159,10 +187,12 @@ def check_preconditions(options: PrecisionOptions) -> list[str]:
     val_dir, note = options.validation_dir()
     if note:
         notes.append(note)
-    if val_dir and len(_open_val(val_dir)) == 0:
+    if val_dir and len(open_validation(val_dir)) == 0:
         raise DataError(f"validation split {val_dir} holds no images; pass --val DIR with images/ and masks/")
     if options.max_miou_drop is not None and not val_dir:
-        raise UsageError("--max-miou-drop needs a validation split: pass --val DIR (images/ and masks/)")
+        raise UsageError(f"--max-miou-drop needs a validation split: {options.not_checked_reason()}")
+    if options.require_check and not val_dir:
+        raise UsageError(f"--require-check: nothing to check the lowered model(s) on: {options.not_checked_reason()}")
     return notes
 
 
@@ -176,7 +206,7 @@ def check_labels(options: PrecisionOptions, num_classes: int) -> None:
     val_dir, _ = options.validation_dir()
     if not val_dir:
         return
-    ds = _open_val(val_dir)
+    ds = open_validation(val_dir)
     if not ds.has_masks:
         return
     for e in ds.entries:
@@ -184,8 +214,28 @@ def check_labels(options: PrecisionOptions, num_classes: int) -> None:
         vals = np.unique(m)
         bad = [int(v) for v in vals if v != ds.ignore_index and not (0 <= v < num_classes)]
         if bad:
-            raise DataError(f"mask {e.mask_path} has label(s) {bad[:5]} but the model has {num_classes} classes "
-                            f"(0..{num_classes - 1}, ignore {ds.ignore_index}); fix the masks in {val_dir}")
+            raise UsageError(f"mask {e.mask_path} has label(s) {bad[:5]} but the model has {num_classes} classes "
+                             f"(0..{num_classes - 1}, ignore {ds.ignore_index}): these masks are not for this model; "
+                             f"fix the masks in {val_dir} or pass --val with a split labelled for it")
+
+
+def check_validation_fits(options: PrecisionOptions, profile: ShapeProfile, preprocess: Preprocess, fix: str) -> None:
+    """Once the profile is settled (before exporting): in pad mode every validation image must pad to within the
+    profile's max H/W (the accuracy check feeds them as they are). Header reads only. UsageError naming ``fix``."""
+    if preprocess.resize != "pad":
+        return
+    val_dir, _ = options.validation_dir()
+    if not val_dir:
+        return
+    from segdeploy.datasets.imagefile import open_image
+
+    m, hi = profile.spatial_multiple, profile.max
+    for e in open_validation(val_dir).entries:
+        with open_image(e.image_path) as im:
+            w, h = im.size
+        if -(-h // m) * m > hi[2] or -(-w // m) * m > hi[3]:
+            raise UsageError(f"validation image {e.image_path} ({h}x{w}, H x W) is larger than the profile's max H/W "
+                             f"{hi[2]}x{hi[3]} in pad mode, so the accuracy check cannot feed it; {fix}")
 
 
 def _check_disjoint(val_ds, calib_files) -> None:
@@ -195,7 +245,7 @@ def _check_disjoint(val_ds, calib_files) -> None:
     clash = [os.path.basename(e.image_path) for e in val_ds.entries if sha256_file(e.image_path) in calib]
     if clash:
         raise DataError(f"{len(clash)} validation image(s) also in the calibration set ({', '.join(clash[:5])}); "
-                        "use disjoint splits (e.g. calibration/<set>/calib and calibration/<set>/val)")
+                        "use disjoint splits (calibration images in --calib DIR, validation images in DIR/val/images)")
 
 
 @dataclass
@@ -225,7 +275,7 @@ def _context(txn: Transaction, options: PrecisionOptions, reference: torch.nn.Mo
     val_dir, note = options.validation_dir()
     if note:
         notes.append(note)
-    val_ds = _open_val(val_dir) if val_dir else None
+    val_ds = open_validation(val_dir) if val_dir else None
     if val_ds is not None and reference is None:
         notes.append("no PyTorch reference given: accuracy not checked")
     section: dict[str, Any] = {"source_onnx": MODEL_ONNX, "source_sha256": txn.sha256_of(MODEL_ONNX)}
@@ -244,6 +294,10 @@ def _calibrate(ctx: _Context):
     cal = cal_stage.run(ctx.txn, opts.calibrate_options(), ctx.progress)
     ctx.progress.step(f"calibrate: {len(cal.ranges)} tensors "
                       f"({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
+    if cal.calib_set.oversize:
+        mx = ctx.profile.max
+        ctx.notes.append(f"{cal.calib_set.oversize} calibration image(s) larger than the profile max {mx[2]}x{mx[3]} "
+                         "(H x W) were resized down keeping aspect (pad mode); a larger `segdeploy export --max-shape` covers them")
     if ctx.val_ds is not None:
         _check_disjoint(ctx.val_ds, cal.calib_set.files)
     return cal
@@ -372,8 +426,9 @@ def _fp16(ctx: _Context, fp32, cal):
 def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
     """Accuracy of every lowered model in one pass over the validation set, then the gate."""
     if not ctx.checking:
+        why = ctx.options.not_checked_reason() if ctx.val_ds is None else "no PyTorch reference given"
         for kind in staged:
-            ctx.section[kind]["accuracy"] = None
+            ctx.section[kind].update(accuracy=None, checked=False, not_checked=why)
         return
     from segdeploy.precision.accuracy import check_accuracy_many
 
@@ -383,8 +438,10 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
                                num_classes=ctx.num_classes, batch_size=opts.batch_size, limit=opts.val_limit,
                                progress=ctx.progress)
     failed = []
+    chance = chance_miou_points(ctx.val_ds, ctx.num_classes, opts.val_limit) if ctx.val_ds.has_masks else None
     for kind, acc in reps.items():
-        ctx.section[kind]["accuracy"] = acc.to_dict()
+        ctx.section[kind].update(accuracy=acc.to_dict(), checked=True)
+        _warn_reference(ctx, kind, acc, chance)
         if acc.disagree:
             ctx.notes.append(f"{kind}: {acc.notes[-1]}" if acc.notes else f"{kind}: ORT levels disagree")
         if opts.max_miou_drop is not None and acc.drop is not None and acc.drop > opts.max_miou_drop + 1e-9:
@@ -394,6 +451,40 @@ def _check_and_gate(ctx: _Context, staged: dict[str, Path]) -> None:
         raise GateError(f"{' and '.join(failed)} on {n} validation images (budget --max-miou-drop "
                         f"{opts.max_miou_drop}); raise the budget, add calibration images, try another --calib-method, "
                         "or keep more layers in float (--exclude-layer)", stages={"precision": {"precision": ctx.section}})
+
+
+def chance_miou_points(val_ds: Dataset, num_classes: int, limit: int | None = None) -> float | None:
+    """The chance-level mIoU in points (see :data:`MEANINGFUL_REFERENCE_MIOU`) of the masks of ``val_ds``."""
+    import numpy as np
+
+    from segdeploy.datasets.masks import read_mask
+
+    counts = np.zeros(max(2, num_classes), dtype=np.int64)
+    for e in val_ds.entries[:limit]:
+        vals, n = np.unique(read_mask(e.mask_path, val_ds.label_map), return_counts=True)
+        keep = (vals != val_ds.ignore_index) & (vals >= 0) & (vals < counts.size)
+        np.add.at(counts, vals[keep].astype(np.int64), n[keep])
+    if not counts.sum():
+        return None
+    f, k = counts / counts.sum(), counts.size
+    return float(100.0 * np.mean((f / k) / (f + 1.0 / k - f / k)))
+
+
+def _warn_reference(ctx: _Context, kind: Precision, acc, chance: float | None) -> None:
+    """A reference mIoU (masks as truth) below :data:`MEANINGFUL_REFERENCE_MIOU` points or twice ``chance``: a
+    warning in the entry (``accuracy.reference_warning``; ``accuracy.chance_miou_points`` is recorded either way)."""
+    ref = acc.reference_miou
+    if acc.truth != "masks" or ref is None:
+        return
+    ctx.section[kind]["accuracy"]["chance_miou_points"] = None if chance is None else round(chance, 2)
+    floor = max(MEANINGFUL_REFERENCE_MIOU, 2.0 * (chance or 0.0))
+    if 100.0 * ref >= floor:
+        return
+    why = (f"below {MEANINGFUL_REFERENCE_MIOU:g}" if floor == MEANINGFUL_REFERENCE_MIOU else
+           f"below twice the chance level of {chance:.2f}")
+    ctx.section[kind]["accuracy"]["reference_warning"] = (
+        f"the PyTorch model's own mIoU on {ctx.val_dir} is {100.0 * ref:.2f} points ({why}): it does not predict these "
+        f"masks' labels, so the {kind} drop measures nothing; validate on masks the model was trained for")
 
 
 def _write(ctx: _Context, models: dict[Precision, Any], cal: CalibrationResult | None, res: PrecisionResult) -> None:

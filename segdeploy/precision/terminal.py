@@ -2,7 +2,8 @@
 
 Contract: :func:`print_precision_summary` prints a :class:`~segdeploy.precision.stage.PrecisionResult` with
 ``echo`` (click.echo by default): notes, the calibration line, one row per lowered model and ONNX Runtime level
-(mIoU, reference mIoU, drop, agreement), the INT8 layers kept in float and the budget search, the FP16 nodes kept
+(mIoU and reference mIoU in points 0-100, drop in points, agreement), a loud
+``NOT CHECKED`` line for a lowered model that no validation split checked, the reference-mIoU warning, the INT8 layers kept in float and the budget search, the FP16 nodes kept
 in FP32, and the files written. It reads only the result (its ``section`` is this run's part of the manifest's
 ``precision`` section); nothing here runs or writes anything.
 """
@@ -28,7 +29,7 @@ def print_precision_summary(res, echo=click.echo) -> None:
     if cal is not None:
         echo(f"  calibration   {cal.method.label}, {cal.calib_set.size} images"
              f"{' (cached statistics)' if cal.cache_hit else ''}, {len(cal.ranges)} tensors")
-    header = f"  {'model':<8}{'ORT level':<17}{'mIoU':>7}{'ref':>8}{'drop pts':>10}{'agree %':>9}  file"
+    header = f"  {'model':<8}{'ORT level':<17}{'mIoU pts':>9}{'ref pts':>9}{'drop pts':>10}{'agree %':>9}  file"
     echo(header)
     for kind in (Precision.INT8, Precision.FP16):
         e = sec.get(kind)
@@ -36,12 +37,14 @@ def print_precision_summary(res, echo=click.echo) -> None:
             continue
         acc = e.get("accuracy")
         if not acc:
-            echo(f"  {kind:<8}{'(not checked)':<17}{'':>7}{'':>8}{'':>10}{'':>9}  {e['file']}")
+            echo(f"  {kind:<8}{'NOT CHECKED':<17}{'':>9}{'':>9}{'':>10}{'':>9}  {e['file']}")
             continue
         for lv in acc["levels"].values():
             drop = lv["miou_drop_points"]
-            echo(f"  {kind:<8}{lv['ort_level']:<17}{_pct(lv['miou']):>7}{_pct(acc['reference']['miou']):>8}"
+            echo(f"  {kind:<8}{lv['ort_level']:<17}{_pct(lv['miou']):>9}{_pct(acc['reference']['miou']):>9}"
                  f"{('n/a' if drop is None else f'{drop:.2f}'):>10}{100 * lv['agreement_vs_reference']:>9.2f}  {e['file']}")
+        if acc.get("reference_warning"):
+            echo(f"  WARNING {kind}: {acc['reference_warning']}")
         if acc.get("levels_disagree"):
             echo(f"  WARNING {kind}: the two ONNX Runtime levels disagree (the gate uses ORT_DISABLE_ALL)")
     i8 = sec.get("int8")
@@ -63,3 +66,7 @@ def print_precision_summary(res, echo=click.echo) -> None:
             echo(f"    fp32: {k['node']} ({k['op']}): {k['reason']}")
     for k, p in res.files.items():
         echo(f"  wrote {k:<12}{p}")
+    for kind in (Precision.INT8, Precision.FP16):
+        e = sec.get(kind)
+        if e and e.get("checked") is False:
+            echo(f"{kind}: NOT CHECKED \u2014 {e.get('not_checked') or 'no accuracy check ran'}")

@@ -94,8 +94,11 @@ def test_rgba_needs_opaque_alpha(tmp_path):
 def test_huge_images(tmp_path, spec):
     pre, prof = spec
     folder = write_images(tmp_path / "big", 1, size=(80, 70))
-    with pytest.raises(DataError, match="exceeds the profile's max 64x64"):
-        open_calibration_set(folder, profile=prof, preprocess=pre)
+    # pad mode: an image above the profile's max is resized down keeping aspect, counted, not refused
+    cset = open_calibration_set(folder, profile=prof, preprocess=pre)
+    assert cset.oversize == 1 and cset.to_dict()["resized_to_fit"] == 1
+    (batch,) = list(iter_batches(cset, pre, prof))
+    assert batch.array.shape[2] <= prof.max[2] and batch.array.shape[3] <= prof.max[3]
     with pytest.raises(DataError, match="above the 1000 pixel limit"):
         open_calibration_set(folder, max_pixels=1000)
     # resize mode brings it to the profile's opt size

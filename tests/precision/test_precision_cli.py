@@ -42,7 +42,8 @@ def test_precision_command_json(bundle, capsys):
     doc = res["stages"]["precision"]
     assert doc["precision"]["int8"]["rule_check"] == "passed"
     assert doc["precision"]["int8"]["accuracy"] is None  # no validation split: not checked, and said so
-    assert any("accuracy not checked" in n for n in doc["notes"])
+    assert doc["precision"]["int8"]["checked"] is False
+    assert any("accuracy NOT CHECKED" in n for n in doc["notes"])
 
 
 def test_precision_command_refuses_another_model(bundle, capsys):
@@ -51,8 +52,9 @@ def test_precision_command_refuses_another_model(bundle, capsys):
     assert rc == 2 and "is not the model" in capsys.readouterr().err
 
 
-def test_precision_command_usage_errors(bundle, capsys):
+def test_precision_command_usage_errors(bundle, capsys, tmp_path, monkeypatch):
     d, (model, _) = bundle
+    monkeypatch.chdir(tmp_path)  # no ./calibration/ here
     assert main(["precision", str(d / "export"), str(model)]) == 2
     assert "nothing to do" in capsys.readouterr().err
     assert main(["precision", str(d / "export"), str(model), "--int8"]) == 2

@@ -86,7 +86,8 @@ def test_int8_and_fp16_written_with_manifest_section(exp):
         assert acc["levels"]["disable"]["agreement_vs_reference"] > 0.8
     assert sec["fp16"]["kept_fp32"] == [] and "calibration absmax" in sec["fp16"]["overflow_check"]
     assert doc["calibration"]["method"]["kind"] == "max"
-    assert any("sibling of --calib" in n for n in sec["notes"])  # val defaulted to calibration/<set>/val
+    assert any("validation split:" in n and "the convention for --calib" in n for n in sec["notes"])  # <set>/val
+    assert sec["int8"]["checked"] is True and sec["fp16"]["checked"] is True
     assert any(line.startswith("check:") for line in lines)
     from segdeploy.calibration import read_trt_cache
 
@@ -219,7 +220,7 @@ def test_no_quantizable_layer_through_the_stage(tmp_path, base):
     export_model(NoConv().eval(), tmp_path / "e", ExportOptions(shape="1x3x32x32"))
     before = sorted(p.name for p in (tmp_path / "e").iterdir())
     # the validation masks (4 classes) cannot belong to this 3-channel "model": refused before any work
-    with pytest.raises(DataError, match=r"has label\(s\) \[3\] but the model has 3 classes"):
+    with pytest.raises(UsageError, match=r"has label\(s\) \[3\] but the model has 3 classes"):  # exit 2
         lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib")))
     with pytest.raises(UsageError, match="no quantizable layer"):
         lower(tmp_path / "e", NoConv().eval(), PrecisionOptions(int8=True, calib=str(root / "set" / "calib"),

@@ -42,7 +42,7 @@ def images(tmp_path):
 
 
 @pytest.mark.parametrize("argv, command, match", [
-    (["export", EXAMPLE, "--json"], "export", "missing option '--out'"),
+    (["export", "--model", "m:f", "--json"], "export", "has no file to put the export beside; pass --out DIR"),
     (["check", "--json", "--frobnicate"], "check", "no such option '--frobnicate'"),
     (["frobnicate", "--json"], None, "no such command 'frobnicate'"),
     (["check", "--model", "m:f", "--candidate", "x.onnx", "--data", ".", "--layout", "nope", "--json"], "check",

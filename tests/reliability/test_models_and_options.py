@@ -31,7 +31,7 @@ def test_smp_default_encoder_weights_are_not_downloaded(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["export", EXAMPLE], "missing option '--out'; see 'segdeploy export --help'"),
+    (["export", "--model", "rmodels:tiny"], "--model PKG.MODULE:FACTORY has no file to put the export beside; pass --out DIR"),
     (["export", EXAMPLE, "--out", "x", "--opset", "ten"], "'ten' is not a valid integer"),
     (["export", EXAMPLE, "--out", "x", "--exporter", "onnx"], "'onnx' is not one of"),
     (["check", "--candidate", "a.onnx"], "missing option '--data'"),
