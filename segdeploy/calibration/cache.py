@@ -32,7 +32,8 @@ from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import ensure_writable_dir
 from segdeploy.usercache import read_entry, write_entry
 
-CACHE_FORMAT = 2  # 2: entries say which statistic they hold (absmax-only entries for the max method)
+CACHE_FORMAT = 3  # 2: entries say which statistic they hold; 3: the default tensor selection includes tensors after a
+# Resize whose sizes are computed (format-2 entries lack them)
 MAX_ENTRY_BYTES = 1 << 30  # histograms of every tensor; far above any real entry
 STATISTICS = (TensorHistogram.statistic, TensorRange.statistic)
 

@@ -22,6 +22,7 @@ ORT_ENABLE_BASIC (the optimisation level has been the same since the first relea
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -111,20 +112,52 @@ def _import_onnx():
     return onnx
 
 
+_SMALL_INITIALIZER = 64  # elements: shape/size/axes constants that shape inference reads as data, kept
+
+
 def _weightless(model):
-    """The model's graph with every initializer declared as a graph input instead (no tensor data): type
-    inference needs only the initializers' types and shapes, and copying a large model's weights into the
-    shape-inference call costs more than the inference (0.4 s for a 100 MB model)."""
+    """The model's graph with every large initializer declared as a graph input instead (no tensor data): type
+    inference needs only the weights' types and shapes, and copying a large model's weights into the
+    shape-inference call costs more than the inference (0.4 s for a 100 MB model). Small initializers (at most
+    64 elements: the constants a ``Resize``'s ``sizes`` or a ``Reshape``'s shape are computed from) keep their
+    data, since without it inference of those ops fails and every tensor after them loses its type."""
     from onnx import helper
 
     g = model.graph
     declared = {i.name for i in g.input}
+    small = [t for t in g.initializer if t.name not in declared and math.prod(t.dims) <= _SMALL_INITIALIZER]
+    kept = {t.name for t in small}
     weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer
-               if t.name not in declared]
-    light = helper.make_graph(list(g.node), g.name, list(g.input) + weights, list(g.output), value_info=list(g.value_info))
+               if t.name not in declared and t.name not in kept]
+    light = helper.make_graph(list(g.node), g.name, list(g.input) + weights, list(g.output), small,
+                              value_info=list(g.value_info))
     out = helper.make_model(light, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     out.functions.extend(model.functions)
     return out
+
+
+# ops whose first output's element type is not their first input's (everything else keeps it, for the fallback below)
+_TYPE_CHANGING_OPS = frozenset({
+    "Cast", "CastLike", "Shape", "Size", "ArgMax", "ArgMin", "NonZero", "QuantizeLinear", "DequantizeLinear",
+    "DynamicQuantizeLinear", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+    "IsNaN", "IsInf", "ConstantOfShape", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Multinomial", "OneHot",
+    "If", "Loop", "Scan", "StringNormalizer", "Constant", "Range", "Where", "GatherND",
+})
+
+
+def _propagate_types(graph, types: dict[str, int]) -> None:
+    """Fill in the element type of node outputs that shape inference left untyped (it stops at the first node it
+    cannot infer, e.g. a ``Resize`` whose sizes are computed at run time, and everything after it loses its type):
+    the first output of an op that keeps its input's type takes the type of its first typed data input."""
+    for node in graph.node:
+        if not node.output or not node.output[0] or node.output[0] in types or node.op_type in _TYPE_CHANGING_OPS:
+            continue
+        first = next((types[i] for i in node.input if i and i in types), None)
+        if first is not None:
+            types[node.output[0]] = first
+            if node.op_type == "Split":
+                for o in node.output[1:]:
+                    types.setdefault(o, first)
 
 
 def _float_activations(model) -> dict[str, int]:
@@ -141,6 +174,9 @@ def _float_activations(model) -> dict[str, int]:
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         if vi.type.HasField("tensor_type"):
             types[vi.name] = vi.type.tensor_type.elem_type
+    for t in model.graph.initializer:
+        types.setdefault(t.name, t.data_type)
+    _propagate_types(model.graph, types)
     g = model.graph
     inits = {i.name for i in g.initializer}
     const = set(inits)

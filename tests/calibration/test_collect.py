@@ -111,3 +111,38 @@ def test_python_side_memory_is_flat_in_images(tiny_model):
 
     small, large = peak(2), peak(40)
     assert large <= small * 1.2 + 256 * 1024, (small, large)
+
+
+def _resize_to_skip_model() -> onnx.ModelProto:
+    """x -> Conv -> Resize(sizes = Concat(Shape(x)[:2], const H/W of the skip)) -> Conv: the U-Net decoder pattern
+    whose Resize shape inference cannot finish without the constant's data (smp's decoders export like this)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(size=(2, 4, 3, 3)).astype(np.float32), "w2")
+    hw = numpy_helper.from_array(np.array([16, 16], dtype=np.int64), "hw")
+    s0 = numpy_helper.from_array(np.array([0], dtype=np.int64), "s0")
+    s2 = numpy_helper.from_array(np.array([2], dtype=np.int64), "s2")
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Shape", ["r1"], ["shp"]),
+        helper.make_node("Slice", ["shp", "s0", "s2"], ["nc"]),
+        helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["r1", "", "", "sizes"], ["up"], mode="nearest"),
+        helper.make_node("Conv", ["up", "w2"], ["logits"], pads=[1, 1, 1, 1]),
+    ]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], [w1, w2, hw, s0, s2])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_tensors_after_a_computed_resize_are_calibrated():
+    """Regression: shape inference on the weightless copy stopped at such a Resize, every tensor after it lost its
+    type, and the convolutions of smp decoders were silently left in float for want of a range."""
+    from segdeploy.calibration.collect import quantizable_inputs
+
+    model = _resize_to_skip_model()
+    assert "up" in calibratable_tensors(model)
+    assert quantizable_inputs(model) == ["input", "up"]  # the two Conv inputs, the second after the Resize
