@@ -24,7 +24,7 @@ Contract
 ``on_classes(k)`` (optional) is called once, when the class count is first known, before anything is
 yielded; it may raise to stop the run (e.g. a manifest that disagrees). ``loop.timing`` holds the seconds
 spent decoding and preprocessing. Runners are not opened or closed here. ``progress`` (a
-:class:`~segdeploy.progress.Progress`) shows the images read as one counted task named ``label``.
+:class:`~segdeploy.progress.Progress`) shows the images predicted as one counted task named ``label``.
 """
 
 from __future__ import annotations
@@ -132,8 +132,6 @@ class PredictionLoop:
                 continue
             finally:
                 self.timing["load_s"] += time.perf_counter() - t0
-            if self._task is not None:
-                self._task.update(self.consumed)
             yield s
 
     def _infer(self, group: list[Any]):
@@ -188,6 +186,7 @@ class PredictionLoop:
         with self.progress.task(self.label, self.total, "image") as self._task:
             for group in same_size_groups(self._samples(), self.preprocess, self.profile, self.batch_size, bad_size):
                 yield from self._batch(group)
+                self._task.advance(len(group))  # counted when predicted, not when read (reading runs ahead)
             self._task.update(self.total)
 
 
