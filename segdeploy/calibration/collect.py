@@ -95,13 +95,16 @@ class Statistics:
 class CollectOptions:
     """How to run collection. ``tensors=None`` collects :func:`calibratable_tensors`; ``histograms=False``
     collects only the max |x| (enough for the max method); ``workers``: binning threads (None: the CPUs this
-    process may use, or ``intra_op_threads`` when set)."""
+    process may use, or ``intra_op_threads`` when set); ``run_bytes``: with histograms, each batch is run in chunks
+    whose observed activations take at most this many bytes (at least one image; measured on the first image),
+    so memory does not grow with the image size times the batch."""
 
     num_bins: int = 2048
     tensors: tuple[str, ...] | None = None
     intra_op_threads: int | None = None
     histograms: bool = True
     workers: int | None = None
+    run_bytes: int = 512 << 20  # histogram runs: observed activations of one run at most this (batches are split)
 
 
 def _import_onnx():
@@ -344,15 +347,50 @@ def _runs_ahead(sess, input_name: str, plan: ProbePlan, batches) -> Iterator[tup
                 pending[2].cancel()
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    array: np.ndarray
+    files: tuple = ()
+
+
+class _ChunkSizer:
+    """Splits batches into chunks whose run's outputs stay under ``budget`` bytes: until one image's outputs are
+    measured (:meth:`measured`) a chunk is one image; then as many images as fit, at least one. The statistics
+    do not depend on the batching (every tensor's statistic is a merge over images)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.per_image: int | None = None
+
+    def chunks(self, batches) -> Iterator[_Chunk]:
+        for b in batches:
+            arr = b.array if hasattr(b, "array") else np.asarray(b, dtype=np.float32)
+            files = tuple(getattr(b, "files", ()))
+            i = 0
+            while i < arr.shape[0]:
+                k = 1 if self.per_image is None else max(1, self.budget // max(self.per_image, 1))
+                yield _Chunk(arr[i:i + k], files[i:i + k] if files else ())
+                i += k
+
+    def measured(self, outputs: list, images: int) -> None:
+        if self.per_image is None and images:
+            self.per_image = sum(getattr(o, "nbytes", 0) for o in outputs) // images
+
+
 def _collect(sess, plan: ProbePlan, batches, options: CollectOptions, progress) -> Statistics:
     input_name = sess.get_inputs()[0].name
     keep = options.histograms
+    sizer = _ChunkSizer(options.run_bytes) if keep else None
+    if sizer is not None:
+        batches = sizer.chunks(batches)
     stats: dict[str, TensorRange] = {n: TensorHistogram(options.num_bins) if keep else TensorRange()
                                      for n in plan.probed}
     workers = options.workers or options.intra_op_threads or default_workers()
     images = 0
     with Binner(workers if keep else 1) as binner:
         for b, arr, outputs in _runs_ahead(sess, input_name, plan, batches):
+            if sizer is not None:
+                sizer.measured(outputs, int(arr.shape[0]))
             probes = plan.read(outputs, {input_name: arr}, keep)
             del outputs
             _refuse_nonfinite(probes, getattr(b, "files", ()))

@@ -146,3 +146,26 @@ def test_tensors_after_a_computed_resize_are_calibrated():
     model = _resize_to_skip_model()
     assert "up" in calibratable_tensors(model)
     assert quantizable_inputs(model) == ["input", "up"]  # the two Conv inputs, the second after the Resize
+
+
+def test_runs_are_split_to_bound_their_memory(tiny_model, monkeypatch):
+    """With histograms, a batch runs in chunks whose outputs fit ``run_bytes`` (one image while unmeasured): the
+    statistics equal one-batch runs', and no run exceeds the budget."""
+    import segdeploy.calibration.collect as collect
+
+    seen: list[int] = []
+    real_run = collect._run
+    def counting_run(sess, name, plan, arr):
+        seen.append(arr.shape[0])
+        return real_run(sess, name, plan, arr)
+
+    monkeypatch.setattr(collect, "_run", counting_run)
+    parts, _ = batches(10, 10)
+    whole = collect_statistics(tiny_model, parts)
+    assert seen[:2] == [1, 1] and sum(seen) == 10 and len(seen) == 3  # two measured singles, then the rest at once
+    seen.clear()
+    split = collect_statistics(tiny_model, parts, CollectOptions(run_bytes=1))
+    assert seen == [1] * 10  # nothing fits: one image per run
+    for name, t in whole.tensors.items():
+        assert t.absmax == split.tensors[name].absmax and t.range_max == split.tensors[name].range_max
+        assert np.array_equal(t.hist, split.tensors[name].hist)
