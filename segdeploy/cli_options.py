@@ -306,7 +306,8 @@ class CalibrationArgs:
     cache_dir: str | None
     no_cache: bool
 
-    def parse(self) -> CalibrateOptions:
+    def parse(self, say: Callable[[str], None] | None = None) -> CalibrateOptions:
+        """The options; a defaulted ``--calib`` is said through ``say`` (the convention's one line)."""
         from segdeploy.calibration.methods import Method
         from segdeploy.calibration.stage import CalibrateOptions
 
@@ -318,6 +319,8 @@ class CalibrationArgs:
             if conv.calib is None:
                 raise UsageError(conv.line)
             calib = conv.calib
+            if say is not None:
+                say(conv.line)
         return CalibrateOptions(calib=calib, size=self.calib_size, seed=self.seed,
                                 method=Method(self.calib_method, percentile=self.percentile), gray=self.calib_gray,
                                 batch_size=self.batch_size, trt_target=self.trt_target, cache_dir=self.cache_dir,

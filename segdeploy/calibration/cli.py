@@ -28,7 +28,7 @@ def _calibrate(export_dir: str, calibration: CalibrationArgs, progress: Progress
     from segdeploy.calibration.stage import check_calibration_source, run
     from segdeploy.pipeline import run_stage
 
-    options = calibration.parse()
+    options = calibration.parse(progress)
     check_calibration_source(options.calib, options.size)
     return run_stage(export_dir, run, options, progress, command="calibrate")
 
