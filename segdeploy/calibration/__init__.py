@@ -13,7 +13,8 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
         profile=profile,               # segdeploy.spec.ShapeProfile (manifest: segdeploy.manifest.onnx_profile_of)
         size=None,                     # --calib-size: sample this many images (None: all); fewer available -> DataError
         seed=0,                        # --seed: reproducible sampling
-        method=Method("entropy"),      # Method("max") | Method("percentile", percentile=99.99) | Method("entropy") | Method("mse")
+        method=Method(),               # default "auto" (entropy per tensor, percentile on long tails: tail_rule.py) |
+                                       # Method("max") | Method("percentile", percentile=99.99) | Method("entropy") | Method("mse")
         cache_dir=None,                # statistics cache dir (None: no cache); unwritable -> ArtifactError before any work
         batch_size=8,
         tensors=None,                  # None: every float activation (graph inputs + float node outputs); or a list of names
@@ -115,6 +116,7 @@ _EXPORTS = {
     "Method": "segdeploy.calibration.methods",
     "compute_amax": "segdeploy.calibration.methods",
     "compute_ranges": "segdeploy.calibration.methods",
+    "compute_ranges_chosen": "segdeploy.calibration.methods",
     "statistics_key": "segdeploy.calibration.cache",
     "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",

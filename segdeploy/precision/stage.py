@@ -240,7 +240,8 @@ def _calibrate(ctx: _Context):
     from segdeploy.calibration import stage as cal_stage
 
     opts = ctx.options
-    ctx.progress.step(f"calibrate: {opts.calib_method} on {opts.calib}")
+    default = " (the default)" if opts.calib_method == DEFAULT_CALIB_METHOD else ""
+    ctx.progress.step(f"calibrate: {opts.calib_method}{default} on {opts.calib}")
     cal = cal_stage.run(ctx.txn, opts.calibrate_options(), ctx.progress)
     ctx.progress.step(f"calibrate: {len(cal.ranges)} tensors "
                       f"({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
