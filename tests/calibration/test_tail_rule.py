@@ -102,3 +102,21 @@ def test_calibrate_default_end_to_end(tmp_path, tiny_model, images, spec):
                     method=Method("entropy"))
     assert ent.cache_hit and ent.ranges == per_kind["entropy"] and set(ent.chosen.values()) == {"entropy"}
     assert "chosen" not in ent.to_manifest()["method"]
+
+
+def test_calibrate_command_prints_the_default_once(tmp_path, capsys, images):
+    """`segdeploy calibrate` without --calib-method: one line names the default and what it chose; with an
+    explicit method the line names that method."""
+    from calib_helpers import make_export_dir
+
+    from segdeploy.cli import main
+
+    exp = make_export_dir(tmp_path / "exp")
+    assert main(["calibrate", str(exp), "--calib", str(images), "--cache-dir", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "default method auto" in ln]
+    assert len(lines) == 1 and "tensors; percentile 99.99 where entropy would clip > 0.01% of the values" in lines[0]
+    assert main(["calibrate", str(exp), "--calib", str(images), "--cache-dir", str(tmp_path / "c"),
+                 "--calib-method", "entropy"]) == 0
+    err = capsys.readouterr().err
+    assert "calibrate: method entropy on 4 tensors" in err and "default method" not in err
