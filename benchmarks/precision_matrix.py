@@ -47,6 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 NUM_CLASSES = 6  # the shapes set: background + 5 shapes
+WELL_ABOVE_CHANCE = 10.0  # mIoU points above the majority-class predictor for a row to count as trained
+LOSS = "cross-entropy + foreground soft Dice"
 OURS = ("max", "entropy", "percentile", "auto")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 
@@ -195,6 +197,18 @@ def _lr_factor(elapsed: float, budget: float) -> float:
     return max(f / 0.05, 0.02) if f < 0.05 else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (f - 0.05) / 0.95))
 
 
+def _dice_loss(logits, target):
+    """1 - soft Dice over the foreground classes: without it a briefly trained model predicts background only
+    (the majority class; cross-entropy alone reached the chance level in 180 s on every CNN tried)."""
+    from torch.nn import functional as F
+
+    prob = logits.float().softmax(1)
+    onehot = F.one_hot(target.long(), NUM_CLASSES).permute(0, 3, 1, 2).float()
+    inter = (prob * onehot).sum((0, 2, 3))
+    card = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    return 1.0 - ((2 * inter + 1.0) / (card + 1.0))[1:].mean()
+
+
 def train(model, size: int, seconds: float, a: argparse.Namespace) -> dict:
     """Train in place on the train split for ``seconds`` of wall time (or ``--train-epochs``); returns the training
     record (validation mIoU and the majority-class chance level in points, epochs, steps, seconds)."""
@@ -219,13 +233,15 @@ def train(model, size: int, seconds: float, a: argparse.Namespace) -> dict:
             x, y = x_tr[order[s:s + a.batch]], y_tr[order[s:s + a.batch]]
             if torch.rand(1, generator=g).item() < 0.5:
                 x, y = x.flip(2), y.flip(2)
-            loss = F.cross_entropy(model(_to_input(x)), y.long())
+            logits = model(_to_input(x))
+            loss = F.cross_entropy(logits, y.long()) + _dice_loss(logits, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             steps += 1
         epochs += 1
-    return {"train_images": len(x_tr), "size": size, "epochs": epochs, "steps": steps,
+    return {"train_images": len(x_tr), "size": size, "budget_seconds": seconds, "loss": LOSS, "epochs": epochs,
+            "steps": steps,
             "seconds": round(time.perf_counter() - t0, 1), "final_loss": round(float(loss.detach()), 4),
             "val_miou_points": round(100 * _miou(model, x_va, y_va), 2),
             "chance_miou_points": round(100 * chance_miou(y_va.numpy()), 2)}
@@ -384,7 +400,9 @@ def measure_row(row: Row, a: argparse.Namespace, work: Path) -> dict:
 
 
 def summary(doc: dict) -> dict:
-    """Per row: the default's drop against the best of ORT's methods (the issue's bar: <= best + 0.05)."""
+    """Per row: trained (val mIoU >= chance + WELL_ABOVE_CHANCE), and the issue's bar for the default: it loses no
+    more than the best of ONNX Runtime's methods + 0.05 points. A loss is a drop clipped at 0 (a negative drop is
+    a gain, on 64 images within noise of 0), so a default that loses nothing meets the bar."""
     out = {}
     for name, row in doc["rows"].items():
         d = row.get("drop_points")
@@ -392,8 +410,11 @@ def summary(doc: dict) -> dict:
             continue
         ort = [d[k] for k in d if k.startswith("ort.")]
         best = min(ort) if ort else None
-        out[name] = {"default": d.get("ours.auto"), "entropy_before": d.get("ours.entropy"), "best_ort": best,
-                     "default_within_best_ort_plus_0.05": None if best is None else d["ours.auto"] <= best + 0.05}
+        t = row["train"]
+        out[name] = {"trained": t["val_miou_points"] >= t["chance_miou_points"] + WELL_ABOVE_CHANCE,
+                     "default": d.get("ours.auto"), "entropy_before": d.get("ours.entropy"), "best_ort": best,
+                     "default_within_best_ort_plus_0.05":
+                         None if best is None else max(d["ours.auto"], 0.0) <= max(best, 0.0) + 0.05}
     return out
 
 
@@ -413,6 +434,7 @@ def _budget_cell(b: dict | None) -> str:
 
 def render_table(doc: dict) -> str:
     """The Markdown table of a result document: one line per row, drops in mIoU points."""
+    doc = {**doc, "summary": summary(doc)}
     head = ["model", "val mIoU (chance)", *COLUMNS, "default <= best ORT + 0.05", "budget 0.5: kept in float"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in doc["rows"].items():
@@ -420,7 +442,8 @@ def render_table(doc: dict) -> str:
             lines.append(f"| {name} | failed: {row['error'][:120]} |" + " |" * (len(head) - 2))
             continue
         t, d, s = row["train"], row["drop_points"], doc.get("summary", {}).get(name, {})
-        cells = [name, f"{t['val_miou_points']:.1f} ({t['chance_miou_points']:.1f})"]
+        trained = "" if s.get("trained") else " **not trained**"
+        cells = [name, f"{t['val_miou_points']:.1f} ({t['chance_miou_points']:.1f}){trained}"]
         cells += [f"{d[c]:.2f}" if c in d else "-" for c in COLUMNS]
         ok = s.get("default_within_best_ort_plus_0.05")
         cells += ["-" if ok is None else ("yes" if ok else "**no**"), _budget_cell(row.get("budget"))]
@@ -447,6 +470,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--budget-images", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--out", default=None, help="write the JSON here too (rewritten after every row)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already measured in --out (without an error) and run only the others")
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="print the Markdown table of a result JSON (docs/precision_matrix.md) and exit")
     a = ap.parse_args(argv)
@@ -478,7 +503,12 @@ def main(argv=None) -> None:
                                                    "lr", "calib_images", "val_images", "budget", "budget_images")},
            "evaluated_at": "ORT_DISABLE_ALL (Q/DQ emulated node by node), drop = PyTorch mIoU - candidate mIoU "
                            "against the masks, in points", "rows": {}}
+    if a.resume and a.out and Path(a.out).is_file():
+        old = json.loads(Path(a.out).read_text())
+        doc["rows"] = {k: v for k, v in old.get("rows", {}).items() if "error" not in v}
     for name in a.row_names:
+        if name in doc["rows"]:
+            continue
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="segdeploy-pm-") as d:
             try:
