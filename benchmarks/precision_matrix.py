@@ -387,7 +387,11 @@ def measure_row(row: Row, a: argparse.Namespace, work: Path) -> dict:
     ours, extra = our_candidates(fp32, cal.statistics, work)
     doc["ours"] = extra["facts"]
     ort_paths, doc["ort_errors"] = ort_candidates(res.onnx_path, calib_dir, pre, prof, work)
-    cands = {"fp16": fp16_candidate(fp32, cal.absmax, work), **ours, **ort_paths}
+    cands = {**ours, **ort_paths}
+    try:
+        cands = {"fp16": fp16_candidate(fp32, cal.absmax, work), **cands}
+    except Exception as e:  # noqa: BLE001 - an FP16 conversion failure is a result; INT8 is still measured
+        doc["fp16_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
     val_ds = open_dataset(val_dir / "images", val_dir / "masks")
     reps = check_accuracy_many(cands, model, val_ds, preprocess=pre, profile=prof, num_classes=NUM_CLASSES,
                                levels=("disable",), batch_size=8)
