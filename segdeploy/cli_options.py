@@ -273,9 +273,10 @@ ort_options = _group("ort", ("candidate_device", "ort_opt_level"), [
 _CALIBRATION_SET = [  # shared by the calibration and precision groups: defined once
     click.option("--calib-size", type=int, help="Sample this many calibration images (default: all)."),
     click.option("--calib-method", type=click.Choice(CalibMethod.values()), default=DEFAULT_CALIB_METHOD.value,
-                 show_default=True),
+                 show_default=True, help="Range method; auto: entropy per tensor, percentile where entropy would "
+                                         "clip more than 0.01% of a tensor's values (long tails)."),
     click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True,
-                 help="For --calib-method percentile."),
+                 help="For --calib-method percentile, and auto's long-tailed tensors."),
     click.option("--seed", type=int, default=0, show_default=True, help="Calibration sampling seed."),
     click.option(OPTION, "trt_target", default=None, metavar="V",
                  help=f"TensorRT the calibration cache header is for (export --engine: also the printed trtexec "

@@ -186,6 +186,7 @@ class CalibMethod(Name):
     PERCENTILE = "percentile"
     ENTROPY = "entropy"
     MSE = "mse"
+    AUTO = "auto"  # the default: entropy per tensor, percentile where entropy clips a long tail (calibration/tail_rule.py)
 
     @property
     def needs_histogram(self) -> bool:
@@ -193,7 +194,7 @@ class CalibMethod(Name):
         return self is not CalibMethod.MAX
 
 
-DEFAULT_CALIB_METHOD = CalibMethod.ENTROPY
+DEFAULT_CALIB_METHOD = CalibMethod.AUTO
 DEFAULT_PERCENTILE = 99.99
 
 # ----------------------------------------------------------------------------------- ONNX Runtime

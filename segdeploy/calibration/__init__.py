@@ -13,7 +13,8 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
         profile=profile,               # segdeploy.spec.ShapeProfile (manifest: segdeploy.manifest.onnx_profile_of)
         size=None,                     # --calib-size: sample this many images (None: all); fewer available -> DataError
         seed=0,                        # --seed: reproducible sampling
-        method=Method("entropy"),      # Method("max") | Method("percentile", percentile=99.99) | Method("entropy") | Method("mse")
+        method=Method(),               # default "auto" (entropy per tensor, percentile on long tails: tail_rule.py) |
+                                       # Method("max") | Method("percentile", percentile=99.99) | Method("entropy") | Method("mse")
         cache_dir=None,                # statistics cache dir (None: no cache); unwritable -> ArtifactError before any work
         batch_size=8,
         tensors=None,                  # None: every float activation (graph inputs + float node outputs); or a list of names
@@ -25,6 +26,7 @@ One call (``segdeploy.calibration.calibrate``, in stage.py)::
                           # entropy / mse, only the exact max |x| per tensor for max (statistics.statistic says which)
     res.absmax            # dict[str, float]: observed max |x| per tensor (FP16 overflow check: > 65504)
     res.method            # Method used
+    res.chosen            # dict[str, str]: tensor -> the method kind that chose its range (all method.kind but for auto)
     res.calib_set         # CalibrationSet (the sampled files, data hash)
     res.cache_hit         # bool: statistics came from the cache (model not run)
     res.model_sha256, res.data_sha256
@@ -66,6 +68,9 @@ Pieces (each usable alone)::
     Method(kind, percentile=99.99, num_quant_bins=128, start_bin=128)   # frozen; kind: a segdeploy.vocab.CalibMethod; .needs_histogram
     compute_amax(hist: TensorHistogram, method) -> float
     compute_ranges(stats: Statistics, method, names=None) -> dict[str, float]   # UsageError: histogram method, absmax stats
+    compute_ranges_chosen(stats, method, names=None) -> (ranges, {tensor: kind})  # the kind each tensor got (auto)
+    # tail_rule.py: the default's per-tensor rule (entropy unless it clips > 0.01 % of the values: percentile)
+    tail_share(hist, edges, amax) -> float ; is_long_tailed(hist, edges, entropy_amax) -> bool ; TAIL_SHARE_LIMIT
     # cache.py
     key_fields(model_sha256, data_sha256, preprocess_dict, size, seed, num_bins, tensors, profile_dict, gray,
                statistic="histogram") -> dict       # num_bins is part of the key only for histograms
@@ -115,6 +120,7 @@ _EXPORTS = {
     "Method": "segdeploy.calibration.methods",
     "compute_amax": "segdeploy.calibration.methods",
     "compute_ranges": "segdeploy.calibration.methods",
+    "compute_ranges_chosen": "segdeploy.calibration.methods",
     "statistics_key": "segdeploy.calibration.cache",
     "key_fields": "segdeploy.calibration.cache",
     "StatsCache": "segdeploy.calibration.cache",

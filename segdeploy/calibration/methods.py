@@ -13,6 +13,9 @@
                  minimum wins; amax = edge ``i`` (capped at the max). The search runs over the histogram
                  trimmed after its last non-empty bin, because pytorch-quantization's histogram ends at the
                  observed max while ours ends at the next power of two (see collect.py).
+* ``auto``       the default: ``entropy`` per tensor, ``percentile`` where entropy's threshold would clip more
+                 than 0.01 % of the tensor's values (a long tail); the rule and why: :mod:`.tail_rule`.
+                 :func:`compute_ranges_chosen` also returns the kind chosen per tensor.
 * ``mse``        pytorch-quantization's ``_compute_amax_mse``: the bin centre (from ``start_bin``) whose
                  fake-quantized bin centres have the least count-weighted squared error.
 """
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segdeploy.calibration.tail_rule import RULE, choose
 from segdeploy.errors import UsageError
 from segdeploy.vocab import DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE, CalibMethod
 
@@ -46,12 +50,14 @@ class Method:
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind}
-        if self.kind == "percentile":
+        if self.kind in (CalibMethod.PERCENTILE, CalibMethod.AUTO):
             d["percentile"] = self.percentile
-        if self.kind in (CalibMethod.ENTROPY, CalibMethod.MSE):
+        if self.kind in (CalibMethod.ENTROPY, CalibMethod.MSE, CalibMethod.AUTO):
             d["start_bin"] = self.start_bin
-        if self.kind == CalibMethod.ENTROPY:
+        if self.kind in (CalibMethod.ENTROPY, CalibMethod.AUTO):
             d["num_quant_bins"] = self.num_quant_bins
+        if self.kind == CalibMethod.AUTO:
+            d["rule"] = RULE
         return d
 
     @property
@@ -172,24 +178,43 @@ def amax_mse(hist: np.ndarray, edges: np.ndarray, start_bin: int = 128, bound: i
 def compute_amax(h, method: Method) -> float:
     """amax of one tensor's statistic by ``method`` (never above its max): a
     :class:`~segdeploy.calibration.histogram.TensorHistogram`, or for ``max`` also a ``TensorRange``."""
-    if method.kind == "max":
-        return float(h.absmax)
+    return compute_amax_chosen(h, method)[0]
+
+
+def _amax_by(h, method: Method, kind: str) -> float:
+    if kind == CalibMethod.PERCENTILE:
+        return amax_percentile(h.hist, h.edges, method.percentile)
+    if kind == CalibMethod.ENTROPY:
+        return amax_entropy(h.hist, h.edges, method.num_quant_bins, method.start_bin)
+    return amax_mse(h.hist, h.edges, method.start_bin)
+
+
+def compute_amax_chosen(h, method: Method) -> tuple[float, str]:
+    """(amax, the method kind that chose it) for one tensor: ``method.kind`` itself, or for ``auto`` the kind
+    its per-tensor rule picked (:func:`segdeploy.calibration.tail_rule.choose`)."""
+    kind = str(method.kind)
+    if kind == CalibMethod.MAX:
+        return float(h.absmax), kind
     if not getattr(h, "histogram", False):
-        raise UsageError(f"the {method.kind} method needs histograms; these statistics hold only the max |x|")
+        raise UsageError(f"the {kind} method needs histograms; these statistics hold only the max |x|")
     if h.absmax == 0.0 or h.range_max == 0.0:
-        return 0.0
-    edges = h.edges
-    if method.kind == "percentile":
-        a = amax_percentile(h.hist, edges, method.percentile)
-    elif method.kind == CalibMethod.ENTROPY:
-        a = amax_entropy(h.hist, edges, method.num_quant_bins, method.start_bin)
+        return 0.0, (CalibMethod.ENTROPY.value if kind == CalibMethod.AUTO else kind)
+    if kind == CalibMethod.AUTO:
+        a, kind = choose(h.hist, h.edges, _amax_by(h, method, CalibMethod.ENTROPY),
+                         _amax_by(h, method, CalibMethod.PERCENTILE))
     else:
-        a = amax_mse(h.hist, edges, method.start_bin)
-    return float(min(a, h.absmax))
+        a = _amax_by(h, method, kind)
+    return float(min(a, h.absmax)), kind
 
 
 def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
     """amax for every tensor of ``stats`` (or only ``names``), in graph order."""
+    return compute_ranges_chosen(stats, method, names)[0]
+
+
+def compute_ranges_chosen(stats, method: Method, names=None) -> tuple[dict[str, float], dict[str, str]]:
+    """(amax per tensor, method kind chosen per tensor) for every tensor of ``stats`` (or only ``names``), in
+    graph order. The kinds are all ``method.kind`` except for ``auto``."""
     keys = list(stats.tensors) if names is None else list(names)
     missing = [k for k in keys if k not in stats.tensors]
     if missing:
@@ -198,11 +223,13 @@ def compute_ranges(stats, method: Method, names=None) -> dict[str, float]:
         raise UsageError(f"the {method.kind} method needs histograms but these statistics hold only the max |x|; "
                          "collect them with CollectOptions(histograms=True)")
     if not method.needs_histogram or len(keys) < 2:
-        return {k: compute_amax(stats.tensors[k], method) for k in keys}
-    from concurrent.futures import ThreadPoolExecutor
+        pairs = [compute_amax_chosen(stats.tensors[k], method) for k in keys]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
 
-    from segdeploy.calibration.histogram import default_workers
+        from segdeploy.calibration.histogram import default_workers
 
-    # the searches are independent NumPy work per tensor (the GIL is released inside it): one thread per CPU
-    with ThreadPoolExecutor(min(default_workers(), len(keys))) as pool:
-        return dict(zip(keys, pool.map(lambda k: compute_amax(stats.tensors[k], method), keys)))
+        # the searches are independent NumPy work per tensor (the GIL is released inside it): one thread per CPU
+        with ThreadPoolExecutor(min(default_workers(), len(keys))) as pool:
+            pairs = list(pool.map(lambda k: compute_amax_chosen(stats.tensors[k], method), keys))
+    return ({k: a for k, (a, _) in zip(keys, pairs)}, {k: kind for k, (_, kind) in zip(keys, pairs)})

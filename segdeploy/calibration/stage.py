@@ -8,7 +8,10 @@ unwritable directory, before the model runs), reuses cached statistics only for 
 size, seed, grayscale policy, tensors) and a statistic that serves ``method`` (histograms, with the same bins,
 serve every method; the absmax-only statistic serves ``max``), else streams the set through ONNX Runtime
 collecting only what ``method`` needs (``max``: the exact max |x|, reduced inside ONNX Runtime; the others:
-histograms) and stores the statistics atomically; then computes one amax per tensor with ``method``.
+histograms) and stores the statistics atomically; then computes one amax per tensor with ``method`` (the default,
+``auto``, picks entropy or percentile per tensor from the same histograms: :mod:`.tail_rule`; the kind chosen
+per tensor is ``CalibrationResult.chosen``, recorded in ``ranges.json``'s meta ``per_tensor_method`` and counted
+in the manifest's ``calibration.method.chosen``; :meth:`CalibrationResult.choice_line` is the printed line).
 Nothing is written except the cache entry; use :mod:`segdeploy.calibration.ranges_file` /
 :mod:`segdeploy.trt.calib_cache` to write ranges.json / the TensorRT cache.
 """
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from segdeploy.calibration.cache import StatsCache, key_fields, key_of, serving_statistics
 from segdeploy.calibration.collect import CollectOptions, Statistics, collect_statistics
-from segdeploy.calibration.methods import Method, compute_ranges
+from segdeploy.calibration.methods import Method, compute_ranges_chosen
 from segdeploy.calibration.reader import CalibrationSet, iter_batches, open_calibration_set
 from segdeploy.trt.calib_cache import write_trt_cache
 from segdeploy.calibration.ranges_file import write_ranges_json
@@ -32,6 +35,7 @@ from segdeploy.errors import ArtifactError
 from segdeploy.fsutil import sha256_file
 from segdeploy.progress import Progress, as_progress
 from segdeploy.spec import Preprocess, ShapeProfile
+from segdeploy.vocab import CalibMethod
 
 if TYPE_CHECKING:
     from segdeploy.exportdir import Transaction
@@ -51,6 +55,29 @@ class CalibrationResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)  # run(): "ranges", "trt_cache" in the export directory
     trt_cache_version: int | None = None  # run(): the TensorRT version code in the cache header
+    chosen: dict[str, str] = field(default_factory=dict)  # tensor -> method kind that chose its amax
+
+    def chosen_counts(self) -> dict[str, int]:
+        """How many tensors each method kind chose (one kind unless the method is ``auto``)."""
+        counts: dict[str, int] = {}
+        for kind in self.chosen.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def choice_line(self) -> str:
+        """One line: the method, and for ``auto`` what its rule chose."""
+        if self.method.kind != CalibMethod.AUTO:
+            return f"calibrate: method {self.method.label} on {len(self.ranges)} tensors"
+        parts = ", ".join(f"{kind} on {n}" for kind, n in self.chosen_counts().items())
+        return (f"calibrate: default method auto ({parts} tensors; percentile {self.method.percentile:g} where entropy "
+                "would clip > 0.01% of the values)")
+
+    def method_record(self) -> dict[str, Any]:
+        """The method's parameters, plus for ``auto`` the count of tensors per chosen kind."""
+        doc = self.method.to_dict()
+        if self.method.kind == CalibMethod.AUTO:
+            doc["chosen"] = self.chosen_counts()
+        return doc
 
     @property
     def absmax(self) -> dict[str, float]:
@@ -60,14 +87,14 @@ class CalibrationResult:
         """The stage's entry in the JSON result document."""
         files = {k: str(v) for k, v in self.files.items()}
         return {"ranges": files.get("ranges"), "trt_cache": files.get("trt_cache"),
-                "trt_cache_version": self.trt_cache_version, "method": self.method.to_dict(),
+                "trt_cache_version": self.trt_cache_version, "method": self.method_record(),
                 "images": self.calib_set.size, "tensors": len(self.ranges), "statistics_cached": self.cache_hit,
                 "seconds": round(self.seconds, 2), "data_sha256": self.data_sha256}
 
     def to_manifest(self) -> dict:
         """The manifest's ``calibration`` section."""
         doc = {
-            "method": self.method.to_dict(),
+            "method": self.method_record(),
             "set": self.calib_set.to_dict(),
             "model_sha256": self.model_sha256,
             "statistic": self.statistics.statistic,
@@ -160,9 +187,10 @@ def calibrate(
             cache_file = _store(cache, key, stats, notes)
     else:
         progress.step(f"calibrate: statistics of {cset.size} images from the cache")
-    return CalibrationResult(ranges=compute_ranges(stats, method), statistics=stats, method=method, calib_set=cset,
-                             cache_hit=hit, model_sha256=key.model_sha256, data_sha256=cset.data_sha256,
-                             cache_file=cache_file, seconds=time.perf_counter() - t0, notes=notes)
+    ranges, chosen = compute_ranges_chosen(stats, method)
+    return CalibrationResult(ranges=ranges, statistics=stats, method=method, calib_set=cset, cache_hit=hit,
+                             model_sha256=key.model_sha256, data_sha256=cset.data_sha256, cache_file=cache_file,
+                             seconds=time.perf_counter() - t0, notes=notes, chosen=chosen)
 
 
 @dataclass(frozen=True)
@@ -226,10 +254,13 @@ def run(txn: Transaction, options: CalibrateOptions, progress: Progress) -> Cali
     code, note = cache_header_code(resolve_target(options.trt_target))
     if note:
         res.notes.append(note)
+    progress.step(res.choice_line())
     section = res.to_manifest()
     section.update({"ranges_file": RANGES, "trt_cache_file": CALIB_CACHE, "trt_cache_version": code})
-    write_ranges_json(txn.path(RANGES), res.ranges, {k: v for k, v in section.items()
-                                                     if k not in ("ranges_file", "trt_cache_file", "notes")})
+    meta = {k: v for k, v in section.items() if k not in ("ranges_file", "trt_cache_file", "notes")}
+    if res.method.kind == CalibMethod.AUTO:
+        meta["per_tensor_method"] = dict(res.chosen)
+    write_ranges_json(txn.path(RANGES), res.ranges, meta)
     txn.add(RANGES, "ranges", derived_from=(MODEL_ONNX,))
     write_trt_cache(txn.path(CALIB_CACHE), res.ranges, code)
     txn.add(CALIB_CACHE, "calib-cache", derived_from=(MODEL_ONNX,))

@@ -164,7 +164,7 @@ class PrecisionResult:
         """The stage's entry in the JSON result document."""
         cal = self.calibration
         return {"precision": self.section, "files": {k: str(v) for k, v in self.files.items()}, "notes": list(self.notes),
-                "calibration": None if cal is None else {"method": cal.method.to_dict(), "images": cal.calib_set.size,
+                "calibration": None if cal is None else {"method": cal.method_record(), "images": cal.calib_set.size,
                                                          "tensors": len(cal.ranges), "statistics_cached": cal.cache_hit},
                 "seconds": round(self.seconds, 2)}
 
@@ -290,7 +290,8 @@ def _calibrate(ctx: _Context):
     from segdeploy.calibration import stage as cal_stage
 
     opts = ctx.options
-    ctx.progress.step(f"calibrate: {opts.calib_method} on {opts.calib}")
+    default = " (the default)" if opts.calib_method == DEFAULT_CALIB_METHOD else ""
+    ctx.progress.step(f"calibrate: {opts.calib_method}{default} on {opts.calib}")
     cal = cal_stage.run(ctx.txn, opts.calibrate_options(), ctx.progress)
     ctx.progress.step(f"calibrate: {len(cal.ranges)} tensors "
                       f"({'cached statistics' if cal.cache_hit else f'{cal.seconds:.1f}s'})")
@@ -376,7 +377,7 @@ def _int8(ctx: _Context, fp32, cal):
     opts = ctx.options
     qopts = QdqOptions(exclude=tuple(opts.exclude), min_channels=opts.min_channels)
     entry: dict[str, Any] = {"file": INT8_ONNX, "placement": "segdeploy.precision.qdq (TensorRT rules)",
-                             "method": cal.method.to_dict(), "calibration_set": cal.calib_set.to_dict(),
+                             "method": cal.method_record(), "calibration_set": cal.calib_set.to_dict(),
                              "trt_cache_version": version_from_code(cal.trt_cache_version)}
     quantize_qdq(fp32, cal.ranges, qopts)  # fails fast (UsageError) when nothing is quantizable
     budget = None

@@ -16,7 +16,7 @@ def test_exports_resolve():
         assert getattr(c, name) is getattr(importlib.import_module(c._EXPORTS[name]), name)
     from segdeploy.vocab import CalibMethod
 
-    assert callable(c.calibrate) and CalibMethod.values() == ("max", "percentile", "entropy", "mse")
+    assert callable(c.calibrate) and CalibMethod.values() == ("max", "percentile", "entropy", "mse", "auto")
 
 
 def test_import_is_light():

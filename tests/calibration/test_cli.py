@@ -30,7 +30,13 @@ def test_calibrate_command(tmp_path, capsys, images):
     for k, v in ranges.items():
         assert cache.ranges[k] == pytest.approx(v, rel=1e-6)
     sec = ExportDir.open(exp).manifest["calibration"]
-    assert sec["method"] == {"kind": "entropy", "num_quant_bins": 128, "start_bin": 128}
+    # the default method (no --calib-method): auto, with the kind chosen per tensor counted in the manifest and
+    # named per tensor in ranges.json
+    method = sec["method"]
+    assert method["kind"] == "auto" and method["percentile"] == 99.99 and "rule" in method
+    assert sum(method["chosen"].values()) == 4 and set(method["chosen"]) <= {"entropy", "percentile"}
+    assert set(meta["per_tensor_method"]) == set(ranges)
+    assert sorted(meta["per_tensor_method"].values()) == sorted(k for k, n in method["chosen"].items() for _ in range(n))
     assert sec["set"]["size"] == 6 and sec["trt_cache_file"] == "model.calib.cache" and meta["set"]["seed"] == 0
     rc = main(["calibrate", str(exp), "--calib", str(images), "--calib-size", "6",
                "--calib-method", "max", "--json"])
