@@ -226,8 +226,11 @@ def _assign_homes(st: _Graph) -> None:
                 if a.name == "to" and a.i == F32:
                     a.i = F16
         elif n.op_type == "ConstantOfShape" and p == F16:
-            for a in n.attribute:
-                if a.name == "value" and a.t.data_type == F32:
+            values = [a for a in n.attribute if a.name == "value"]
+            if not values:  # no value: a float32 zero by ONNX's default (dynamo's zeros for MaxUnpool's ScatterND)
+                n.attribute.append(onnx.helper.make_attribute("value", numpy_helper.from_array(np.zeros(1, np.float16))))
+            for a in values:
+                if a.t.data_type == F32:
                     a.t.CopyFrom(to16(a.t))
         elif p == F16:
             for a in n.attribute:

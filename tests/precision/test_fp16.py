@@ -130,3 +130,25 @@ def test_custom_plugin_op_kept_fp32_with_casts():
     assert producers[plug.input[0]].op_type == "Cast"  # fp16 -> fp32 in front of the plugin
     conv = next(n for n in r.model.graph.node if n.op_type == "Conv")
     assert producers[conv.input[0]].op_type == "Cast"  # and back to fp16 behind it
+
+
+def test_constant_of_shape_without_value_becomes_float16():
+    """ConstantOfShape with no ``value`` makes float32 zeros (ONNX's default): dynamo's MaxUnpool writes its
+    ScatterND into such zeros, and the FP16 graph did not type-check (SegNet --fp16 failed)."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Shape", ["input"], ["shp"]),
+        helper.make_node("ConstantOfShape", ["shp"], ["zeros"]),  # no value attribute
+        helper.make_node("Relu", ["input"], ["upd"]),
+        helper.make_node("ScatterND", ["zeros", "idx", "upd"], ["logits"]),
+    ]
+    idx = numpy_helper.from_array(np.array([[0], [1]], dtype=np.int64), "idx")
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 3])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 3])], [idx])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    out = convert_fp16(model).model
+    x = np.array([[1, -2, 3], [-4, 5, -6]], dtype=np.float32)
+    got = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert got.dtype == np.float32 and np.array_equal(got, np.maximum(x, 0))
