@@ -223,7 +223,7 @@ def verify_onnx(
             say(f"verify {label} {'x'.join(map(str, shape))} ({i + 1}/{len(plan)})")
             report.shapes.append(_check_shape(module, sess, label, shape, _input(shape, seed + i), rtol, atol))
             task.advance()
-    if not report.corner_verified:
+    if report.passed and not report.corner_verified:  # a failure is reported by the caller, not as "verified"
         say(f"verified {len(plan)} shapes; the max corner {'x'.join(map(str, profile.max))} was not run: {SEPARATE_AXES}")
     return report
 
