@@ -190,11 +190,15 @@ class PredictionLoop:
             self._task.update(self.total)
 
 
+MAX_BATCH_PIXELS = 1 << 20  # input pixels per evaluation batch (8 images of 362x362; 3 of 640x480)
+
+
 def same_size_groups(samples, preprocess, profile, batch_size: int,
                      on_bad_size: Callable[[Any, ShapeError], None] | None = None) -> Iterator[list[Any]]:
-    """Consecutive samples in groups of at most ``batch_size`` (capped at the profile's max batch) that preprocess
-    to the same input size, so batching never changes an image's input. A sample the profile cannot take goes to
-    ``on_bad_size`` (raised when None)."""
+    """Consecutive samples in groups of at most ``batch_size`` (capped at the profile's max batch, and at
+    :data:`MAX_BATCH_PIXELS` input pixels per group, at least one image: a batch of 8 large frames would hold
+    every model's activations eight times over) that preprocess to the same input size, so batching never changes
+    an image's input. A sample the profile cannot take goes to ``on_bad_size`` (raised when None)."""
     if profile is not None:
         batch_size = min(batch_size, profile.max[0])
     group: list[Any] = []
@@ -207,7 +211,8 @@ def same_size_groups(samples, preprocess, profile, batch_size: int,
                 raise
             on_bad_size(s, err)
             continue
-        if group and (sz != size or len(group) >= batch_size):
+        fits = max(1, MAX_BATCH_PIXELS // max(1, sz[0] * sz[1]))
+        if group and (sz != size or len(group) >= min(batch_size, fits)):
             yield group
             group = []
         group.append(s)
