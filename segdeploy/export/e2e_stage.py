@@ -115,9 +115,12 @@ class E2EResult:
 
 
 def frame_shapes(profile: ShapeProfile) -> list[tuple[str, tuple[int, int, int]]]:
-    """(label, (N, H, W)) frames to verify at: the profile's verification shapes, one frame whose H/W are not
-    multiples of the spatial multiple, and one below the profile's minimum H/W (where those differ)."""
-    out = [(label, (s[0], s[2], s[3])) for label, s in profile.verification_shapes()]
+    """(label, (N, H, W)) frames to verify at: the export verification's plan (min, opt, the max batch and the max
+    H/W apart -- never the max corner -- and the irregular shape), one frame whose H/W are not multiples of the
+    spatial multiple, and one below the profile's minimum H/W (where those differ)."""
+    from segdeploy.export.verify import verification_plan
+
+    out = [(label, (s[0], s[2], s[3])) for label, s in verification_plan(profile)]
     n, h, w = profile.opt[0], profile.opt[2] - 1, profile.opt[3] - 1  # opt H/W are multiples: these are not
     if h >= 1 and w >= 1:
         out.append(("unaligned", (n, h, w)))
