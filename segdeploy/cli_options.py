@@ -425,7 +425,8 @@ precision_options = _group("precision", ("int8", "fp16", "calib", "val", "max_mi
                              ./calibration/ when it exists), used by --fp16 to keep ops whose activations
                              exceed the FP16 range in FP32
   --calib-size N             sample N images reproducibly (--seed); default all
-  --calib-method M           max | percentile | entropy (default, TensorRT's KL search) | mse
+  --calib-method M           auto (default: entropy per tensor, percentile where entropy would clip > 0.01 %) |
+                             max | percentile | entropy (TensorRT's KL search) | mse
   --percentile P             for --calib-method percentile (default 99.99)
   --val DIR                  validation split: DIR/images (+ DIR/masks); default: --calib's val/ folder,
                              or the sibling val/ of a --calib named calib/ (calibration/<set>/calib)
