@@ -168,7 +168,9 @@ def test_stage_on_the_example_every_precision(example, tmp_path):
         onnx.checker.check_model(e2e, full_check=True)
         ver = ed.end_to_end["variants"][p]["verification"]
         assert ver["passed"] and ver["min_agreement_vs_source"] == 1.0
-        assert {s["label"] for s in ver["shapes"]} >= {"min", "opt", "max", "irregular", "unaligned", "below-min"}
+        labels = {s["label"] for s in ver["shapes"]}
+        assert labels >= {"min", "opt", "irregular", "unaligned", "below-min"}
+        assert "max" in labels or labels >= {"max-batch", "max-hw"}  # the export's plan
         if p == Precision.FP32:
             assert all(s["decisive_vs_torch"] == 0 for s in ver["shapes"]) and ver["torch"] == "compared, gated"
         else:
