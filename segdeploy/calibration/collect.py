@@ -139,30 +139,6 @@ def _weightless(model):
     return out
 
 
-# ops whose first output's element type is not their first input's (everything else keeps it, for the fallback below)
-_TYPE_CHANGING_OPS = frozenset({
-    "Cast", "CastLike", "Shape", "Size", "ArgMax", "ArgMin", "NonZero", "QuantizeLinear", "DequantizeLinear",
-    "DynamicQuantizeLinear", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-    "IsNaN", "IsInf", "ConstantOfShape", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Multinomial", "OneHot",
-    "If", "Loop", "Scan", "StringNormalizer", "Constant", "Range", "Where", "GatherND",
-})
-
-
-def _propagate_types(graph, types: dict[str, int]) -> None:
-    """Fill in the element type of node outputs that shape inference left untyped (it stops at the first node it
-    cannot infer, e.g. a ``Resize`` whose sizes are computed at run time, and everything after it loses its type):
-    the first output of an op that keeps its input's type takes the type of its first typed data input."""
-    for node in graph.node:
-        if not node.output or not node.output[0] or node.output[0] in types or node.op_type in _TYPE_CHANGING_OPS:
-            continue
-        first = next((types[i] for i in node.input if i and i in types), None)
-        if first is not None:
-            types[node.output[0]] = first
-            if node.op_type == "Split":
-                for o in node.output[1:]:
-                    types.setdefault(o, first)
-
-
 def _float_activations(model) -> dict[str, int]:
     """Graph inputs and float outputs of non-constant nodes -> ONNX element type, in graph order."""
     onnx = _import_onnx()
@@ -177,9 +153,6 @@ def _float_activations(model) -> dict[str, int]:
     for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
         if vi.type.HasField("tensor_type"):
             types[vi.name] = vi.type.tensor_type.elem_type
-    for t in model.graph.initializer:
-        types.setdefault(t.name, t.data_type)
-    _propagate_types(model.graph, types)
     g = model.graph
     inits = {i.name for i in g.initializer}
     const = set(inits)
